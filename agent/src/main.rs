@@ -1,0 +1,2 @@
+//! vouch-agent: the terminal-side daemon (placeholder while the workspace is laid out).
+fn main() {}

@@ -1,0 +1,5 @@
+//! vouch's pure core: every wire type, every evidence check, TPM structure parsing, policy
+//! evaluation, verdicts and the agent/verifier state machines. No I/O, clock or randomness of its
+//! own: callers pass them in, so everything here is unit-testable with byte vectors and fuzzable.
+
+pub mod digest;

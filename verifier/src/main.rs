@@ -1,0 +1,2 @@
+//! vouch-verifier: the verifier service (placeholder while the workspace is laid out).
+fn main() {}
