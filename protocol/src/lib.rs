@@ -2,4 +2,14 @@
 //! evaluation, verdicts and the agent/verifier state machines. No I/O, clock or randomness of its
 //! own: callers pass them in, so everything here is unit-testable with byte vectors and fuzzable.
 
+pub mod bytes;
+pub mod device;
 pub mod digest;
+pub mod error;
+pub mod firmware;
+pub mod ids;
+pub mod messages;
+pub mod nonce;
+pub mod policy;
+pub mod verdict;
+pub mod wire;

@@ -1,0 +1,394 @@
+//! The verifier's per-device state machine: pending → trusted ⇄ quarantined, driven by
+//! appraisals and operator actions. Each transition returns the audit entries to append and the
+//! effects (commands, challenges) for the shell to carry out; nothing here touches storage.
+//!
+//! Invariant: a quarantine, automatic or manual, is lifted only by an operator release followed
+//! by an attestation that passes. An attestation passing on its own never un-quarantines.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use thiserror::Error;
+
+use crate::messages::CmdAction;
+use crate::verdict::{DeviceState, Status};
+
+/// Who caused a change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "name", rename_all = "lowercase")]
+pub enum Actor {
+    /// The verifier itself (appraisal outcome).
+    Verifier,
+    /// An operator, named by the credential they used.
+    Operator(String),
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Actor::Verifier => f.write_str("verifier"),
+            Actor::Operator(n) => write!(f, "operator:{n}"),
+        }
+    }
+}
+
+/// Kinds of audited change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditAction {
+    Enrolled,
+    Trusted,
+    Pending,
+    Quarantined,
+    Released,
+    ReleaseFailed,
+    PolicyChanged,
+}
+
+impl AuditAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::Enrolled => "enrolled",
+            AuditAction::Trusted => "trusted",
+            AuditAction::Pending => "pending",
+            AuditAction::Quarantined => "quarantined",
+            AuditAction::Released => "released",
+            AuditAction::ReleaseFailed => "release_failed",
+            AuditAction::PolicyChanged => "policy_changed",
+        }
+    }
+}
+
+/// One audited change, before the shell stamps it with device and time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub action: AuditAction,
+    pub actor: Actor,
+    pub reason: String,
+}
+
+/// Something the shell must do after a transition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Publish a signed command to the device.
+    SendCmd(CmdAction),
+    /// Issue a fresh challenge to the device.
+    SendChallenge,
+}
+
+/// Why a quarantine is in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quarantine {
+    pub reason: String,
+    pub actor: Actor,
+    pub at: u64,
+}
+
+/// An operator's release, waiting for a passing attestation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseRequest {
+    pub reason: String,
+    pub actor: Actor,
+    pub at: u64,
+}
+
+/// An operator action that does not apply to the device's current state.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum TransitionError {
+    #[error("device is already quarantined ({reason})")]
+    AlreadyQuarantined { reason: String },
+    #[error("device is not quarantined (state {state})")]
+    NotQuarantined { state: DeviceState },
+    #[error("a reason is required")]
+    EmptyReason,
+}
+
+/// The verifier's view of one device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceStatus {
+    pub state: DeviceState,
+    pub quarantine: Option<Quarantine>,
+    pub release: Option<ReleaseRequest>,
+    /// Reasons of the last verdict.
+    pub reasons: Vec<String>,
+    pub last_verdict_at: Option<u64>,
+}
+
+/// The outcome of one transition.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Transition {
+    pub changes: Vec<Change>,
+    pub effects: Vec<Effect>,
+}
+
+impl Default for DeviceStatus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DeviceStatus {
+    /// A freshly enrolled device.
+    pub fn new() -> Self {
+        Self {
+            state: DeviceState::Pending,
+            quarantine: None,
+            release: None,
+            reasons: Vec::new(),
+            last_verdict_at: None,
+        }
+    }
+
+    /// Applies an appraisal (of fresh evidence, or a re-evaluation after a policy change).
+    /// Returns the transition and the status and reasons the published verdict must carry: a
+    /// quarantined device's verdict is contraindicated whatever the appraisal said.
+    pub fn apply_appraisal(
+        &mut self,
+        status: Status,
+        reasons: &[String],
+        now: u64,
+    ) -> (Transition, Status, Vec<String>) {
+        let mut t = Transition::default();
+        let joined = || reasons.join("; ");
+        match (self.state, status) {
+            (DeviceState::Quarantined, Status::Contraindicated) => {
+                if let Some(rel) = self.release.take() {
+                    t.changes.push(Change {
+                        action: AuditAction::ReleaseFailed,
+                        actor: Actor::Verifier,
+                        reason: format!(
+                            "attestation after release ({}) failed: {}",
+                            rel.reason,
+                            joined()
+                        ),
+                    });
+                    t.effects
+                        .push(Effect::SendCmd(CmdAction::Quarantine { reason: joined() }));
+                }
+            }
+            (_, Status::Contraindicated) => {
+                self.state = DeviceState::Quarantined;
+                self.quarantine = Some(Quarantine {
+                    reason: joined(),
+                    actor: Actor::Verifier,
+                    at: now,
+                });
+                t.changes.push(Change {
+                    action: AuditAction::Quarantined,
+                    actor: Actor::Verifier,
+                    reason: joined(),
+                });
+                t.effects
+                    .push(Effect::SendCmd(CmdAction::Quarantine { reason: joined() }));
+            }
+            (DeviceState::Quarantined, Status::Affirming) => {
+                if let Some(rel) = self.release.take() {
+                    self.state = DeviceState::Trusted;
+                    self.quarantine = None;
+                    t.changes.push(Change {
+                        action: AuditAction::Trusted,
+                        actor: Actor::Verifier,
+                        reason: format!("attestation after release ({}) passed", rel.reason),
+                    });
+                }
+            }
+            (DeviceState::Pending, Status::Affirming) => {
+                self.state = DeviceState::Trusted;
+                t.changes.push(Change {
+                    action: AuditAction::Trusted,
+                    actor: Actor::Verifier,
+                    reason: "attestation passed".into(),
+                });
+            }
+            (DeviceState::Trusted, Status::Warning | Status::None) => {
+                self.state = DeviceState::Pending;
+                t.changes.push(Change {
+                    action: AuditAction::Pending,
+                    actor: Actor::Verifier,
+                    reason: joined(),
+                });
+            }
+            (DeviceState::Trusted, Status::Affirming)
+            | (DeviceState::Pending | DeviceState::Quarantined, Status::Warning | Status::None) => {
+            }
+        }
+        self.last_verdict_at = Some(now);
+        let (status, reasons) = match (&self.state, &self.quarantine) {
+            (DeviceState::Quarantined, Some(q)) => {
+                let mut r = vec![format!("quarantined by {}: {}", q.actor, q.reason)];
+                r.extend(reasons.iter().filter(|x| **x != q.reason).cloned());
+                (Status::Contraindicated, r)
+            }
+            _ => (status, reasons.to_vec()),
+        };
+        self.reasons = reasons.clone();
+        (t, status, reasons)
+    }
+
+    /// An operator cuts the device off.
+    pub fn quarantine(
+        &mut self,
+        reason: &str,
+        actor: Actor,
+        now: u64,
+    ) -> Result<Transition, TransitionError> {
+        if reason.trim().is_empty() {
+            return Err(TransitionError::EmptyReason);
+        }
+        if let Some(q) = &self.quarantine {
+            return Err(TransitionError::AlreadyQuarantined {
+                reason: q.reason.clone(),
+            });
+        }
+        self.state = DeviceState::Quarantined;
+        self.release = None;
+        self.quarantine = Some(Quarantine {
+            reason: reason.to_owned(),
+            actor: actor.clone(),
+            at: now,
+        });
+        self.reasons = vec![format!("quarantined by {actor}: {reason}")];
+        Ok(Transition {
+            changes: vec![Change {
+                action: AuditAction::Quarantined,
+                actor,
+                reason: reason.to_owned(),
+            }],
+            effects: vec![Effect::SendCmd(CmdAction::Quarantine {
+                reason: reason.to_owned(),
+            })],
+        })
+    }
+
+    /// An operator asks for the device back: it stays quarantined until it re-attests and passes.
+    pub fn release(
+        &mut self,
+        reason: &str,
+        actor: Actor,
+        now: u64,
+    ) -> Result<Transition, TransitionError> {
+        if reason.trim().is_empty() {
+            return Err(TransitionError::EmptyReason);
+        }
+        if self.state != DeviceState::Quarantined {
+            return Err(TransitionError::NotQuarantined { state: self.state });
+        }
+        self.release = Some(ReleaseRequest {
+            reason: reason.to_owned(),
+            actor: actor.clone(),
+            at: now,
+        });
+        Ok(Transition {
+            changes: vec![Change {
+                action: AuditAction::Released,
+                actor,
+                reason: reason.to_owned(),
+            }],
+            effects: vec![
+                Effect::SendCmd(CmdAction::Release {
+                    reason: reason.to_owned(),
+                }),
+                Effect::SendChallenge,
+            ],
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op() -> Actor {
+        Actor::Operator("admin".into())
+    }
+
+    fn r(s: &str) -> Vec<String> {
+        vec![s.to_owned()]
+    }
+
+    #[test]
+    fn pending_becomes_trusted_on_a_pass_and_stays_pending_without_reference() {
+        let mut d = DeviceStatus::new();
+        let (t, s, _) = d.apply_appraisal(Status::Warning, &r("no reference values"), 1);
+        assert!(t.changes.is_empty());
+        assert_eq!((d.state, s), (DeviceState::Pending, Status::Warning));
+        let (t, s, _) = d.apply_appraisal(Status::Affirming, &[], 2);
+        assert_eq!(t.changes[0].action, AuditAction::Trusted);
+        assert_eq!((d.state, s), (DeviceState::Trusted, Status::Affirming));
+    }
+
+    #[test]
+    fn failure_quarantines_and_sends_a_command() {
+        let mut d = DeviceStatus::new();
+        d.apply_appraisal(Status::Affirming, &[], 1);
+        let (t, s, reasons) = d.apply_appraisal(Status::Contraindicated, &r("PCR 4 changed"), 2);
+        assert_eq!(d.state, DeviceState::Quarantined);
+        assert_eq!(s, Status::Contraindicated);
+        assert!(reasons[0].contains("PCR 4 changed"));
+        assert_eq!(t.changes[0].action, AuditAction::Quarantined);
+        assert!(matches!(
+            t.effects[0],
+            Effect::SendCmd(CmdAction::Quarantine { .. })
+        ));
+    }
+
+    #[test]
+    fn passing_attestation_alone_never_lifts_a_quarantine() {
+        let mut d = DeviceStatus::new();
+        d.quarantine("tamper report", op(), 1).unwrap();
+        let (t, s, reasons) = d.apply_appraisal(Status::Affirming, &[], 2);
+        assert!(t.changes.is_empty());
+        assert_eq!(
+            (d.state, s),
+            (DeviceState::Quarantined, Status::Contraindicated)
+        );
+        assert_eq!(
+            reasons,
+            vec!["quarantined by operator:admin: tamper report".to_string()]
+        );
+    }
+
+    #[test]
+    fn release_then_pass_makes_trusted_and_release_then_fail_stays_quarantined() {
+        let mut d = DeviceStatus::new();
+        d.quarantine("tamper report", op(), 1).unwrap();
+        let t = d.release("inspected", op(), 2).unwrap();
+        assert_eq!(t.changes[0].action, AuditAction::Released);
+        assert!(t.effects.contains(&Effect::SendChallenge));
+        assert_eq!(d.state, DeviceState::Quarantined);
+        let (t, _, _) = d.apply_appraisal(Status::Affirming, &[], 3);
+        assert_eq!(t.changes[0].action, AuditAction::Trusted);
+        assert_eq!(d.state, DeviceState::Trusted);
+        assert!(d.quarantine.is_none());
+
+        d.quarantine("again", op(), 4).unwrap();
+        d.release("try", op(), 5).unwrap();
+        let (t, s, _) = d.apply_appraisal(Status::Contraindicated, &r("PCR 0 changed"), 6);
+        assert_eq!(t.changes[0].action, AuditAction::ReleaseFailed);
+        assert_eq!(
+            (d.state, s),
+            (DeviceState::Quarantined, Status::Contraindicated)
+        );
+        assert!(d.release.is_none());
+    }
+
+    #[test]
+    fn operator_actions_check_the_state() {
+        let mut d = DeviceStatus::new();
+        assert!(matches!(
+            d.release("x", op(), 1),
+            Err(TransitionError::NotQuarantined { .. })
+        ));
+        assert_eq!(
+            d.quarantine("  ", op(), 1),
+            Err(TransitionError::EmptyReason)
+        );
+        d.quarantine("x", op(), 1).unwrap();
+        assert!(matches!(
+            d.quarantine("y", op(), 2),
+            Err(TransitionError::AlreadyQuarantined { .. })
+        ));
+    }
+}

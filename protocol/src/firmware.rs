@@ -1,0 +1,198 @@
+//! Firmware measurements: the list of (path, SHA-256) the agent extends into its application PCR,
+//! and the rules both sides share. The agent measures each file once per TPM boot and again
+//! whenever its hash changes; the verifier replays the list and requires it to reproduce the
+//! quoted PCR, so a list that hides a measurement (or a PCR extended behind the agent's back) is
+//! caught.
+//!
+//! Each entry is extended as `SHA-256("vouch-firmware-v1\0" || u32be(len(path)) || path ||
+//! present || sha256)`, which binds the path to the hash: swapping two files' hashes changes the
+//! PCR.
+
+use serde::{Deserialize, Serialize};
+
+use crate::bytes::Sha256Digest;
+use crate::digest::{HashAlg, sha256};
+
+/// Upper bound on entries in one boot's list (bounds verifier work and message size).
+pub const MAX_ENTRIES: usize = 4096;
+/// Upper bound on a path's length in bytes.
+pub const MAX_PATH: usize = 4096;
+
+const DOMAIN: &[u8] = b"vouch-firmware-v1\0";
+
+/// One measurement: the file's path as configured, and its SHA-256 (`None` when the file was
+/// missing or unreadable at measurement time).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FirmwareEntry {
+    pub path: String,
+    pub sha256: Option<Sha256Digest>,
+}
+
+impl FirmwareEntry {
+    /// The digest extended into the PCR for this entry.
+    pub fn event_digest(&self) -> Sha256Digest {
+        let path = self.path.as_bytes();
+        // MAX_PATH keeps this in range for valid entries; a longer path (rejected by
+        // `check_list`) still hashes deterministically because the length saturates.
+        let len = u32::try_from(path.len()).unwrap_or(u32::MAX).to_be_bytes();
+        let (present, hash) = match &self.sha256 {
+            Some(h) => (1u8, h.0),
+            None => (0u8, [0u8; 32]),
+        };
+        let mut buf = Vec::with_capacity(DOMAIN.len() + 4 + path.len() + 33);
+        buf.extend_from_slice(DOMAIN);
+        buf.extend_from_slice(&len);
+        buf.extend_from_slice(path);
+        buf.push(present);
+        buf.extend_from_slice(&hash);
+        Sha256Digest(sha256(&buf))
+    }
+}
+
+/// The value a freshly reset PCR reaches after extending every entry in order.
+pub fn replay(entries: &[FirmwareEntry]) -> Sha256Digest {
+    let mut pcr = HashAlg::Sha256.zero_pcr();
+    for e in entries {
+        HashAlg::Sha256.extend(&mut pcr, &e.event_digest().0);
+    }
+    // extend() always yields a digest of the bank's length.
+    Sha256Digest::from_slice(&pcr).unwrap_or(Sha256Digest::ZERO)
+}
+
+/// Checks the bounds a verifier enforces on a received list.
+pub fn check_list(entries: &[FirmwareEntry]) -> Result<(), String> {
+    if entries.len() > MAX_ENTRIES {
+        return Err(format!(
+            "firmware list has {} entries (limit {MAX_ENTRIES})",
+            entries.len()
+        ));
+    }
+    if let Some(e) = entries
+        .iter()
+        .find(|e| e.path.is_empty() || e.path.len() > MAX_PATH)
+    {
+        return Err(format!(
+            "firmware path of {} bytes is empty or over {MAX_PATH}",
+            e.path.len()
+        ));
+    }
+    Ok(())
+}
+
+/// The agent's persistent list for one TPM boot (identified by the TPM's resetCount).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FirmwareLog {
+    pub reset_count: u32,
+    pub entries: Vec<FirmwareEntry>,
+}
+
+/// The PCR does not equal the replay of any prefix of the list: something other than this agent
+/// extended it, or the stored list was lost. The agent cannot repair that; the verifier will
+/// report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PcrDiverged;
+
+impl FirmwareLog {
+    /// Decides what to measure now. `current` holds a fresh hash of every configured file.
+    /// On a new TPM boot the list restarts; otherwise only files whose hash differs from their
+    /// latest entry are measured again. The returned entries have been appended to `self`: the
+    /// caller persists the log *before* extending them, so a crash in between is recoverable
+    /// with [`FirmwareLog::unextended`].
+    pub fn plan(&mut self, reset_count: u32, current: &[FirmwareEntry]) -> Vec<FirmwareEntry> {
+        if reset_count != self.reset_count {
+            self.reset_count = reset_count;
+            self.entries.clear();
+        }
+        let mut new = Vec::new();
+        for entry in current {
+            let latest = self.entries.iter().rev().find(|e| e.path == entry.path);
+            if latest.map(|e| &e.sha256) != Some(&entry.sha256) {
+                new.push(entry.clone());
+                self.entries.push(entry.clone());
+            }
+        }
+        new
+    }
+
+    /// Given the PCR's current value, the entries of the list not yet extended into it (an
+    /// empty slice when the PCR is up to date).
+    pub fn unextended(&self, pcr: &Sha256Digest) -> Result<&[FirmwareEntry], PcrDiverged> {
+        let mut value = HashAlg::Sha256.zero_pcr();
+        if value == pcr.0 {
+            return Ok(&self.entries);
+        }
+        for (i, e) in self.entries.iter().enumerate() {
+            HashAlg::Sha256.extend(&mut value, &e.event_digest().0);
+            if value == pcr.0 {
+                return Ok(self.entries.get(i + 1..).unwrap_or_default());
+            }
+        }
+        Err(PcrDiverged)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(path: &str, byte: u8) -> FirmwareEntry {
+        FirmwareEntry {
+            path: path.into(),
+            sha256: Some(Sha256Digest([byte; 32])),
+        }
+    }
+
+    #[test]
+    fn replay_binds_path_to_hash() {
+        let a = [entry("/a", 1), entry("/b", 2)];
+        let swapped = [entry("/a", 2), entry("/b", 1)];
+        assert_ne!(replay(&a), replay(&swapped));
+        assert_eq!(replay(&[]), Sha256Digest::ZERO);
+    }
+
+    #[test]
+    fn missing_file_is_distinct_from_any_hash() {
+        let missing = FirmwareEntry {
+            path: "/a".into(),
+            sha256: None,
+        };
+        assert_ne!(missing.event_digest(), entry("/a", 0).event_digest());
+    }
+
+    #[test]
+    fn plan_measures_everything_on_a_new_boot_and_only_changes_after() {
+        let mut log = FirmwareLog::default();
+        let cur = [entry("/a", 1), entry("/b", 2)];
+        assert_eq!(log.plan(1, &cur).len(), 2);
+        assert!(log.plan(1, &cur).is_empty());
+        let changed = [entry("/a", 1), entry("/b", 3)];
+        assert_eq!(log.plan(1, &changed), vec![entry("/b", 3)]);
+        assert_eq!(log.entries.len(), 3);
+        // Changing back is a new measurement too: what was measured stays measured.
+        assert_eq!(log.plan(1, &cur), vec![entry("/b", 2)]);
+        // New boot: the list restarts.
+        assert_eq!(log.plan(2, &cur).len(), 2);
+        assert_eq!(log.entries.len(), 2);
+    }
+
+    #[test]
+    fn unextended_finds_the_suffix_a_crash_left_behind() {
+        let mut log = FirmwareLog::default();
+        log.plan(1, &[entry("/a", 1), entry("/b", 2)]);
+        let after_first = replay(&log.entries[..1]);
+        assert_eq!(log.unextended(&after_first).unwrap(), &log.entries[1..]);
+        assert_eq!(log.unextended(&Sha256Digest::ZERO).unwrap().len(), 2);
+        assert!(log.unextended(&replay(&log.entries)).unwrap().is_empty());
+        assert_eq!(log.unextended(&Sha256Digest([9; 32])), Err(PcrDiverged));
+    }
+
+    #[test]
+    fn check_list_bounds_paths_and_count() {
+        assert!(check_list(&[entry("/a", 1)]).is_ok());
+        assert!(check_list(&[entry("", 1)]).is_err());
+        assert!(check_list(&[entry(&"x".repeat(MAX_PATH + 1), 1)]).is_err());
+        let many = vec![entry("/a", 1); MAX_ENTRIES + 1];
+        assert!(check_list(&many).is_err());
+    }
+}

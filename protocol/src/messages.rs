@@ -1,0 +1,185 @@
+//! The body of every v1 message kind. Field names are the CBOR map keys; unknown fields are
+//! rejected so a message cannot smuggle data past a verifier that does not understand it.
+//! Times are Unix seconds; `seq` numbers order verifier messages for the agent.
+
+use serde::{Deserialize, Serialize};
+
+use crate::bytes::{Bytes, Sha256Digest};
+use crate::firmware::FirmwareEntry;
+use crate::ids::{Kind, Nonce};
+use crate::verdict::Verdict;
+use crate::wire::Message;
+
+/// Agent → verifier at every (re)connect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hello {
+    pub agent_version: String,
+    pub model: String,
+    /// The TPM's resetCount as the agent last read it (informational; the quote carries the
+    /// authoritative value).
+    pub reset_count: u32,
+}
+
+impl Message for Hello {
+    const KIND: Kind = Kind::Hello;
+}
+
+/// Agent → verifier every `--interval`: the agent's view, and a request for a fresh challenge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Status {
+    pub quarantined: bool,
+    /// `seq` of the newest verdict the agent accepted, if any.
+    pub last_verdict_seq: Option<u64>,
+}
+
+impl Message for Status {
+    const KIND: Kind = Kind::Status;
+}
+
+/// Verifier → agent: quote over this nonce before `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Challenge {
+    pub nonce: Nonce,
+    pub issued_at: u64,
+    pub expires_at: u64,
+}
+
+impl Message for Challenge {
+    const KIND: Kind = Kind::Challenge;
+}
+
+/// One sha256 PCR value covered by a quote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PcrValue {
+    pub index: u8,
+    pub value: Sha256Digest,
+}
+
+/// Agent → verifier: the answer to a challenge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Evidence {
+    /// The challenge nonce this evidence answers; the quote's extraData must equal it.
+    pub nonce: Nonce,
+    /// TPMS_ATTEST exactly as the TPM produced it (the signed bytes).
+    pub attest: Bytes,
+    /// TPMT_SIGNATURE over `attest` by the attestation key.
+    pub signature: Bytes,
+    /// The sha256-bank PCR values the quote covers, ascending by index.
+    pub pcrs: Vec<PcrValue>,
+    /// The PCR the agent extends its firmware measurements into (default 14).
+    pub firmware_pcr: u8,
+    /// The firmware measurement list of this TPM boot, in extend order.
+    pub firmware: Vec<FirmwareEntry>,
+}
+
+impl Message for Evidence {
+    const KIND: Kind = Kind::Evidence;
+}
+
+impl Message for Verdict {
+    const KIND: Kind = Kind::Verdict;
+}
+
+/// What a verifier command asks the agent to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum CmdAction {
+    /// The terminal is cut off; the agent records it and reports it in `status`.
+    Quarantine { reason: String },
+    /// An operator released the terminal; the agent must re-attest, and is trusted only when
+    /// that attestation passes.
+    Release { reason: String },
+    /// Attest now (ask for a challenge).
+    Attest,
+}
+
+/// Verifier → agent: a command, ordered by `seq`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cmd {
+    pub seq: u64,
+    pub issued_at: u64,
+    pub action: CmdAction,
+}
+
+impl Message for Cmd {
+    const KIND: Kind = Kind::Cmd;
+}
+
+/// Agent → operator → verifier (HTTP API, not MQTT): what the verifier needs to enroll a
+/// terminal. Signed by the device key it carries, which proves possession of that key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollmentRequest {
+    pub model: String,
+    /// TPMT_PUBLIC of the endorsement key.
+    pub ek_public: Bytes,
+    /// DER EK certificate from the TPM's NV storage, when it has one.
+    pub ek_certificate: Option<Bytes>,
+    /// TPMT_PUBLIC of the attestation key.
+    pub ak_public: Bytes,
+    /// TPM Name of the AK (nameAlg || H(TPMT_PUBLIC)).
+    pub ak_name: Bytes,
+    /// Ed25519 public key that signs the agent's messages.
+    pub device_key: Bytes,
+}
+
+impl Message for EnrollmentRequest {
+    const KIND: Kind = Kind::Enroll;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{from_cbor_exact, to_cbor};
+
+    #[test]
+    fn cmd_round_trips_with_a_typed_action() {
+        let c = Cmd {
+            seq: 7,
+            issued_at: 1_700_000_000,
+            action: CmdAction::Quarantine {
+                reason: "firmware changed".into(),
+            },
+        };
+        let bytes = to_cbor(&c);
+        let back: Cmd = from_cbor_exact(&bytes).unwrap();
+        assert_eq!(back, c);
+        let v: ciborium::Value = from_cbor_exact(&bytes).unwrap();
+        let action = v
+            .as_map()
+            .unwrap()
+            .iter()
+            .find(|(k, _)| k.as_text() == Some("action"))
+            .unwrap()
+            .1
+            .as_map()
+            .unwrap();
+        assert!(
+            action
+                .iter()
+                .any(|(k, v)| k.as_text() == Some("type") && v.as_text() == Some("quarantine"))
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        #[derive(Serialize)]
+        struct Extra {
+            quarantined: bool,
+            last_verdict_seq: Option<u64>,
+            smuggled: u8,
+        }
+        let bytes = to_cbor(&Extra {
+            quarantined: false,
+            last_verdict_seq: None,
+            smuggled: 1,
+        });
+        assert!(from_cbor_exact::<Status>(&bytes).is_err());
+    }
+}

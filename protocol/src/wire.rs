@@ -1,0 +1,442 @@
+//! The v1 envelope: every message is a tagged COSE_Sign1 (EdDSA) whose payload is a CBOR map
+//! `{v: 1, device, kind, msg}`. Signing the device and the kind binds a message to one topic, so a
+//! captured message cannot be moved to another device's topic or re-labelled as another kind.
+//!
+//! Decoding is split in two so the cheap checks run first and crypto can run off the MQTT loop:
+//! [`decode`] bounds the size and checks structure, version, kind and topic; [`Unverified::verify`]
+//! then checks the signature with the key the caller looked up for `device`.
+
+use coset::{CoseSign1, CoseSign1Builder, HeaderBuilder, TaggedCborSerializable};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::WireError;
+use crate::ids::{DeviceId, Kind, Topic, truncate_for_display};
+
+/// Protocol version carried in every signed body.
+pub const VERSION: u64 = 1;
+
+/// Default upper bound on an MQTT payload, checked before any decoding.
+pub const DEFAULT_MAX_PAYLOAD: usize = 1 << 20;
+
+/// External AAD of every signature: separates vouch v1 signatures from any other use of the key.
+const AAD: &[u8] = b"vouch/v1";
+
+/// A typed message body for one [`Kind`].
+pub trait Message: Serialize + DeserializeOwned {
+    const KIND: Kind;
+}
+
+#[derive(Serialize)]
+struct BodyOut<'a, T> {
+    v: u64,
+    device: &'a DeviceId,
+    kind: Kind,
+    msg: &'a T,
+}
+
+/// The body as decoded before its fields are interpreted: strings stay strings so each field's
+/// failure gets its own named error.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BodyIn {
+    v: u64,
+    device: String,
+    kind: String,
+    msg: ciborium::Value,
+}
+
+/// Signs `msg` for `device` with `key` and returns the tagged COSE_Sign1 bytes.
+pub fn seal<T: Message>(device: &DeviceId, msg: &T, key: &SigningKey) -> Vec<u8> {
+    let body = BodyOut {
+        v: VERSION,
+        device,
+        kind: T::KIND,
+        msg,
+    };
+    let mut payload = Vec::new();
+    // Serializing our own in-memory types to a Vec cannot fail: every field is a plain
+    // serde-derived value and Vec<u8> writes are infallible.
+    if let Err(e) = ciborium::into_writer(&body, &mut payload) {
+        unreachable!("CBOR encoding of a {} body failed: {e}", T::KIND);
+    }
+    let protected = HeaderBuilder::new()
+        .algorithm(coset::iana::Algorithm::EdDSA)
+        .build();
+    let sign1 = CoseSign1Builder::new()
+        .protected(protected)
+        .payload(payload)
+        .create_signature(AAD, |tbs| key.sign(tbs).to_bytes().to_vec())
+        .build();
+    match sign1.to_tagged_vec() {
+        Ok(v) => v,
+        Err(e) => unreachable!("COSE encoding of a signed {} failed: {e}", T::KIND),
+    }
+}
+
+/// A structurally valid message whose signature has not been checked yet.
+#[derive(Debug)]
+pub struct Unverified {
+    device: DeviceId,
+    kind: Kind,
+    msg: ciborium::Value,
+    sign1: CoseSign1,
+}
+
+impl Unverified {
+    /// The device the signed body names (equal to the topic's device when decoded by [`decode`]).
+    pub fn device(&self) -> &DeviceId {
+        &self.device
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// Checks the EdDSA signature with `key` (strict verification: no malleable signatures, no
+    /// small-order keys).
+    pub fn verify(self, key: &VerifyingKey) -> Result<Verified, WireError> {
+        self.sign1.verify_signature(AAD, |sig, tbs| {
+            let sig = Signature::from_slice(sig).map_err(|_| WireError::BadSignature)?;
+            key.verify_strict(tbs, &sig)
+                .map_err(|_| WireError::BadSignature)
+        })?;
+        Ok(Verified {
+            device: self.device,
+            kind: self.kind,
+            msg: self.msg,
+        })
+    }
+}
+
+/// A message whose signature verified with the key the caller chose.
+#[derive(Debug)]
+pub struct Verified {
+    device: DeviceId,
+    kind: Kind,
+    msg: ciborium::Value,
+}
+
+impl Verified {
+    pub fn device(&self) -> &DeviceId {
+        &self.device
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// Interprets the body as `T`; fails if the kind differs or a field is missing, unknown or
+    /// ill-typed.
+    pub fn open<T: Message>(self) -> Result<T, WireError> {
+        if self.kind != T::KIND {
+            return Err(WireError::KindMismatch {
+                expected: T::KIND,
+                found: self.kind,
+            });
+        }
+        self.msg
+            .deserialized()
+            .map_err(|e| WireError::MessageMalformed {
+                kind: T::KIND,
+                reason: truncate_for_display(&e.to_string()),
+            })
+    }
+}
+
+/// Decodes a payload received on `topic`: size bound, COSE structure, algorithm, version, kind
+/// and device must all match the topic. The signature is checked later by [`Unverified::verify`].
+pub fn decode(topic: &Topic, bytes: &[u8], max_len: usize) -> Result<Unverified, WireError> {
+    let msg = decode_detached(bytes, max_len)?;
+    if msg.kind != topic.kind {
+        return Err(WireError::KindMismatch {
+            expected: topic.kind,
+            found: msg.kind,
+        });
+    }
+    if msg.device != topic.device {
+        return Err(WireError::DeviceMismatch {
+            topic: topic.device.clone(),
+            payload: msg.device,
+        });
+    }
+    Ok(msg)
+}
+
+/// Decodes a message that did not arrive on a topic (an enrollment request file, a stored
+/// verdict): the same checks as [`decode`] minus the topic comparison.
+pub fn decode_detached(bytes: &[u8], max_len: usize) -> Result<Unverified, WireError> {
+    if bytes.len() > max_len {
+        return Err(WireError::Oversized {
+            len: bytes.len(),
+            max: max_len,
+        });
+    }
+    let sign1 = CoseSign1::from_tagged_slice(bytes).map_err(|e| match e {
+        coset::CoseError::ExtraneousData => WireError::TrailingBytes,
+        other => WireError::NotCoseSign1 {
+            reason: truncate_for_display(&other.to_string()),
+        },
+    })?;
+    check_headers(&sign1)?;
+    let payload = sign1.payload.as_deref().ok_or(WireError::MissingPayload)?;
+    let body: BodyIn =
+        from_cbor_exact(payload).map_err(|reason| WireError::BodyMalformed { reason })?;
+    if body.v != VERSION {
+        return Err(WireError::UnsupportedVersion { version: body.v });
+    }
+    let kind: Kind = body.kind.parse().map_err(WireError::Id)?;
+    let device: DeviceId = body.device.parse().map_err(WireError::Id)?;
+    Ok(Unverified {
+        device,
+        kind,
+        msg: body.msg,
+        sign1,
+    })
+}
+
+fn check_headers(sign1: &CoseSign1) -> Result<(), WireError> {
+    let expected = coset::RegisteredLabelWithPrivate::Assigned(coset::iana::Algorithm::EdDSA);
+    if sign1.protected.header.alg.as_ref() != Some(&expected) {
+        return Err(WireError::UnsupportedAlgorithm);
+    }
+    let h = &sign1.protected.header;
+    let only_alg = h.crit.is_empty()
+        && h.content_type.is_none()
+        && h.key_id.is_empty()
+        && h.iv.is_empty()
+        && h.partial_iv.is_empty()
+        && h.counter_signatures.is_empty()
+        && h.rest.is_empty();
+    if !only_alg || !sign1.unprotected.is_empty() {
+        return Err(WireError::UnexpectedHeader);
+    }
+    Ok(())
+}
+
+/// Decodes exactly one CBOR item of type `T` from `bytes`; trailing bytes are an error.
+pub fn from_cbor_exact<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    let mut rest = bytes;
+    let value: T =
+        ciborium::from_reader(&mut rest).map_err(|e| truncate_for_display(&e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(format!("{} trailing bytes after the CBOR item", rest.len()));
+    }
+    Ok(value)
+}
+
+/// Encodes `value` as CBOR. For our own serde-derived types this cannot fail.
+pub fn to_cbor<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = Vec::new();
+    if let Err(e) = ciborium::into_writer(value, &mut out) {
+        unreachable!("CBOR encoding into a Vec failed: {e}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::messages::Hello;
+
+    fn key(seed: u8) -> SigningKey {
+        SigningKey::from_bytes(&[seed; 32])
+    }
+
+    fn dev(s: &str) -> DeviceId {
+        s.parse().unwrap()
+    }
+
+    fn hello() -> Hello {
+        Hello {
+            agent_version: "0.1.0".into(),
+            model: "T-100".into(),
+            reset_count: 3,
+        }
+    }
+
+    fn topic(device: &str, kind: Kind) -> Topic {
+        Topic::new(dev(device), kind)
+    }
+
+    #[test]
+    fn sealed_message_opens_with_the_right_key() {
+        let k = key(1);
+        let bytes = seal(&dev("t1"), &hello(), &k);
+        let m = decode(&topic("t1", Kind::Hello), &bytes, DEFAULT_MAX_PAYLOAD).unwrap();
+        assert_eq!(m.device().as_str(), "t1");
+        let h: Hello = m.verify(&k.verifying_key()).unwrap().open().unwrap();
+        assert_eq!(h, hello());
+    }
+
+    #[test]
+    fn forged_signature_is_rejected() {
+        let bytes = seal(&dev("t1"), &hello(), &key(1));
+        let m = decode(&topic("t1", Kind::Hello), &bytes, DEFAULT_MAX_PAYLOAD).unwrap();
+        assert!(matches!(
+            m.verify(&key(2).verifying_key()),
+            Err(WireError::BadSignature)
+        ));
+    }
+
+    #[test]
+    fn message_moved_to_another_devices_topic_is_rejected() {
+        let bytes = seal(&dev("t1"), &hello(), &key(1));
+        let err = decode(&topic("t2", Kind::Hello), &bytes, DEFAULT_MAX_PAYLOAD).unwrap_err();
+        assert!(matches!(err, WireError::DeviceMismatch { .. }), "{err}");
+    }
+
+    #[test]
+    fn message_moved_to_another_kind_is_rejected() {
+        let bytes = seal(&dev("t1"), &hello(), &key(1));
+        let err = decode(&topic("t1", Kind::Status), &bytes, DEFAULT_MAX_PAYLOAD).unwrap_err();
+        assert!(matches!(err, WireError::KindMismatch { .. }), "{err}");
+    }
+
+    #[test]
+    fn oversized_payload_is_rejected_before_decoding() {
+        let bytes = vec![0u8; 2048];
+        let err = decode(&topic("t1", Kind::Hello), &bytes, 1024).unwrap_err();
+        assert!(matches!(
+            err,
+            WireError::Oversized {
+                len: 2048,
+                max: 1024
+            }
+        ));
+    }
+
+    #[test]
+    fn trailing_bytes_are_rejected() {
+        let mut bytes = seal(&dev("t1"), &hello(), &key(1));
+        bytes.push(0);
+        let err = decode(&topic("t1", Kind::Hello), &bytes, DEFAULT_MAX_PAYLOAD).unwrap_err();
+        assert!(matches!(err, WireError::TrailingBytes), "{err}");
+    }
+
+    #[test]
+    fn every_truncation_is_an_error_not_a_panic() {
+        let bytes = seal(&dev("t1"), &hello(), &key(1));
+        for n in 0..bytes.len() {
+            assert!(decode(&topic("t1", Kind::Hello), &bytes[..n], DEFAULT_MAX_PAYLOAD).is_err());
+        }
+    }
+
+    #[test]
+    fn garbage_is_rejected() {
+        for g in [
+            &b""[..],
+            b"\xff\xff\xff",
+            b"hello world",
+            &[0xd2, 0x84, 0x40],
+        ] {
+            assert!(decode(&topic("t1", Kind::Hello), g, DEFAULT_MAX_PAYLOAD).is_err());
+        }
+    }
+
+    #[test]
+    fn tampered_payload_fails_the_signature() {
+        let bytes = seal(&dev("t1"), &hello(), &key(1));
+        // Flip the last byte of the model string inside the signed payload.
+        let pos = bytes.windows(5).position(|w| w == b"T-100").unwrap();
+        let mut t = bytes.clone();
+        t[pos + 4] = b'9';
+        let m = decode(&topic("t1", Kind::Hello), &t, DEFAULT_MAX_PAYLOAD).unwrap();
+        assert!(matches!(
+            m.verify(&key(1).verifying_key()),
+            Err(WireError::BadSignature)
+        ));
+    }
+
+    #[test]
+    fn unknown_kind_and_version_are_rejected() {
+        #[derive(Serialize)]
+        struct Raw<'a> {
+            v: u64,
+            device: &'a str,
+            kind: &'a str,
+            msg: u8,
+        }
+        for (v, kind, want) in [(1, "punches", "unknown"), (2, "hello", "version")] {
+            let payload = to_cbor(&Raw {
+                v,
+                device: "t1",
+                kind,
+                msg: 0,
+            });
+            let sign1 = CoseSign1Builder::new()
+                .protected(
+                    HeaderBuilder::new()
+                        .algorithm(coset::iana::Algorithm::EdDSA)
+                        .build(),
+                )
+                .payload(payload)
+                .create_signature(AAD, |tbs| key(1).sign(tbs).to_bytes().to_vec())
+                .build()
+                .to_tagged_vec()
+                .unwrap();
+            let err = decode_detached(&sign1, DEFAULT_MAX_PAYLOAD).unwrap_err();
+            assert!(err.to_string().contains(want), "{err}");
+        }
+    }
+
+    #[test]
+    fn other_algorithms_are_rejected() {
+        let payload = to_cbor(&BodyOut {
+            v: 1,
+            device: &dev("t1"),
+            kind: Kind::Hello,
+            msg: &hello(),
+        });
+        let sign1 = CoseSign1Builder::new()
+            .protected(
+                HeaderBuilder::new()
+                    .algorithm(coset::iana::Algorithm::ES256)
+                    .build(),
+            )
+            .payload(payload)
+            .create_signature(AAD, |tbs| key(1).sign(tbs).to_bytes().to_vec())
+            .build()
+            .to_tagged_vec()
+            .unwrap();
+        assert!(matches!(
+            decode_detached(&sign1, DEFAULT_MAX_PAYLOAD),
+            Err(WireError::UnsupportedAlgorithm)
+        ));
+    }
+
+    #[test]
+    fn open_rejects_missing_fields() {
+        #[derive(Serialize)]
+        struct Partial {
+            model: String,
+        }
+        let bytes = {
+            let body = BodyOut {
+                v: 1,
+                device: &dev("t1"),
+                kind: Kind::Hello,
+                msg: &Partial { model: "x".into() },
+            };
+            CoseSign1Builder::new()
+                .protected(
+                    HeaderBuilder::new()
+                        .algorithm(coset::iana::Algorithm::EdDSA)
+                        .build(),
+                )
+                .payload(to_cbor(&body))
+                .create_signature(AAD, |tbs| key(1).sign(tbs).to_bytes().to_vec())
+                .build()
+                .to_tagged_vec()
+                .unwrap()
+        };
+        let m = decode(&topic("t1", Kind::Hello), &bytes, DEFAULT_MAX_PAYLOAD).unwrap();
+        let err = m
+            .verify(&key(1).verifying_key())
+            .unwrap()
+            .open::<Hello>()
+            .unwrap_err();
+        assert!(matches!(err, WireError::MessageMalformed { .. }), "{err}");
+    }
+}
