@@ -2,6 +2,7 @@
 //! evaluation, verdicts and the agent/verifier state machines. No I/O, clock or randomness of its
 //! own: callers pass them in, so everything here is unit-testable with byte vectors and fuzzable.
 
+pub mod agent;
 pub mod bytes;
 pub mod device;
 pub mod digest;

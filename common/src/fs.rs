@@ -1,0 +1,138 @@
+//! Durable file writes: write to a temporary file in the same directory, fsync it, rename it over
+//! the target and fsync the directory, so a crash leaves either the old or the new content and
+//! never a torn file. Also private directories and size-bounded reads.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Errors naming the path and the operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path} is {len} bytes, over the {max}-byte limit")]
+    TooLarge { path: PathBuf, len: u64, max: u64 },
+}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> FsError + 'a {
+    move |source| FsError::Io {
+        op,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Creates `dir` (and parents) if needed with mode 0700, and tightens an existing one to 0700.
+pub fn ensure_private_dir(dir: &Path) -> Result<(), FsError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io_err("create directory", dir))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .map_err(io_err("set permissions on", dir))
+}
+
+/// Atomically replaces `path` with `data`, created with `mode`, and makes it durable.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), FsError> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)
+            .map_err(io_err("create", &tmp))?;
+        f.write_all(data).map_err(io_err("write", &tmp))?;
+        f.sync_all().map_err(io_err("sync", &tmp))?;
+        fs::rename(&tmp, path).map_err(io_err("rename into", path))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err("sync directory", dir))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Reads a whole file, refusing one larger than `max` bytes before reading it.
+pub fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>, FsError> {
+    let f = File::open(path).map_err(io_err("open", path))?;
+    let len = f.metadata().map_err(io_err("stat", path))?.len();
+    if len > max {
+        return Err(FsError::TooLarge {
+            path: path.to_owned(),
+            len,
+            max,
+        });
+    }
+    let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    // take() also bounds a file that grows while we read it.
+    f.take(max + 1)
+        .read_to_end(&mut buf)
+        .map_err(io_err("read", path))?;
+    if buf.len() as u64 > max {
+        return Err(FsError::TooLarge {
+            path: path.to_owned(),
+            len: buf.len() as u64,
+            max,
+        });
+    }
+    Ok(buf)
+}
+
+/// Reads a file if it exists; `Ok(None)` when it does not.
+pub fn read_optional(path: &Path, max: u64) -> Result<Option<Vec<u8>>, FsError> {
+    match read_limited(path, max) {
+        Ok(b) => Ok(Some(b)),
+        Err(FsError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_and_sets_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k");
+        write_atomic(&p, b"one", 0o600).unwrap();
+        write_atomic(&p, b"two", 0o600).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file left behind");
+    }
+
+    #[test]
+    fn read_limited_refuses_large_files_and_names_missing_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("big");
+        fs::write(&p, vec![0u8; 100]).unwrap();
+        assert!(matches!(read_limited(&p, 10), Err(FsError::TooLarge { .. })));
+        assert_eq!(read_limited(&p, 100).unwrap().len(), 100);
+        let missing = dir.path().join("missing");
+        assert!(read_limited(&missing, 10).unwrap_err().to_string().contains("missing"));
+        assert_eq!(read_optional(&missing, 10).unwrap(), None);
+    }
+
+    #[test]
+    fn private_dir_is_0700() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("a/b");
+        ensure_private_dir(&d).unwrap();
+        assert_eq!(fs::metadata(&d).unwrap().permissions().mode() & 0o777, 0o700);
+    }
+}
