@@ -14,8 +14,8 @@ use crate::messages::{Challenge, Cmd, CmdAction, Status};
 use crate::verdict::{DeviceState, Verdict};
 use crate::wire;
 
-/// How many answered challenge nonces the agent remembers to ignore re-deliveries.
-const ANSWERED_MEMORY: usize = 16;
+/// How many answered challenge nonces (and open request ids) the agent remembers.
+const MEMORY: usize = 16;
 
 /// What the agent last heard from the verifier; persisted in its state directory.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,17 +70,38 @@ pub struct AgentCore {
     max_payload: usize,
     view: AgentView,
     answered: VecDeque<Nonce>,
+    /// Request ids of hello/status messages sent and not yet answered by a challenge.
+    open_requests: VecDeque<u64>,
+    /// Whether to answer challenges the verifier sends on its own (request 0): a daemon does,
+    /// a one-shot `attest --once` does not.
+    answer_unsolicited: bool,
 }
 
 impl AgentCore {
-    pub fn new(device: DeviceId, verifier_key: VerifyingKey, view: AgentView) -> Self {
+    pub fn new(
+        device: DeviceId,
+        verifier_key: VerifyingKey,
+        view: AgentView,
+        answer_unsolicited: bool,
+    ) -> Self {
         Self {
             device,
             verifier_key,
             max_payload: wire::DEFAULT_MAX_PAYLOAD,
             view,
             answered: VecDeque::new(),
+            open_requests: VecDeque::new(),
+            answer_unsolicited,
         }
+    }
+
+    /// Records a request id (random, non-zero, drawn by the shell) about to be sent in a hello or
+    /// status, so the challenge answering it will be accepted.
+    pub fn open_request(&mut self, id: u64) {
+        if self.open_requests.len() == MEMORY {
+            self.open_requests.pop_front();
+        }
+        self.open_requests.push_back(id);
     }
 
     pub fn device(&self) -> &DeviceId {
@@ -99,16 +120,21 @@ impl AgentCore {
             .collect()
     }
 
-    /// The periodic status message.
-    pub fn status(&self) -> Status {
+    /// The periodic status message, carrying request id `request` (see [`Self::open_request`]).
+    pub fn status(&self, request: u64) -> Status {
         Status {
             quarantined: self.view.quarantined.is_some(),
             last_verdict_seq: self.view.last_verdict.as_ref().map(|v| v.seq),
+            request,
         }
     }
 
     /// Handles one message received on `topic`.
-    pub fn on_message(&mut self, topic: &str, payload: &[u8]) -> Result<Vec<AgentAction>, AgentReject> {
+    pub fn on_message(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+    ) -> Result<Vec<AgentAction>, AgentReject> {
         let bad_topic = || AgentReject::Topic {
             topic: crate::ids::truncate_for_display(topic),
         };
@@ -130,7 +156,20 @@ impl AgentCore {
         if self.answered.contains(&c.nonce) {
             return vec![AgentAction::Ignored("challenge already answered")];
         }
-        if self.answered.len() == ANSWERED_MEMORY {
+        if c.request == 0 {
+            if !self.answer_unsolicited {
+                return vec![AgentAction::Ignored(
+                    "unsolicited challenge; only the daemon answers",
+                )];
+            }
+        } else if let Some(pos) = self.open_requests.iter().position(|r| *r == c.request) {
+            self.open_requests.remove(pos);
+        } else {
+            return vec![AgentAction::Ignored(
+                "challenge answers another process's request",
+            )];
+        }
+        if self.answered.len() == MEMORY {
             self.answered.pop_front();
         }
         self.answered.push_back(c.nonce);
@@ -141,20 +180,32 @@ impl AgentCore {
         if v.device != self.device {
             return Err(AgentReject::VerdictDevice { found: v.device });
         }
-        if self.view.last_verdict.as_ref().is_some_and(|old| v.seq <= old.seq) {
-            return Ok(vec![AgentAction::Ignored("verdict is not newer than the one held")]);
+        if self
+            .view
+            .last_verdict
+            .as_ref()
+            .is_some_and(|old| v.seq <= old.seq)
+        {
+            return Ok(vec![AgentAction::Ignored(
+                "verdict is not newer than the one held",
+            )]);
         }
         self.view.quarantined = match v.state {
             DeviceState::Quarantined => Some(v.reasons.first().cloned().unwrap_or_default()),
             DeviceState::Trusted | DeviceState::Pending => None,
         };
         self.view.last_verdict = Some(v.clone());
-        Ok(vec![AgentAction::ViewChanged, AgentAction::VerdictReceived(v)])
+        Ok(vec![
+            AgentAction::ViewChanged,
+            AgentAction::VerdictReceived(v),
+        ])
     }
 
     fn on_cmd(&mut self, c: Cmd) -> Vec<AgentAction> {
         if c.seq <= self.view.last_cmd_seq {
-            return vec![AgentAction::Ignored("command is not newer than the last one obeyed")];
+            return vec![AgentAction::Ignored(
+                "command is not newer than the last one obeyed",
+            )];
         }
         self.view.last_cmd_seq = c.seq;
         match c.action {
@@ -184,7 +235,7 @@ mod tests {
     }
 
     fn core() -> AgentCore {
-        AgentCore::new(dev(), vkey().verifying_key(), AgentView::default())
+        AgentCore::new(dev(), vkey().verifying_key(), AgentView::default(), true)
     }
 
     fn verdict(seq: u64, state: DeviceState) -> Verdict {
@@ -205,17 +256,57 @@ mod tests {
     }
 
     fn cmd(seq: u64, action: CmdAction) -> Vec<u8> {
-        wire::seal(&dev(), &Cmd { seq, issued_at: 1, action }, &vkey())
+        wire::seal(
+            &dev(),
+            &Cmd {
+                seq,
+                issued_at: 1,
+                action,
+            },
+            &vkey(),
+        )
+    }
+
+    fn challenge(nonce: u8, request: u64) -> Challenge {
+        Challenge {
+            nonce: Nonce::from_bytes([nonce; 32]),
+            issued_at: 1,
+            expires_at: 61,
+            request,
+        }
+    }
+
+    #[test]
+    fn only_own_requests_and_unsolicited_challenges_are_answered() {
+        let mut daemon = core();
+        let mut once = AgentCore::new(dev(), vkey().verifying_key(), AgentView::default(), false);
+        daemon.open_request(5);
+        once.open_request(6);
+        let for_once = wire::seal(&dev(), &challenge(1, 6), &vkey());
+        let unsolicited = wire::seal(&dev(), &challenge(2, 0), &vkey());
+        let t = "vouch/v1/t1/challenge";
+        assert!(matches!(
+            daemon.on_message(t, &for_once).unwrap()[0],
+            AgentAction::Ignored(_)
+        ));
+        assert!(matches!(
+            once.on_message(t, &for_once).unwrap()[0],
+            AgentAction::Attest(_)
+        ));
+        assert!(matches!(
+            daemon.on_message(t, &unsolicited).unwrap()[0],
+            AgentAction::Attest(_)
+        ));
+        assert!(matches!(
+            once.on_message(t, &unsolicited).unwrap()[0],
+            AgentAction::Ignored(_)
+        ));
     }
 
     #[test]
     fn challenge_is_answered_once() {
         let mut c = core();
-        let ch = Challenge {
-            nonce: Nonce::from_bytes([1; 32]),
-            issued_at: 1,
-            expires_at: 61,
-        };
+        let ch = challenge(1, 0);
         let bytes = wire::seal(&dev(), &ch, &vkey());
         let a = c.on_message("vouch/v1/t1/challenge", &bytes).unwrap();
         assert_eq!(a, vec![AgentAction::Attest(ch)]);
@@ -253,11 +344,17 @@ mod tests {
     #[test]
     fn stale_commands_are_ignored() {
         let mut c = core();
-        c.on_message("vouch/v1/t1/cmd", &cmd(5, CmdAction::Quarantine { reason: "x".into() }))
-            .unwrap();
+        c.on_message(
+            "vouch/v1/t1/cmd",
+            &cmd(5, CmdAction::Quarantine { reason: "x".into() }),
+        )
+        .unwrap();
         assert_eq!(c.view().state(), Some(DeviceState::Quarantined));
         let a = c
-            .on_message("vouch/v1/t1/cmd", &cmd(4, CmdAction::Release { reason: "y".into() }))
+            .on_message(
+                "vouch/v1/t1/cmd",
+                &cmd(4, CmdAction::Release { reason: "y".into() }),
+            )
             .unwrap();
         assert!(matches!(a[0], AgentAction::Ignored(_)));
     }
@@ -275,6 +372,6 @@ mod tests {
         let a = c.on_message("vouch/v1/t1/verdict", &old).unwrap();
         assert!(matches!(a[0], AgentAction::Ignored(_)));
         assert_eq!(c.view().state(), Some(DeviceState::Trusted));
-        assert_eq!(c.status().last_verdict_seq, Some(11));
+        assert_eq!(c.status(1).last_verdict_seq, Some(11));
     }
 }

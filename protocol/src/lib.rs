@@ -12,5 +12,6 @@ pub mod ids;
 pub mod messages;
 pub mod nonce;
 pub mod policy;
+pub mod tpm;
 pub mod verdict;
 pub mod wire;

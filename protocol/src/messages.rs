@@ -19,6 +19,9 @@ pub struct Hello {
     /// The TPM's resetCount as the agent last read it (informational; the quote carries the
     /// authoritative value).
     pub reset_count: u32,
+    /// Random id the verifier echoes in the challenge it sends back, so that only the agent
+    /// process that asked answers it (a daemon and an `attest --once` may share a device).
+    pub request: u64,
 }
 
 impl Message for Hello {
@@ -32,6 +35,8 @@ pub struct Status {
     pub quarantined: bool,
     /// `seq` of the newest verdict the agent accepted, if any.
     pub last_verdict_seq: Option<u64>,
+    /// As in [`Hello::request`].
+    pub request: u64,
 }
 
 impl Message for Status {
@@ -45,6 +50,9 @@ pub struct Challenge {
     pub nonce: Nonce,
     pub issued_at: u64,
     pub expires_at: u64,
+    /// The `request` of the hello/status this answers; 0 when the verifier challenges on its own
+    /// (after a release or a policy change), which only a daemon answers.
+    pub request: u64,
 }
 
 impl Message for Challenge {
@@ -173,11 +181,13 @@ mod tests {
         struct Extra {
             quarantined: bool,
             last_verdict_seq: Option<u64>,
+            request: u64,
             smuggled: u8,
         }
         let bytes = to_cbor(&Extra {
             quarantined: false,
             last_verdict_seq: None,
+            request: 1,
             smuggled: 1,
         });
         assert!(from_cbor_exact::<Status>(&bytes).is_err());

@@ -253,6 +253,7 @@ mod tests {
             agent_version: "0.1.0".into(),
             model: "T-100".into(),
             reset_count: 3,
+            request: 9,
         }
     }
 
