@@ -1,5 +1,13 @@
 //! vouch-agent as a library: the terminal-side shells around the protocol core (TPM access,
-//! state directory, firmware measurement, MQTT). `main.rs` is only the CLI entry point; keeping
-//! the rest here lets integration tests drive the TPM layer directly.
+//! state directory, firmware measurement, MQTT session). `main.rs` is only the CLI entry point;
+//! keeping the rest here lets tests drive each part directly.
 
+pub mod attester;
+pub mod commands;
+pub mod config;
+pub mod enroll;
+pub mod measure;
+pub mod session;
+pub mod state;
+pub mod status;
 pub mod tpm;

@@ -3,9 +3,11 @@
 //! own: callers pass them in, so everything here is unit-testable with byte vectors and fuzzable.
 
 pub mod agent;
+pub mod appraisal;
 pub mod bytes;
 pub mod device;
 pub mod digest;
+pub mod enrollment;
 pub mod error;
 pub mod firmware;
 pub mod ids;

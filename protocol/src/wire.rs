@@ -94,6 +94,24 @@ impl Unverified {
         self.kind
     }
 
+    /// Interprets the body as `T` *before* the signature is checked. Only for self-signed
+    /// messages (an enrollment request carries the key that signs it); everything else must
+    /// go through [`Unverified::verify`] first.
+    pub fn peek_unverified<T: Message>(&self) -> Result<T, WireError> {
+        if self.kind != T::KIND {
+            return Err(WireError::KindMismatch {
+                expected: T::KIND,
+                found: self.kind,
+            });
+        }
+        self.msg
+            .deserialized()
+            .map_err(|e| WireError::MessageMalformed {
+                kind: T::KIND,
+                reason: truncate_for_display(&e.to_string()),
+            })
+    }
+
     /// Checks the EdDSA signature with `key` (strict verification: no malleable signatures, no
     /// small-order keys).
     pub fn verify(self, key: &VerifyingKey) -> Result<Verified, WireError> {

@@ -10,7 +10,7 @@ use super::reader::Reader;
 use super::{TPM_GENERATED_VALUE, TpmError, st};
 
 /// TPMS_CLOCK_INFO: the TPM's clock when it produced the attestation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ClockInfo {
     /// Milliseconds the TPM has been powered since its last TPM2_Clear; non-volatile, and
     /// advanced only while powered.

@@ -1,0 +1,237 @@
+//! Command line and config file, validated once into typed settings. Precedence: flags, then
+//! the TOML file given by `--config`, then defaults.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use ed25519_dalek::VerifyingKey;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use vouch_common::mqtt_url::BrokerAddr;
+use vouch_protocol::ids::DeviceId;
+
+pub const DEFAULT_STATE: &str = "/var/lib/vouch-agent";
+pub const DEFAULT_TCTI: &str = "device:/dev/tpmrm0";
+pub const DEFAULT_INTERVAL_SECS: u64 = 300;
+pub const DEFAULT_FIRMWARE_PCR: u8 = 14;
+pub const DEFAULT_TIMEOUT_SECS: u64 = 30;
+
+/// vouch terminal agent: proves this terminal's boot and firmware state to a vouch verifier.
+#[derive(Debug, Parser)]
+#[command(name = "vouch-agent", version, about, long_about = None)]
+pub struct Cli {
+    /// State directory (keys, identity, measurement list) [default: /var/lib/vouch-agent]
+    #[arg(long, global = true)]
+    pub state: Option<PathBuf>,
+    /// TPM access: device:/dev/tpmrm0, or swtpm:host=127.0.0.1,port=P [default: device:/dev/tpmrm0]
+    #[arg(long, global = true)]
+    pub tcti: Option<String>,
+    /// TOML config file; command-line flags take precedence over it.
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create (first time) or reload this terminal's TPM and device keys and write an
+    /// enrollment request for the operator (`vouchctl enroll FILE`).
+    Enroll {
+        #[arg(long)]
+        device_id: DeviceId,
+        #[arg(long)]
+        model: String,
+        /// Where to write the enrollment request (CBOR).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Run the agent daemon: attest at start, on every verifier challenge and every --interval.
+    Run(RunArgs),
+    /// Run one attestation round and exit with the verdict: 0 trusted, 3 quarantined, 4 pending
+    /// (no reference values yet), 1 error.
+    Attest {
+        /// One round (the periodic loop is `run`).
+        #[arg(long)]
+        once: bool,
+        #[command(flatten)]
+        run: RunArgs,
+        /// Seconds to wait for the verdict [default: 30]
+        #[arg(long)]
+        timeout: Option<u64>,
+    },
+    /// Show the device id, the last verdict and the quarantine state as the agent last heard them.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// MQTT broker, e.g. mqtt://127.0.0.1:1883
+    #[arg(long)]
+    pub mqtt_url: Option<String>,
+    /// The verifier's public key (verifier.pub, PEM): only messages it signed are obeyed.
+    #[arg(long)]
+    pub verifier_key: Option<PathBuf>,
+    /// A firmware file to measure into the application PCR (repeatable).
+    #[arg(long = "firmware")]
+    pub firmware: Vec<PathBuf>,
+    /// Seconds between attestations [default: 300]
+    #[arg(long)]
+    pub interval: Option<u64>,
+    /// PCR that receives the firmware measurements (8-23) [default: 14]
+    #[arg(long)]
+    pub firmware_pcr: Option<u8>,
+}
+
+/// The optional TOML file; every key mirrors a flag.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub state: Option<PathBuf>,
+    pub tcti: Option<String>,
+    pub mqtt_url: Option<String>,
+    pub verifier_key: Option<PathBuf>,
+    #[serde(default)]
+    pub firmware: Vec<PathBuf>,
+    pub interval: Option<u64>,
+    pub firmware_pcr: Option<u8>,
+    pub timeout: Option<u64>,
+}
+
+impl FileConfig {
+    pub fn load(path: Option<&Path>) -> Result<Self> {
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
+        let bytes = vouch_common::fs::read_limited(path, 1024 * 1024)?;
+        let text =
+            String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+}
+
+/// Where the agent keeps state and reaches its TPM.
+#[derive(Debug, Clone)]
+pub struct Global {
+    pub state: PathBuf,
+    pub tcti: String,
+}
+
+impl Global {
+    pub fn resolve(cli: &Cli, file: &FileConfig) -> Self {
+        Self {
+            state: cli
+                .state
+                .clone()
+                .or_else(|| file.state.clone())
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE)),
+            tcti: cli
+                .tcti
+                .clone()
+                .or_else(|| file.tcti.clone())
+                .unwrap_or_else(|| DEFAULT_TCTI.to_owned()),
+        }
+    }
+}
+
+/// Validated settings for `run` and `attest`.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub broker: BrokerAddr,
+    pub verifier_key: VerifyingKey,
+    pub firmware: Vec<PathBuf>,
+    pub interval: Duration,
+    pub firmware_pcr: u8,
+    pub timeout: Duration,
+}
+
+impl RunConfig {
+    pub fn resolve(args: &RunArgs, timeout: Option<u64>, file: &FileConfig) -> Result<Self> {
+        let url = args
+            .mqtt_url
+            .clone()
+            .or_else(|| file.mqtt_url.clone())
+            .context("--mqtt-url is required (or mqtt_url in the config file)")?;
+        let broker: BrokerAddr = url.parse()?;
+        let key_path = args
+            .verifier_key
+            .clone()
+            .or_else(|| file.verifier_key.clone())
+            .context("--verifier-key is required (or verifier_key in the config file)")?;
+        let verifier_key = vouch_common::keys::read_public(&key_path)?;
+        let firmware = if args.firmware.is_empty() {
+            file.firmware.clone()
+        } else {
+            args.firmware.clone()
+        };
+        let interval = args
+            .interval
+            .or(file.interval)
+            .unwrap_or(DEFAULT_INTERVAL_SECS);
+        if interval == 0 {
+            bail!("--interval must be at least 1 second");
+        }
+        let firmware_pcr = args
+            .firmware_pcr
+            .or(file.firmware_pcr)
+            .unwrap_or(DEFAULT_FIRMWARE_PCR);
+        if !(8..=23).contains(&firmware_pcr) {
+            bail!(
+                "--firmware-pcr must be an OS PCR from 8 to 23 (0-7 belong to the firmware), got {firmware_pcr}"
+            );
+        }
+        let timeout = timeout.or(file.timeout).unwrap_or(DEFAULT_TIMEOUT_SECS);
+        Ok(Self {
+            broker,
+            verifier_key,
+            firmware,
+            interval: Duration::from_secs(interval),
+            firmware_pcr,
+            timeout: Duration::from_secs(timeout.max(1)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let cli = Cli::try_parse_from(["vouch-agent", "--tcti", "swtpm:port=1", "status"]).unwrap();
+        let file: FileConfig =
+            toml::from_str("tcti = \"device:/dev/tpm0\"\nstate = \"/tmp/s\"").unwrap();
+        let g = Global::resolve(&cli, &file);
+        assert_eq!(g.tcti, "swtpm:port=1");
+        assert_eq!(g.state, PathBuf::from("/tmp/s"));
+    }
+
+    #[test]
+    fn unknown_config_keys_are_refused() {
+        assert!(toml::from_str::<FileConfig>("tctii = \"x\"").is_err());
+    }
+
+    #[test]
+    fn bad_device_ids_are_refused_at_parse_time() {
+        let r = Cli::try_parse_from([
+            "vouch-agent",
+            "enroll",
+            "--device-id",
+            "a/b",
+            "--model",
+            "m",
+            "--out",
+            "x",
+        ]);
+        assert!(r.is_err());
+    }
+}

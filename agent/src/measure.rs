@@ -1,0 +1,106 @@
+//! Firmware measurement on the terminal: hash each configured file, extend what is new or
+//! changed into the application PCR, and recover from a crash between recording and extending.
+//! The decisions (what is new, what a crash left unextended) are the protocol core's
+//! (`FirmwareLog`); this module does the file and TPM I/O.
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::PathBuf;
+use vouch_protocol::bytes::Sha256Digest;
+use vouch_protocol::firmware::{FirmwareEntry, FirmwareLog};
+
+use crate::state::StateDir;
+use crate::tpm::Tpm;
+
+/// Hashes every configured file. A missing or unreadable file is measured as absent (the
+/// verifier reports it) rather than failing the attestation, so a terminal with a broken file
+/// system is quarantined rather than silent.
+pub fn hash_files(paths: &[PathBuf]) -> Vec<FirmwareEntry> {
+    paths
+        .iter()
+        .map(|p| {
+            let sha256 = match hash_file(p) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    tracing::warn!(path = %p.display(), error = %e, "firmware file cannot be read; measuring it as missing");
+                    None
+                }
+            };
+            FirmwareEntry {
+                path: p.to_string_lossy().into_owned(),
+                sha256,
+            }
+        })
+        .collect()
+}
+
+fn hash_file(path: &PathBuf) -> io::Result<Sha256Digest> {
+    let mut f = File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(buf.get(..n).unwrap_or_default());
+    }
+    Ok(Sha256Digest(h.finalize().into()))
+}
+
+/// Brings the application PCR and the stored list up to date for the current TPM boot and
+/// returns the full list to send with the evidence.
+pub fn measure(
+    tpm: &mut Tpm,
+    state: &StateDir,
+    pcr: u8,
+    reset_count: u32,
+    files: &[PathBuf],
+) -> Result<FirmwareLog> {
+    let mut log = state.firmware_log()?;
+    if log.reset_count == reset_count {
+        // Same boot: first repair a crash between saving the list and extending the PCR.
+        let current = read_pcr(tpm, pcr)?;
+        match log.unextended(&current) {
+            Ok(pending) => {
+                for e in pending {
+                    tracing::info!(path = %e.path, "extending a measurement recorded before a restart");
+                    extend(tpm, pcr, e)?;
+                }
+            }
+            Err(_) => tracing::warn!(
+                pcr,
+                "PCR no longer matches the firmware list: something else extended it; the verifier will report this"
+            ),
+        }
+    }
+    let fresh = hash_files(files);
+    let new = log.plan(reset_count, &fresh);
+    if !new.is_empty() {
+        // Record first, then extend: a crash in between is repaired by `unextended` above.
+        state.save_firmware_log(&log)?;
+        for e in &new {
+            tracing::info!(path = %e.path, sha256 = ?e.sha256, pcr, "measuring firmware file");
+            extend(tpm, pcr, e)?;
+        }
+    }
+    Ok(log)
+}
+
+fn read_pcr(tpm: &mut Tpm, pcr: u8) -> Result<Sha256Digest> {
+    let values = tpm
+        .pcr_read(&[pcr])
+        .context("reading the application PCR")?;
+    let (_, v) = values
+        .into_iter()
+        .find(|(i, _)| *i == pcr)
+        .with_context(|| format!("the TPM returned no value for PCR {pcr}"))?;
+    Ok(Sha256Digest(v))
+}
+
+fn extend(tpm: &mut Tpm, pcr: u8, e: &FirmwareEntry) -> Result<()> {
+    tpm.pcr_extend(pcr, &e.event_digest().0)
+        .with_context(|| format!("extending PCR {pcr} with {}", e.path))
+}

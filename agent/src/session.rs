@@ -1,0 +1,240 @@
+//! The agent's MQTT session, shared by the daemon (`run`) and the one-shot (`attest --once`):
+//! connect, subscribe to this device's verifier topics, say hello, answer challenges with
+//! evidence produced on a blocking thread, persist what the verifier says, and reconnect with
+//! backoff. The decisions come from the protocol core (`AgentCore`); this loop moves bytes.
+
+use anyhow::{Context, Result, anyhow};
+use ed25519_dalek::SigningKey;
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use vouch_protocol::agent::{AgentAction, AgentCore};
+use vouch_protocol::ids::{Kind, Nonce, Topic};
+use vouch_protocol::messages::{Challenge, Evidence, Hello};
+use vouch_protocol::verdict::Verdict;
+use vouch_protocol::wire::{self, Message};
+
+use crate::attester::Attester;
+use crate::config::RunConfig;
+use crate::state::StateDir;
+
+/// Daemon or one round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Daemon,
+    Once,
+}
+
+pub struct Session {
+    pub mode: Mode,
+    pub cfg: RunConfig,
+    pub attester: Arc<Attester>,
+    pub key: SigningKey,
+    pub state: StateDir,
+    pub core: AgentCore,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("mode", &self.mode)
+            .field("device", self.core.device())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a session ended.
+#[derive(Debug)]
+pub enum Ended {
+    /// SIGTERM or SIGINT.
+    Signal,
+    /// `attest --once` got the verdict for its evidence.
+    Verdict(Box<Verdict>),
+}
+
+fn random_request_id() -> u64 {
+    let bytes = vouch_common::keys::random_bytes::<8>()
+        .map(|b| *b)
+        .unwrap_or([1; 8]);
+    u64::from_le_bytes(bytes).max(1)
+}
+
+impl Session {
+    fn options(&self) -> MqttOptions {
+        let id = self.core.device().as_str().to_owned();
+        let (client_id, clean) = match self.mode {
+            // Fixed id and a persistent session: commands sent while the terminal was offline
+            // are delivered when it reconnects (on brokers that keep sessions).
+            Mode::Daemon => (format!("vouch-agent-{id}"), false),
+            Mode::Once => (
+                format!("vouch-agent-{id}-{:08x}", random_request_id() as u32),
+                true,
+            ),
+        };
+        let mut o = MqttOptions::new(
+            client_id,
+            self.cfg.broker.host.clone(),
+            self.cfg.broker.port,
+        );
+        o.set_keep_alive(Duration::from_secs(30));
+        o.set_clean_session(clean);
+        let limit = 2 * wire::DEFAULT_MAX_PAYLOAD + 64 * 1024;
+        o.set_max_packet_size(limit, limit);
+        o
+    }
+
+    fn publish<T: Message>(&self, client: &AsyncClient, msg: &T) {
+        let topic = Topic::new(self.core.device().clone(), T::KIND).to_string();
+        let bytes = wire::seal(self.core.device(), msg, &self.key);
+        // try_publish: awaiting here would stop the event loop that drains the request queue.
+        if let Err(e) = client.try_publish(topic, QoS::AtLeastOnce, false, bytes) {
+            tracing::warn!(kind = %T::KIND, error = %e, "could not queue message");
+        }
+    }
+
+    fn hello(&mut self, client: &AsyncClient) {
+        let request = random_request_id();
+        self.core.open_request(request);
+        let reset_count = self
+            .state
+            .firmware_log()
+            .map(|l| l.reset_count)
+            .unwrap_or(0);
+        let hello = Hello {
+            agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+            model: self.attester.identity.model.clone(),
+            reset_count,
+            request,
+        };
+        self.publish(client, &hello);
+        tracing::info!(device = %self.core.device(), "sent hello");
+    }
+
+    fn status(&mut self, client: &AsyncClient) {
+        let request = random_request_id();
+        self.core.open_request(request);
+        let status = self.core.status(request);
+        self.publish(client, &status);
+    }
+
+    /// Runs until a signal, or (once) until the verdict for this round arrives or the timeout.
+    pub async fn run(mut self) -> Result<Ended> {
+        let (client, mut eventloop) = AsyncClient::new(self.options(), 64);
+        let (work_tx, mut work_rx) = mpsc::channel::<(Nonce, Result<Evidence>)>(4);
+        let mut busy = false;
+        let mut queued: Option<Challenge> = None;
+        let mut answered: Option<Nonce> = None;
+        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        let mut tick =
+            tokio::time::interval_at(Instant::now() + self.cfg.interval, self.cfg.interval);
+        let deadline = Instant::now() + self.cfg.timeout;
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            tokio::select! {
+                _ = term.recv() => return self.stop(&client, &mut eventloop).await,
+                _ = int.recv() => return self.stop(&client, &mut eventloop).await,
+                _ = tokio::time::sleep_until(deadline), if self.mode == Mode::Once => {
+                    return Err(anyhow!(
+                        "no verdict within {} s (is the device enrolled and the verifier running? \
+                         `vouchctl stats` shows rejected messages)",
+                        self.cfg.timeout.as_secs()
+                    ));
+                }
+                _ = tick.tick(), if self.mode == Mode::Daemon => self.status(&client),
+                Some((nonce, result)) = work_rx.recv() => {
+                    busy = false;
+                    match result {
+                        Ok(evidence) => {
+                            self.publish(&client, &evidence);
+                            answered = Some(nonce);
+                            tracing::info!(nonce = %nonce.to_hex(), "sent evidence");
+                        }
+                        Err(e) if self.mode == Mode::Once => return Err(e),
+                        Err(e) => tracing::error!(error = %format!("{e:#}"), "attestation failed"),
+                    }
+                    if let Some(c) = queued.take() {
+                        busy = self.start_attest(c, &work_tx);
+                    }
+                }
+                event = eventloop.poll() => match event {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        backoff = Duration::from_millis(250);
+                        let subs = self.core.subscriptions().into_iter().map(|t| rumqttc::SubscribeFilter::new(t, QoS::AtLeastOnce));
+                        if let Err(e) = client.try_subscribe_many(subs) {
+                            tracing::warn!(error = %e, "could not queue subscriptions");
+                        }
+                    }
+                    // Say hello once the subscriptions are in place, so the challenge it
+                    // triggers cannot arrive before we listen for it.
+                    Ok(Event::Incoming(Packet::SubAck(_))) => self.hello(&client),
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let actions = match self.core.on_message(&p.topic, &p.payload) {
+                            Ok(a) => a,
+                            Err(e) => {
+                                tracing::warn!(topic = %p.topic, error = %e, "refused message");
+                                continue;
+                            }
+                        };
+                        for action in actions {
+                            match action {
+                                AgentAction::Attest(c) if busy => queued = Some(c),
+                                AgentAction::Attest(c) => busy = self.start_attest(c, &work_tx),
+                                AgentAction::RequestChallenge => self.status(&client),
+                                AgentAction::ViewChanged => {
+                                    if let Err(e) = self.state.save_view(&self.cfg.verifier_key, self.core.view()) {
+                                        tracing::error!(error = %format!("{e:#}"), "could not save the verifier's view");
+                                    }
+                                }
+                                AgentAction::VerdictReceived(v) => {
+                                    tracing::info!(state = %v.state, status = %v.status, seq = v.seq, "verdict");
+                                    if self.mode == Mode::Once && v.nonce.is_some() && v.nonce == answered {
+                                        let _ = client.try_disconnect();
+                                        return Ok(Ended::Verdict(Box::new(v)));
+                                    }
+                                }
+                                AgentAction::Ignored(why) => tracing::debug!(why, "ignored message"),
+                            }
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "MQTT connection error");
+                        tokio::select! {
+                            _ = term.recv() => return Ok(Ended::Signal),
+                            _ = int.recv() => return Ok(Ended::Signal),
+                            _ = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(60));
+                    }
+                },
+            }
+        }
+    }
+
+    /// Produces evidence for `c` on a blocking thread; the result comes back on `tx`.
+    fn start_attest(&self, c: Challenge, tx: &mpsc::Sender<(Nonce, Result<Evidence>)>) -> bool {
+        let attester = self.attester.clone();
+        let tx = tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = attester.evidence(&c.nonce);
+            let _ = tx.blocking_send((c.nonce, result));
+        });
+        true
+    }
+
+    async fn stop(&self, client: &AsyncClient, eventloop: &mut EventLoop) -> Result<Ended> {
+        tracing::info!("shutting down");
+        if client.try_disconnect().is_ok() {
+            // Let the DISCONNECT go out; bounded so a dead broker cannot hold up shutdown.
+            let _ = tokio::time::timeout(Duration::from_millis(500), eventloop.poll()).await;
+        }
+        Ok(Ended::Signal)
+    }
+}
+
+/// The topic kinds an agent listens on (for documentation and tests).
+pub const LISTENS: [Kind; 3] = [Kind::Challenge, Kind::Verdict, Kind::Cmd];

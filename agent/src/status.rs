@@ -1,0 +1,78 @@
+//! `vouch-agent status`: what the agent last heard from the verifier, from its state directory
+//! (no TPM or network access).
+
+use anyhow::Result;
+use serde::Serialize;
+use vouch_common::time::rfc3339;
+use vouch_protocol::verdict::{DeviceState, Status};
+
+use crate::state::StateDir;
+
+#[derive(Debug, Serialize)]
+pub struct StatusView {
+    pub device_id: String,
+    pub model: String,
+    /// `pending` | `trusted` | `quarantined`, or null before the first verdict.
+    pub state: Option<DeviceState>,
+    pub quarantined: bool,
+    pub quarantine_reason: Option<String>,
+    pub last_verdict: Option<VerdictSummary>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct VerdictSummary {
+    pub status: Status,
+    pub state: DeviceState,
+    pub issued_at: String,
+    pub expires_at: String,
+    pub policy_id: Option<String>,
+    pub reasons: Vec<String>,
+    pub seq: u64,
+}
+
+pub fn view(state: &StateDir) -> Result<StatusView> {
+    let id = state.require_identity()?;
+    let view = state.last_view()?;
+    Ok(StatusView {
+        device_id: id.device_id.to_string(),
+        model: id.model,
+        state: view.state(),
+        quarantined: view.quarantined.is_some(),
+        quarantine_reason: view.quarantined.clone(),
+        last_verdict: view.last_verdict.map(|v| VerdictSummary {
+            status: v.status,
+            state: v.state,
+            issued_at: rfc3339(v.iat),
+            expires_at: rfc3339(v.exp),
+            policy_id: v.policy_id,
+            reasons: v.reasons,
+            seq: v.seq,
+        }),
+    })
+}
+
+pub fn render(v: &StatusView) -> String {
+    let mut out = format!("device:       {}\nmodel:        {}\n", v.device_id, v.model);
+    out.push_str(&format!(
+        "state:        {}\n",
+        v.state
+            .map(|s| s.as_str())
+            .unwrap_or("unknown (no verdict yet)")
+    ));
+    if let Some(r) = &v.quarantine_reason {
+        out.push_str(&format!("quarantined:  {r}\n"));
+    }
+    if let Some(l) = &v.last_verdict {
+        out.push_str(&format!(
+            "last verdict: {} at {} (expires {}), policy {}\n",
+            l.status,
+            l.issued_at,
+            l.expires_at,
+            l.policy_id.as_deref().unwrap_or("none")
+        ));
+        for r in &l.reasons {
+            out.push_str(&format!("  - {r}\n"));
+        }
+    }
+    out
+}

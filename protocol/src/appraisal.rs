@@ -1,0 +1,231 @@
+//! Appraisal of evidence: the verifier's checks, in order, each failing with a reason an
+//! operator can act on. Split in two so the expensive, stateless part can run on worker threads:
+//!
+//! 1. [`verify_evidence`] (stateless): firmware-PCR range, list bounds, quote coverage of PCRs
+//!    0-7 and the firmware PCR, TPMS_ATTEST magic and type, signature by the enrolled AK,
+//!    extraData = nonce, pcrDigest = digest of the reported PCR values, qualified signer = the
+//!    enrolled AK under the enrolled EK, firmware list replays to the firmware PCR.
+//! 2. [`appraise`] (needs the device's history and policy): TPM clock consistent with the last
+//!    accepted quote, then measurements against reference values.
+//!
+//! Envelope signature, enrollment and nonce freshness are checked before either (see the
+//! verifier engine): a message failing those is *rejected*, while evidence failing these checks
+//! was signed by the device and yields a *contraindicated verdict*.
+
+use crate::digest::HashAlg;
+use crate::enrollment::Enrollment;
+use crate::firmware;
+use crate::messages::Evidence;
+use crate::policy::{Area, Measurements, ReferenceValues, evaluate};
+use crate::tpm::{self, ClockInfo, PcrValues, QuoteError, TpmPublic};
+use crate::verdict::{Status, TrustVector, claim};
+
+/// What the stateless checks established.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub measurements: Measurements,
+    pub clock: ClockInfo,
+}
+
+/// Which claim a failed check counts against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailedClaim {
+    /// Cryptographic validation of the quote failed.
+    Crypto,
+    /// The TPM's state is implausible (clock, signer hierarchy).
+    Hardware,
+    /// Something was measured that the evidence does not account for.
+    Executables,
+    /// The evidence is malformed in a way only a broken or hostile agent produces.
+    Evidence,
+}
+
+/// A failed check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub claim: FailedClaim,
+    pub reason: String,
+}
+
+fn fail(claim: FailedClaim, reason: impl Into<String>) -> Failure {
+    Failure {
+        claim,
+        reason: reason.into(),
+    }
+}
+
+/// The boot-chain PCRs every quote must cover.
+pub const REQUIRED_PCRS: std::ops::RangeInclusive<u8> = 0..=7;
+
+/// Stateless checks of `ev` from the device enrolled as `device`.
+pub fn verify_evidence(device: &Enrollment, ev: &Evidence) -> Result<Verified, Failure> {
+    let ak = TpmPublic::parse(device.ak_public.as_slice())
+        .map_err(|e| fail(FailedClaim::Evidence, format!("enrolled AK unusable: {e}")))?;
+    if !(8..=23).contains(&ev.firmware_pcr) {
+        return Err(fail(
+            FailedClaim::Evidence,
+            format!("firmware PCR {} is not an OS PCR (8-23)", ev.firmware_pcr),
+        ));
+    }
+    firmware::check_list(&ev.firmware).map_err(|e| fail(FailedClaim::Evidence, e))?;
+    let mut values = PcrValues::new();
+    for p in &ev.pcrs {
+        values
+            .insert(HashAlg::Sha256, p.index, p.value.0.to_vec())
+            .map_err(|e| fail(FailedClaim::Evidence, format!("PCR values: {e}")))?;
+    }
+    for index in REQUIRED_PCRS.chain([ev.firmware_pcr]) {
+        if !ev.pcrs.iter().any(|p| p.index == index) {
+            return Err(fail(
+                FailedClaim::Evidence,
+                format!("evidence does not cover PCR {index}"),
+            ));
+        }
+    }
+    let quote = tpm::verify_quote(
+        &ak,
+        ev.attest.as_slice(),
+        ev.signature.as_slice(),
+        ev.nonce.as_bytes(),
+        &values,
+    )
+    .map_err(|e| {
+        let claim = match e {
+            QuoteError::SignatureInvalid
+            | QuoteError::NonceMismatch
+            | QuoteError::PcrDigestMismatch { .. } => FailedClaim::Crypto,
+            _ => FailedClaim::Evidence,
+        };
+        fail(claim, format!("quote: {e}"))
+    })?;
+    match device.expected_signer() {
+        Some(signer) if quote.qualified_signer() == &signer => {}
+        _ => {
+            return Err(fail(
+                FailedClaim::Hardware,
+                "quote was not signed by the enrolled AK under the enrolled EK",
+            ));
+        }
+    }
+    let pcrs: std::collections::BTreeMap<u8, _> =
+        ev.pcrs.iter().map(|p| (p.index, p.value)).collect();
+    let replayed = firmware::replay(&ev.firmware);
+    if pcrs.get(&ev.firmware_pcr) != Some(&replayed) {
+        return Err(fail(
+            FailedClaim::Executables,
+            format!(
+                "firmware list does not replay to PCR {}: it was extended with measurements the list does not show",
+                ev.firmware_pcr
+            ),
+        ));
+    }
+    Ok(Verified {
+        measurements: Measurements {
+            pcrs,
+            firmware_pcr: ev.firmware_pcr,
+            firmware: ev.firmware.clone(),
+        },
+        clock: quote.clock_info(),
+    })
+}
+
+/// The reference values that apply, and the policy id naming them.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy<'a> {
+    pub values: &'a ReferenceValues,
+    pub id: &'a str,
+}
+
+/// An appraisal result, before the device state machine shapes the published verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appraisal {
+    pub status: Status,
+    pub trust: TrustVector,
+    pub reasons: Vec<String>,
+    pub policy_id: Option<String>,
+}
+
+/// Appraises fresh evidence: `outcome` of [`verify_evidence`], the device's last accepted clock,
+/// and its policy (`None` when neither device nor model has reference values; `subject`
+/// names them in that case).
+pub fn appraise(
+    outcome: &Result<Verified, Failure>,
+    last_clock: Option<&ClockInfo>,
+    policy: Option<Policy<'_>>,
+    subject: &str,
+) -> Appraisal {
+    let verified = match outcome {
+        Ok(v) => v,
+        Err(f) => return failed(f, policy),
+    };
+    if let Some(last) = last_clock
+        && let Err(e) = tpm::clock_consistent(last, &verified.clock)
+    {
+        return failed(
+            &fail(FailedClaim::Hardware, format!("TPM clock: {e}")),
+            policy,
+        );
+    }
+    reevaluate(&verified.measurements, policy, subject)
+}
+
+/// Appraises measurements already verified (policy changes re-evaluate stored measurements).
+pub fn reevaluate(m: &Measurements, policy: Option<Policy<'_>>, subject: &str) -> Appraisal {
+    let mut trust = TrustVector {
+        instance_identity: claim::TRUSTWORTHY_INSTANCE,
+        hardware: claim::GENUINE_HARDWARE,
+        ..TrustVector::default()
+    };
+    let Some(policy) = policy else {
+        return Appraisal {
+            status: Status::Warning,
+            trust,
+            reasons: vec![format!("no reference values for {subject}")],
+            policy_id: None,
+        };
+    };
+    let findings = evaluate(policy.values, m);
+    let any = |area: Area| findings.iter().any(|f| f.area == area);
+    trust.configuration = if any(Area::Configuration) {
+        claim::UNSUPPORTABLE_CONFIG
+    } else {
+        claim::APPROVED_CONFIG
+    };
+    trust.executables = if any(Area::Executables) {
+        claim::CONTRAINDICATED_RUNTIME
+    } else {
+        claim::APPROVED_BOOT
+    };
+    if !policy.values.firmware.is_empty() || any(Area::FileSystem) {
+        trust.file_system = if any(Area::FileSystem) {
+            claim::CONTRAINDICATED_FILES
+        } else {
+            claim::APPROVED_FILES
+        };
+    }
+    Appraisal {
+        status: trust.worst(),
+        trust,
+        reasons: findings.into_iter().map(|f| f.reason).collect(),
+        policy_id: Some(policy.id.to_owned()),
+    }
+}
+
+fn failed(f: &Failure, policy: Option<Policy<'_>>) -> Appraisal {
+    let mut trust = TrustVector::default();
+    match f.claim {
+        FailedClaim::Crypto => {
+            trust.instance_identity = claim::CRYPTO_VALIDATION_FAILED;
+            trust.hardware = claim::CRYPTO_VALIDATION_FAILED;
+        }
+        FailedClaim::Hardware => trust.hardware = claim::CONTRAINDICATED_HARDWARE,
+        FailedClaim::Executables => trust.executables = claim::CONTRAINDICATED_RUNTIME,
+        FailedClaim::Evidence => trust.instance_identity = claim::UNRECOGNIZED_INSTANCE,
+    }
+    Appraisal {
+        status: Status::Contraindicated,
+        trust,
+        reasons: vec![f.reason.clone()],
+        policy_id: policy.map(|p| p.id.to_owned()),
+    }
+}

@@ -1,0 +1,216 @@
+//! Enrollment: turning a terminal's signed enrollment request into the record the verifier
+//! trusts from then on (device key, EK, AK). Every field is checked here, once, so the rest of
+//! the verifier can rely on an `Enrollment` being well-formed.
+//!
+//! What enrollment proves in this version: the request was signed by the device key it carries;
+//! the AK has the attributes of a TPM attestation key and the Name it claims. It does not yet
+//! prove that the AK lives in the TPM holding that EK (credential activation) or that the EK is
+//! a genuine TPM's (EK certificate chain): those belong to vendor provisioning. Until then the
+//! operator's act of enrolling is the trust anchor, and every quote must additionally name the
+//! enrolled AK under the enrolled EK as its qualified signer (see `appraisal`).
+
+use ed25519_dalek::VerifyingKey;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::bytes::Bytes;
+use crate::error::WireError;
+use crate::ids::DeviceId;
+use crate::messages::EnrollmentRequest;
+use crate::tpm::{Name, TPM_RH_ENDORSEMENT, TpmPublic};
+use crate::wire;
+
+/// Largest enrollment request accepted (an EK certificate is the only sizeable part).
+pub const MAX_REQUEST: usize = 64 * 1024;
+/// Largest EK certificate accepted.
+pub const MAX_EK_CERT: usize = 16 * 1024;
+
+/// A validated, enrolled terminal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Enrollment {
+    pub id: DeviceId,
+    pub model: String,
+    pub ek_public: Bytes,
+    pub ek_certificate: Option<Bytes>,
+    pub ak_public: Bytes,
+    pub ak_name: Bytes,
+    /// Ed25519 public key of the device.
+    pub device_key: Bytes,
+    pub enrolled_at: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum EnrollError {
+    #[error("enrollment request: {0}")]
+    Wire(#[from] WireError),
+    #[error("device key is not a valid Ed25519 public key")]
+    DeviceKey,
+    #[error("model must be 1 to 128 printable characters")]
+    Model,
+    #[error("attestation key public area: {0}")]
+    AkPublic(String),
+    #[error("attestation key attributes: {0}")]
+    AkAttributes(String),
+    #[error("attestation key name does not match its public area")]
+    AkName,
+    #[error("endorsement key public area: {0}")]
+    EkPublic(String),
+    #[error("EK certificate of {len} bytes exceeds the {max}-byte limit")]
+    EkCertificateSize { len: usize, max: usize },
+}
+
+impl Enrollment {
+    /// Validates a request received at `now`.
+    pub fn from_request(bytes: &[u8], now: u64) -> Result<Enrollment, EnrollError> {
+        let msg = wire::decode_detached(bytes, MAX_REQUEST)?;
+        let req: EnrollmentRequest = msg.peek_unverified()?;
+        let key = device_key(&req.device_key)?;
+        let id = msg.device().clone();
+        msg.verify(&key)?;
+        if req.model.is_empty() || req.model.len() > 128 || req.model.chars().any(char::is_control)
+        {
+            return Err(EnrollError::Model);
+        }
+        let ak = TpmPublic::parse(req.ak_public.as_slice())
+            .map_err(|e| EnrollError::AkPublic(e.to_string()))?;
+        ak.check_attestation_key()
+            .map_err(|e| EnrollError::AkAttributes(e.to_string()))?;
+        ak.p256_verifying_key()
+            .map_err(|e| EnrollError::AkPublic(e.to_string()))?;
+        if ak.name().as_bytes() != req.ak_name.as_slice() {
+            return Err(EnrollError::AkName);
+        }
+        TpmPublic::parse(req.ek_public.as_slice())
+            .map_err(|e| EnrollError::EkPublic(e.to_string()))?;
+        if let Some(cert) = &req.ek_certificate
+            && cert.0.len() > MAX_EK_CERT
+        {
+            return Err(EnrollError::EkCertificateSize {
+                len: cert.0.len(),
+                max: MAX_EK_CERT,
+            });
+        }
+        Ok(Enrollment {
+            id,
+            model: req.model,
+            ek_public: req.ek_public,
+            ek_certificate: req.ek_certificate,
+            ak_public: req.ak_public,
+            ak_name: req.ak_name,
+            device_key: req.device_key,
+            enrolled_at: now,
+        })
+    }
+
+    /// The device's Ed25519 key.
+    pub fn device_key(&self) -> Result<VerifyingKey, EnrollError> {
+        device_key(&self.device_key)
+    }
+
+    /// True when `other` names the same keys (re-enrolling the same request is idempotent).
+    pub fn same_keys(&self, other: &Enrollment) -> bool {
+        self.id == other.id
+            && self.model == other.model
+            && self.ak_public == other.ak_public
+            && self.ek_public == other.ek_public
+            && self.device_key == other.device_key
+    }
+
+    /// The `qualifiedSigner` every quote of this device must carry: the AK's qualified Name
+    /// under the enrolled EK.
+    pub fn expected_signer(&self) -> Option<Name> {
+        let ek = TpmPublic::parse(self.ek_public.as_slice()).ok()?;
+        let ak = TpmPublic::parse(self.ak_public.as_slice()).ok()?;
+        let ek_qn = ek.qualified_name(&TPM_RH_ENDORSEMENT.to_be_bytes());
+        Some(ak.qualified_name(ek_qn.as_bytes()))
+    }
+}
+
+fn device_key(b: &Bytes) -> Result<VerifyingKey, EnrollError> {
+    let arr: [u8; 32] = b
+        .as_slice()
+        .try_into()
+        .map_err(|_| EnrollError::DeviceKey)?;
+    let key = VerifyingKey::from_bytes(&arr).map_err(|_| EnrollError::DeviceKey)?;
+    if key.is_weak() {
+        return Err(EnrollError::DeviceKey);
+    }
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+
+    const AK_TPMT: &[u8] = include_bytes!("../tests/vectors/tpm/ak.tpmt");
+    const AK_NAME: &[u8] = include_bytes!("../tests/vectors/tpm/ak.name");
+    const AK_QNAME: &[u8] = include_bytes!("../tests/vectors/tpm/ak.qname");
+    const EK_TPM2B: &[u8] = include_bytes!("../tests/vectors/tpm/ek.pub");
+
+    fn request(key: &SigningKey) -> EnrollmentRequest {
+        EnrollmentRequest {
+            model: "T-100".into(),
+            ek_public: Bytes(EK_TPM2B[2..].to_vec()),
+            ek_certificate: None,
+            ak_public: Bytes(AK_TPMT.to_vec()),
+            ak_name: Bytes(AK_NAME.to_vec()),
+            device_key: Bytes(key.verifying_key().to_bytes().to_vec()),
+        }
+    }
+
+    fn seal(req: &EnrollmentRequest, key: &SigningKey) -> Vec<u8> {
+        wire::seal(&"t1".parse().unwrap(), req, key)
+    }
+
+    #[test]
+    fn real_swtpm_identity_enrolls_and_binds_ak_to_ek() {
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let e = Enrollment::from_request(&seal(&request(&key), &key), 100).unwrap();
+        assert_eq!(e.id.as_str(), "t1");
+        assert_eq!(e.enrolled_at, 100);
+        assert_eq!(e.expected_signer().unwrap().as_bytes(), AK_QNAME);
+    }
+
+    #[test]
+    fn request_signed_by_another_key_is_refused() {
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let other = SigningKey::from_bytes(&[4; 32]);
+        let err = Enrollment::from_request(&seal(&request(&key), &other), 1).unwrap_err();
+        assert_eq!(err, EnrollError::Wire(WireError::BadSignature));
+    }
+
+    #[test]
+    fn wrong_ak_name_and_non_ak_keys_are_refused() {
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let mut r = request(&key);
+        r.ak_name.0[5] ^= 1;
+        assert_eq!(
+            Enrollment::from_request(&seal(&r, &key), 1),
+            Err(EnrollError::AkName)
+        );
+        let mut r = request(&key);
+        r.ak_public = r.ek_public.clone();
+        assert!(matches!(
+            Enrollment::from_request(&seal(&r, &key), 1),
+            Err(EnrollError::AkAttributes(_))
+        ));
+        let mut r = request(&key);
+        r.model = String::new();
+        assert_eq!(
+            Enrollment::from_request(&seal(&r, &key), 1),
+            Err(EnrollError::Model)
+        );
+    }
+
+    #[test]
+    fn garbage_and_truncated_requests_are_errors() {
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let bytes = seal(&request(&key), &key);
+        for n in (0..bytes.len()).step_by(7) {
+            assert!(Enrollment::from_request(&bytes[..n], 1).is_err());
+        }
+        assert!(Enrollment::from_request(b"junk", 1).is_err());
+    }
+}

@@ -1,0 +1,188 @@
+//! Appraisal of real swtpm quotes (vectors in tests/vectors/tpm): the happy path and each named
+//! failure a verdict must report, from quote crypto to firmware replay, clock and policy.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use ed25519_dalek::SigningKey;
+use std::path::Path;
+use vouch_protocol::appraisal::{self, FailedClaim, Policy};
+use vouch_protocol::bytes::{Bytes, Sha256Digest};
+use vouch_protocol::enrollment::Enrollment;
+use vouch_protocol::firmware::FirmwareEntry;
+use vouch_protocol::ids::Nonce;
+use vouch_protocol::messages::{EnrollmentRequest, Evidence, PcrValue};
+use vouch_protocol::policy::ReferenceValues;
+use vouch_protocol::verdict::Status;
+use vouch_protocol::wire;
+
+fn vector(name: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/vectors/tpm")
+            .join(name),
+    )
+    .unwrap()
+}
+
+fn enrollment() -> Enrollment {
+    let key = SigningKey::from_bytes(&[5; 32]);
+    let req = EnrollmentRequest {
+        model: "T-100".into(),
+        ek_public: Bytes(vector("ek.pub")[2..].to_vec()),
+        ek_certificate: None,
+        ak_public: Bytes(vector("ak.tpmt")),
+        ak_name: Bytes(vector("ak.name")),
+        device_key: Bytes(key.verifying_key().to_bytes().to_vec()),
+    };
+    let bytes = wire::seal(&"t1".parse().unwrap(), &req, &key);
+    Enrollment::from_request(&bytes, 0).unwrap()
+}
+
+fn pcrs(name: &str) -> Vec<PcrValue> {
+    String::from_utf8(vector(name))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("sha256:"))
+        .map(|l| {
+            let (i, v) = l.split_once(' ').unwrap();
+            PcrValue {
+                index: i.parse().unwrap(),
+                value: v.parse().unwrap(),
+            }
+        })
+        .collect()
+}
+
+fn nonce(name: &str) -> Nonce {
+    let hex = String::from_utf8(vector(name)).unwrap();
+    Nonce::from_slice(&hex::decode(hex.trim()).unwrap()).unwrap()
+}
+
+/// Evidence from the quote taken after a TPM reset: PCR 14 is zero, so an empty firmware list
+/// replays to it.
+fn reset_evidence() -> Evidence {
+    Evidence {
+        nonce: nonce("nonce3.hex"),
+        attest: Bytes(vector("quote-reset.msg")),
+        signature: Bytes(vector("quote-reset.sig")),
+        pcrs: pcrs("quote-reset.pcrs.txt"),
+        firmware_pcr: 14,
+        firmware: vec![],
+    }
+}
+
+#[test]
+fn real_quote_verifies_and_captured_policy_affirms() {
+    let verified = appraisal::verify_evidence(&enrollment(), &reset_evidence()).unwrap();
+    assert_eq!(verified.measurements.pcrs.len(), 9);
+    let rv = verified.measurements.capture();
+    let a = appraisal::appraise(
+        &Ok(verified),
+        None,
+        Some(Policy {
+            values: &rv,
+            id: "p",
+        }),
+        "t1",
+    );
+    assert_eq!(a.status, Status::Affirming, "{:?}", a.reasons);
+    assert!(a.reasons.is_empty());
+}
+
+#[test]
+fn no_reference_values_is_a_warning_that_names_them() {
+    let verified = appraisal::verify_evidence(&enrollment(), &reset_evidence());
+    let a = appraisal::appraise(&verified, None, None, "device t1 or model T-100");
+    assert_eq!(a.status, Status::Warning);
+    assert_eq!(
+        a.reasons,
+        vec!["no reference values for device t1 or model T-100".to_string()]
+    );
+}
+
+#[test]
+fn wrong_nonce_is_a_crypto_failure() {
+    let mut ev = reset_evidence();
+    ev.nonce = nonce("nonce1.hex");
+    let f = appraisal::verify_evidence(&enrollment(), &ev).unwrap_err();
+    assert_eq!(f.claim, FailedClaim::Crypto);
+    assert!(f.reason.contains("nonce"), "{}", f.reason);
+}
+
+#[test]
+fn reported_pcr_that_differs_from_the_quote_is_caught() {
+    let mut ev = reset_evidence();
+    ev.pcrs[4].value = Sha256Digest([9; 32]);
+    let f = appraisal::verify_evidence(&enrollment(), &ev).unwrap_err();
+    assert_eq!(f.claim, FailedClaim::Crypto);
+    assert!(f.reason.contains("digest"), "{}", f.reason);
+}
+
+#[test]
+fn firmware_list_that_does_not_replay_names_the_pcr() {
+    // The first quote's PCR 14 was extended by something other than a vouch firmware list.
+    let ev = Evidence {
+        nonce: nonce("nonce1.hex"),
+        attest: Bytes(vector("quote.msg")),
+        signature: Bytes(vector("quote.sig")),
+        pcrs: pcrs("quote.pcrs.txt"),
+        firmware_pcr: 14,
+        firmware: vec![FirmwareEntry {
+            path: "/fw/app.bin".into(),
+            sha256: Some(Sha256Digest([1; 32])),
+        }],
+    };
+    let f = appraisal::verify_evidence(&enrollment(), &ev).unwrap_err();
+    assert_eq!(f.claim, FailedClaim::Executables);
+    assert!(f.reason.contains("PCR 14"), "{}", f.reason);
+}
+
+#[test]
+fn evidence_missing_a_boot_pcr_is_refused() {
+    let mut ev = reset_evidence();
+    ev.pcrs.retain(|p| p.index != 7);
+    let f = appraisal::verify_evidence(&enrollment(), &ev).unwrap_err();
+    assert!(f.reason.contains("PCR 7"), "{}", f.reason);
+}
+
+#[test]
+fn quote_by_an_ak_under_another_ek_is_refused() {
+    let mut e = enrollment();
+    // Pretend the AK was enrolled under a different EK: the quote's qualified signer differs.
+    e.ek_public = Bytes(vector("ak.tpmt"));
+    let f = appraisal::verify_evidence(&e, &reset_evidence()).unwrap_err();
+    assert_eq!(f.claim, FailedClaim::Hardware);
+}
+
+#[test]
+fn clock_going_backwards_is_contraindicated() {
+    let verified = appraisal::verify_evidence(&enrollment(), &reset_evidence()).unwrap();
+    let mut later = verified.clock;
+    later.clock += 1000;
+    let a = appraisal::appraise(&Ok(verified), Some(&later), None, "t1");
+    assert_eq!(a.status, Status::Contraindicated);
+    assert!(a.reasons[0].starts_with("TPM clock"), "{:?}", a.reasons);
+}
+
+#[test]
+fn changed_pcr_against_policy_names_it() {
+    let verified = appraisal::verify_evidence(&enrollment(), &reset_evidence()).unwrap();
+    let mut rv: ReferenceValues = verified.measurements.capture();
+    rv.pcrs.insert(4, Sha256Digest([4; 32]));
+    let a = appraisal::appraise(
+        &Ok(verified),
+        None,
+        Some(Policy {
+            values: &rv,
+            id: "p",
+        }),
+        "t1",
+    );
+    assert_eq!(a.status, Status::Contraindicated);
+    assert!(
+        a.reasons.iter().any(|r| r.starts_with("PCR 4 ")),
+        "{:?}",
+        a.reasons
+    );
+    assert_eq!(a.policy_id.as_deref(), Some("p"));
+}
