@@ -6,7 +6,7 @@ use vouch_agent::commands::{self, EXIT_ERROR};
 use vouch_agent::config::Cli;
 
 fn main() {
-    vouch_common::logging::init("info");
+    vouch_common::logging::init("info,tss_esapi=warn");
     let cli = Cli::parse();
     let code = match commands::run(cli) {
         Ok(code) => code,

@@ -42,8 +42,14 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), FsError> {
 
 /// Atomically replaces `path` with `data`, created with `mode`, and makes it durable.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), FsError> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
     let result = (|| {
         let mut f = OpenOptions::new()
@@ -112,8 +118,15 @@ mod tests {
         write_atomic(&p, b"one", 0o600).unwrap();
         write_atomic(&p, b"two", 0o600).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file left behind");
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp file left behind"
+        );
     }
 
     #[test]
@@ -121,10 +134,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("big");
         fs::write(&p, vec![0u8; 100]).unwrap();
-        assert!(matches!(read_limited(&p, 10), Err(FsError::TooLarge { .. })));
+        assert!(matches!(
+            read_limited(&p, 10),
+            Err(FsError::TooLarge { .. })
+        ));
         assert_eq!(read_limited(&p, 100).unwrap().len(), 100);
         let missing = dir.path().join("missing");
-        assert!(read_limited(&missing, 10).unwrap_err().to_string().contains("missing"));
+        assert!(
+            read_limited(&missing, 10)
+                .unwrap_err()
+                .to_string()
+                .contains("missing")
+        );
         assert_eq!(read_optional(&missing, 10).unwrap(), None);
     }
 
@@ -133,6 +154,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().join("a/b");
         ensure_private_dir(&d).unwrap();
-        assert_eq!(fs::metadata(&d).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            fs::metadata(&d).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
     }
 }

@@ -2,8 +2,8 @@
 //! ("-----BEGIN PUBLIC KEY-----", what agents pin and relying parties use to check verdicts).
 //! New keys come from the operating system's CSPRNG; seed bytes are zeroized after use.
 
-use ed25519_dalek::pkcs8::spki::{DecodePublicKey, EncodePublicKey};
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+use ed25519_dalek::pkcs8::spki::{DecodePublicKey, EncodePublicKey};
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use std::path::{Path, PathBuf};
@@ -43,7 +43,10 @@ pub fn generate() -> Result<SigningKey, KeyError> {
 
 /// Loads the private key at `path`, or creates it (and writes its public key to `pub_path`
 /// when given). Returns the key and whether it was created now.
-pub fn load_or_create(path: &Path, pub_path: Option<&Path>) -> Result<(SigningKey, bool), KeyError> {
+pub fn load_or_create(
+    path: &Path,
+    pub_path: Option<&Path>,
+) -> Result<(SigningKey, bool), KeyError> {
     if let Some(pem) = read_optional(path, MAX_KEY_FILE)? {
         let key = parse_private(path, &pem)?;
         if let Some(p) = pub_path {
@@ -75,7 +78,8 @@ fn parse_private(path: &Path, pem: &[u8]) -> Result<SigningKey, KeyError> {
         what: "private key",
         reason,
     };
-    let text = Zeroizing::new(String::from_utf8(pem.to_vec()).map_err(|_| fmt("not UTF-8".into()))?);
+    let text =
+        Zeroizing::new(String::from_utf8(pem.to_vec()).map_err(|_| fmt("not UTF-8".into()))?);
     SigningKey::from_pkcs8_pem(&text).map_err(|e| fmt(e.to_string()))
 }
 
@@ -135,7 +139,10 @@ mod tests {
         let k = dir.path().join("bad.pem");
         std::fs::write(&k, "not a key").unwrap();
         let err = load_or_create(&k, None).unwrap_err().to_string();
-        assert!(err.contains("bad.pem") && err.contains("private key"), "{err}");
+        assert!(
+            err.contains("bad.pem") && err.contains("private key"),
+            "{err}"
+        );
         let err = read_public(&k).unwrap_err().to_string();
         assert!(err.contains("public key"), "{err}");
     }

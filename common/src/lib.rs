@@ -5,4 +5,5 @@
 pub mod fs;
 pub mod keys;
 pub mod logging;
+pub mod mqtt_url;
 pub mod time;

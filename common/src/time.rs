@@ -16,7 +16,10 @@ pub fn rfc3339(unix: u64) -> String {
     let t = i64::try_from(unix)
         .ok()
         .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok());
-    match t.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()) {
+    match t.and_then(|t| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    }) {
         Some(s) => s,
         None => format!("@{unix}"),
     }

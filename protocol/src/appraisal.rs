@@ -143,6 +143,9 @@ pub struct Appraisal {
     pub trust: TrustVector,
     pub reasons: Vec<String>,
     pub policy_id: Option<String>,
+    /// The quote itself was accepted (crypto, signer, replay and clock checks passed), so its
+    /// measurements and clock may be recorded as the device's latest, whatever the policy says.
+    pub quote_accepted: bool,
 }
 
 /// Appraises fresh evidence: `outcome` of [`verify_evidence`], the device's last accepted clock,
@@ -182,6 +185,7 @@ pub fn reevaluate(m: &Measurements, policy: Option<Policy<'_>>, subject: &str) -
             trust,
             reasons: vec![format!("no reference values for {subject}")],
             policy_id: None,
+            quote_accepted: true,
         };
     };
     let findings = evaluate(policy.values, m);
@@ -208,6 +212,7 @@ pub fn reevaluate(m: &Measurements, policy: Option<Policy<'_>>, subject: &str) -
         trust,
         reasons: findings.into_iter().map(|f| f.reason).collect(),
         policy_id: Some(policy.id.to_owned()),
+        quote_accepted: true,
     }
 }
 
@@ -227,5 +232,6 @@ fn failed(f: &Failure, policy: Option<Policy<'_>>) -> Appraisal {
         trust,
         reasons: vec![f.reason.clone()],
         policy_id: policy.map(|p| p.id.to_owned()),
+        quote_accepted: false,
     }
 }

@@ -54,6 +54,7 @@ pub mod claim {
     pub const NO_CLAIM: i8 = 0;
     pub const CRYPTO_VALIDATION_FAILED: i8 = 99;
     pub const TRUSTWORTHY_INSTANCE: i8 = 2;
+    pub const UNTRUSTWORTHY_INSTANCE: i8 = 96;
     pub const UNRECOGNIZED_INSTANCE: i8 = 97;
     pub const APPROVED_CONFIG: i8 = 2;
     pub const UNSUPPORTABLE_CONFIG: i8 = 96;

@@ -1,0 +1,115 @@
+//! JSON shapes of the operator HTTP API, shared by the server (`http`) and the client
+//! (`vouchctl`) so the two cannot drift apart. Field names here are a contract: `vouchctl
+//! device ID --json` prints `DeviceView` as is.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use vouch_protocol::verdict::{DeviceState, Status};
+
+/// One device as operators see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceView {
+    pub id: String,
+    pub model: String,
+    pub state: DeviceState,
+    /// Reasons of the last verdict; they name the PCR index or firmware path at fault.
+    pub reasons: Vec<String>,
+    /// RFC 3339 time of the last verdict, `null` before the first.
+    pub last_verdict_at: Option<String>,
+    /// `ear.status` of the last verdict.
+    pub verdict_status: Option<Status>,
+    pub policy_id: Option<String>,
+    pub quarantine: Option<QuarantineView>,
+    /// An operator released the device and its re-attestation is awaited.
+    pub release_pending: bool,
+    pub enrolled_at: String,
+    /// RFC 3339 time of the last verified quote.
+    pub measured_at: Option<String>,
+    /// TPM Name of the enrolled attestation key (hex).
+    pub ak_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuarantineView {
+    pub reason: String,
+    pub actor: String,
+    pub at: String,
+}
+
+/// A page of devices; pass `next` as `after` to get the following page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DevicePage {
+    pub devices: Vec<DeviceView>,
+    pub next: Option<String>,
+}
+
+/// One audit trail entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditView {
+    pub seq: u64,
+    pub at: String,
+    pub device: Option<String>,
+    pub action: String,
+    pub actor: String,
+    pub reason: String,
+}
+
+/// A page of audit entries, oldest first; pass `next` as `after` for the following page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditPage {
+    pub entries: Vec<AuditView>,
+    pub next: Option<u64>,
+}
+
+/// The result of a policy change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyView {
+    pub policy_id: String,
+    /// Devices re-evaluated against the new reference values, with their state afterwards.
+    pub reevaluated: Vec<DeviceStateView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceStateView {
+    pub id: String,
+    pub state: DeviceState,
+}
+
+/// Counters since the verifier started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatsView {
+    /// Accepted messages per kind.
+    pub accepted: BTreeMap<String, u64>,
+    /// Rejected messages per reason label (oversized, malformed, bad_signature, replay, ...).
+    pub rejected: BTreeMap<String, u64>,
+    /// The most recent rejections, newest last.
+    pub recent_rejections: Vec<RejectionView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectionView {
+    pub at: String,
+    pub topic: String,
+    pub label: String,
+    pub reason: String,
+}
+
+/// Body of quarantine and release requests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReasonBody {
+    pub reason: String,
+}
+
+/// Body of a successful enrollment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrolledView {
+    pub id: String,
+    /// False when the same request was already enrolled (enrollment is idempotent).
+    pub created: bool,
+}
+
+/// Every error response: `{"error": "..."}` with a 4xx/5xx status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}

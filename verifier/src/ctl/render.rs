@@ -1,0 +1,125 @@
+//! Human-readable output of `vouchctl` (the `--json` forms print the API's JSON instead).
+
+use crate::api::{AuditView, DeviceView, PolicyView, StatsView};
+use std::fmt::Write;
+
+/// Pads a column; long values are kept whole (alignment matters less than truth).
+fn pad(s: &str, w: usize) -> String {
+    format!("{s:<w$}")
+}
+
+pub fn devices(list: &[DeviceView]) -> String {
+    let mut out = String::new();
+    let idw = list.iter().map(|d| d.id.len()).max().unwrap_or(2).max(2);
+    let mw = list.iter().map(|d| d.model.len()).max().unwrap_or(5).max(5);
+    let _ = writeln!(
+        out,
+        "{}  {}  {:<11}  {:<20}  REASON",
+        pad("ID", idw),
+        pad("MODEL", mw),
+        "STATE",
+        "LAST VERDICT"
+    );
+    for d in list {
+        let _ = writeln!(
+            out,
+            "{}  {}  {:<11}  {:<20}  {}",
+            pad(&d.id, idw),
+            pad(&d.model, mw),
+            d.state.as_str(),
+            d.last_verdict_at.as_deref().unwrap_or("-"),
+            d.reasons.first().map(String::as_str).unwrap_or("")
+        );
+    }
+    if list.is_empty() {
+        out.push_str("(no devices enrolled)\n");
+    }
+    out
+}
+
+pub fn device(d: &DeviceView) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "id:              {}", d.id);
+    let _ = writeln!(out, "model:           {}", d.model);
+    let _ = writeln!(out, "state:           {}", d.state);
+    if let Some(q) = &d.quarantine {
+        let _ = writeln!(
+            out,
+            "quarantined:     {} by {}: {}",
+            q.at, q.actor, q.reason
+        );
+    }
+    if d.release_pending {
+        let _ = writeln!(out, "release:         pending re-attestation");
+    }
+    let _ = writeln!(
+        out,
+        "last verdict:    {} ({})",
+        d.last_verdict_at.as_deref().unwrap_or("never"),
+        d.verdict_status.map(|s| s.as_str()).unwrap_or("-")
+    );
+    let _ = writeln!(
+        out,
+        "policy:          {}",
+        d.policy_id.as_deref().unwrap_or("(none)")
+    );
+    let _ = writeln!(out, "enrolled:        {}", d.enrolled_at);
+    let _ = writeln!(
+        out,
+        "last measured:   {}",
+        d.measured_at.as_deref().unwrap_or("never")
+    );
+    let _ = writeln!(out, "AK name:         {}", d.ak_name);
+    if !d.reasons.is_empty() {
+        let _ = writeln!(out, "reasons:");
+        for r in &d.reasons {
+            let _ = writeln!(out, "  - {r}");
+        }
+    }
+    out
+}
+
+pub fn policy(v: &PolicyView) -> String {
+    let mut out = format!("policy {}\n", v.policy_id);
+    for d in &v.reevaluated {
+        let _ = writeln!(out, "  {} is {}", d.id, d.state);
+    }
+    out
+}
+
+pub fn audit(list: &[AuditView]) -> String {
+    let mut out = String::new();
+    for a in list {
+        let _ = writeln!(
+            out,
+            "{}  {:<16}  {:<15}  {:<16}  {}",
+            a.at,
+            a.device.as_deref().unwrap_or("-"),
+            a.action,
+            a.actor,
+            a.reason
+        );
+    }
+    if list.is_empty() {
+        out.push_str("(audit trail is empty)\n");
+    }
+    out
+}
+
+pub fn stats(s: &StatsView) -> String {
+    let mut out = String::from("accepted:\n");
+    for (k, v) in &s.accepted {
+        let _ = writeln!(out, "  {k:<20} {v}");
+    }
+    out.push_str("rejected:\n");
+    for (k, v) in &s.rejected {
+        let _ = writeln!(out, "  {k:<20} {v}");
+    }
+    if !s.recent_rejections.is_empty() {
+        out.push_str("recent rejections:\n");
+        for r in &s.recent_rejections {
+            let _ = writeln!(out, "  {}  {}  {}: {}", r.at, r.topic, r.label, r.reason);
+        }
+    }
+    out
+}

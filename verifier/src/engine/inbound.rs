@@ -1,0 +1,262 @@
+//! MQTT messages through the engine: `prepare` on worker threads, `apply` in batches on the
+//! applier thread. A message failing any envelope or freshness check is rejected (counted and
+//! logged, no state change); evidence failing a later check becomes a contraindicated verdict.
+
+use anyhow::Result;
+use vouch_common::time::now_unix;
+use vouch_protocol::appraisal::{self, Failure, Policy, Verified};
+use vouch_protocol::error::{IdError, WireError};
+use vouch_protocol::ids::{DeviceId, Kind, Nonce, Sender, Topic};
+use vouch_protocol::messages::{Challenge, Evidence, Hello, Status};
+use vouch_protocol::nonce::{self, IssuedNonce, NonceRejection};
+use vouch_protocol::policy::{PolicyScope, ReferenceValues, policy_id};
+use vouch_protocol::wire;
+
+use super::{Engine, MAX_OUTSTANDING};
+use crate::mqtt::{Inbound, Outgoing};
+use crate::store::{DeviceRecord, Writer};
+
+/// Why a message was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejection {
+    #[error(transparent)]
+    Topic(IdError),
+    #[error("{0} messages are sent by the verifier, not to it")]
+    Direction(Kind),
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    #[error("device {0} is not enrolled")]
+    NotEnrolled(DeviceId),
+    #[error(transparent)]
+    Nonce(#[from] NonceRejection),
+    #[error("device {0} asked for too many challenges this minute")]
+    RateLimited(DeviceId),
+    #[error("internal error: {0:#}")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl Rejection {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Rejection::Topic(IdError::UnknownKind { .. }) => "unknown_kind",
+            Rejection::Topic(_) | Rejection::Direction(_) => "wrong_topic",
+            Rejection::Wire(w) => w.label(),
+            Rejection::NotEnrolled(_) => "not_enrolled",
+            Rejection::Nonce(n) => n.label(),
+            Rejection::RateLimited(_) => "rate_limited",
+            Rejection::Internal(_) => "internal",
+        }
+    }
+}
+
+/// A message that passed the worker stage, waiting for the applier.
+#[derive(Debug)]
+pub enum Job {
+    /// A hello or status: issue a challenge carrying `request`.
+    Challenge { device: DeviceId, request: u64 },
+    /// Evidence whose stateless checks ran; `outcome` says how they went.
+    Evidence {
+        device: DeviceId,
+        topic: String,
+        evidence: Box<Evidence>,
+        outcome: Box<Result<Verified, Failure>>,
+    },
+}
+
+impl Engine {
+    /// Worker stage. Returns the job for the applier, or `None` after counting a rejection.
+    pub fn prepare(&self, msg: Inbound) -> Option<Job> {
+        match self.try_prepare(&msg) {
+            Ok(job) => Some(job),
+            Err(r) => {
+                self.stats.reject(&msg.topic, r.label(), &r.to_string());
+                None
+            }
+        }
+    }
+
+    fn try_prepare(&self, msg: &Inbound) -> Result<Job, Rejection> {
+        let topic: Topic = msg.topic.parse().map_err(Rejection::Topic)?;
+        if topic.kind.sender() != Sender::Agent {
+            return Err(Rejection::Direction(topic.kind));
+        }
+        let unverified = wire::decode(&topic, &msg.payload, self.cfg.max_payload)?;
+        let reader = self.store.read()?;
+        let rec = reader
+            .device(&topic.device)?
+            .ok_or_else(|| Rejection::NotEnrolled(topic.device.clone()))?;
+        let key = rec
+            .enrollment
+            .device_key()
+            .map_err(|e| anyhow::anyhow!("enrolled key of {}: {e}", topic.device))?;
+        let verified = unverified.verify(&key)?;
+        let device = topic.device;
+        match topic.kind {
+            Kind::Hello => {
+                let h: Hello = verified.open()?;
+                self.stats.accept("hello");
+                Ok(Job::Challenge {
+                    device,
+                    request: h.request,
+                })
+            }
+            Kind::Status => {
+                let s: Status = verified.open()?;
+                self.stats.accept("status");
+                Ok(Job::Challenge {
+                    device,
+                    request: s.request,
+                })
+            }
+            Kind::Evidence => {
+                let ev: Evidence = verified.open()?;
+                // Cheap early refusal of replays before the quote crypto; `apply` re-checks
+                // authoritatively inside its write transaction.
+                nonce::check(reader.nonce(&ev.nonce)?.as_ref(), &device, now_unix())?;
+                let outcome = appraisal::verify_evidence(&rec.enrollment, &ev);
+                Ok(Job::Evidence {
+                    device,
+                    topic: msg.topic.clone(),
+                    evidence: Box::new(ev),
+                    outcome: Box::new(outcome),
+                })
+            }
+            // Sender::Agent above leaves only the three kinds handled.
+            other => Err(Rejection::Direction(other)),
+        }
+    }
+
+    /// Applier stage: one write transaction for the whole batch, then publication.
+    pub fn apply(&self, jobs: Vec<Job>) -> Result<()> {
+        let now = now_unix();
+        let mut out = Vec::new();
+        let mut w = self.store.write()?;
+        for job in jobs {
+            match job {
+                Job::Challenge { device, request } => {
+                    if !self.allow_challenge(&device, now) {
+                        let r = Rejection::RateLimited(device.clone());
+                        self.stats.reject(
+                            &Topic::new(device, Kind::Status).to_string(),
+                            r.label(),
+                            &r.to_string(),
+                        );
+                        continue;
+                    }
+                    let Some(mut rec) = w.device(&device)? else {
+                        continue;
+                    };
+                    self.issue_challenge(&mut w, &mut rec, request, now, &mut out)?;
+                    w.put_device(&rec)?;
+                }
+                Job::Evidence {
+                    device,
+                    topic,
+                    evidence,
+                    outcome,
+                } => {
+                    if let Err(r) =
+                        self.apply_evidence(&mut w, &device, &evidence, &outcome, now, &mut out)
+                    {
+                        self.stats.reject(&topic, r.label(), &r.to_string());
+                    }
+                }
+            }
+        }
+        w.commit()?;
+        self.publish(out);
+        Ok(())
+    }
+
+    /// Issues a challenge to `rec`'s device (the caller stores `rec`).
+    pub(super) fn issue_challenge(
+        &self,
+        w: &mut Writer,
+        rec: &mut DeviceRecord,
+        request: u64,
+        now: u64,
+        out: &mut Vec<Outgoing>,
+    ) -> Result<()> {
+        let nonce = Nonce::from_bytes(*vouch_common::keys::random_bytes::<32>()?);
+        let expires_at = now + self.cfg.nonce_ttl;
+        w.put_nonce(
+            &nonce,
+            &IssuedNonce {
+                device: rec.id().clone(),
+                issued_at: now,
+                expires_at,
+                used_at: None,
+            },
+        )?;
+        rec.outstanding.retain(|(_, exp)| *exp >= now);
+        rec.outstanding.push((nonce, expires_at));
+        while rec.outstanding.len() > MAX_OUTSTANDING {
+            let (old, _) = rec.outstanding.remove(0);
+            w.remove_nonce(&old)?;
+        }
+        let c = Challenge {
+            nonce,
+            issued_at: now,
+            expires_at,
+            request,
+        };
+        out.push(self.outgoing(rec.id(), &c, false));
+        Ok(())
+    }
+
+    fn apply_evidence(
+        &self,
+        w: &mut Writer,
+        device: &DeviceId,
+        ev: &Evidence,
+        outcome: &Result<Verified, Failure>,
+        now: u64,
+        out: &mut Vec<Outgoing>,
+    ) -> Result<(), Rejection> {
+        let mut rec = w
+            .device(device)?
+            .ok_or_else(|| Rejection::NotEnrolled(device.clone()))?;
+        let mut issued = w.nonce(&ev.nonce)?;
+        nonce::check(issued.as_ref(), device, now)?;
+        if let Some(n) = issued.as_mut() {
+            n.used_at = Some(now);
+            w.put_nonce(&ev.nonce, n)?;
+        }
+        rec.outstanding.retain(|(n, _)| n != &ev.nonce);
+        self.stats.accept("evidence");
+
+        let (scope, values) = self.policy_for(w, &rec)?;
+        let pid = values.as_ref().map(|(s, v)| policy_id(s, v));
+        let policy = match (&values, &pid) {
+            (Some((_, v)), Some(id)) => Some(Policy { values: v, id }),
+            _ => None,
+        };
+        let a = appraisal::appraise(outcome, rec.last_clock.as_ref(), policy, &scope);
+        if a.quote_accepted
+            && let Ok(v) = outcome
+        {
+            rec.last_clock = Some(v.clock);
+            rec.measurements = Some(v.measurements.clone());
+            rec.measured_at = Some(now);
+        }
+        tracing::info!(device = %device, status = %a.status, reasons = ?a.reasons, "appraised evidence");
+        self.finish(w, &mut rec, a, Some(ev.nonce), now, out)?;
+        Ok(())
+    }
+
+    /// The reference values that apply to `rec` (device first, then model), and a description of
+    /// where they were looked for (for the "no reference values" reason).
+    pub(super) fn policy_for(
+        &self,
+        w: &Writer,
+        rec: &DeviceRecord,
+    ) -> Result<(String, Option<(PolicyScope, ReferenceValues)>)> {
+        let dev = PolicyScope::Device(rec.id().to_string());
+        let model = PolicyScope::Model(rec.enrollment.model.clone());
+        let subject = format!("device {} or model {}", rec.id(), rec.enrollment.model);
+        if let Some(v) = w.policy(&dev)? {
+            return Ok((subject, Some((dev, v))));
+        }
+        Ok((subject, w.policy(&model)?.map(|v| (model, v))))
+    }
+}

@@ -1,0 +1,399 @@
+//! Operator actions (HTTP API) and the shared tail of every appraisal: apply it to the device's
+//! state machine, sign and store the verdict, append the audit trail, and queue the verdict,
+//! commands and challenges for publication after the commit.
+
+use anyhow::Result;
+use vouch_common::time::now_unix;
+use vouch_protocol::appraisal::{self, Appraisal, Policy};
+use vouch_protocol::bytes::Bytes;
+use vouch_protocol::device::{Actor, AuditAction, Effect, Transition};
+use vouch_protocol::enrollment::Enrollment;
+use vouch_protocol::ids::{DeviceId, Nonce};
+use vouch_protocol::messages::Cmd;
+use vouch_protocol::policy::{PolicyScope, ReferenceValues, policy_id};
+use vouch_protocol::verdict::{DeviceState, PROFILE, Status, Verdict, claim};
+
+use super::{ApiError, Engine};
+use crate::api::{AuditPage, DevicePage, DeviceStateView, DeviceView, EnrolledView, PolicyView};
+use crate::mqtt::Outgoing;
+use crate::store::{AuditRecord, DeviceRecord, Writer};
+
+fn parse_id(id: &str) -> Result<DeviceId, ApiError> {
+    id.parse()
+        .map_err(|e| ApiError::BadRequest(format!("device id: {e}")))
+}
+
+impl Engine {
+    /// Applies `a` to `rec`, publishes the verdict and carries out the transition's effects.
+    pub(super) fn finish(
+        &self,
+        w: &mut Writer,
+        rec: &mut DeviceRecord,
+        mut a: Appraisal,
+        nonce: Option<Nonce>,
+        now: u64,
+        out: &mut Vec<Outgoing>,
+    ) -> Result<()> {
+        let (t, status, reasons) = rec.status.apply_appraisal(a.status, &a.reasons, now);
+        if rec.status.state == DeviceState::Quarantined && a.status != Status::Contraindicated {
+            // The evidence passed but the device is held in quarantine: say so in the vector too.
+            a.trust.instance_identity = claim::UNTRUSTWORTHY_INSTANCE;
+        }
+        self.publish_verdict(w, rec, status, a, reasons, nonce, now, out)?;
+        self.carry_out(w, rec, t, now, out)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn publish_verdict(
+        &self,
+        w: &mut Writer,
+        rec: &mut DeviceRecord,
+        status: Status,
+        a: Appraisal,
+        reasons: Vec<String>,
+        nonce: Option<Nonce>,
+        now: u64,
+        out: &mut Vec<Outgoing>,
+    ) -> Result<()> {
+        let verdict = Verdict {
+            profile: PROFILE.into(),
+            iat: now,
+            exp: now + self.cfg.verdict_ttl,
+            verifier_id: self.cfg.verifier_id.clone(),
+            status,
+            trust: a.trust,
+            policy_id: a.policy_id.clone(),
+            device: rec.id().clone(),
+            state: rec.status.state,
+            reasons,
+            nonce,
+            seq: w.next_seq()?,
+        };
+        let msg = self.outgoing(rec.id(), &verdict, true);
+        rec.status.last_verdict_at = Some(now);
+        rec.last_verdict = Some(Bytes(msg.payload.clone()));
+        rec.verdict_status = Some(status);
+        rec.policy_id = a.policy_id;
+        out.push(msg);
+        Ok(())
+    }
+
+    /// Appends the transition's audit entries, stores `rec`, and queues its effects.
+    fn carry_out(
+        &self,
+        w: &mut Writer,
+        rec: &mut DeviceRecord,
+        t: Transition,
+        now: u64,
+        out: &mut Vec<Outgoing>,
+    ) -> Result<()> {
+        for c in t.changes {
+            tracing::info!(device = %rec.id(), action = c.action.as_str(), actor = %c.actor, reason = %c.reason, "state change");
+            w.append_audit(&AuditRecord {
+                at: now,
+                device: Some(rec.id().clone()),
+                action: c.action,
+                actor: c.actor,
+                reason: c.reason,
+            })?;
+        }
+        for e in t.effects {
+            match e {
+                Effect::SendCmd(action) => {
+                    let cmd = Cmd {
+                        seq: w.next_seq()?,
+                        issued_at: now,
+                        action,
+                    };
+                    out.push(self.outgoing(rec.id(), &cmd, false));
+                }
+                Effect::SendChallenge => self.issue_challenge(w, rec, 0, now, out)?,
+            }
+        }
+        w.put_device(rec)
+    }
+
+    /// Re-appraises `rec`'s stored measurements against its current policy.
+    fn reevaluate(
+        &self,
+        w: &mut Writer,
+        rec: &mut DeviceRecord,
+        now: u64,
+        out: &mut Vec<Outgoing>,
+    ) -> Result<()> {
+        let Some(m) = rec.measurements.clone() else {
+            // Never attested: nothing to re-evaluate; the next attestation uses the new policy.
+            return self
+                .issue_challenge(w, rec, 0, now, out)
+                .and_then(|()| w.put_device(rec));
+        };
+        let (subject, values) = self.policy_for(w, rec)?;
+        let pid = values.as_ref().map(|(s, v)| policy_id(s, v));
+        let policy = match (&values, &pid) {
+            (Some((_, v)), Some(id)) => Some(Policy { values: v, id }),
+            _ => None,
+        };
+        let a = appraisal::reevaluate(&m, policy, &subject);
+        self.finish(w, rec, a, None, now, out)?;
+        // Ask for fresh evidence too: the stored measurements may be a while old.
+        self.issue_challenge(w, rec, 0, now, out)?;
+        w.put_device(rec)
+    }
+
+    /// Commits `w` and publishes `out`.
+    fn commit(&self, w: Writer, out: Vec<Outgoing>) -> Result<(), ApiError> {
+        w.commit()?;
+        self.publish(out);
+        Ok(())
+    }
+
+    fn load(&self, w: &Writer, id: &DeviceId) -> Result<DeviceRecord, ApiError> {
+        w.device(id)?
+            .ok_or_else(|| ApiError::NotFound(format!("device {id} is not enrolled")))
+    }
+
+    pub fn enroll(&self, request: &[u8], actor: &Actor) -> Result<EnrolledView, ApiError> {
+        let now = now_unix();
+        let e = Enrollment::from_request(request, now)
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let mut w = self.store.write()?;
+        if let Some(existing) = w.device(&e.id)? {
+            if existing.enrollment.same_keys(&e) {
+                return Ok(EnrolledView {
+                    id: e.id.to_string(),
+                    created: false,
+                });
+            }
+            return Err(ApiError::Conflict(format!(
+                "device {} is already enrolled with different keys or model",
+                e.id
+            )));
+        }
+        let rec = DeviceRecord::new(e);
+        w.append_audit(&AuditRecord {
+            at: now,
+            device: Some(rec.id().clone()),
+            action: AuditAction::Enrolled,
+            actor: actor.clone(),
+            reason: format!(
+                "model {}, AK {}",
+                rec.enrollment.model,
+                hex::encode(rec.enrollment.ak_name.as_slice())
+            ),
+        })?;
+        w.put_device(&rec)?;
+        self.commit(w, Vec::new())?;
+        tracing::info!(device = %rec.id(), model = %rec.enrollment.model, "enrolled");
+        Ok(EnrolledView {
+            id: rec.id().to_string(),
+            created: true,
+        })
+    }
+
+    pub fn device(&self, id: &str) -> Result<DeviceView, ApiError> {
+        let id = parse_id(id)?;
+        let rec = self
+            .store
+            .read()?
+            .device(&id)?
+            .ok_or_else(|| ApiError::NotFound(format!("device {id} is not enrolled")))?;
+        Ok(super::views::device(&rec))
+    }
+
+    pub fn devices(&self, after: Option<&str>, limit: usize) -> Result<DevicePage, ApiError> {
+        let (recs, next) = self.store.read()?.devices(after, limit.clamp(1, 1000))?;
+        Ok(DevicePage {
+            devices: recs.iter().map(super::views::device).collect(),
+            next,
+        })
+    }
+
+    pub fn quarantine(&self, id: &str, reason: &str, actor: Actor) -> Result<DeviceView, ApiError> {
+        let id = parse_id(id)?;
+        let now = now_unix();
+        let mut w = self.store.write()?;
+        let mut rec = self.load(&w, &id)?;
+        let t = rec
+            .status
+            .quarantine(reason, actor, now)
+            .map_err(|e| ApiError::Conflict(format!("device {id}: {e}")))?;
+        let mut out = Vec::new();
+        // A fresh verdict so relying parties see the quarantine at once.
+        let a = Appraisal {
+            status: Status::Contraindicated,
+            trust: vouch_protocol::verdict::TrustVector {
+                instance_identity: claim::UNTRUSTWORTHY_INSTANCE,
+                ..Default::default()
+            },
+            reasons: rec.status.reasons.clone(),
+            policy_id: rec.policy_id.clone(),
+            quote_accepted: false,
+        };
+        let reasons = rec.status.reasons.clone();
+        self.publish_verdict(
+            &mut w,
+            &mut rec,
+            Status::Contraindicated,
+            a,
+            reasons,
+            None,
+            now,
+            &mut out,
+        )?;
+        self.carry_out(&mut w, &mut rec, t, now, &mut out)?;
+        self.commit(w, out)?;
+        Ok(super::views::device(&rec))
+    }
+
+    pub fn release(&self, id: &str, reason: &str, actor: Actor) -> Result<DeviceView, ApiError> {
+        let id = parse_id(id)?;
+        let now = now_unix();
+        let mut w = self.store.write()?;
+        let mut rec = self.load(&w, &id)?;
+        let t = rec
+            .status
+            .release(reason, actor, now)
+            .map_err(|e| match e {
+                vouch_protocol::device::TransitionError::EmptyReason => {
+                    ApiError::BadRequest(e.to_string())
+                }
+                _ => ApiError::Conflict(format!("device {id}: {e}")),
+            })?;
+        let mut out = Vec::new();
+        self.carry_out(&mut w, &mut rec, t, now, &mut out)?;
+        self.commit(w, out)?;
+        Ok(super::views::device(&rec))
+    }
+
+    pub fn capture_policy(&self, id: &str, actor: Actor) -> Result<PolicyView, ApiError> {
+        let id = parse_id(id)?;
+        let mut w = self.store.write()?;
+        let rec = self.load(&w, &id)?;
+        let m = rec.measurements.as_ref().ok_or_else(|| {
+            ApiError::Conflict(format!(
+                "device {id} has no verified measurements yet: it must attest once before its policy can be captured"
+            ))
+        })?;
+        let rv = m.capture();
+        if rv.is_empty() {
+            return Err(ApiError::Conflict(format!(
+                "device {id}'s measurements are empty"
+            )));
+        }
+        drop(rec);
+        self.store_policy(
+            &mut w,
+            PolicyScope::Device(id.to_string()),
+            rv,
+            actor,
+            "captured from its last verified measurements",
+        )
+        .and_then(|v| self.commit_with(w, v))
+    }
+
+    pub fn set_policy(
+        &self,
+        scope: PolicyScope,
+        rv: ReferenceValues,
+        actor: Actor,
+    ) -> Result<PolicyView, ApiError> {
+        match &scope {
+            PolicyScope::Device(d) => {
+                parse_id(d)?;
+            }
+            PolicyScope::Model(m) if m.is_empty() || m.len() > 128 => {
+                return Err(ApiError::BadRequest(
+                    "model must be 1 to 128 characters".into(),
+                ));
+            }
+            PolicyScope::Model(_) => {}
+        }
+        let mut w = self.store.write()?;
+        let v = self.store_policy(&mut w, scope, rv, actor, "set by operator")?;
+        self.commit_with(w, v)
+    }
+
+    fn commit_with(
+        &self,
+        w: Writer,
+        (view, out): (PolicyView, Vec<Outgoing>),
+    ) -> Result<PolicyView, ApiError> {
+        self.commit(w, out)?;
+        Ok(view)
+    }
+
+    /// Stores reference values, audits the change and re-evaluates the devices they govern.
+    fn store_policy(
+        &self,
+        w: &mut Writer,
+        scope: PolicyScope,
+        rv: ReferenceValues,
+        actor: Actor,
+        how: &str,
+    ) -> Result<(PolicyView, Vec<Outgoing>), ApiError> {
+        let now = now_unix();
+        let pid = policy_id(&scope, &rv);
+        w.put_policy(&scope, &rv)?;
+        let affected: Vec<DeviceId> = match &scope {
+            PolicyScope::Device(d) => parse_id(d).into_iter().collect(),
+            PolicyScope::Model(m) => {
+                let mut ids = Vec::new();
+                for id in w.devices_of_model(m)? {
+                    // Devices with their own policy are not governed by the model's.
+                    if w.policy(&PolicyScope::Device(id.to_string()))?.is_none() {
+                        ids.push(id);
+                    }
+                }
+                ids
+            }
+        };
+        let device = match &scope {
+            PolicyScope::Device(d) => d.parse().ok(),
+            PolicyScope::Model(_) => None,
+        };
+        w.append_audit(&AuditRecord {
+            at: now,
+            device,
+            action: AuditAction::PolicyChanged,
+            actor,
+            reason: format!("{pid} {how}"),
+        })?;
+        let mut out = Vec::new();
+        let mut reevaluated = Vec::new();
+        for id in affected {
+            let Some(mut rec) = w.device(&id)? else {
+                continue;
+            };
+            self.reevaluate(w, &mut rec, now, &mut out)?;
+            reevaluated.push(DeviceStateView {
+                id: id.to_string(),
+                state: rec.status.state,
+            });
+        }
+        Ok((
+            PolicyView {
+                policy_id: pid,
+                reevaluated,
+            },
+            out,
+        ))
+    }
+
+    pub fn policy(&self, scope: &PolicyScope) -> Result<ReferenceValues, ApiError> {
+        self.store
+            .read()?
+            .policy(scope)?
+            .ok_or_else(|| ApiError::NotFound(format!("no reference values for {scope}")))
+    }
+
+    pub fn audit(&self, after: Option<u64>, limit: usize) -> Result<AuditPage, ApiError> {
+        let (entries, next) = self.store.read()?.audit(after, limit.clamp(1, 1000))?;
+        Ok(AuditPage {
+            entries: entries
+                .iter()
+                .map(|(seq, r)| super::views::audit(*seq, r))
+                .collect(),
+            next,
+        })
+    }
+}

@@ -1,0 +1,59 @@
+//! Counters of accepted and rejected messages, and the most recent rejections, for
+//! `vouchctl stats` and `/v1/stats`. In memory: they describe this process's life.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+use vouch_common::time::{now_unix, rfc3339};
+
+use crate::api::{RejectionView, StatsView};
+
+const RECENT: usize = 100;
+
+#[derive(Debug, Default)]
+pub struct Stats {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    accepted: BTreeMap<String, u64>,
+    rejected: BTreeMap<String, u64>,
+    recent: VecDeque<RejectionView>,
+}
+
+impl Stats {
+    pub fn accept(&self, kind: &str) {
+        if let Ok(mut i) = self.inner.lock() {
+            *i.accepted.entry(kind.to_owned()).or_default() += 1;
+        }
+    }
+
+    /// Counts and logs a rejected message. `topic` and `reason` may hold attacker-chosen text
+    /// and are already bounded by the caller's decoding.
+    pub fn reject(&self, topic: &str, label: &str, reason: &str) {
+        tracing::warn!(topic, label, reason, "rejected message");
+        if let Ok(mut i) = self.inner.lock() {
+            *i.rejected.entry(label.to_owned()).or_default() += 1;
+            if i.recent.len() == RECENT {
+                i.recent.pop_front();
+            }
+            i.recent.push_back(RejectionView {
+                at: rfc3339(now_unix()),
+                topic: topic.chars().take(200).collect(),
+                label: label.to_owned(),
+                reason: reason.to_owned(),
+            });
+        }
+    }
+
+    pub fn view(&self) -> StatsView {
+        match self.inner.lock() {
+            Ok(i) => StatsView {
+                accepted: i.accepted.clone(),
+                rejected: i.rejected.clone(),
+                recent_rejections: i.recent.iter().cloned().collect(),
+            },
+            Err(_) => StatsView::default(),
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! Store records as the operator API shows them (RFC 3339 times, hex names).
+
+use vouch_common::time::rfc3339;
+
+use crate::api::{AuditView, DeviceView, QuarantineView};
+use crate::store::{AuditRecord, DeviceRecord};
+
+pub fn device(r: &DeviceRecord) -> DeviceView {
+    DeviceView {
+        id: r.id().to_string(),
+        model: r.enrollment.model.clone(),
+        state: r.status.state,
+        reasons: r.status.reasons.clone(),
+        last_verdict_at: r.status.last_verdict_at.map(rfc3339),
+        verdict_status: r.verdict_status,
+        policy_id: r.policy_id.clone(),
+        quarantine: r.status.quarantine.as_ref().map(|q| QuarantineView {
+            reason: q.reason.clone(),
+            actor: q.actor.to_string(),
+            at: rfc3339(q.at),
+        }),
+        release_pending: r.status.release.is_some(),
+        enrolled_at: rfc3339(r.enrollment.enrolled_at),
+        measured_at: r.measured_at.map(rfc3339),
+        ak_name: hex::encode(r.enrollment.ak_name.as_slice()),
+    }
+}
+
+pub fn audit(seq: u64, r: &AuditRecord) -> AuditView {
+    AuditView {
+        seq,
+        at: rfc3339(r.at),
+        device: r.device.as_ref().map(ToString::to_string),
+        action: r.action.as_str().to_owned(),
+        actor: r.actor.to_string(),
+        reason: r.reason.clone(),
+    }
+}

@@ -1,0 +1,284 @@
+//! The operator HTTP API (axum): thin handlers that authenticate, parse the request into typed
+//! values, run the engine call on the blocking pool (store writes fsync) and map errors to status
+//! codes. Every error body is `{"error": "..."}` naming what was wrong.
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use vouch_protocol::device::Actor;
+use vouch_protocol::policy::{PolicyScope, ReferenceValues};
+
+use crate::api::{ErrorBody, ReasonBody};
+use crate::engine::{ApiError, Engine};
+
+/// Largest accepted request body (enrollment requests and policies are small).
+const MAX_BODY: usize = 256 * 1024;
+
+#[derive(Clone)]
+struct AppState {
+    engine: Arc<Engine>,
+    token: Arc<str>,
+}
+
+/// Builds the router. `token` is the admin bearer token.
+pub fn router(engine: Arc<Engine>, token: String) -> Router {
+    let state = AppState {
+        engine,
+        token: token.into(),
+    };
+    let authed = Router::new()
+        .route("/v1/devices", post(enroll).get(devices))
+        .route("/v1/devices/{id}", get(device))
+        .route("/v1/devices/{id}/quarantine", post(quarantine))
+        .route("/v1/devices/{id}/release", post(release))
+        .route("/v1/devices/{id}/policy/capture", post(capture))
+        .route(
+            "/v1/policies/device/{id}",
+            put(set_device_policy).get(get_device_policy),
+        )
+        .route(
+            "/v1/policies/model/{model}",
+            put(set_model_policy).get(get_model_policy),
+        )
+        .route("/v1/audit", get(audit))
+        .route("/v1/stats", get(stats))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route(
+            "/v1/health",
+            get(|| async { Json(serde_json::json!({"ok": true})) }),
+        )
+        .route("/v1/verifier-key", get(verifier_key))
+        .merge(authed)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` flips to true.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.changed().await;
+        })
+        .await
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Internal(e) => {
+                tracing::error!(error = %format!("{e:#}"), "request failed");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        (
+            status,
+            Json(ErrorBody {
+                error: self.to_string(),
+            }),
+        )
+            .into_response()
+    }
+}
+
+async fn require_token(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    req: Request,
+    next: Next,
+) -> Response {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !constant_time_eq(presented.as_bytes(), s.token.as_bytes()) {
+        let body = ErrorBody {
+            error:
+                "missing or wrong bearer token (see admin.token in the verifier's data directory)"
+                    .into(),
+        };
+        return (StatusCode::UNAUTHORIZED, Json(body)).into_response();
+    }
+    next.run(req).await
+}
+
+/// Compares without an early exit on the first differing byte.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The single operator identity of this version: the admin token holder.
+fn operator() -> Actor {
+    Actor::Operator("admin".into())
+}
+
+/// Runs a blocking engine call off the async runtime.
+async fn blocking<T, F>(f: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, ApiError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("worker task failed: {e}")))?
+}
+
+fn json_body<T: for<'de> Deserialize<'de>>(body: &Bytes, what: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("{what}: {e}")))
+}
+
+async fn verifier_key(State(s): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/x-pem-file")],
+        s.engine.verifier_key_pem(),
+    )
+}
+
+async fn enroll(State(s): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let v = blocking(move || s.engine.enroll(&body, &operator())).await?;
+    let status = if v.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(v)).into_response())
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn devices(
+    State(s): State<AppState>,
+    Query(q): Query<PageQuery>,
+) -> Result<Response, ApiError> {
+    let page = blocking(move || {
+        s.engine
+            .devices(q.after.as_deref(), q.limit.unwrap_or(1000))
+    })
+    .await?;
+    Ok(Json(page).into_response())
+}
+
+async fn device(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let v = blocking(move || s.engine.device(&id)).await?;
+    Ok(Json(v).into_response())
+}
+
+async fn quarantine(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let r: ReasonBody = json_body(&body, "quarantine request")?;
+    let v = blocking(move || s.engine.quarantine(&id, &r.reason, operator())).await?;
+    Ok(Json(v).into_response())
+}
+
+async fn release(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let r: ReasonBody = json_body(&body, "release request")?;
+    let v = blocking(move || s.engine.release(&id, &r.reason, operator())).await?;
+    Ok(Json(v).into_response())
+}
+
+async fn capture(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let v = blocking(move || s.engine.capture_policy(&id, operator())).await?;
+    Ok(Json(v).into_response())
+}
+
+async fn set_policy(s: AppState, scope: PolicyScope, body: Bytes) -> Result<Response, ApiError> {
+    let rv: ReferenceValues = json_body(&body, "reference values")?;
+    let v = blocking(move || s.engine.set_policy(scope, rv, operator())).await?;
+    Ok(Json(v).into_response())
+}
+
+async fn set_device_policy(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    set_policy(s, PolicyScope::Device(id), body).await
+}
+
+async fn set_model_policy(
+    State(s): State<AppState>,
+    Path(model): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    set_policy(s, PolicyScope::Model(model), body).await
+}
+
+async fn get_policy(s: AppState, scope: PolicyScope) -> Result<Response, ApiError> {
+    let rv = blocking(move || s.engine.policy(&scope)).await?;
+    Ok(Json(rv).into_response())
+}
+
+async fn get_device_policy(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    get_policy(s, PolicyScope::Device(id)).await
+}
+
+async fn get_model_policy(
+    State(s): State<AppState>,
+    Path(model): Path<String>,
+) -> Result<Response, ApiError> {
+    get_policy(s, PolicyScope::Model(model)).await
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+async fn audit(
+    State(s): State<AppState>,
+    Query(q): Query<AuditQuery>,
+) -> Result<Response, ApiError> {
+    let page = blocking(move || s.engine.audit(q.after, q.limit.unwrap_or(1000))).await?;
+    Ok(Json(page).into_response())
+}
+
+async fn stats(State(s): State<AppState>) -> Response {
+    Json(s.engine.stats()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+        assert!(!constant_time_eq(b"", b"a"));
+    }
+}

@@ -1,0 +1,118 @@
+//! The verifier's MQTT shell: one client (to the embedded broker or an external one) whose event
+//! loop only moves bytes. Inbound publishes go to the worker pool through a bounded channel (a
+//! full channel pushes back on the broker instead of growing memory); outbound messages come from
+//! the engine through another channel and are published by a separate task, because rumqttc's
+//! event loop must keep being polled while `publish` waits.
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use vouch_common::mqtt_url::BrokerAddr;
+use vouch_protocol::ids::{Kind, Topic};
+
+use crate::broker::broker_payload_limit;
+
+/// A message received on one of the verifier's subscriptions.
+#[derive(Debug)]
+pub struct Inbound {
+    pub topic: String,
+    pub payload: Vec<u8>,
+}
+
+/// A message the engine wants published (after its state change was committed).
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub retain: bool,
+}
+
+/// Client options for the verifier. The client id is fixed and the session persistent, so
+/// messages agents publish while the verifier restarts are delivered when it comes back
+/// (on brokers that keep sessions, e.g. Mosquitto).
+pub fn options(addr: &BrokerAddr, client_id: &str, protocol_max: usize) -> MqttOptions {
+    let mut o = MqttOptions::new(client_id, addr.host.clone(), addr.port);
+    o.set_keep_alive(Duration::from_secs(30));
+    o.set_clean_session(false);
+    // Accept anything the broker forwards (it bounds payloads itself) so an oversized message is
+    // counted as a rejection instead of tearing down the verifier's connection.
+    let limit = broker_payload_limit(protocol_max).saturating_add(64 * 1024);
+    o.set_max_packet_size(limit, limit);
+    o.set_inflight(200);
+    o.set_request_channel_capacity(1024);
+    o
+}
+
+/// The topic filters the verifier subscribes to: every agent-to-verifier kind of every device.
+pub fn subscriptions() -> Vec<String> {
+    [Kind::Hello, Kind::Evidence, Kind::Status]
+        .into_iter()
+        .map(Topic::filter_all)
+        .collect()
+}
+
+/// Runs until `shutdown` flips to true. Reconnects with backoff on broker errors.
+pub async fn run(
+    opts: MqttOptions,
+    inbound: mpsc::Sender<Inbound>,
+    mut outbound: mpsc::Receiver<Outgoing>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let (client, mut eventloop) = AsyncClient::new(opts, 1024);
+    let publisher = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            while let Some(m) = outbound.recv().await {
+                if let Err(e) = client
+                    .publish(m.topic.clone(), QoS::AtLeastOnce, m.retain, m.payload)
+                    .await
+                {
+                    tracing::warn!(topic = %m.topic, error = %e, "publish failed");
+                }
+            }
+        })
+    };
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.changed() => break,
+            e = eventloop.poll() => e,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                backoff = Duration::from_millis(200);
+                tracing::info!(
+                    session_present = ack.session_present,
+                    "connected to MQTT broker"
+                );
+                if !ack.session_present {
+                    for filter in subscriptions() {
+                        if let Err(e) = client.subscribe(filter.clone(), QoS::AtLeastOnce).await {
+                            tracing::error!(%filter, error = %e, "subscribe failed");
+                        }
+                    }
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                let msg = Inbound {
+                    topic: p.topic,
+                    payload: p.payload.to_vec(),
+                };
+                if inbound.send(msg).await.is_err() {
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "MQTT connection error");
+                tokio::select! {
+                    _ = shutdown.changed() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+    let _ = client.disconnect().await;
+    publisher.abort();
+}

@@ -1,0 +1,175 @@
+//! `vouch-verifier run`: builds the real objects from the validated config and wires them
+//! together: data directory and keys, store, engine, broker (embedded or external), MQTT shell,
+//! worker pool and applier, nonce pruning, HTTP API. Takes a shutdown signal so tests and the
+//! demo can start it in-process.
+
+use anyhow::{Context, Result};
+use std::path::Path;
+use std::sync::{Arc, Mutex, mpsc as std_mpsc};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use vouch_common::{fs, keys};
+
+use crate::config::{BrokerChoice, ServerConfig};
+use crate::engine::{Engine, Job};
+use crate::mqtt::{self, Inbound};
+use crate::store::Store;
+use crate::{broker, http};
+
+/// Jobs the applier takes into one write transaction at most.
+const MAX_BATCH: usize = 512;
+
+/// Reads the admin token, creating a random one (mode 0600) on first start.
+pub fn load_or_create_token(path: &Path) -> Result<String> {
+    if let Some(bytes) = fs::read_optional(path, 4096)? {
+        let t = String::from_utf8_lossy(&bytes).trim().to_owned();
+        if t.len() >= 32 {
+            return Ok(t);
+        }
+        anyhow::bail!(
+            "{} holds a token shorter than 32 characters",
+            path.display()
+        );
+    }
+    let token = hex::encode(*keys::random_bytes::<32>()?);
+    fs::write_atomic(path, format!("{token}\n").as_bytes(), 0o600)?;
+    Ok(token)
+}
+
+/// Runs until `shutdown` flips to true.
+pub async fn run(cfg: ServerConfig, shutdown: watch::Receiver<bool>) -> Result<()> {
+    fs::ensure_private_dir(&cfg.data)?;
+    let (key, created) = keys::load_or_create(
+        &cfg.data.join("verifier.key"),
+        Some(&cfg.data.join("verifier.pub")),
+    )?;
+    if created {
+        tracing::info!(path = %cfg.data.join("verifier.pub").display(), "created verifier key");
+    }
+    let fingerprint = keys::fingerprint(&key.verifying_key());
+    let token = load_or_create_token(&cfg.data.join("admin.token"))?;
+    let store = Store::open(&cfg.data.join("vouch.redb"))?;
+
+    let (out_tx, out_rx) = mpsc::channel(65_536);
+    let engine = Arc::new(Engine::new(store, key, cfg.engine.clone(), out_tx));
+
+    let broker_addr = match &cfg.broker {
+        BrokerChoice::Embedded(listen) => {
+            broker::start(*listen, cfg.engine.max_payload, cfg.mqtt_max_connections)?;
+            vouch_common::mqtt_url::BrokerAddr {
+                host: listen.ip().to_string(),
+                port: listen.port(),
+            }
+        }
+        BrokerChoice::External(addr) => addr.clone(),
+    };
+    let http_listener = tokio::net::TcpListener::bind(cfg.http_listen)
+        .await
+        .with_context(|| format!("cannot listen for HTTP on {}", cfg.http_listen))?;
+
+    let (in_tx, in_rx) = mpsc::channel::<Inbound>(1024);
+    let opts = mqtt::options(&broker_addr, "vouch-verifier", cfg.engine.max_payload);
+    let mqtt_task = tokio::spawn(mqtt::run(opts, in_tx, out_rx, shutdown.clone()));
+    spawn_pipeline(engine.clone(), in_rx, cfg.workers)?;
+    spawn_pruner(engine.clone(), shutdown.clone());
+
+    tracing::info!(
+        data = %cfg.data.display(),
+        broker = %format!("{}:{}", broker_addr.host, broker_addr.port),
+        http = %cfg.http_listen,
+        %fingerprint,
+        "verifier running"
+    );
+    http::serve(http_listener, http::router(engine, token), shutdown).await?;
+    let _ = mqtt_task.await;
+    Ok(())
+}
+
+/// Worker threads run `prepare` (signatures, quote crypto) off the MQTT event loop; one applier
+/// thread commits their results in batches. No thread or task per device.
+fn spawn_pipeline(
+    engine: Arc<Engine>,
+    inbound: mpsc::Receiver<Inbound>,
+    workers: usize,
+) -> Result<()> {
+    let inbound = Arc::new(Mutex::new(inbound));
+    let (job_tx, job_rx) = std_mpsc::sync_channel::<Job>(4096);
+    for i in 0..workers {
+        let inbound = inbound.clone();
+        let engine = engine.clone();
+        let job_tx = job_tx.clone();
+        std::thread::Builder::new()
+            .name(format!("verify-{i}"))
+            .spawn(move || {
+                loop {
+                    let msg = match inbound.lock() {
+                        Ok(mut rx) => rx.blocking_recv(),
+                        Err(_) => None,
+                    };
+                    let Some(msg) = msg else { break };
+                    if let Some(job) = engine.prepare(msg)
+                        && job_tx.send(job).is_err()
+                    {
+                        break;
+                    }
+                }
+            })
+            .context("starting a worker thread")?;
+    }
+    drop(job_tx);
+    std::thread::Builder::new()
+        .name("apply".into())
+        .spawn(move || {
+            while let Ok(first) = job_rx.recv() {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match job_rx.try_recv() {
+                        Ok(j) => batch.push(j),
+                        Err(_) => break,
+                    }
+                }
+                if let Err(e) = engine.apply(batch) {
+                    tracing::error!(error = %format!("{e:#}"), "applying a batch failed; its messages are dropped");
+                }
+            }
+        })
+        .context("starting the applier thread")?;
+    Ok(())
+}
+
+fn spawn_pruner(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                _ = tick.tick() => {
+                    let engine = engine.clone();
+                    let now = vouch_common::time::now_unix();
+                    match tokio::task::spawn_blocking(move || engine.prune(now)).await {
+                        Ok(Ok(n)) if n > 0 => tracing::debug!(pruned = n, "pruned expired nonces"),
+                        Ok(Err(e)) => tracing::warn!(error = %format!("{e:#}"), "pruning nonces failed"),
+                        _ => {}
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// A shutdown channel flipped by SIGTERM or SIGINT.
+pub fn shutdown_on_signals() -> Result<watch::Receiver<bool>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (tx, rx) = watch::channel(false);
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("shutting down");
+        let _ = tx.send(true);
+    });
+    Ok(rx)
+}

@@ -1,0 +1,428 @@
+//! The verifier's durable state in one redb file (`vouch.redb` in `--data`): devices, reference
+//! values, issued nonces, the audit trail and counters. Every write transaction commits with
+//! redb's default durability (fsync), and the engine publishes nothing before its transaction
+//! committed, so what agents and operators see is never ahead of what a restart recovers.
+//!
+//! Records are CBOR (the protocol's own types); keys are chosen so every hot-path access is a
+//! point lookup: device by id, nonce by value, policy by scope. Nonce expiry has its own index so
+//! pruning is a range delete, never a scan.
+
+use anyhow::{Context, Result};
+use redb::{
+    Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use vouch_protocol::bytes::Bytes;
+use vouch_protocol::device::{Actor, AuditAction, DeviceStatus};
+use vouch_protocol::enrollment::Enrollment;
+use vouch_protocol::ids::{DeviceId, Nonce};
+use vouch_protocol::nonce::IssuedNonce;
+use vouch_protocol::policy::{Measurements, PolicyScope, ReferenceValues};
+use vouch_protocol::tpm::ClockInfo;
+use vouch_protocol::verdict::Status;
+use vouch_protocol::wire::{from_cbor_exact, to_cbor};
+
+const DEVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("devices");
+const MODEL_INDEX: TableDefinition<(&str, &str), ()> = TableDefinition::new("model_devices");
+const POLICIES: TableDefinition<&str, &[u8]> = TableDefinition::new("policies");
+const NONCES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("nonces");
+const NONCE_EXPIRY: TableDefinition<(u64, &[u8; 32]), ()> = TableDefinition::new("nonce_expiry");
+const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+const SEQ: &str = "seq";
+const AUDIT_SEQ: &str = "audit_seq";
+
+/// Everything the verifier keeps about one device.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceRecord {
+    pub enrollment: Enrollment,
+    pub status: DeviceStatus,
+    /// TPM clock of the last accepted quote (later quotes must not go backwards).
+    pub last_clock: Option<ClockInfo>,
+    /// Measurements of the last accepted quote (for `policy capture` and re-evaluation).
+    pub measurements: Option<Measurements>,
+    pub measured_at: Option<u64>,
+    /// Challenges issued and not yet answered, with their expiry (bounded per device).
+    pub outstanding: Vec<(Nonce, u64)>,
+    /// The last signed verdict (COSE bytes), as published.
+    pub last_verdict: Option<Bytes>,
+    pub verdict_status: Option<Status>,
+    pub policy_id: Option<String>,
+}
+
+impl DeviceRecord {
+    pub fn new(enrollment: Enrollment) -> Self {
+        Self {
+            enrollment,
+            status: DeviceStatus::new(),
+            last_clock: None,
+            measurements: None,
+            measured_at: None,
+            outstanding: Vec::new(),
+            last_verdict: None,
+            verdict_status: None,
+            policy_id: None,
+        }
+    }
+
+    pub fn id(&self) -> &DeviceId {
+        &self.enrollment.id
+    }
+}
+
+/// One audit trail entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditRecord {
+    pub at: u64,
+    pub device: Option<DeviceId>,
+    pub action: AuditAction,
+    pub actor: Actor,
+    pub reason: String,
+}
+
+/// A page of audit entries with their sequence numbers, and the cursor of the next page.
+pub type AuditSlice = (Vec<(u64, AuditRecord)>, Option<u64>);
+
+fn policy_key(scope: &PolicyScope) -> String {
+    scope.to_string()
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(what: &str, bytes: &[u8]) -> Result<T> {
+    from_cbor_exact(bytes).map_err(|e| anyhow::anyhow!("stored {what} is corrupt: {e}"))
+}
+
+pub struct Store {
+    db: Database,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
+}
+
+impl Store {
+    /// Opens or creates the database; fails clearly if another verifier holds it.
+    pub fn open(path: &Path) -> Result<Self> {
+        let db = Database::create(path).with_context(|| {
+            format!(
+                "cannot open the store {} (is another verifier using this --data directory?)",
+                path.display()
+            )
+        })?;
+        let w = db.begin_write()?;
+        {
+            w.open_table(DEVICES)?;
+            w.open_table(MODEL_INDEX)?;
+            w.open_table(POLICIES)?;
+            w.open_table(NONCES)?;
+            w.open_table(NONCE_EXPIRY)?;
+            w.open_table(AUDIT)?;
+            w.open_table(META)?;
+        }
+        w.commit()?;
+        Ok(Self { db })
+    }
+
+    pub fn read(&self) -> Result<Reader> {
+        Ok(Reader {
+            tx: self.db.begin_read()?,
+        })
+    }
+
+    pub fn write(&self) -> Result<Writer> {
+        Ok(Writer {
+            tx: self.db.begin_write()?,
+        })
+    }
+}
+
+/// A consistent snapshot for lookups (workers, API reads).
+#[allow(missing_debug_implementations)] // wraps a redb transaction, which has no Debug
+pub struct Reader {
+    tx: ReadTransaction,
+}
+
+impl Reader {
+    pub fn device(&self, id: &DeviceId) -> Result<Option<DeviceRecord>> {
+        let t = self.tx.open_table(DEVICES)?;
+        t.get(id.as_str())?
+            .map(|v| decode("device record", v.value()))
+            .transpose()
+    }
+
+    pub fn nonce(&self, n: &Nonce) -> Result<Option<IssuedNonce>> {
+        let t = self.tx.open_table(NONCES)?;
+        t.get(n.as_bytes())?
+            .map(|v| decode("nonce", v.value()))
+            .transpose()
+    }
+
+    pub fn policy(&self, scope: &PolicyScope) -> Result<Option<ReferenceValues>> {
+        let t = self.tx.open_table(POLICIES)?;
+        t.get(policy_key(scope).as_str())?
+            .map(|v| decode("policy", v.value()))
+            .transpose()
+    }
+
+    /// Up to `limit` devices with ids after `after`, in id order, and the cursor for the next page.
+    pub fn devices(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<DeviceRecord>, Option<String>)> {
+        let t = self.tx.open_table(DEVICES)?;
+        let mut out = Vec::new();
+        let iter = match after {
+            Some(a) => {
+                t.range::<&str>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded))?
+            }
+            None => t.range::<&str>(..)?,
+        };
+        for item in iter {
+            let (_, v) = item?;
+            if out.len() == limit {
+                let next = out.last().map(|d: &DeviceRecord| d.id().to_string());
+                return Ok((out, next));
+            }
+            out.push(decode("device record", v.value())?);
+        }
+        Ok((out, None))
+    }
+
+    /// Up to `limit` audit entries after sequence number `after`, oldest first.
+    pub fn audit(&self, after: Option<u64>, limit: usize) -> Result<AuditSlice> {
+        let t = self.tx.open_table(AUDIT)?;
+        let start = after.map_or(0, |a| a.saturating_add(1));
+        let mut out = Vec::new();
+        for item in t.range(start..)? {
+            let (k, v) = item?;
+            if out.len() == limit {
+                let next = out.last().map(|(s, _): &(u64, AuditRecord)| *s);
+                return Ok((out, next));
+            }
+            out.push((k.value(), decode("audit entry", v.value())?));
+        }
+        Ok((out, None))
+    }
+}
+
+/// One write transaction; nothing is visible to readers or durable until [`Writer::commit`].
+#[allow(missing_debug_implementations)] // wraps a redb transaction, which has no Debug
+pub struct Writer {
+    tx: WriteTransaction,
+}
+
+impl Writer {
+    pub fn device(&self, id: &DeviceId) -> Result<Option<DeviceRecord>> {
+        let t = self.tx.open_table(DEVICES)?;
+        let r = t.get(id.as_str())?;
+        r.map(|v| decode("device record", v.value())).transpose()
+    }
+
+    pub fn put_device(&mut self, rec: &DeviceRecord) -> Result<()> {
+        let mut t = self.tx.open_table(DEVICES)?;
+        t.insert(rec.id().as_str(), to_cbor(rec).as_slice())?;
+        let mut idx = self.tx.open_table(MODEL_INDEX)?;
+        idx.insert((rec.enrollment.model.as_str(), rec.id().as_str()), ())?;
+        Ok(())
+    }
+
+    /// Ids of the devices of `model`, via the model index (no scan of all devices).
+    pub fn devices_of_model(&self, model: &str) -> Result<Vec<DeviceId>> {
+        let idx = self.tx.open_table(MODEL_INDEX)?;
+        let mut out = Vec::new();
+        for item in idx.range((model, "")..)? {
+            let (k, _) = item?;
+            let (m, id) = k.value();
+            if m != model {
+                break;
+            }
+            if let Ok(id) = id.parse() {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn policy(&self, scope: &PolicyScope) -> Result<Option<ReferenceValues>> {
+        let t = self.tx.open_table(POLICIES)?;
+        let r = t.get(policy_key(scope).as_str())?;
+        r.map(|v| decode("policy", v.value())).transpose()
+    }
+
+    pub fn put_policy(&mut self, scope: &PolicyScope, rv: &ReferenceValues) -> Result<()> {
+        let mut t = self.tx.open_table(POLICIES)?;
+        t.insert(policy_key(scope).as_str(), to_cbor(rv).as_slice())?;
+        Ok(())
+    }
+
+    pub fn nonce(&self, n: &Nonce) -> Result<Option<IssuedNonce>> {
+        let t = self.tx.open_table(NONCES)?;
+        let r = t.get(n.as_bytes())?;
+        r.map(|v| decode("nonce", v.value())).transpose()
+    }
+
+    pub fn put_nonce(&mut self, n: &Nonce, rec: &IssuedNonce) -> Result<()> {
+        let mut t = self.tx.open_table(NONCES)?;
+        t.insert(n.as_bytes(), to_cbor(rec).as_slice())?;
+        let mut e = self.tx.open_table(NONCE_EXPIRY)?;
+        e.insert((rec.expires_at, n.as_bytes()), ())?;
+        Ok(())
+    }
+
+    pub fn remove_nonce(&mut self, n: &Nonce) -> Result<()> {
+        let mut t = self.tx.open_table(NONCES)?;
+        let old = t
+            .remove(n.as_bytes())?
+            .map(|v| decode::<IssuedNonce>("nonce", v.value()));
+        if let Some(Ok(rec)) = old {
+            let mut e = self.tx.open_table(NONCE_EXPIRY)?;
+            e.remove((rec.expires_at, n.as_bytes()))?;
+        }
+        Ok(())
+    }
+
+    /// Deletes nonce records that expired before `cutoff`; returns how many.
+    pub fn prune_nonces(&mut self, cutoff: u64) -> Result<usize> {
+        let mut expired = Vec::new();
+        {
+            let e = self.tx.open_table(NONCE_EXPIRY)?;
+            for item in e.range(..(cutoff, &[0u8; 32]))? {
+                let (k, _) = item?;
+                let (at, n) = k.value();
+                expired.push((at, *n));
+            }
+        }
+        let mut t = self.tx.open_table(NONCES)?;
+        let mut e = self.tx.open_table(NONCE_EXPIRY)?;
+        for (at, n) in &expired {
+            t.remove(n)?;
+            e.remove((*at, n))?;
+        }
+        Ok(expired.len())
+    }
+
+    /// Appends to the audit trail; returns the entry's sequence number.
+    pub fn append_audit(&mut self, rec: &AuditRecord) -> Result<u64> {
+        let seq = self.bump(AUDIT_SEQ)?;
+        let mut t = self.tx.open_table(AUDIT)?;
+        t.insert(seq, to_cbor(rec).as_slice())?;
+        Ok(seq)
+    }
+
+    /// The next verifier-wide sequence number for verdicts and commands.
+    pub fn next_seq(&mut self) -> Result<u64> {
+        self.bump(SEQ)
+    }
+
+    fn bump(&mut self, key: &str) -> Result<u64> {
+        let mut t = self.tx.open_table(META)?;
+        let next = t.get(key)?.map_or(0, |v| v.value()) + 1;
+        t.insert(key, next)?;
+        Ok(next)
+    }
+
+    pub fn commit(self) -> Result<()> {
+        self.tx.commit().context("committing to the store")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(n: u8) -> IssuedNonce {
+        IssuedNonce {
+            device: "t1".parse().unwrap(),
+            issued_at: u64::from(n),
+            expires_at: 100 + u64::from(n),
+            used_at: None,
+        }
+    }
+
+    #[test]
+    fn nonces_survive_reopen_and_prune_by_expiry_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        {
+            let s = Store::open(&path).unwrap();
+            let mut w = s.write().unwrap();
+            for n in 0..10u8 {
+                w.put_nonce(&Nonce::from_bytes([n; 32]), &rec(n)).unwrap();
+            }
+            w.commit().unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert!(
+            s.read()
+                .unwrap()
+                .nonce(&Nonce::from_bytes([3; 32]))
+                .unwrap()
+                .is_some()
+        );
+        let mut w = s.write().unwrap();
+        assert_eq!(w.prune_nonces(105).unwrap(), 5);
+        w.commit().unwrap();
+        let r = s.read().unwrap();
+        assert!(r.nonce(&Nonce::from_bytes([4; 32])).unwrap().is_none());
+        assert!(r.nonce(&Nonce::from_bytes([5; 32])).unwrap().is_some());
+    }
+
+    #[test]
+    fn uncommitted_writes_are_not_visible() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.redb")).unwrap();
+        {
+            let mut w = s.write().unwrap();
+            w.put_nonce(&Nonce::from_bytes([1; 32]), &rec(1)).unwrap();
+            // dropped without commit
+        }
+        assert!(
+            s.read()
+                .unwrap()
+                .nonce(&Nonce::from_bytes([1; 32]))
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn audit_and_seq_are_monotonic_and_paged() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.redb")).unwrap();
+        let mut w = s.write().unwrap();
+        for i in 0..5 {
+            w.append_audit(&AuditRecord {
+                at: i,
+                device: None,
+                action: AuditAction::PolicyChanged,
+                actor: Actor::Verifier,
+                reason: format!("r{i}"),
+            })
+            .unwrap();
+        }
+        assert_eq!(w.next_seq().unwrap(), 1);
+        assert_eq!(w.next_seq().unwrap(), 2);
+        w.commit().unwrap();
+        let r = s.read().unwrap();
+        let (page, next) = r.audit(None, 2).unwrap();
+        assert_eq!(page.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![1, 2]);
+        let (page, next) = r.audit(next, 10).unwrap();
+        assert_eq!(page.len(), 3);
+        assert_eq!(next, None);
+    }
+
+    #[test]
+    fn second_open_of_the_same_file_fails_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let _a = Store::open(&path).unwrap();
+        let err = Store::open(&path).unwrap_err().to_string();
+        assert!(err.contains("another verifier"), "{err}");
+    }
+}
