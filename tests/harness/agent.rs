@@ -1,0 +1,149 @@
+//! A terminal under test: a vouch-agent state directory bound to one swtpm and one verifier,
+//! with its firmware files, driven through the real `vouch-agent` binary.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::bin;
+use crate::procs::{Proc, Swtpm, Verifier};
+
+#[derive(Debug)]
+pub struct Terminal {
+    pub id: String,
+    pub state: PathBuf,
+    pub firmware: Vec<PathBuf>,
+    tcti: String,
+    mqtt_url: String,
+    verifier_pub: PathBuf,
+    dir: PathBuf,
+}
+
+impl Terminal {
+    /// A terminal with one firmware file `app.bin` holding `firmware`.
+    pub fn new(dir: &Path, id: &str, tpm: &Swtpm, v: &Verifier, firmware: &str) -> Self {
+        let root = dir.join(id);
+        fs::create_dir_all(&root).unwrap();
+        let fw = root.join("app.bin");
+        fs::write(&fw, firmware).unwrap();
+        Self {
+            id: id.to_owned(),
+            state: root.join("state"),
+            firmware: vec![fw],
+            tcti: tpm.tcti(),
+            mqtt_url: v.mqtt_url(),
+            verifier_pub: v.verifier_pub(),
+            dir: root,
+        }
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(bin("vouch-agent"));
+        c.arg("--state")
+            .arg(&self.state)
+            .arg("--tcti")
+            .arg(&self.tcti)
+            .env("TSS2_LOG", "all+NONE")
+            .env("RUST_LOG", "info");
+        c
+    }
+
+    fn run_args(&self, c: &mut Command) {
+        c.arg("--mqtt-url")
+            .arg(&self.mqtt_url)
+            .arg("--verifier-key")
+            .arg(&self.verifier_pub);
+        for f in &self.firmware {
+            c.arg("--firmware").arg(f);
+        }
+    }
+
+    /// `vouch-agent enroll`; returns the request file.
+    pub fn enroll_request(&self, model: &str) -> PathBuf {
+        let out_file = self.dir.join("enroll.cbor");
+        let out = self
+            .cmd()
+            .args(["enroll", "--device-id", &self.id, "--model", model, "--out"])
+            .arg(&out_file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "enroll failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out_file
+    }
+
+    /// Enrolls with the agent and registers the request with the verifier.
+    pub fn enroll(&self, v: &Verifier, model: &str) {
+        let req = self.enroll_request(model);
+        let out = v.ctl(&["enroll", req.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "vouchctl enroll: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), self.id);
+    }
+
+    /// `vouch-agent attest --once`; returns its output (exit code 0/3/4/1).
+    pub fn attest_once(&self) -> Output {
+        let mut c = self.cmd();
+        c.args(["attest", "--once", "--timeout", "20"]);
+        self.run_args(&mut c);
+        c.output().unwrap()
+    }
+
+    /// Runs `attest --once` and returns its exit code, printing its output if it is not `want`.
+    pub fn attest_expect(&self, want: i32) -> String {
+        let out = self.attest_once();
+        let code = out.status.code().unwrap_or(-1);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            code, want,
+            "attest --once of {} exited {code}, expected {want}:\n{text}",
+            self.id
+        );
+        text
+    }
+
+    /// Starts `vouch-agent run` (the daemon) with a short interval.
+    pub fn spawn_daemon(&self, interval_secs: u64) -> Proc {
+        let mut c = self.cmd();
+        c.args(["run", "--interval", &interval_secs.to_string()]);
+        self.run_args(&mut c);
+        Proc::spawn(
+            &format!("vouch-agent {}", self.id),
+            &mut c,
+            self.dir.join("daemon.log"),
+        )
+    }
+
+    /// `vouch-agent status --json`.
+    pub fn status(&self) -> serde_json::Value {
+        let out = self.cmd().args(["status", "--json"]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "status: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Replaces the content of the first firmware file.
+    pub fn change_firmware(&self, content: &str) {
+        fs::write(&self.firmware[0], content).unwrap();
+    }
+
+    /// The Ed25519 device key this terminal signs with.
+    pub fn device_key(&self) -> ed25519_dalek::SigningKey {
+        use ed25519_dalek::pkcs8::DecodePrivateKey;
+        let pem = fs::read_to_string(self.state.join("device.key")).unwrap();
+        ed25519_dalek::SigningKey::from_pkcs8_pem(&pem).unwrap()
+    }
+}

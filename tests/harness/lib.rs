@@ -1,0 +1,109 @@
+//! Harness for vouch's end-to-end tests: starts real processes (swtpm, Mosquitto, the
+//! vouch-verifier and vouch-agent binaries) on free loopback ports in a private temporary
+//! directory, and ends exactly the processes it started, by pid, when dropped.
+//!
+//! The binaries are the ones `cargo test` built for this workspace (target/<profile>/).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod agent;
+pub mod procs;
+pub mod spy;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Two consecutive free loopback ports (swtpm needs its control port at server port + 1).
+pub fn free_port_pair() -> u16 {
+    for _ in 0..200 {
+        let p = free_port();
+        if p < u16::MAX
+            && TcpListener::bind(("127.0.0.1", p + 1)).is_ok()
+            && TcpListener::bind(("127.0.0.1", p)).is_ok()
+        {
+            return p;
+        }
+    }
+    panic!("no two consecutive free loopback ports found");
+}
+
+/// Path of a workspace binary, built fresh for this test run.
+///
+/// `cargo test` rebuilds only the binaries of the package under test, so a test of this crate
+/// alone (`cargo test -p vouch-e2e`) would otherwise run stale vouch binaries. The first call
+/// runs `cargo build --bins` for the binary packages (a no-op when they are up to date).
+pub fn bin(name: &str) -> PathBuf {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test-binary>
+    let dir = exe.parent().and_then(|d| d.parent()).unwrap().to_owned();
+    BUILT.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = std::process::Command::new(cargo);
+        cmd.args([
+            "build",
+            "--bins",
+            "-p",
+            "vouch-agent",
+            "-p",
+            "vouch-verifier",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if dir.file_name().is_some_and(|p| p == "release") {
+            cmd.arg("--release");
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "building the vouch binaries failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    let p = dir.join(name);
+    assert!(p.exists(), "{} is missing after building", p.display());
+    p
+}
+
+/// Whether an external program is installed.
+pub fn have(program: &str) -> bool {
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {program}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, or panics with `what` after `timeout`.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until something accepts TCP connections on `port`.
+pub fn wait_for_port(port: u16, what: &str) {
+    wait_for(Duration::from_secs(20), what, || {
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .ok()
+            .map(|_| ())
+    });
+}
