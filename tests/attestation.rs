@@ -6,7 +6,7 @@
 use std::time::Duration;
 use tempfile::TempDir;
 use vouch_e2e::agent::Terminal;
-use vouch_e2e::procs::{BrokerKind, Swtpm, Verifier};
+use vouch_e2e::procs::{BrokerKind, Swtpm, Verifier, swtpm};
 use vouch_e2e::spy::Spy;
 use vouch_e2e::wait_for;
 use vouch_protocol::messages::Evidence;
@@ -22,7 +22,7 @@ struct Fleet {
 
 fn fleet(kind: BrokerKind) -> Fleet {
     let dir = tempfile::tempdir().unwrap();
-    let tpm = Swtpm::start(dir.path());
+    let tpm = swtpm(dir.path());
     let v = Verifier::start(dir.path(), kind);
     let t = Terminal::new(dir.path(), "term-1", &tpm, &v, "firmware v1");
     t.enroll(&v, "T-100");
@@ -84,7 +84,7 @@ fn firmware_change_quarantines(kind: BrokerKind) {
 /// (c) a boot PCR extended behind the agent's back: quarantined, the reason names the PCR.
 fn pcr_extended_behind_the_agents_back(kind: BrokerKind) {
     let f = fleet(kind);
-    f.tpm.pcr_extend(4, &"ab".repeat(32));
+    f.tpm.pcr_extend(4, &"ab".repeat(32)).unwrap();
     let out = f.t.attest_expect(3);
     assert!(out.contains("PCR 4 "), "{out}");
     let d = f.v.device("term-1");
@@ -101,7 +101,7 @@ fn pcr_extended_behind_the_agents_back(kind: BrokerKind) {
 /// (c') the firmware PCR extended behind the agent's back: the list no longer replays.
 fn firmware_pcr_extended_behind_the_agents_back(kind: BrokerKind) {
     let f = fleet(kind);
-    f.tpm.pcr_extend(14, &"cd".repeat(32));
+    f.tpm.pcr_extend(14, &"cd".repeat(32)).unwrap();
     let out = f.t.attest_expect(3);
     assert!(out.contains("PCR 14"), "{out}");
 }
@@ -124,7 +124,7 @@ fn replayed_evidence_is_rejected(kind: BrokerKind) {
 /// (e) evidence signed by another device's key, or moved to another device's topic: rejected.
 fn forged_and_moved_evidence_is_rejected(kind: BrokerKind) {
     let f = fleet(kind);
-    let other_tpm = Swtpm::start(&f.dir.path().join("other"));
+    let other_tpm = swtpm(&f.dir.path().join("other"));
     let t2 = Terminal::new(f.dir.path(), "term-2", &other_tpm, &f.v, "firmware v1");
     t2.enroll(&f.v, "T-100");
     let spy = Spy::connect(f.v.mqtt_port, "forge");

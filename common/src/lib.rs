@@ -6,4 +6,6 @@ pub mod fs;
 pub mod keys;
 pub mod logging;
 pub mod mqtt_url;
+pub mod process;
+pub mod swtpm;
 pub mod time;

@@ -23,20 +23,6 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Two consecutive free loopback ports (swtpm needs its control port at server port + 1).
-pub fn free_port_pair() -> u16 {
-    for _ in 0..200 {
-        let p = free_port();
-        if p < u16::MAX
-            && TcpListener::bind(("127.0.0.1", p + 1)).is_ok()
-            && TcpListener::bind(("127.0.0.1", p)).is_ok()
-        {
-            return p;
-        }
-    }
-    panic!("no two consecutive free loopback ports found");
-}
-
 /// Path of a workspace binary, built fresh for this test run.
 ///
 /// `cargo test` rebuilds only the binaries of the package under test, so a test of this crate
@@ -72,16 +58,6 @@ pub fn bin(name: &str) -> PathBuf {
     let p = dir.join(name);
     assert!(p.exists(), "{} is missing after building", p.display());
     p
-}
-
-/// Whether an external program is installed.
-pub fn have(program: &str) -> bool {
-    std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {program}"))
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
 }
 
 /// Polls `f` every 50 ms until it returns `Some`, or panics with `what` after `timeout`.

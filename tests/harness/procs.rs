@@ -4,179 +4,58 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
+pub use vouch_common::swtpm::Swtpm;
 
-use crate::{bin, free_port, free_port_pair, wait_for_port};
+use crate::{bin, free_port, wait_for_port};
 
-/// A running child process with its log file.
+/// A child process whose log is printed when the test using it fails.
 #[derive(Debug)]
-pub struct Proc {
-    name: String,
-    child: Option<Child>,
-    log: PathBuf,
-}
+pub struct Proc(vouch_common::process::Proc);
 
 impl Proc {
     pub fn spawn(name: &str, cmd: &mut Command, log: PathBuf) -> Self {
-        let out = fs::File::create(&log).unwrap();
-        let err = out.try_clone().unwrap();
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Self {
-            name: name.to_owned(),
-            child: Some(child),
-            log,
-        }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
+        Self(
+            vouch_common::process::Proc::spawn(name, cmd, &log)
+                .unwrap_or_else(|e| panic!("cannot start {name}: {e}")),
+        )
     }
 
     pub fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
+        self.0.log()
     }
 
-    /// SIGTERM, wait up to 10 s, then SIGKILL. Returns whether it exited on SIGTERM.
+    /// SIGTERM (then SIGKILL after 10 s); whether it exited on SIGTERM.
     pub fn stop(&mut self) -> bool {
-        let Some(mut child) = self.child.take() else {
-            return true;
-        };
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status();
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(10) {
-            if let Ok(Some(_)) = child.try_wait() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        false
+        self.0.stop()
     }
 
-    /// Whether the process is still running.
     pub fn alive(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.0.alive()
     }
 }
 
 impl Drop for Proc {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            let log = self.log();
+            let log = self.0.log();
             let tail: Vec<&str> = log.lines().rev().take(40).collect();
             eprintln!(
                 "---- last lines of {} ({}) ----",
-                self.name,
-                self.log.display()
+                self.0.name(),
+                self.0.log_path().display()
             );
             for l in tail.into_iter().rev() {
                 eprintln!("{l}");
             }
         }
-        self.stop();
     }
 }
 
-/// A software TPM (swtpm) on a free port pair, with its state in `dir`.
-#[derive(Debug)]
-pub struct Swtpm {
-    pub port: u16,
-    dir: PathBuf,
-    proc: Proc,
-}
-
-impl Swtpm {
-    pub fn start(dir: &Path) -> Self {
-        let state = dir.join("tpm");
-        fs::create_dir_all(&state).unwrap();
-        let port = free_port_pair();
-        let proc = Proc::spawn(
-            "swtpm",
-            Command::new("swtpm").args([
-                "socket",
-                "--tpm2",
-                "--tpmstate",
-                &format!("dir={}", state.display()),
-                "--server",
-                &format!("type=tcp,port={port},bindaddr=127.0.0.1"),
-                "--ctrl",
-                &format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1),
-                "--flags",
-                "not-need-init,startup-clear",
-            ]),
-            dir.join("swtpm.log"),
-        );
-        wait_for_port(port, "swtpm");
-        Self {
-            port,
-            dir: dir.to_owned(),
-            proc,
-        }
-    }
-
-    pub fn tcti(&self) -> String {
-        format!("swtpm:host=127.0.0.1,port={}", self.port)
-    }
-
-    fn tool(&self, program: &str) -> Command {
-        let mut c = Command::new(program);
-        c.env("TPM2TOOLS_TCTI", self.tcti())
-            .env("TSS2_LOG", "all+NONE");
-        c
-    }
-
-    /// tpm2_pcrextend behind the agent's back.
-    pub fn pcr_extend(&self, pcr: u8, digest_hex: &str) {
-        let out = self
-            .tool("tpm2_pcrextend")
-            .arg(format!("{pcr}:sha256={digest_hex}"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "tpm2_pcrextend: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// A simulated reboot: TPM reset plus TPM2_Startup(CLEAR); PCRs come back zeroed.
-    pub fn reboot(&self) {
-        let out = Command::new("swtpm_ioctl")
-            .args(["--tcp", &format!("127.0.0.1:{}", self.port + 1), "-i"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "swtpm_ioctl -i: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let out = self.tool("tpm2_startup").arg("-c").output().unwrap();
-        assert!(
-            out.status.success(),
-            "tpm2_startup: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.proc.pid()
-    }
+/// swtpm from the shared guard, started or the test fails.
+pub fn swtpm(dir: &Path) -> Swtpm {
+    Swtpm::start(dir).unwrap_or_else(|e| panic!("cannot start swtpm: {e}"))
 }
 
 /// Mosquitto on a free port, anonymous, no persistence.
