@@ -1,11 +1,456 @@
-//! `vouch-verifier demo` (placeholder until the demo fleet lands).
+//! `vouch-verifier demo`: the main job, end to end, on the embedded defaults. It starts a
+//! verifier (embedded MQTT broker and store), a small fleet of terminals, each a real
+//! `vouch-agent` daemon on its own software TPM (swtpm, driven through tss-esapi exactly like a
+//! hardware TPM), shows them attested and trusted, then tampers with one terminal's firmware and
+//! shows that terminal quarantined with the reason while the rest of the fleet stays trusted.
+//!
+//! Everything runs as child processes in a private directory and is ended by pid when the demo
+//! finishes or is interrupted (Ctrl-C), so nothing is left behind.
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 use clap::Args;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use vouch_common::process::{Proc, free_port, have, wait_for_port};
+use vouch_common::swtpm::Swtpm;
 
+use crate::api::{AuditPage, DevicePage, DeviceView, EnrolledView, PolicyView};
+use crate::ctl::client::Client;
+
+/// Run a demo fleet and narrate what happens.
 #[derive(Debug, Args)]
-pub struct DemoArgs {}
+pub struct DemoArgs {
+    /// Number of terminals in the fleet.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(2..=16))]
+    pub terminals: u8,
+    /// Seconds between the terminals' periodic attestations.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub interval: u64,
+    /// Keep the demo directory (keys, store, logs) instead of deleting it at the end.
+    #[arg(long)]
+    pub keep: bool,
+}
 
-pub fn run(_args: DemoArgs) -> Result<()> {
-    anyhow::bail!("demo not implemented yet")
+const MODEL: &str = "T-100";
+const FIRMWARE: &str = "firmware.bin";
+
+/// A flag set by SIGINT/SIGTERM; every wait in the demo checks it.
+fn interrupt_flag() -> Result<Arc<AtomicBool>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let flag = Arc::new(AtomicBool::new(false));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (mut int, mut term) = rt.block_on(async {
+        Ok::<_, std::io::Error>((
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::terminate())?,
+        ))
+    })?;
+    let f = flag.clone();
+    std::thread::spawn(move || {
+        rt.block_on(async {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        });
+        f.store(true, Ordering::SeqCst);
+    });
+    Ok(flag)
+}
+
+/// One terminal: its software TPM and its agent daemon.
+struct Terminal {
+    id: String,
+    dir: PathBuf,
+    _tpm: Swtpm,
+    agent: Option<Proc>,
+}
+
+struct Demo {
+    dir: PathBuf,
+    start: Instant,
+    stop: Arc<AtomicBool>,
+    agent_bin: PathBuf,
+    client: Client,
+    mqtt_url: String,
+    verifier_pub: PathBuf,
+    interval: u64,
+    terminals: Vec<Terminal>,
+    verifier: Option<Proc>,
+}
+
+pub fn run(args: DemoArgs) -> Result<()> {
+    if !have("swtpm") {
+        bail!(
+            "the demo runs each terminal on a software TPM, and swtpm is not installed: \
+             apt-get install swtpm swtpm-tools (see README)"
+        );
+    }
+    let stop = interrupt_flag()?;
+    let dir = std::env::temp_dir().join(format!("vouch-demo-{}", std::process::id()));
+    vouch_common::fs::ensure_private_dir(&dir)?;
+    let result = play(&args, &dir, stop.clone());
+    if args.keep {
+        println!(
+            "\nThe demo's keys, store and logs are kept in {}",
+            dir.display()
+        );
+    } else if std::fs::remove_dir_all(&dir).is_err() {
+        eprintln!("could not remove {}", dir.display());
+    }
+    match result {
+        Err(_) if stop.load(Ordering::SeqCst) => {
+            println!("\ninterrupted: every process the demo started has been stopped");
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+fn sibling(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let p = exe.with_file_name(name);
+    if !p.exists() {
+        bail!(
+            "{} not found next to {} (build the whole workspace)",
+            name,
+            exe.display()
+        );
+    }
+    Ok(p)
+}
+
+/// The embedded defaults if free, otherwise free ports (and the narration says so).
+fn ports() -> Result<(u16, u16, bool)> {
+    let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+    if free(1883) && free(8080) {
+        Ok((1883, 8080, true))
+    } else {
+        Ok((free_port()?, free_port()?, false))
+    }
+}
+
+fn play(args: &DemoArgs, dir: &Path, stop: Arc<AtomicBool>) -> Result<()> {
+    let (mqtt, http, defaults) = ports()?;
+    let data = dir.join("verifier-data");
+    let mut demo = Demo {
+        dir: dir.to_owned(),
+        start: Instant::now(),
+        stop,
+        agent_bin: sibling("vouch-agent")?,
+        client: Client::new(&format!("http://127.0.0.1:{http}"), String::new()),
+        mqtt_url: format!("mqtt://127.0.0.1:{mqtt}"),
+        verifier_pub: data.join("verifier.pub"),
+        interval: args.interval,
+        terminals: Vec::new(),
+        verifier: None,
+    };
+    println!(
+        "vouch demo: {} terminals (model {MODEL}), each a vouch-agent on its own software TPM (swtpm),\n\
+         one verifier on the embedded defaults; logs in {}\n",
+        args.terminals,
+        dir.display()
+    );
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.args(["run", "--data"])
+        .arg(&data)
+        .args([
+            "--mqtt-listen",
+            &format!("127.0.0.1:{mqtt}"),
+            "--http-listen",
+            &format!("127.0.0.1:{http}"),
+        ])
+        .env("RUST_LOG", "info,rumqttd=warn");
+    demo.verifier = Some(Proc::spawn(
+        "vouch-verifier",
+        &mut cmd,
+        &dir.join("verifier.log"),
+    )?);
+    if !wait_for_port(http, Duration::from_secs(20)) {
+        bail!(
+            "the verifier did not start; see {}",
+            dir.join("verifier.log").display()
+        );
+    }
+    let token = std::fs::read_to_string(data.join("admin.token"))?;
+    demo.client = Client::new(&format!("http://127.0.0.1:{http}"), token.trim().to_owned());
+    demo.say(
+        "verifier",
+        &format!(
+            "up: embedded MQTT broker on 127.0.0.1:{mqtt}, operator API on http://127.0.0.1:{http}{}",
+            if defaults { " (the defaults)" } else { " (default ports were busy)" }
+        ),
+    );
+    for i in 1..=args.terminals {
+        demo.add_terminal(&format!("term-{i:02}"))?;
+    }
+    demo.act()
+}
+
+impl Demo {
+    fn say(&self, who: &str, what: &str) {
+        println!(
+            "[{:>5.1}s] {who:<9} {what}",
+            self.start.elapsed().as_secs_f64()
+        );
+    }
+
+    /// A short pause between acts so the timeline can be followed as it happens.
+    fn pause(&self) -> Result<()> {
+        for _ in 0..8 {
+            self.check()?;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.stop.load(Ordering::SeqCst) {
+            bail!("interrupted");
+        }
+        Ok(())
+    }
+
+    /// Polls `f` until it returns `Some`, the timeout passes, or the demo is interrupted.
+    fn wait<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut f: impl FnMut() -> Result<Option<T>>,
+    ) -> Result<T> {
+        let start = Instant::now();
+        loop {
+            self.check()?;
+            if let Some(v) = f()? {
+                return Ok(v);
+            }
+            if start.elapsed() > timeout {
+                bail!(
+                    "timed out waiting for {what}; logs are in {}",
+                    self.dir.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn device(&self, id: &str) -> Result<DeviceView> {
+        self.client.get(&format!("/v1/devices/{id}"))
+    }
+
+    fn agent(&self, t_dir: &Path, tcti: &str) -> Command {
+        let mut c = Command::new(&self.agent_bin);
+        c.current_dir(t_dir)
+            .arg("--state")
+            .arg(t_dir.join("state"))
+            .args(["--tcti", tcti])
+            .env("TSS2_LOG", "all+NONE");
+        c
+    }
+
+    fn add_terminal(&mut self, id: &str) -> Result<()> {
+        self.check()?;
+        let t_dir = self.dir.join(id);
+        std::fs::create_dir_all(&t_dir)?;
+        let tpm = Swtpm::start(&t_dir).context("starting swtpm")?;
+        std::fs::write(
+            t_dir.join(FIRMWARE),
+            b"attendance terminal firmware 1.4.2\n",
+        )?;
+        let out = self
+            .agent(&t_dir, &tpm.tcti())
+            .args([
+                "enroll",
+                "--device-id",
+                id,
+                "--model",
+                MODEL,
+                "--out",
+                "enroll.cbor",
+            ])
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "vouch-agent enroll failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let request = std::fs::read(t_dir.join("enroll.cbor"))?;
+        let _: EnrolledView =
+            self.client
+                .post_bytes("/v1/devices", "application/cbor", &request)?;
+        let ak = self.device(id)?.ak_name;
+        self.say(
+            id,
+            &format!(
+                "enrolled with a TPM-bound attestation key (swtpm, AK {}…)",
+                &ak[..16.min(ak.len())]
+            ),
+        );
+        let mut cmd = self.agent(&t_dir, &tpm.tcti());
+        cmd.args(["run", "--mqtt-url", &self.mqtt_url, "--verifier-key"])
+            .arg(&self.verifier_pub)
+            .args([
+                "--firmware",
+                FIRMWARE,
+                "--interval",
+                &self.interval.to_string(),
+            ]);
+        let agent = Proc::spawn(
+            &format!("vouch-agent {id}"),
+            &mut cmd,
+            &t_dir.join("agent.log"),
+        )?;
+        self.terminals.push(Terminal {
+            id: id.to_owned(),
+            dir: t_dir,
+            _tpm: tpm,
+            agent: Some(agent),
+        });
+        Ok(())
+    }
+
+    fn ids(&self) -> Vec<String> {
+        self.terminals.iter().map(|t| t.id.clone()).collect()
+    }
+
+    fn act(&mut self) -> Result<()> {
+        for id in self.ids() {
+            let d = self.wait(
+                &format!("{id}'s first verdict"),
+                Duration::from_secs(30),
+                || {
+                    let d = self.device(&id)?;
+                    Ok(d.last_verdict_at.is_some().then_some(d))
+                },
+            )?;
+            self.say(
+                &id,
+                &format!("attested: {} ({})", d.state, d.reasons.join("; ")),
+            );
+        }
+        self.pause()?;
+        let first = self
+            .terminals
+            .first()
+            .map(|t| t.id.clone())
+            .unwrap_or_default();
+        self.say("operator", &format!("$ vouchctl policy capture {first}"));
+        let v: PolicyView = self
+            .client
+            .post_json(&format!("/v1/devices/{first}/policy/capture"), &())?;
+        self.say(
+            "verifier",
+            &format!(
+                "{first} is now {} under policy {}",
+                self.device(&first)?.state,
+                v.policy_id
+            ),
+        );
+        self.say(
+            "operator",
+            &format!("$ vouchctl policy show --device {first} > {MODEL}.json && vouchctl policy set --model {MODEL} {MODEL}.json"),
+        );
+        let values: Value = self.client.get(&format!("/v1/policies/device/{first}"))?;
+        let v: PolicyView = self
+            .client
+            .put_json(&format!("/v1/policies/model/{MODEL}"), &values)?;
+        for d in &v.reevaluated {
+            self.say(
+                "verifier",
+                &format!("{} re-evaluated under {}: {}", d.id, v.policy_id, d.state),
+            );
+        }
+        self.fleet("the whole fleet is trusted")?;
+        self.pause()?;
+
+        let victim = self.terminals.get(1).map(|t| (t.id.clone(), t.dir.clone()));
+        let Some((victim, victim_dir)) = victim else {
+            bail!("the demo needs two terminals")
+        };
+        self.say(
+            &victim,
+            "firmware.bin is replaced behind the operator's back (a tampered update)",
+        );
+        std::fs::write(
+            victim_dir.join(FIRMWARE),
+            b"attendance terminal firmware 1.4.2 + implant\n",
+        )?;
+        let d = self.wait(
+            &format!("{victim}'s quarantine"),
+            Duration::from_secs(10 * self.interval + 30),
+            || {
+                let d = self.device(&victim)?;
+                Ok((d.state.as_str() == "quarantined").then_some(d))
+            },
+        )?;
+        self.say(
+            "verifier",
+            &format!("{victim} QUARANTINED at its next attestation; the reason names the file:"),
+        );
+        for r in &d.reasons {
+            println!("{:>18}{r}", "");
+        }
+        // Let every other terminal attest once more to show they are unaffected.
+        std::thread::sleep(Duration::from_secs(self.interval + 1));
+        self.check()?;
+        self.fleet("one terminal cut off, the rest keep working")?;
+        let audit: AuditPage = self.client.get("/v1/audit")?;
+        println!("\naudit trail (vouchctl audit):");
+        for e in audit.entries {
+            println!(
+                "  {}  {:<8}  {:<15} {:<15} {}",
+                e.at,
+                e.device.as_deref().unwrap_or("-"),
+                e.action,
+                e.actor,
+                e.reason
+            );
+        }
+        println!(
+            "\ndone: {victim} is quarantined with the file named; the other terminals never stopped."
+        );
+        self.shutdown();
+        Ok(())
+    }
+
+    fn fleet(&self, title: &str) -> Result<()> {
+        let page: DevicePage = self.client.get("/v1/devices")?;
+        self.say("fleet", &format!("{title} (vouchctl devices):"));
+        for d in page.devices {
+            println!(
+                "{:>18}{:<8} {:<12} {}",
+                "",
+                d.id,
+                d.state.as_str(),
+                d.reasons.first().map(String::as_str).unwrap_or("")
+            );
+        }
+        Ok(())
+    }
+
+    /// Stops agents first (they say goodbye to the broker), then the verifier. TPMs and any
+    /// remaining process are ended by their guards' `Drop`.
+    fn shutdown(&mut self) {
+        for t in &mut self.terminals {
+            if let Some(mut a) = t.agent.take() {
+                a.stop_within(Duration::from_secs(5));
+            }
+        }
+        if let Some(mut v) = self.verifier.take() {
+            v.stop_within(Duration::from_secs(10));
+        }
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
 }

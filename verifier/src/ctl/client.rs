@@ -18,6 +18,15 @@ pub struct Client {
     token: String,
 }
 
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the token.
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Client {
     pub fn new(base: &str, token: String) -> Self {
         let agent = ureq::Agent::config_builder()

@@ -2,7 +2,7 @@
 //! command but `eventlog` talks to the verifier's HTTP API; failures print one line on stderr
 //! and exit non-zero (see `bin/vouchctl.rs`).
 
-mod client;
+pub mod client;
 mod render;
 
 use anyhow::{Context, Result, bail};
@@ -84,6 +84,8 @@ pub enum PolicyCommand {
     Capture { id: String },
     /// Set reference values from a JSON file for one device or for a model.
     Set(PolicySetArgs),
+    /// Print the reference values of a device or a model as JSON (the `policy set` format).
+    Show(PolicyTarget),
 }
 
 #[derive(Debug, Args)]
@@ -182,6 +184,15 @@ pub fn run(cli: Cli) -> Result<()> {
             };
             let v: PolicyView = client()?.put_json(&path, &value)?;
             print!("{}", render::policy(&v));
+        }
+        Command::Policy(PolicyCommand::Show(target)) => {
+            let path = match (&target.device, &target.model) {
+                (Some(d), _) => format!("/v1/policies/device/{}", seg(d)),
+                (None, Some(m)) => format!("/v1/policies/model/{}", seg(m)),
+                (None, None) => bail!("pass --device ID or --model MODEL"),
+            };
+            let v: serde_json::Value = client()?.get(&path)?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
         }
         Command::Quarantine { id, reason } => {
             let body = ReasonBody {
