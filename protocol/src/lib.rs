@@ -9,6 +9,7 @@ pub mod device;
 pub mod digest;
 pub mod enrollment;
 pub mod error;
+pub mod eventlog;
 pub mod firmware;
 pub mod ids;
 pub mod messages;

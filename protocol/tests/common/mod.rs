@@ -1,0 +1,286 @@
+//! Test support shared by the event-log integration tests and the benchmark: a builder that
+//! synthesizes crypto-agile and legacy TCG event logs, and encoders for the UEFI structures
+//! their events carry.
+
+// Each test crate uses a different subset.
+#![allow(dead_code)]
+
+use vouch_protocol::digest::HashAlg;
+
+pub const EV_NO_ACTION: u32 = 0x3;
+pub const EV_SEPARATOR: u32 = 0x4;
+pub const EV_S_CRTM_VERSION: u32 = 0x8;
+pub const EV_IPL: u32 = 0xd;
+pub const EV_POST_CODE: u32 = 0x1;
+pub const EV_EFI_VARIABLE_DRIVER_CONFIG: u32 = 0x8000_0001;
+pub const EV_EFI_VARIABLE_BOOT: u32 = 0x8000_0002;
+pub const EV_EFI_BOOT_SERVICES_APPLICATION: u32 = 0x8000_0003;
+pub const EV_EFI_ACTION: u32 = 0x8000_0007;
+pub const EV_EFI_PLATFORM_FIRMWARE_BLOB: u32 = 0x8000_0008;
+pub const EV_EFI_VARIABLE_AUTHORITY: u32 = 0x8000_00E0;
+
+/// `EFI_GLOBAL_VARIABLE` in its in-memory byte order.
+pub const GLOBAL_VARIABLE: [u8; 16] = [
+    0x61, 0xdf, 0xe4, 0x8b, 0xca, 0x93, 0xd2, 0x11, 0xaa, 0x0d, 0x00, 0xe0, 0x98, 0x03, 0x2b, 0x8c,
+];
+/// `EFI_IMAGE_SECURITY_DATABASE_GUID` in its in-memory byte order.
+pub const IMAGE_SECURITY_DATABASE: [u8; 16] = [
+    0xcb, 0xb2, 0x19, 0xd7, 0x3a, 0x3d, 0x96, 0x45, 0xa3, 0xbc, 0xda, 0xd0, 0x0e, 0x67, 0x65, 0x6f,
+];
+/// `EFI_CERT_SHA256_GUID` in its in-memory byte order.
+pub const CERT_SHA256: [u8; 16] = [
+    0x26, 0x16, 0xc4, 0xc1, 0x4c, 0x50, 0x92, 0x40, 0xac, 0xa9, 0x41, 0xf9, 0x36, 0x93, 0x43, 0x28,
+];
+
+fn le32(n: usize) -> [u8; 4] {
+    u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes()
+}
+
+fn le64(n: usize) -> [u8; 8] {
+    u64::try_from(n).unwrap_or(u64::MAX).to_le_bytes()
+}
+
+/// Builds a crypto-agile log: the Spec ID header, then `TCG_PCR_EVENT2` records whose digests
+/// are computed in every bank.
+#[derive(Debug, Clone)]
+pub struct LogBuilder {
+    banks: Vec<HashAlg>,
+    bytes: Vec<u8>,
+    events: usize,
+}
+
+impl LogBuilder {
+    /// A log declaring `banks` (in that order) in its Spec ID event.
+    pub fn new(banks: &[HashAlg]) -> Self {
+        let mut spec = b"Spec ID Event03\0".to_vec();
+        spec.extend_from_slice(&0u32.to_le_bytes()); // platformClass: client
+        spec.extend_from_slice(&[0, 2, 0, 2]); // version 2.0, errata 0, uintnSize 2 (64-bit)
+        spec.extend_from_slice(&le32(banks.len()));
+        for alg in banks {
+            spec.extend_from_slice(&alg.tcg_id().to_le_bytes());
+            spec.extend_from_slice(&u16::try_from(alg.digest_len()).unwrap_or(0).to_le_bytes());
+        }
+        spec.push(0); // vendorInfoSize
+        Self {
+            banks: banks.to_vec(),
+            bytes: legacy_record(0, EV_NO_ACTION, &[0; 20], &spec),
+            events: 1,
+        }
+    }
+
+    /// An event whose digests are the hashes of its data.
+    pub fn event(&mut self, pcr: u32, event_type: u32, data: &[u8]) -> &mut Self {
+        self.event_measuring(pcr, event_type, data, data)
+    }
+
+    /// An event whose digests are the hashes of `measured` (e.g. an image) rather than of its
+    /// data.
+    pub fn event_measuring(
+        &mut self,
+        pcr: u32,
+        event_type: u32,
+        measured: &[u8],
+        data: &[u8],
+    ) -> &mut Self {
+        let digests: Vec<Vec<u8>> = self.banks.iter().map(|alg| alg.hash(&[measured])).collect();
+        self.record(pcr, event_type, &digests, data)
+    }
+
+    /// An `EV_NO_ACTION` event (zero digests) with `data`.
+    pub fn no_action(&mut self, data: &[u8]) -> &mut Self {
+        let digests: Vec<Vec<u8>> = self.banks.iter().map(|alg| alg.zero_pcr()).collect();
+        self.record(0, EV_NO_ACTION, &digests, data)
+    }
+
+    /// The `EV_NO_ACTION` StartupLocality event.
+    pub fn startup_locality(&mut self, locality: u8) -> &mut Self {
+        let mut data = b"StartupLocality\0".to_vec();
+        data.push(locality);
+        self.no_action(&data)
+    }
+
+    /// The EV_SEPARATOR events that end the pre-OS phase for PCRs 0..=7.
+    pub fn separators(&mut self) -> &mut Self {
+        for pcr in 0..=7 {
+            self.event(pcr, EV_SEPARATOR, &[0; 4]);
+        }
+        self
+    }
+
+    fn record(&mut self, pcr: u32, event_type: u32, digests: &[Vec<u8>], data: &[u8]) -> &mut Self {
+        self.bytes.extend_from_slice(&pcr.to_le_bytes());
+        self.bytes.extend_from_slice(&event_type.to_le_bytes());
+        self.bytes.extend_from_slice(&le32(digests.len()));
+        for (alg, digest) in self.banks.iter().zip(digests) {
+            self.bytes.extend_from_slice(&alg.tcg_id().to_le_bytes());
+            self.bytes.extend_from_slice(digest);
+        }
+        self.bytes.extend_from_slice(&le32(data.len()));
+        self.bytes.extend_from_slice(data);
+        self.events += 1;
+        self
+    }
+
+    /// Number of events so far, the header included.
+    pub fn len(&self) -> usize {
+        self.events
+    }
+
+    pub fn bytes(&self) -> Vec<u8> {
+        self.bytes.clone()
+    }
+}
+
+/// A legacy `TCG_PCR_EVENT` record.
+pub fn legacy_record(pcr: u32, event_type: u32, digest: &[u8; 20], data: &[u8]) -> Vec<u8> {
+    let mut out = pcr.to_le_bytes().to_vec();
+    out.extend_from_slice(&event_type.to_le_bytes());
+    out.extend_from_slice(digest);
+    out.extend_from_slice(&le32(data.len()));
+    out.extend_from_slice(data);
+    out
+}
+
+/// NUL-terminated UTF-16LE.
+pub fn utf16z(s: &str) -> Vec<u8> {
+    s.encode_utf16()
+        .chain([0])
+        .flat_map(u16::to_le_bytes)
+        .collect()
+}
+
+/// A `UEFI_VARIABLE_DATA`.
+pub fn uefi_variable(vendor: [u8; 16], name: &str, data: &[u8]) -> Vec<u8> {
+    let mut out = vendor.to_vec();
+    out.extend_from_slice(&le64(name.encode_utf16().count()));
+    out.extend_from_slice(&le64(data.len()));
+    out.extend(name.encode_utf16().flat_map(u16::to_le_bytes));
+    out.extend_from_slice(data);
+    out
+}
+
+/// An `EFI_SIGNATURE_LIST` of `count` SHA-256 entries.
+pub fn sha256_signature_list(count: usize) -> Vec<u8> {
+    let mut out = CERT_SHA256.to_vec();
+    out.extend_from_slice(&le32(28 + 48 * count));
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&48u32.to_le_bytes());
+    for i in 0..count {
+        out.extend_from_slice(&[0xbd; 16]);
+        out.extend_from_slice(&HashAlg::Sha256.hash(&[&le64(i)]));
+    }
+    out
+}
+
+/// A device path: PciRoot(0x0)/Pci(0x1,0x1)/HD(1,GPT,...)/`file`.
+pub fn device_path(file: &str) -> Vec<u8> {
+    fn node(out: &mut Vec<u8>, node_type: u8, sub_type: u8, data: &[u8]) {
+        out.extend_from_slice(&[node_type, sub_type]);
+        out.extend_from_slice(&u16::try_from(data.len() + 4).unwrap_or(0).to_le_bytes());
+        out.extend_from_slice(data);
+    }
+    let mut out = Vec::new();
+    node(&mut out, 2, 1, &[0xd0, 0x41, 0x03, 0x0a, 0, 0, 0, 0]);
+    node(&mut out, 1, 1, &[1, 1]);
+    let mut hd = 1u32.to_le_bytes().to_vec();
+    hd.extend_from_slice(&0x800u64.to_le_bytes());
+    hd.extend_from_slice(&0x10_0000u64.to_le_bytes());
+    hd.extend_from_slice(&[0x5a; 16]);
+    hd.extend_from_slice(&[2, 2]);
+    node(&mut out, 4, 1, &hd);
+    node(&mut out, 4, 4, &utf16z(file));
+    node(&mut out, 0x7f, 0xff, &[]);
+    out
+}
+
+/// A `UEFI_IMAGE_LOAD_EVENT` for an image loaded from `file`.
+pub fn image_load(file: &str) -> Vec<u8> {
+    let path = device_path(file);
+    let mut out = 0x7d00_0000u64.to_le_bytes().to_vec();
+    out.extend_from_slice(&0x10_0000u64.to_le_bytes());
+    out.extend_from_slice(&0u64.to_le_bytes());
+    out.extend_from_slice(&le64(path.len()));
+    out.extend_from_slice(&path);
+    out
+}
+
+/// A firmware boot sequence like OVMF + shim + GRUB produce, `ipl_events` GRUB commands long.
+pub fn typical_boot(banks: &[HashAlg], ipl_events: usize) -> LogBuilder {
+    let mut log = LogBuilder::new(banks);
+    log.event(0, EV_S_CRTM_VERSION, &utf16z("1.0"));
+    let mut blob = 0x82_0000u64.to_le_bytes().to_vec();
+    blob.extend_from_slice(&0xe_0000u64.to_le_bytes());
+    log.event_measuring(0, EV_EFI_PLATFORM_FIRMWARE_BLOB, b"firmware volume", &blob);
+    log.event(
+        7,
+        EV_EFI_VARIABLE_DRIVER_CONFIG,
+        &uefi_variable(GLOBAL_VARIABLE, "SecureBoot", &[1]),
+    );
+    log.event(
+        7,
+        EV_EFI_VARIABLE_DRIVER_CONFIG,
+        &uefi_variable(GLOBAL_VARIABLE, "PK", &sha256_signature_list(1)),
+    );
+    log.event(
+        7,
+        EV_EFI_VARIABLE_DRIVER_CONFIG,
+        &uefi_variable(GLOBAL_VARIABLE, "KEK", &sha256_signature_list(2)),
+    );
+    log.event(
+        7,
+        EV_EFI_VARIABLE_DRIVER_CONFIG,
+        &uefi_variable(IMAGE_SECURITY_DATABASE, "db", &sha256_signature_list(3)),
+    );
+    log.event(
+        7,
+        EV_EFI_VARIABLE_DRIVER_CONFIG,
+        &uefi_variable(IMAGE_SECURITY_DATABASE, "dbx", &sha256_signature_list(371)),
+    );
+    log.event(7, EV_SEPARATOR, &[0; 4]);
+    log.event(
+        1,
+        EV_EFI_VARIABLE_BOOT,
+        &uefi_variable(GLOBAL_VARIABLE, "BootOrder", &[1, 0, 0, 0]),
+    );
+    log.event(
+        4,
+        EV_EFI_ACTION,
+        b"Calling EFI Application from Boot Option",
+    );
+    for pcr in 0..=6 {
+        log.event(pcr, EV_SEPARATOR, &[0; 4]);
+    }
+    log.event_measuring(
+        4,
+        EV_EFI_BOOT_SERVICES_APPLICATION,
+        b"shim image",
+        &image_load("\\EFI\\BOOT\\BOOTX64.EFI"),
+    );
+    log.event(
+        7,
+        EV_EFI_VARIABLE_AUTHORITY,
+        &uefi_variable(IMAGE_SECURITY_DATABASE, "db", &[0x30; 64]),
+    );
+    log.event_measuring(
+        4,
+        EV_EFI_BOOT_SERVICES_APPLICATION,
+        b"grub image",
+        &image_load("\\EFI\\BOOT\\grubx64.efi"),
+    );
+    for i in 0..ipl_events {
+        let command = format!("grub_cmd: set option_{i}=value\0");
+        log.event(8, EV_IPL, command.as_bytes());
+    }
+    log.event(
+        8,
+        EV_IPL,
+        b"kernel_cmdline: /vmlinuz root=/dev/sda2 ro quiet\0",
+    );
+    log.event(5, EV_EFI_ACTION, b"Exit Boot Services Invocation");
+    log.event(
+        5,
+        EV_EFI_ACTION,
+        b"Exit Boot Services Returned with Success",
+    );
+    log
+}
