@@ -1,0 +1,131 @@
+//! `vouch-provision reference`: hashes golden firmware images under the paths they will have on
+//! the terminal, takes expected PCR values, and prints reference values as JSON.
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use vouch_protocol::bytes::Sha256Digest;
+use vouch_protocol::policy::{MAX_PCR, ReferenceValues};
+
+#[derive(Debug, Args)]
+pub struct ReferenceArgs {
+    /// TERMINAL_PATH=GOLDEN_FILE: the path the agent measures on the terminal, and a local copy
+    /// of the approved image (repeatable; a path given twice accepts both hashes).
+    #[arg(long = "firmware", value_name = "TERMINAL_PATH=GOLDEN_FILE")]
+    pub firmware: Vec<String>,
+    /// INDEX=HEX: an expected sha256 PCR value (repeatable).
+    #[arg(long = "pcr", value_name = "INDEX=HEX")]
+    pub pcrs: Vec<String>,
+    /// Write the JSON here instead of standard output.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+fn hash_file(path: &Path) -> Result<Sha256Digest> {
+    let mut f = std::fs::File::open(path)
+        .with_context(|| format!("cannot open golden image {}", path.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        h.update(buf.get(..n).unwrap_or_default());
+    }
+    Ok(Sha256Digest(h.finalize().into()))
+}
+
+/// Builds reference values from the arguments.
+pub fn build(args: &ReferenceArgs) -> Result<ReferenceValues> {
+    let mut firmware: BTreeMap<String, BTreeSet<Sha256Digest>> = BTreeMap::new();
+    for spec in &args.firmware {
+        let (terminal, golden) = spec
+            .split_once('=')
+            .with_context(|| format!("--firmware {spec}: expected TERMINAL_PATH=GOLDEN_FILE"))?;
+        if terminal.is_empty() {
+            bail!("--firmware {spec}: the terminal path is empty");
+        }
+        firmware
+            .entry(terminal.to_owned())
+            .or_default()
+            .insert(hash_file(Path::new(golden))?);
+    }
+    let mut pcrs = BTreeMap::new();
+    for spec in &args.pcrs {
+        let (i, hex) = spec
+            .split_once('=')
+            .with_context(|| format!("--pcr {spec}: expected INDEX=HEX"))?;
+        let index: u8 = i
+            .parse()
+            .ok()
+            .filter(|i| *i <= MAX_PCR)
+            .with_context(|| format!("--pcr {spec}: index must be 0-{MAX_PCR}"))?;
+        let value: Sha256Digest = hex.parse().with_context(|| format!("--pcr {spec}"))?;
+        pcrs.insert(index, value);
+    }
+    let rv = ReferenceValues { pcrs, firmware };
+    if rv.is_empty() {
+        bail!("no reference values given: pass --firmware and/or --pcr");
+    }
+    Ok(rv)
+}
+
+pub fn run(args: &ReferenceArgs) -> Result<()> {
+    let rv = build(args)?;
+    let json = serde_json::to_string_pretty(&rv)? + "\n";
+    match &args.out {
+        Some(p) => vouch_common::fs::write_atomic(p, json.as_bytes(), 0o644)?,
+        None => print!("{json}"),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn golden_images_and_pcrs_become_policy_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let golden = dir.path().join("fw.bin");
+        std::fs::write(&golden, b"abc").unwrap();
+        let args = ReferenceArgs {
+            firmware: vec![format!("/opt/terminal/fw.bin={}", golden.display())],
+            pcrs: vec![format!("7={}", "11".repeat(32))],
+            out: None,
+        };
+        let rv = build(&args).unwrap();
+        let json = serde_json::to_value(&rv).unwrap();
+        assert_eq!(
+            json["firmware"]["/opt/terminal/fw.bin"][0],
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(json["pcrs"]["sha256"]["7"], "11".repeat(32));
+        // It is exactly what `vouchctl policy set` accepts.
+        let back: ReferenceValues = serde_json::from_value(json).unwrap();
+        assert_eq!(back, rv);
+    }
+
+    #[test]
+    fn bad_arguments_are_named() {
+        let bad = |firmware: &[&str], pcrs: &[&str]| {
+            build(&ReferenceArgs {
+                firmware: firmware.iter().map(|s| s.to_string()).collect(),
+                pcrs: pcrs.iter().map(|s| s.to_string()).collect(),
+                out: None,
+            })
+            .unwrap_err()
+            .to_string()
+        };
+        assert!(bad(&["nopath"], &[]).contains("TERMINAL_PATH=GOLDEN_FILE"));
+        assert!(bad(&["/x=/definitely/missing"], &[]).contains("golden image"));
+        assert!(bad(&[], &["24=00"]).contains("index"));
+        assert!(bad(&[], &[]).contains("no reference values"));
+    }
+}
