@@ -6,16 +6,21 @@
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 use vouch_protocol::bytes::Sha256Digest;
-use vouch_protocol::ids::Nonce;
-use vouch_protocol::messages::{Evidence, PcrValue};
+use vouch_protocol::digest::HashAlg;
+use vouch_protocol::eventlog;
+use vouch_protocol::messages::{Challenge, EventLogPart, Evidence, PcrValue};
 
+use crate::config::EventLogSource;
 use crate::measure;
 use crate::state::{StateDir, StoredIdentity};
 use crate::tpm::Tpm;
 
-/// Boot-chain PCRs every quote covers (TCG PC Client: firmware, configuration, boot manager,
-/// Secure Boot policy).
-pub const BOOT_PCRS: std::ops::RangeInclusive<u8> = 0..=7;
+/// PCRs every quote covers: the boot chain (0-7: firmware, configuration, boot manager, Secure
+/// Boot policy) and the boot loader's (8-9: its commands, kernel command line, files).
+pub const QUOTED_PCRS: std::ops::RangeInclusive<u8> = 0..=9;
+
+/// Largest event log the agent reads (real firmware logs are tens of KiB).
+const MAX_EVENTLOG: u64 = 4 << 20;
 
 #[derive(Debug, Clone)]
 pub struct Attester {
@@ -24,6 +29,7 @@ pub struct Attester {
     pub identity: StoredIdentity,
     pub firmware: Vec<PathBuf>,
     pub firmware_pcr: u8,
+    pub eventlog: EventLogSource,
 }
 
 impl Attester {
@@ -33,21 +39,51 @@ impl Attester {
         Ok(tpm.clock_info()?.reset_count)
     }
 
-    /// Produces evidence answering `nonce`. Blocking: call from a blocking thread.
-    pub fn evidence(&self, nonce: &Nonce) -> Result<Evidence> {
+    /// The firmware event log, if there is one to send.
+    fn read_eventlog(&self) -> Result<Option<Vec<u8>>> {
+        let path = &self.eventlog.path;
+        match vouch_common::fs::read_optional(path, MAX_EVENTLOG)? {
+            Some(bytes) => Ok(Some(bytes)),
+            None if self.eventlog.required => {
+                anyhow::bail!("event log {} does not exist", path.display())
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Produces evidence answering `challenge`. Blocking: call from a blocking thread.
+    pub fn evidence(&self, challenge: &Challenge) -> Result<Evidence> {
+        let nonce = &challenge.nonce;
+        let log = self.read_eventlog()?;
+        // What the boot chain left in the firmware PCR (shim measures MokList into PCR 14): the
+        // agent's measurements sit on top of it. A log that does not parse is still sent, for the
+        // verifier to reject with the parser's reason.
+        let start = log
+            .as_deref()
+            .and_then(|b| eventlog::parse(b).ok())
+            .and_then(|l| {
+                l.replay()
+                    .get(HashAlg::Sha256, u32::from(self.firmware_pcr))
+                    .and_then(|v| Sha256Digest::from_slice(v).ok())
+            })
+            .unwrap_or(Sha256Digest::ZERO);
         let mut tpm = Tpm::open(&self.tcti)?;
         let clock = tpm.clock_info().context("reading the TPM clock")?;
-        let log = measure::measure(
+        let firmware = measure::measure(
             &mut tpm,
             &self.state,
             self.firmware_pcr,
+            &start,
             clock.reset_count,
             &self.firmware,
         )?;
-        let pcrs: Vec<u8> = BOOT_PCRS.chain([self.firmware_pcr]).collect();
+        let pcrs: Vec<u8> = QUOTED_PCRS.chain([self.firmware_pcr]).collect();
         let quote = tpm
             .quote(&self.identity.ak_blobs(), nonce.as_bytes(), &pcrs)
             .context("quoting PCRs")?;
+        let eventlog = log.map(|b| {
+            EventLogPart::for_challenge(&b, clock.reset_count, challenge.eventlog_held.as_ref())
+        });
         Ok(Evidence {
             nonce: *nonce,
             attest: quote.attest.into(),
@@ -61,7 +97,8 @@ impl Attester {
                 })
                 .collect(),
             firmware_pcr: self.firmware_pcr,
-            firmware: log.entries,
+            firmware: firmware.entries,
+            eventlog,
         })
     }
 }

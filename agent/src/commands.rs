@@ -98,6 +98,7 @@ fn session(global: &Global, cfg: RunConfig, mode: Mode) -> Result<Ended> {
         identity,
         firmware: cfg.firmware.clone(),
         firmware_pcr: cfg.firmware_pcr,
+        eventlog: cfg.eventlog.clone(),
     });
     let session = Session {
         mode,

@@ -15,6 +15,7 @@ pub const DEFAULT_TCTI: &str = "device:/dev/tpmrm0";
 pub const DEFAULT_INTERVAL_SECS: u64 = 300;
 pub const DEFAULT_FIRMWARE_PCR: u8 = 14;
 pub const DEFAULT_TIMEOUT_SECS: u64 = 30;
+pub const DEFAULT_EVENTLOG: &str = "/sys/kernel/security/tpm0/binary_bios_measurements";
 
 /// vouch terminal agent: proves this terminal's boot and firmware state to a vouch verifier.
 #[derive(Debug, Parser)]
@@ -81,9 +82,13 @@ pub struct RunArgs {
     /// Seconds between attestations [default: 300]
     #[arg(long)]
     pub interval: Option<u64>,
-    /// PCR that receives the firmware measurements (8-23) [default: 14]
+    /// PCR that receives the firmware measurements (8-16 or 23) [default: 14]
     #[arg(long)]
     pub firmware_pcr: Option<u8>,
+    /// The firmware's TCG event log, sent with the evidence
+    /// [default: /sys/kernel/security/tpm0/binary_bios_measurements, skipped if absent]
+    #[arg(long)]
+    pub eventlog: Option<PathBuf>,
 }
 
 /// The optional TOML file; every key mirrors a flag.
@@ -99,6 +104,7 @@ pub struct FileConfig {
     pub interval: Option<u64>,
     pub firmware_pcr: Option<u8>,
     pub timeout: Option<u64>,
+    pub eventlog: Option<PathBuf>,
 }
 
 impl FileConfig {
@@ -137,9 +143,18 @@ impl Global {
     }
 }
 
+/// Where the firmware event log comes from. The default path is skipped quietly when absent
+/// (a kernel without a TPM driver, a terminal without UEFI); a path given explicitly must exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventLogSource {
+    pub path: PathBuf,
+    pub required: bool,
+}
+
 /// Validated settings for `run` and `attest`.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
+    pub eventlog: EventLogSource,
     pub broker: BrokerAddr,
     pub verifier_key: VerifyingKey,
     pub firmware: Vec<PathBuf>,
@@ -184,7 +199,18 @@ impl RunConfig {
             );
         }
         let timeout = timeout.or(file.timeout).unwrap_or(DEFAULT_TIMEOUT_SECS);
+        let eventlog = match args.eventlog.clone().or_else(|| file.eventlog.clone()) {
+            Some(path) => EventLogSource {
+                path,
+                required: true,
+            },
+            None => EventLogSource {
+                path: PathBuf::from(DEFAULT_EVENTLOG),
+                required: false,
+            },
+        };
         Ok(Self {
+            eventlog,
             broker,
             verifier_key,
             firmware,

@@ -56,6 +56,7 @@ pub fn measure(
     tpm: &mut Tpm,
     state: &StateDir,
     pcr: u8,
+    start: &Sha256Digest,
     reset_count: u32,
     files: &[PathBuf],
 ) -> Result<FirmwareLog> {
@@ -63,7 +64,7 @@ pub fn measure(
     if log.reset_count == reset_count {
         // Same boot: first repair a crash between saving the list and extending the PCR.
         let current = read_pcr(tpm, pcr)?;
-        match log.unextended(&current) {
+        match log.unextended(start, &current) {
             Ok(pending) => {
                 for e in pending {
                     tracing::info!(path = %e.path, "extending a measurement recorded before a restart");

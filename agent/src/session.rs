@@ -220,7 +220,7 @@ impl Session {
         let attester = self.attester.clone();
         let tx = tx.clone();
         tokio::task::spawn_blocking(move || {
-            let result = attester.evidence(&c.nonce);
+            let result = attester.evidence(&c);
             let _ = tx.blocking_send((c.nonce, result));
         });
         true

@@ -273,6 +273,7 @@ mod tests {
             issued_at: 1,
             expires_at: 61,
             request,
+            eventlog_held: None,
         }
     }
 

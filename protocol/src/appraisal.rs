@@ -4,7 +4,8 @@
 //! 1. [`verify_evidence`] (stateless): firmware-PCR range, list bounds, quote coverage of PCRs
 //!    0-7 and the firmware PCR, TPMS_ATTEST magic and type, signature by the enrolled AK,
 //!    extraData = nonce, pcrDigest = digest of the reported PCR values, qualified signer = the
-//!    enrolled AK under the enrolled EK, firmware list replays to the firmware PCR.
+//!    enrolled AK under the enrolled EK, the event log (if sent) replays to the quoted PCRs 0-7,
+//!    the firmware list replays to the firmware PCR (on top of what the log put there).
 //! 2. [`appraise`] (needs the device's history and policy): TPM clock consistent with the last
 //!    accepted quote, then measurements against reference values.
 //!
@@ -12,10 +13,15 @@
 //! verifier engine): a message failing those is *rejected*, while evidence failing these checks
 //! was signed by the device and yields a *contraindicated verdict*.
 
+use std::collections::BTreeMap;
+
+use crate::bytes::Sha256Digest;
 use crate::digest::HashAlg;
 use crate::enrollment::Enrollment;
+use crate::eventlog::EventLog;
 use crate::firmware;
 use crate::messages::Evidence;
+use crate::policy::events::LogMeasurements;
 use crate::policy::{Area, Measurements, ReferenceValues, evaluate};
 use crate::tpm::{self, ClockInfo, PcrValues, QuoteError, TpmPublic};
 use crate::verdict::{Status, TrustVector, claim};
@@ -57,14 +63,22 @@ fn fail(claim: FailedClaim, reason: impl Into<String>) -> Failure {
 /// The boot-chain PCRs every quote must cover.
 pub const REQUIRED_PCRS: std::ops::RangeInclusive<u8> = 0..=7;
 
-/// Stateless checks of `ev` from the device enrolled as `device`.
-pub fn verify_evidence(device: &Enrollment, ev: &Evidence) -> Result<Verified, Failure> {
+/// Stateless checks of `ev` from the device enrolled as `device`. `log` is the device's whole
+/// firmware event log for this boot, already parsed (the evidence may carry only its new part).
+pub fn verify_evidence(
+    device: &Enrollment,
+    ev: &Evidence,
+    log: Option<&EventLog>,
+) -> Result<Verified, Failure> {
     let ak = TpmPublic::parse(device.ak_public.as_slice())
         .map_err(|e| fail(FailedClaim::Evidence, format!("enrolled AK unusable: {e}")))?;
-    if !(8..=23).contains(&ev.firmware_pcr) {
+    if !firmware::usable_pcr(ev.firmware_pcr) {
         return Err(fail(
             FailedClaim::Evidence,
-            format!("firmware PCR {} is not an OS PCR (8-23)", ev.firmware_pcr),
+            format!(
+                "firmware PCR {} cannot hold measurements (8-16 or 23)",
+                ev.firmware_pcr
+            ),
         ));
     }
     firmware::check_list(&ev.firmware).map_err(|e| fail(FailedClaim::Evidence, e))?;
@@ -107,9 +121,15 @@ pub fn verify_evidence(device: &Enrollment, ev: &Evidence) -> Result<Verified, F
             ));
         }
     }
-    let pcrs: std::collections::BTreeMap<u8, _> =
-        ev.pcrs.iter().map(|p| (p.index, p.value)).collect();
-    let replayed = firmware::replay(&ev.firmware);
+    let pcrs: BTreeMap<u8, Sha256Digest> = ev.pcrs.iter().map(|p| (p.index, p.value)).collect();
+    let (firmware_start, eventlog) = match log {
+        Some(log) => {
+            let (start, lm) = check_log(log, &pcrs, ev.firmware_pcr)?;
+            (start, Some(lm))
+        }
+        None => (Sha256Digest::ZERO, None),
+    };
+    let replayed = firmware::replay_from(&firmware_start, &ev.firmware);
     if pcrs.get(&ev.firmware_pcr) != Some(&replayed) {
         return Err(fail(
             FailedClaim::Executables,
@@ -124,16 +144,83 @@ pub fn verify_evidence(device: &Enrollment, ev: &Evidence) -> Result<Verified, F
             pcrs,
             firmware_pcr: ev.firmware_pcr,
             firmware: ev.firmware.clone(),
+            eventlog,
         },
         clock: quote.clock_info(),
     })
 }
 
-/// The reference values that apply, and the policy id naming them.
+/// Requires the log's sha256 replay to reproduce every quoted boot PCR (0-7), and returns what
+/// the log left in the firmware PCR (where the firmware list starts) and the measurements of the
+/// events the quote vouches for: PCRs 0-7, and OS PCRs whose quoted value the log reproduces.
+fn check_log(
+    log: &EventLog,
+    quoted: &BTreeMap<u8, Sha256Digest>,
+    firmware_pcr: u8,
+) -> Result<(Sha256Digest, LogMeasurements), Failure> {
+    if !log.banks().contains(&HashAlg::Sha256) {
+        return Err(fail(
+            FailedClaim::Evidence,
+            "event log has no sha256 bank, so it cannot be checked against the quote",
+        ));
+    }
+    let replay = log.replay();
+    let unreplayable = replay.unreplayable().get(&HashAlg::Sha256);
+    let replayed = |pcr: u8| -> Option<Sha256Digest> {
+        if unreplayable.is_some_and(|u| u.contains(&u32::from(pcr))) {
+            return None;
+        }
+        match replay.get(HashAlg::Sha256, u32::from(pcr)) {
+            Some(v) => Sha256Digest::from_slice(v).ok(),
+            // A PCR the log never extends holds its reset value.
+            None => Some(Sha256Digest::ZERO),
+        }
+    };
+    let mismatched: Vec<String> = REQUIRED_PCRS
+        .filter(|i| {
+            quoted
+                .get(i)
+                .is_none_or(|q| replayed(*i).as_ref() != Some(q))
+        })
+        .map(|i| i.to_string())
+        .collect();
+    if !mismatched.is_empty() {
+        return Err(fail(
+            FailedClaim::Executables,
+            format!(
+                "event log does not match quote: PCR {}",
+                mismatched.join(", ")
+            ),
+        ));
+    }
+    let start = replayed(firmware_pcr).ok_or_else(|| {
+        fail(
+            FailedClaim::Evidence,
+            format!("event log cannot be replayed for PCR {firmware_pcr}"),
+        )
+    })?;
+    let verified = |pcr: u32| -> bool {
+        let Ok(p) = u8::try_from(pcr) else {
+            return false;
+        };
+        if REQUIRED_PCRS.contains(&p) {
+            return true;
+        }
+        p != firmware_pcr
+            && quoted
+                .get(&p)
+                .is_some_and(|q| replayed(p).as_ref() == Some(q))
+    };
+    Ok((start, LogMeasurements::from_log(log, verified)))
+}
+
+/// The reference values that apply, the policy id naming them, and how reasons name their
+/// scope (`model T-100`).
 #[derive(Debug, Clone, Copy)]
 pub struct Policy<'a> {
     pub values: &'a ReferenceValues,
     pub id: &'a str,
+    pub label: &'a str,
 }
 
 /// An appraisal result, before the device state machine shapes the published verdict.
@@ -188,7 +275,7 @@ pub fn reevaluate(m: &Measurements, policy: Option<Policy<'_>>, subject: &str) -
             quote_accepted: true,
         };
     };
-    let findings = evaluate(policy.values, m);
+    let findings = evaluate(policy.values, m, policy.label);
     let any = |area: Area| findings.iter().any(|f| f.area == area);
     trust.configuration = if any(Area::Configuration) {
         claim::UNSUPPORTABLE_CONFIG

@@ -20,6 +20,12 @@ pub const MAX_PATH: usize = 4096;
 
 const DOMAIN: &[u8] = b"vouch-firmware-v1\0";
 
+/// Whether `pcr` can hold firmware measurements: an OS PCR that starts at zero and that software
+/// at locality 0 can extend (8-16 and 23; PCRs 17-22 start all-ones and need localities 1-4).
+pub fn usable_pcr(pcr: u8) -> bool {
+    matches!(pcr, 8..=16 | 23)
+}
+
 /// One measurement: the file's path as configured, and its SHA-256 (`None` when the file was
 /// missing or unreadable at measurement time).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -52,7 +58,15 @@ impl FirmwareEntry {
 
 /// The value a freshly reset PCR reaches after extending every entry in order.
 pub fn replay(entries: &[FirmwareEntry]) -> Sha256Digest {
-    let mut pcr = HashAlg::Sha256.zero_pcr();
+    replay_from(&Sha256Digest::ZERO, entries)
+}
+
+/// The value the PCR reaches from `start` after extending every entry in order. `start` is what
+/// the boot chain left in the PCR before the agent's first measurement: zero, or, when the
+/// firmware event log extends the same PCR (shim measures MokList into PCR 14), the log's
+/// replayed value.
+pub fn replay_from(start: &Sha256Digest, entries: &[FirmwareEntry]) -> Sha256Digest {
+    let mut pcr = start.0.to_vec();
     for e in entries {
         HashAlg::Sha256.extend(&mut pcr, &e.event_digest().0);
     }
@@ -115,10 +129,15 @@ impl FirmwareLog {
         new
     }
 
-    /// Given the PCR's current value, the entries of the list not yet extended into it (an
-    /// empty slice when the PCR is up to date).
-    pub fn unextended(&self, pcr: &Sha256Digest) -> Result<&[FirmwareEntry], PcrDiverged> {
-        let mut value = HashAlg::Sha256.zero_pcr();
+    /// Given the PCR's value before any of this boot's measurements (`start`, see
+    /// [`replay_from`]) and its current value, the entries of the list not yet extended into it
+    /// (an empty slice when the PCR is up to date).
+    pub fn unextended(
+        &self,
+        start: &Sha256Digest,
+        pcr: &Sha256Digest,
+    ) -> Result<&[FirmwareEntry], PcrDiverged> {
+        let mut value = start.0.to_vec();
         if value == pcr.0 {
             return Ok(&self.entries);
         }
@@ -180,11 +199,33 @@ mod tests {
     fn unextended_finds_the_suffix_a_crash_left_behind() {
         let mut log = FirmwareLog::default();
         log.plan(1, &[entry("/a", 1), entry("/b", 2)]);
+        let zero = Sha256Digest::ZERO;
         let after_first = replay(&log.entries[..1]);
-        assert_eq!(log.unextended(&after_first).unwrap(), &log.entries[1..]);
-        assert_eq!(log.unextended(&Sha256Digest::ZERO).unwrap().len(), 2);
-        assert!(log.unextended(&replay(&log.entries)).unwrap().is_empty());
-        assert_eq!(log.unextended(&Sha256Digest([9; 32])), Err(PcrDiverged));
+        assert_eq!(
+            log.unextended(&zero, &after_first).unwrap(),
+            &log.entries[1..]
+        );
+        assert_eq!(log.unextended(&zero, &zero).unwrap().len(), 2);
+        assert!(
+            log.unextended(&zero, &replay(&log.entries))
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            log.unextended(&zero, &Sha256Digest([9; 32])),
+            Err(PcrDiverged)
+        );
+        // On top of what the boot chain left in the PCR (shim's MokList in PCR 14).
+        let shim = Sha256Digest([7; 32]);
+        let all = replay_from(&shim, &log.entries);
+        assert!(log.unextended(&shim, &all).unwrap().is_empty());
+        assert_eq!(log.unextended(&zero, &all), Err(PcrDiverged));
+    }
+
+    #[test]
+    fn only_resettable_locality_0_pcrs_are_usable() {
+        assert!(usable_pcr(14) && usable_pcr(8) && usable_pcr(16) && usable_pcr(23));
+        assert!(!usable_pcr(7) && !usable_pcr(17) && !usable_pcr(22) && !usable_pcr(24));
     }
 
     #[test]

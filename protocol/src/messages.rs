@@ -53,6 +53,48 @@ pub struct Challenge {
     /// The `request` of the hello/status this answers; 0 when the verifier challenges on its own
     /// (after a release or a policy change), which only a daemon answers.
     pub request: u64,
+    /// The firmware event log the verifier already holds for this device, if any: the agent
+    /// sends only what follows it when it is of the same TPM boot, and the whole log otherwise.
+    /// `None` asks for the whole log.
+    pub eventlog_held: Option<EventLogHeld>,
+}
+
+/// How much of a device's event log the verifier holds, and of which TPM boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventLogHeld {
+    /// TPM resetCount of the boot the log belongs to.
+    pub boot: u32,
+    /// Bytes of the log held.
+    pub len: u64,
+}
+
+/// The firmware event log, or the part of it the verifier does not hold yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventLogPart {
+    /// Where `bytes` start in the log: 0 for the whole log, otherwise the `len` of the
+    /// challenge's `eventlog_held`.
+    pub offset: u64,
+    pub bytes: Bytes,
+}
+
+impl EventLogPart {
+    /// What to send for `log` (the terminal's whole log, of TPM boot `boot`) given what the
+    /// verifier says it holds.
+    pub fn for_challenge(log: &[u8], boot: u32, held: Option<&EventLogHeld>) -> Self {
+        let offset = match held {
+            Some(h) if h.boot == boot && usize::try_from(h.len).is_ok_and(|n| n <= log.len()) => {
+                h.len
+            }
+            _ => 0,
+        };
+        let start = usize::try_from(offset).unwrap_or(0);
+        Self {
+            offset,
+            bytes: Bytes(log.get(start..).unwrap_or_default().to_vec()),
+        }
+    }
 }
 
 impl Message for Challenge {
@@ -83,6 +125,8 @@ pub struct Evidence {
     pub firmware_pcr: u8,
     /// The firmware measurement list of this TPM boot, in extend order.
     pub firmware: Vec<FirmwareEntry>,
+    /// The firmware's TCG event log (`None` when the terminal has none to send).
+    pub eventlog: Option<EventLogPart>,
 }
 
 impl Message for Evidence {
@@ -172,6 +216,23 @@ mod tests {
             action
                 .iter()
                 .any(|(k, v)| k.as_text() == Some("type") && v.as_text() == Some("quarantine"))
+        );
+    }
+
+    #[test]
+    fn only_the_unheld_part_of_the_same_boots_log_is_sent() {
+        let log = b"0123456789";
+        let full = EventLogPart::for_challenge(log, 3, None);
+        assert_eq!((full.offset, full.bytes.0.len()), (0, 10));
+        let held = EventLogHeld { boot: 3, len: 6 };
+        let tail = EventLogPart::for_challenge(log, 3, Some(&held));
+        assert_eq!((tail.offset, tail.bytes.0.as_slice()), (6, &b"6789"[..]));
+        let other_boot = EventLogPart::for_challenge(log, 4, Some(&held));
+        assert_eq!(other_boot.offset, 0);
+        let longer_than_log = EventLogHeld { boot: 3, len: 11 };
+        assert_eq!(
+            EventLogPart::for_challenge(log, 3, Some(&longer_than_log)).offset,
+            0
         );
     }
 

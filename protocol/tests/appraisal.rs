@@ -68,12 +68,13 @@ fn reset_evidence() -> Evidence {
         pcrs: pcrs("quote-reset.pcrs.txt"),
         firmware_pcr: 14,
         firmware: vec![],
+        eventlog: None,
     }
 }
 
 #[test]
 fn real_quote_verifies_and_captured_policy_affirms() {
-    let verified = appraisal::verify_evidence(&enrollment(), &reset_evidence()).unwrap();
+    let verified = appraisal::verify_evidence(&enrollment(), &reset_evidence(), None).unwrap();
     assert_eq!(verified.measurements.pcrs.len(), 9);
     let rv = verified.measurements.capture();
     let a = appraisal::appraise(
@@ -82,6 +83,7 @@ fn real_quote_verifies_and_captured_policy_affirms() {
         Some(Policy {
             values: &rv,
             id: "p",
+            label: "device t1",
         }),
         "t1",
     );
@@ -91,7 +93,7 @@ fn real_quote_verifies_and_captured_policy_affirms() {
 
 #[test]
 fn no_reference_values_is_a_warning_that_names_them() {
-    let verified = appraisal::verify_evidence(&enrollment(), &reset_evidence());
+    let verified = appraisal::verify_evidence(&enrollment(), &reset_evidence(), None);
     let a = appraisal::appraise(&verified, None, None, "device t1 or model T-100");
     assert_eq!(a.status, Status::Warning);
     assert_eq!(
@@ -104,7 +106,7 @@ fn no_reference_values_is_a_warning_that_names_them() {
 fn wrong_nonce_is_a_crypto_failure() {
     let mut ev = reset_evidence();
     ev.nonce = nonce("nonce1.hex");
-    let f = appraisal::verify_evidence(&enrollment(), &ev).unwrap_err();
+    let f = appraisal::verify_evidence(&enrollment(), &ev, None).unwrap_err();
     assert_eq!(f.claim, FailedClaim::Crypto);
     assert!(f.reason.contains("nonce"), "{}", f.reason);
 }
@@ -113,7 +115,7 @@ fn wrong_nonce_is_a_crypto_failure() {
 fn reported_pcr_that_differs_from_the_quote_is_caught() {
     let mut ev = reset_evidence();
     ev.pcrs[4].value = Sha256Digest([9; 32]);
-    let f = appraisal::verify_evidence(&enrollment(), &ev).unwrap_err();
+    let f = appraisal::verify_evidence(&enrollment(), &ev, None).unwrap_err();
     assert_eq!(f.claim, FailedClaim::Crypto);
     assert!(f.reason.contains("digest"), "{}", f.reason);
 }
@@ -131,8 +133,9 @@ fn firmware_list_that_does_not_replay_names_the_pcr() {
             path: "/fw/app.bin".into(),
             sha256: Some(Sha256Digest([1; 32])),
         }],
+        eventlog: None,
     };
-    let f = appraisal::verify_evidence(&enrollment(), &ev).unwrap_err();
+    let f = appraisal::verify_evidence(&enrollment(), &ev, None).unwrap_err();
     assert_eq!(f.claim, FailedClaim::Executables);
     assert!(f.reason.contains("PCR 14"), "{}", f.reason);
 }
@@ -141,7 +144,7 @@ fn firmware_list_that_does_not_replay_names_the_pcr() {
 fn evidence_missing_a_boot_pcr_is_refused() {
     let mut ev = reset_evidence();
     ev.pcrs.retain(|p| p.index != 7);
-    let f = appraisal::verify_evidence(&enrollment(), &ev).unwrap_err();
+    let f = appraisal::verify_evidence(&enrollment(), &ev, None).unwrap_err();
     assert!(f.reason.contains("PCR 7"), "{}", f.reason);
 }
 
@@ -150,13 +153,13 @@ fn quote_by_an_ak_under_another_ek_is_refused() {
     let mut e = enrollment();
     // Pretend the AK was enrolled under a different EK: the quote's qualified signer differs.
     e.ek_public = Bytes(vector("ak.tpmt"));
-    let f = appraisal::verify_evidence(&e, &reset_evidence()).unwrap_err();
+    let f = appraisal::verify_evidence(&e, &reset_evidence(), None).unwrap_err();
     assert_eq!(f.claim, FailedClaim::Hardware);
 }
 
 #[test]
 fn clock_going_backwards_is_contraindicated() {
-    let verified = appraisal::verify_evidence(&enrollment(), &reset_evidence()).unwrap();
+    let verified = appraisal::verify_evidence(&enrollment(), &reset_evidence(), None).unwrap();
     let mut later = verified.clock;
     later.clock += 1000;
     let a = appraisal::appraise(&Ok(verified), Some(&later), None, "t1");
@@ -166,7 +169,7 @@ fn clock_going_backwards_is_contraindicated() {
 
 #[test]
 fn changed_pcr_against_policy_names_it() {
-    let verified = appraisal::verify_evidence(&enrollment(), &reset_evidence()).unwrap();
+    let verified = appraisal::verify_evidence(&enrollment(), &reset_evidence(), None).unwrap();
     let mut rv: ReferenceValues = verified.measurements.capture();
     rv.pcrs.insert(4, Sha256Digest([4; 32]));
     let a = appraisal::appraise(
@@ -175,6 +178,7 @@ fn changed_pcr_against_policy_names_it() {
         Some(Policy {
             values: &rv,
             id: "p",
+            label: "device t1",
         }),
         "t1",
     );
@@ -185,4 +189,50 @@ fn changed_pcr_against_policy_names_it() {
         a.reasons
     );
     assert_eq!(a.policy_id.as_deref(), Some("p"));
+}
+
+#[test]
+fn event_log_that_reproduces_the_quote_is_accepted() {
+    // The vector's PCRs 0-7 are all zero: a log with only its header reproduces them.
+    let header_only = vouch_protocol::eventlog::build::LogBuilder::new(&[
+        vouch_protocol::digest::HashAlg::Sha256,
+    ]);
+    let log = vouch_protocol::eventlog::parse(&header_only.bytes()).unwrap();
+    let v = appraisal::verify_evidence(&enrollment(), &reset_evidence(), Some(&log)).unwrap();
+    assert!(v.measurements.eventlog.unwrap().events.is_empty());
+}
+
+#[test]
+fn event_log_that_does_not_reproduce_the_quote_names_the_pcrs() {
+    let boot = vouch_protocol::eventlog::build::TerminalBoot::default().log();
+    let log = vouch_protocol::eventlog::parse(&boot.bytes()).unwrap();
+    let f = appraisal::verify_evidence(&enrollment(), &reset_evidence(), Some(&log)).unwrap_err();
+    assert_eq!(f.claim, FailedClaim::Executables);
+    assert_eq!(
+        f.reason,
+        "event log does not match quote: PCR 0, 1, 2, 3, 4, 5, 6, 7"
+    );
+}
+
+#[test]
+fn sha1_only_event_log_cannot_be_checked() {
+    let sha1 =
+        vouch_protocol::eventlog::build::LogBuilder::new(&[vouch_protocol::digest::HashAlg::Sha1]);
+    let log = vouch_protocol::eventlog::parse(&sha1.bytes()).unwrap();
+    let f = appraisal::verify_evidence(&enrollment(), &reset_evidence(), Some(&log)).unwrap_err();
+    assert!(f.reason.contains("no sha256 bank"), "{}", f.reason);
+}
+
+#[test]
+fn firmware_pcr_outside_the_usable_range_is_refused() {
+    for pcr in [7u8, 17, 22, 24] {
+        let mut ev = reset_evidence();
+        ev.firmware_pcr = pcr;
+        let f = appraisal::verify_evidence(&enrollment(), &ev, None).unwrap_err();
+        assert!(
+            f.reason.contains("cannot hold measurements"),
+            "{pcr}: {}",
+            f.reason
+        );
+    }
 }

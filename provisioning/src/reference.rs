@@ -1,5 +1,6 @@
 //! `vouch-provision reference`: hashes golden firmware images under the paths they will have on
-//! the terminal, takes expected PCR values, and prints reference values as JSON.
+//! the terminal, takes expected PCR values and/or a golden firmware event log (PCRs 0-7 from its
+//! replay, and the per-event section from its events), and prints reference values as JSON.
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -8,6 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use vouch_protocol::bytes::Sha256Digest;
+use vouch_protocol::digest::HashAlg;
+use vouch_protocol::policy::events::LogMeasurements;
 use vouch_protocol::policy::{MAX_PCR, ReferenceValues};
 
 #[derive(Debug, Args)]
@@ -16,9 +19,12 @@ pub struct ReferenceArgs {
     /// of the approved image (repeatable; a path given twice accepts both hashes).
     #[arg(long = "firmware", value_name = "TERMINAL_PATH=GOLDEN_FILE")]
     pub firmware: Vec<String>,
-    /// INDEX=HEX: an expected sha256 PCR value (repeatable).
+    /// INDEX=HEX: an expected sha256 PCR value (repeatable; overrides the event log's).
     #[arg(long = "pcr", value_name = "INDEX=HEX")]
     pub pcrs: Vec<String>,
+    /// A golden firmware event log of this model and firmware version.
+    #[arg(long)]
+    pub eventlog: Option<PathBuf>,
     /// Write the JSON here instead of standard output.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -57,6 +63,22 @@ pub fn build(args: &ReferenceArgs) -> Result<ReferenceValues> {
             .insert(hash_file(Path::new(golden))?);
     }
     let mut pcrs = BTreeMap::new();
+    let mut events = None;
+    if let Some(path) = &args.eventlog {
+        let bytes = vouch_common::fs::read_limited(path, 64 << 20)?;
+        let log = vouch_protocol::eventlog::parse(&bytes)
+            .with_context(|| format!("{} is not a valid event log", path.display()))?;
+        let replay = log.replay();
+        for index in 0..=7u8 {
+            let value = match replay.get(HashAlg::Sha256, u32::from(index)) {
+                Some(v) => Sha256Digest::from_slice(v)?,
+                None if log.banks().contains(&HashAlg::Sha256) => Sha256Digest::ZERO,
+                None => bail!("{} has no sha256 bank", path.display()),
+            };
+            pcrs.insert(index, value);
+        }
+        events = Some(LogMeasurements::from_log(&log, |pcr| pcr <= 7).capture());
+    }
     for spec in &args.pcrs {
         let (i, hex) = spec
             .split_once('=')
@@ -69,7 +91,11 @@ pub fn build(args: &ReferenceArgs) -> Result<ReferenceValues> {
         let value: Sha256Digest = hex.parse().with_context(|| format!("--pcr {spec}"))?;
         pcrs.insert(index, value);
     }
-    let rv = ReferenceValues { pcrs, firmware };
+    let rv = ReferenceValues {
+        pcrs,
+        firmware,
+        events,
+    };
     if rv.is_empty() {
         bail!("no reference values given: pass --firmware and/or --pcr");
     }
@@ -98,6 +124,7 @@ mod tests {
         let args = ReferenceArgs {
             firmware: vec![format!("/opt/terminal/fw.bin={}", golden.display())],
             pcrs: vec![format!("7={}", "11".repeat(32))],
+            eventlog: None,
             out: None,
         };
         let rv = build(&args).unwrap();
@@ -113,11 +140,34 @@ mod tests {
     }
 
     #[test]
+    fn golden_event_log_gives_boot_pcrs_and_event_references() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = vouch_protocol::eventlog::build::TerminalBoot::default().log();
+        let path = dir.path().join("golden.bin");
+        std::fs::write(&path, log.bytes()).unwrap();
+        let rv = build(&ReferenceArgs {
+            firmware: vec![],
+            pcrs: vec![],
+            eventlog: Some(path),
+            out: None,
+        })
+        .unwrap();
+        assert_eq!(rv.pcrs.len(), 8);
+        let parsed = vouch_protocol::eventlog::parse(&log.bytes()).unwrap();
+        let pcr4 = parsed.replay().get(HashAlg::Sha256, 4).unwrap().to_vec();
+        assert_eq!(rv.pcrs[&4].0.to_vec(), pcr4);
+        let events = rv.events.unwrap();
+        assert!(events.secure_boot_required);
+        assert_eq!(events.dbx_min_entries, Some(371));
+    }
+
+    #[test]
     fn bad_arguments_are_named() {
         let bad = |firmware: &[&str], pcrs: &[&str]| {
             build(&ReferenceArgs {
                 firmware: firmware.iter().map(|s| s.to_string()).collect(),
                 pcrs: pcrs.iter().map(|s| s.to_string()).collect(),
+                eventlog: None,
                 out: None,
             })
             .unwrap_err()

@@ -5,6 +5,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use vouch_protocol::digest::HashAlg;
+use vouch_protocol::eventlog::build::LogBuilder;
+
 use crate::bin;
 use crate::procs::{Proc, Swtpm, Verifier};
 
@@ -13,6 +16,8 @@ pub struct Terminal {
     pub id: String,
     pub state: PathBuf,
     pub firmware: Vec<PathBuf>,
+    /// The firmware event log file passed with `--eventlog`, once [`Terminal::boot`] wrote one.
+    pub eventlog: Option<PathBuf>,
     tcti: String,
     mqtt_url: String,
     verifier_pub: PathBuf,
@@ -30,6 +35,7 @@ impl Terminal {
             id: id.to_owned(),
             state: root.join("state"),
             firmware: vec![fw],
+            eventlog: None,
             tcti: tpm.tcti(),
             mqtt_url: v.mqtt_url(),
             verifier_pub: v.verifier_pub(),
@@ -56,6 +62,23 @@ impl Terminal {
         for f in &self.firmware {
             c.arg("--firmware").arg(f);
         }
+        if let Some(log) = &self.eventlog {
+            c.arg("--eventlog").arg(log);
+        }
+    }
+
+    /// Boots the terminal's (software) TPM into `log`: a TPM reset, then every digest the log
+    /// records extended into the PCRs, as firmware would. The file the agent reads holds
+    /// `written` when given (a tampered or truncated log), otherwise the log itself.
+    pub fn boot(&mut self, tpm: &Swtpm, log: &LogBuilder, written: Option<&[u8]>) {
+        tpm.reboot().unwrap();
+        for (pcr, digest) in log.extends(HashAlg::Sha256) {
+            tpm.pcr_extend(u8::try_from(pcr).unwrap(), &hex::encode(digest))
+                .unwrap();
+        }
+        let path = self.dir.join("binary_bios_measurements");
+        fs::write(&path, written.map_or_else(|| log.bytes(), <[u8]>::to_vec)).unwrap();
+        self.eventlog = Some(path);
     }
 
     /// `vouch-agent enroll`; returns the request file.
@@ -89,8 +112,13 @@ impl Terminal {
 
     /// `vouch-agent attest --once`; returns its output (exit code 0/3/4/1).
     pub fn attest_once(&self) -> Output {
+        self.attest_once_within(20)
+    }
+
+    /// `vouch-agent attest --once --timeout SECS`.
+    pub fn attest_once_within(&self, secs: u64) -> Output {
         let mut c = self.cmd();
-        c.args(["attest", "--once", "--timeout", "20"]);
+        c.args(["attest", "--once", "--timeout", &secs.to_string()]);
         self.run_args(&mut c);
         c.output().unwrap()
     }

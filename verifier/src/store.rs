@@ -17,6 +17,7 @@ use vouch_protocol::bytes::Bytes;
 use vouch_protocol::device::{Actor, AuditAction, DeviceStatus};
 use vouch_protocol::enrollment::Enrollment;
 use vouch_protocol::ids::{DeviceId, Nonce};
+use vouch_protocol::messages::EventLogHeld;
 use vouch_protocol::nonce::IssuedNonce;
 use vouch_protocol::policy::{Measurements, PolicyScope, ReferenceValues};
 use vouch_protocol::tpm::ClockInfo;
@@ -29,6 +30,7 @@ const POLICIES: TableDefinition<&str, &[u8]> = TableDefinition::new("policies");
 const NONCES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("nonces");
 const NONCE_EXPIRY: TableDefinition<(u64, &[u8; 32]), ()> = TableDefinition::new("nonce_expiry");
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+const EVENTLOGS: TableDefinition<&str, &[u8]> = TableDefinition::new("eventlogs");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 const SEQ: &str = "seq";
@@ -51,6 +53,18 @@ pub struct DeviceRecord {
     pub last_verdict: Option<Bytes>,
     pub verdict_status: Option<Status>,
     pub policy_id: Option<String>,
+    /// Which boot's event log the store holds for this device, and how much of it (sent in
+    /// challenges so the agent sends only what is new).
+    pub eventlog_held: Option<EventLogHeld>,
+}
+
+/// A device's accepted firmware event log (kept apart from the device record, which stays
+/// small for the hot path).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredLog {
+    pub boot: u32,
+    pub bytes: Bytes,
 }
 
 impl DeviceRecord {
@@ -65,6 +79,7 @@ impl DeviceRecord {
             last_verdict: None,
             verdict_status: None,
             policy_id: None,
+            eventlog_held: None,
         }
     }
 
@@ -122,6 +137,7 @@ impl Store {
             w.open_table(NONCES)?;
             w.open_table(NONCE_EXPIRY)?;
             w.open_table(AUDIT)?;
+            w.open_table(EVENTLOGS)?;
             w.open_table(META)?;
         }
         w.commit()?;
@@ -159,6 +175,13 @@ impl Reader {
         let t = self.tx.open_table(NONCES)?;
         t.get(n.as_bytes())?
             .map(|v| decode("nonce", v.value()))
+            .transpose()
+    }
+
+    pub fn eventlog(&self, id: &DeviceId) -> Result<Option<StoredLog>> {
+        let t = self.tx.open_table(EVENTLOGS)?;
+        t.get(id.as_str())?
+            .map(|v| decode("event log", v.value()))
             .transpose()
     }
 
@@ -247,6 +270,12 @@ impl Writer {
             }
         }
         Ok(out)
+    }
+
+    pub fn put_eventlog(&mut self, id: &DeviceId, log: &StoredLog) -> Result<()> {
+        let mut t = self.tx.open_table(EVENTLOGS)?;
+        t.insert(id.as_str(), to_cbor(log).as_slice())?;
+        Ok(())
     }
 
     pub fn policy(&self, scope: &PolicyScope) -> Result<Option<ReferenceValues>> {

@@ -76,6 +76,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Decode a TCG firmware event log and replay it to PCR values (offline: no verifier
+    /// needed). Exits non-zero with the parser's reason on a malformed log.
+    Eventlog {
+        /// The log, e.g. a copy of /sys/kernel/security/tpm0/binary_bios_measurements.
+        file: PathBuf,
+        /// Print {"pcrs": {"<bank>": {"<index>": "<hex>"}}, "events": [...]} instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -128,10 +137,29 @@ fn read_token(file: &Path) -> Result<String> {
     Ok(String::from_utf8_lossy(&bytes).trim().to_owned())
 }
 
+/// `vouchctl eventlog`: parse, replay, print.
+fn eventlog(file: &Path, json: bool) -> Result<()> {
+    use vouch_protocol::eventlog;
+    let bytes = vouch_common::fs::read_limited(file, 64 * 1024 * 1024)?;
+    let log = eventlog::parse(&bytes)
+        .with_context(|| format!("{} is not a valid event log", file.display()))?;
+    let replay = log.replay();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&eventlog::Report::new(&log, &replay))?
+        );
+    } else {
+        print!("{}", eventlog::render_text(&log, &replay));
+    }
+    Ok(())
+}
+
 /// Runs one command.
 pub fn run(cli: Cli) -> Result<()> {
     let client = || -> Result<Client> { Ok(Client::new(&cli.api, read_token(&cli.token_file)?)) };
     match &cli.command {
+        Command::Eventlog { file, json } => eventlog(file, *json)?,
         Command::Enroll { request_file } => {
             let bytes = vouch_common::fs::read_limited(request_file, 64 * 1024)?;
             let v: EnrolledView =

@@ -7,14 +7,53 @@ use vouch_common::time::now_unix;
 use vouch_protocol::appraisal::{self, Failure, Policy, Verified};
 use vouch_protocol::error::{IdError, WireError};
 use vouch_protocol::ids::{DeviceId, Kind, Nonce, Sender, Topic};
-use vouch_protocol::messages::{Challenge, Evidence, Hello, Status};
+use vouch_protocol::messages::{Challenge, EventLogHeld, EventLogPart, Evidence, Hello, Status};
 use vouch_protocol::nonce::{self, IssuedNonce, NonceRejection};
 use vouch_protocol::policy::{PolicyScope, ReferenceValues, policy_id};
 use vouch_protocol::wire;
 
 use super::{Engine, MAX_OUTSTANDING};
 use crate::mqtt::{Inbound, Outgoing};
-use crate::store::{DeviceRecord, Writer};
+use crate::store::{DeviceRecord, Reader, StoredLog, Writer};
+
+/// The whole event log from an evidence part: the part itself at offset 0, otherwise the stored
+/// log of the same boot followed by the part.
+fn reassemble(
+    reader: &Reader,
+    device: &DeviceId,
+    ev: &Evidence,
+    part: &EventLogPart,
+) -> Result<Vec<u8>, Rejection> {
+    let too_large = |len| Rejection::EventLogTooLarge {
+        len,
+        max: MAX_EVENTLOG,
+    };
+    if part.offset == 0 {
+        if part.bytes.0.len() > MAX_EVENTLOG {
+            return Err(too_large(part.bytes.0.len()));
+        }
+        return Ok(part.bytes.0.clone());
+    }
+    let gap = || Rejection::EventLogGap {
+        offset: part.offset,
+    };
+    // The boot the quote claims; the quote itself is verified later, and a lie here only
+    // makes the reassembled log fail to match the verified quote.
+    let boot = vouch_protocol::tpm::Attest::parse(ev.attest.as_slice())
+        .map(|a| a.clock_info().reset_count)
+        .map_err(|_| gap())?;
+    let stored = reader.eventlog(device)?.ok_or_else(gap)?;
+    if stored.boot != boot || stored.bytes.0.len() as u64 != part.offset {
+        return Err(gap());
+    }
+    let len = stored.bytes.0.len().saturating_add(part.bytes.0.len());
+    if len > MAX_EVENTLOG {
+        return Err(too_large(len));
+    }
+    let mut full = stored.bytes.0;
+    full.extend_from_slice(&part.bytes.0);
+    Ok(full)
+}
 
 /// Why a message was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +70,14 @@ pub enum Rejection {
     Nonce(#[from] NonceRejection),
     #[error("device {0} asked for too many challenges this minute")]
     RateLimited(DeviceId),
+    #[error("event log: {0}")]
+    EventLog(#[from] vouch_protocol::eventlog::EventLogError),
+    #[error(
+        "event log part at offset {offset} does not continue the log held for this boot; asking for the whole log"
+    )]
+    EventLogGap { offset: u64 },
+    #[error("event log of {len} bytes exceeds the {max}-byte limit")]
+    EventLogTooLarge { len: usize, max: usize },
     #[error("internal error: {0:#}")]
     Internal(#[from] anyhow::Error),
 }
@@ -44,6 +91,9 @@ impl Rejection {
             Rejection::NotEnrolled(_) => "not_enrolled",
             Rejection::Nonce(n) => n.label(),
             Rejection::RateLimited(_) => "rate_limited",
+            Rejection::EventLog(_) => "eventlog_malformed",
+            Rejection::EventLogGap { .. } => "eventlog_gap",
+            Rejection::EventLogTooLarge { .. } => "oversized",
             Rejection::Internal(_) => "internal",
         }
     }
@@ -60,8 +110,13 @@ pub enum Job {
         topic: String,
         evidence: Box<Evidence>,
         outcome: Box<Result<Verified, Failure>>,
+        /// The whole event log of this boot, reassembled, to store if the quote is accepted.
+        eventlog: Option<Vec<u8>>,
     },
 }
+
+/// Largest reassembled event log accepted (real firmware logs are tens of KiB).
+pub const MAX_EVENTLOG: usize = 4 << 20;
 
 impl Engine {
     /// Worker stage. Returns the job for the applier, or `None` after counting a rejection.
@@ -70,7 +125,15 @@ impl Engine {
             Ok(job) => Some(job),
             Err(r) => {
                 self.stats.reject(&msg.topic, r.label(), &r.to_string());
-                None
+                // A delta that does not fit what the store holds: challenge again, and the new
+                // challenge says what is held now.
+                match (r, msg.topic.parse::<Topic>()) {
+                    (Rejection::EventLogGap { .. }, Ok(t)) => Some(Job::Challenge {
+                        device: t.device,
+                        request: 0,
+                    }),
+                    _ => None,
+                }
             }
         }
     }
@@ -113,12 +176,21 @@ impl Engine {
                 // Cheap early refusal of replays before the quote crypto; `apply` re-checks
                 // authoritatively inside its write transaction.
                 nonce::check(reader.nonce(&ev.nonce)?.as_ref(), &device, now_unix())?;
-                let outcome = appraisal::verify_evidence(&rec.enrollment, &ev);
+                let full = match &ev.eventlog {
+                    Some(part) => Some(reassemble(&reader, &device, &ev, part)?),
+                    None => None,
+                };
+                let parsed = full
+                    .as_deref()
+                    .map(vouch_protocol::eventlog::parse)
+                    .transpose()?;
+                let outcome = appraisal::verify_evidence(&rec.enrollment, &ev, parsed.as_ref());
                 Ok(Job::Evidence {
                     device,
                     topic: msg.topic.clone(),
                     evidence: Box::new(ev),
                     outcome: Box::new(outcome),
+                    eventlog: full,
                 })
             }
             // Sender::Agent above leaves only the three kinds handled.
@@ -154,10 +226,11 @@ impl Engine {
                     topic,
                     evidence,
                     outcome,
+                    eventlog,
                 } => {
-                    if let Err(r) =
-                        self.apply_evidence(&mut w, &device, &evidence, &outcome, now, &mut out)
-                    {
+                    if let Err(r) = self.apply_evidence(
+                        &mut w, &device, &evidence, &outcome, eventlog, now, &mut out,
+                    ) {
                         self.stats.reject(&topic, r.label(), &r.to_string());
                     }
                 }
@@ -199,17 +272,20 @@ impl Engine {
             issued_at: now,
             expires_at,
             request,
+            eventlog_held: rec.eventlog_held,
         };
         out.push(self.outgoing(rec.id(), &c, false));
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn apply_evidence(
         &self,
         w: &mut Writer,
         device: &DeviceId,
         ev: &Evidence,
         outcome: &Result<Verified, Failure>,
+        eventlog: Option<Vec<u8>>,
         now: u64,
         out: &mut Vec<Outgoing>,
     ) -> Result<(), Rejection> {
@@ -225,19 +301,37 @@ impl Engine {
         rec.outstanding.retain(|(n, _)| n != &ev.nonce);
         self.stats.accept("evidence");
 
-        let (scope, values) = self.policy_for(w, &rec)?;
-        let pid = values.as_ref().map(|(s, v)| policy_id(s, v));
-        let policy = match (&values, &pid) {
-            (Some((_, v)), Some(id)) => Some(Policy { values: v, id }),
+        let (subject, values) = self.policy_for(w, &rec)?;
+        let named = values.as_ref().map(|(s, v)| (policy_id(s, v), s.label()));
+        let policy = match (&values, &named) {
+            (Some((_, v)), Some((id, label))) => Some(Policy {
+                values: v,
+                id,
+                label,
+            }),
             _ => None,
         };
-        let a = appraisal::appraise(outcome, rec.last_clock.as_ref(), policy, &scope);
+        let a = appraisal::appraise(outcome, rec.last_clock.as_ref(), policy, &subject);
         if a.quote_accepted
             && let Ok(v) = outcome
         {
             rec.last_clock = Some(v.clock);
             rec.measurements = Some(v.measurements.clone());
             rec.measured_at = Some(now);
+            if let Some(bytes) = eventlog {
+                let boot = v.clock.reset_count;
+                rec.eventlog_held = Some(EventLogHeld {
+                    boot,
+                    len: bytes.len() as u64,
+                });
+                w.put_eventlog(
+                    device,
+                    &StoredLog {
+                        boot,
+                        bytes: bytes.into(),
+                    },
+                )?;
+            }
         }
         tracing::info!(device = %device, status = %a.status, reasons = ?a.reasons, "appraised evidence");
         self.finish(w, &mut rec, a, Some(ev.nonce), now, out)?;

@@ -128,9 +128,13 @@ impl Engine {
                 .and_then(|()| w.put_device(rec));
         };
         let (subject, values) = self.policy_for(w, rec)?;
-        let pid = values.as_ref().map(|(s, v)| policy_id(s, v));
-        let policy = match (&values, &pid) {
-            (Some((_, v)), Some(id)) => Some(Policy { values: v, id }),
+        let named = values.as_ref().map(|(s, v)| (policy_id(s, v), s.label()));
+        let policy = match (&values, &named) {
+            (Some((_, v)), Some((id, label))) => Some(Policy {
+                values: v,
+                id,
+                label,
+            }),
             _ => None,
         };
         let a = appraisal::reevaluate(&m, policy, &subject);

@@ -4,7 +4,10 @@
 //! the PCR index or firmware path at fault.
 //!
 //! JSON shape (also used for storage):
-//! `{"pcrs": {"sha256": {"0": "<hex>", ...}}, "firmware": {"<path>": ["<hex>", ...]}}`.
+//! `{"pcrs": {"sha256": {"0": "<hex>", ...}}, "firmware": {"<path>": ["<hex>", ...]},
+//!   "events": {...}}` — see [`events`] for the per-event section.
+
+pub mod events;
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -14,6 +17,7 @@ use crate::bytes::Sha256Digest;
 use crate::error::PolicyError;
 use crate::firmware::FirmwareEntry;
 use crate::wire::to_cbor;
+use events::{EventReference, LogMeasurements, RawEvents};
 
 /// Highest PCR index of a PC-client TPM.
 pub const MAX_PCR: u8 = 23;
@@ -25,6 +29,8 @@ pub struct ReferenceValues {
     pub pcrs: BTreeMap<u8, Sha256Digest>,
     /// For each firmware path, the hashes it may have.
     pub firmware: BTreeMap<String, BTreeSet<Sha256Digest>>,
+    /// What the firmware event log may contain.
+    pub events: Option<EventReference>,
 }
 
 /// The serde form: string keys and hex values, as an operator writes them.
@@ -35,6 +41,8 @@ struct RawReference {
     pcrs: BTreeMap<String, BTreeMap<String, String>>,
     #[serde(default)]
     firmware: BTreeMap<String, Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    events: Option<RawEvents>,
 }
 
 impl TryFrom<RawReference> for ReferenceValues {
@@ -90,7 +98,16 @@ impl TryFrom<RawReference> for ReferenceValues {
             }
             firmware.insert(path, set);
         }
-        let rv = ReferenceValues { pcrs, firmware };
+        let events = raw
+            .events
+            .map(EventReference::try_from)
+            .transpose()?
+            .filter(|e| !e.is_empty());
+        let rv = ReferenceValues {
+            pcrs,
+            firmware,
+            events,
+        };
         if rv.is_empty() {
             return Err(PolicyError::Empty);
         }
@@ -115,7 +132,11 @@ impl From<&ReferenceValues> for RawReference {
             .iter()
             .map(|(p, set)| (p.clone(), set.iter().map(|d| d.to_hex()).collect()))
             .collect();
-        RawReference { pcrs, firmware }
+        RawReference {
+            pcrs,
+            firmware,
+            events: rv.events.as_ref().map(RawEvents::from),
+        }
     }
 }
 
@@ -134,7 +155,9 @@ impl<'de> Deserialize<'de> for ReferenceValues {
 
 impl ReferenceValues {
     pub fn is_empty(&self) -> bool {
-        self.pcrs.is_empty() && self.firmware.is_empty()
+        self.pcrs.is_empty()
+            && self.firmware.is_empty()
+            && self.events.as_ref().is_none_or(EventReference::is_empty)
     }
 
     /// A short content hash: equal reference values give equal ids, so a verdict names exactly
@@ -151,6 +174,16 @@ impl ReferenceValues {
 pub enum PolicyScope {
     Device(String),
     Model(String),
+}
+
+impl PolicyScope {
+    /// How reasons name these reference values: `model T-100`, `device T1-lobby`.
+    pub fn label(&self) -> String {
+        match self {
+            PolicyScope::Device(d) => format!("device {d}"),
+            PolicyScope::Model(m) => format!("model {m}"),
+        }
+    }
 }
 
 impl fmt::Display for PolicyScope {
@@ -177,6 +210,8 @@ pub struct Measurements {
     pub firmware_pcr: u8,
     /// The firmware list, replay-checked against `firmware_pcr`.
     pub firmware: Vec<FirmwareEntry>,
+    /// What the verified firmware event log proved, when the evidence carried one.
+    pub eventlog: Option<LogMeasurements>,
 }
 
 impl Measurements {
@@ -196,7 +231,11 @@ impl Measurements {
                 firmware.entry(e.path.clone()).or_default().insert(h);
             }
         }
-        ReferenceValues { pcrs, firmware }
+        ReferenceValues {
+            pcrs,
+            firmware,
+            events: self.eventlog.as_ref().map(LogMeasurements::capture),
+        }
     }
 }
 
@@ -226,9 +265,13 @@ fn pcr_area(index: u8, firmware_pcr: u8) -> Area {
     }
 }
 
-/// Compares `m` against `rv`. An empty result means every reference value is met.
-pub fn evaluate(rv: &ReferenceValues, m: &Measurements) -> Vec<Finding> {
+/// Compares `m` against `rv`; `scope` names the reference values in reasons (`model T-100`).
+/// An empty result means every reference value is met.
+pub fn evaluate(rv: &ReferenceValues, m: &Measurements, scope: &str) -> Vec<Finding> {
     let mut out = Vec::new();
+    if let Some(r) = &rv.events {
+        out.extend(events::evaluate(r, m.eventlog.as_ref(), scope));
+    }
     for (index, want) in &rv.pcrs {
         let area = pcr_area(*index, m.firmware_pcr);
         match m.pcrs.get(index) {
@@ -294,6 +337,7 @@ mod tests {
                 path: "/fw/app.bin".into(),
                 sha256: Some(d(0xaa)),
             }],
+            eventlog: None,
         }
     }
 
@@ -302,7 +346,7 @@ mod tests {
         let m = measurements();
         let rv = m.capture();
         assert_eq!(rv.pcrs.len(), 8, "firmware PCR is not captured");
-        assert!(evaluate(&rv, &m).is_empty());
+        assert!(evaluate(&rv, &m, "device t1").is_empty());
     }
 
     #[test]
@@ -310,13 +354,13 @@ mod tests {
         let rv = measurements().capture();
         let mut m = measurements();
         m.pcrs.insert(4, d(0x44));
-        let f = evaluate(&rv, &m);
+        let f = evaluate(&rv, &m, "device t1");
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].area, Area::Executables);
         assert!(f[0].reason.starts_with("PCR 4 "), "{}", f[0].reason);
         m.pcrs.insert(7, d(0x77));
         assert!(
-            evaluate(&rv, &m)
+            evaluate(&rv, &m, "device t1")
                 .iter()
                 .any(|f| f.area == Area::Configuration && f.reason.starts_with("PCR 7 "))
         );
@@ -331,7 +375,10 @@ mod tests {
             path: "/fw/extra.bin".into(),
             sha256: Some(d(1)),
         });
-        let reasons: Vec<_> = evaluate(&rv, &m).into_iter().map(|f| f.reason).collect();
+        let reasons: Vec<_> = evaluate(&rv, &m, "device t1")
+            .into_iter()
+            .map(|f| f.reason)
+            .collect();
         assert!(
             reasons
                 .iter()
@@ -343,7 +390,10 @@ mod tests {
                 .any(|r| r.contains("/fw/extra.bin") && r.contains("not in the reference"))
         );
         m.firmware.clear();
-        let reasons: Vec<_> = evaluate(&rv, &m).into_iter().map(|f| f.reason).collect();
+        let reasons: Vec<_> = evaluate(&rv, &m, "device t1")
+            .into_iter()
+            .map(|f| f.reason)
+            .collect();
         assert_eq!(
             reasons,
             vec!["firmware /fw/app.bin was not measured".to_string()]
@@ -356,7 +406,7 @@ mod tests {
         rv.firmware.clear();
         let mut m = measurements();
         m.firmware[0].sha256 = Some(d(0xbb));
-        assert!(evaluate(&rv, &m).is_empty());
+        assert!(evaluate(&rv, &m, "device t1").is_empty());
     }
 
     #[test]

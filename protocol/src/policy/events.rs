@@ -1,0 +1,422 @@
+//! Per-event reference values: what a verified firmware event log may contain, keyed by event
+//! class and subject, so a finding names the event that is not approved
+//! (`PCR 4 EV_EFI_BOOT_SERVICES_APPLICATION \EFI\BOOT\BOOTX64.EFI digest 3f2a… not in reference
+//! for model T-100`), plus the Secure Boot state and the size of the dbx revocation list.
+//!
+//! JSON (the `events` section of the reference values):
+//!
+//! ```json
+//! {"firmware_blob": {"": ["<hex>"]},
+//!  "boot_application": {"\\EFI\\BOOT\\BOOTX64.EFI": ["<hex>"]},
+//!  "secure_boot_variable": {"PK": ["<hex>"], "KEK": ["<hex>"], "db": ["<hex>"]},
+//!  "ipl": {"kernel_cmdline: /vmlinuz root=/dev/sda2 ro": ["<hex>"]},
+//!  "secure_boot_required": true,
+//!  "dbx_min_entries": 371}
+//! ```
+//!
+//! A class that is absent is not constrained. Within a present class, every measured event must
+//! have its subject listed with its digest among the allowed ones. `SecureBoot` and `dbx` are
+//! judged by state (`secure_boot_required`, `dbx_min_entries`) rather than by digest, so a dbx
+//! update that adds revocations does not quarantine the fleet.
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{Area, Finding};
+use crate::bytes::Sha256Digest;
+use crate::digest::HashAlg;
+use crate::error::PolicyError;
+use crate::eventlog::{EventClass, EventLog};
+
+/// The event classes reference values can constrain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    FirmwareBlob,
+    BootApplication,
+    SecureBootVariable,
+    Ipl,
+}
+
+impl EventKind {
+    fn of(class: &EventClass) -> Option<EventKind> {
+        match class {
+            EventClass::FirmwareBlob { .. } => Some(EventKind::FirmwareBlob),
+            EventClass::BootApplication { .. } => Some(EventKind::BootApplication),
+            EventClass::SecureBootVariable { .. } => Some(EventKind::SecureBootVariable),
+            EventClass::Ipl { .. } => Some(EventKind::Ipl),
+            _ => None,
+        }
+    }
+
+    fn area(self) -> Area {
+        match self {
+            EventKind::FirmwareBlob | EventKind::BootApplication | EventKind::Ipl => {
+                Area::Executables
+            }
+            EventKind::SecureBootVariable => Area::Configuration,
+        }
+    }
+}
+
+/// Variables judged by state rather than digest.
+fn judged_by_state(kind: EventKind, subject: &str) -> bool {
+    kind == EventKind::SecureBootVariable && matches!(subject, "SecureBoot" | "dbx")
+}
+
+/// One policy-relevant event of a verified log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeasuredEvent {
+    pub pcr: u32,
+    /// The event type's TCG name (`EV_EFI_BOOT_SERVICES_APPLICATION`).
+    pub event_type: String,
+    pub kind: EventKind,
+    pub subject: String,
+    /// The sha256 digest the event extended.
+    pub digest: Sha256Digest,
+}
+
+/// What a verified event log proved.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogMeasurements {
+    pub events: Vec<MeasuredEvent>,
+    pub secure_boot: Option<bool>,
+    pub dbx_entries: Option<u64>,
+    /// PCRs with events that the quote does not vouch for (not quoted, or not reproduced);
+    /// their events are left out of `events`.
+    pub unverified_pcrs: Vec<u32>,
+}
+
+impl LogMeasurements {
+    /// Extracts the policy-relevant events of `log` whose PCR satisfies `verified`.
+    pub fn from_log(log: &EventLog, verified: impl Fn(u32) -> bool) -> Self {
+        let mut out = LogMeasurements {
+            secure_boot: log.secure_boot_enabled(),
+            dbx_entries: log.dbx_entry_count().and_then(|n| u64::try_from(n).ok()),
+            ..Self::default()
+        };
+        let mut unverified = BTreeSet::new();
+        for e in &log.events {
+            let Some(class) = e.class() else { continue };
+            let Some(kind) = EventKind::of(&class) else {
+                continue;
+            };
+            let Some(digest) = e
+                .digest(HashAlg::Sha256)
+                .and_then(|d| Sha256Digest::from_slice(d).ok())
+            else {
+                continue;
+            };
+            if !verified(e.pcr) {
+                unverified.insert(e.pcr);
+                continue;
+            }
+            out.events.push(MeasuredEvent {
+                pcr: e.pcr,
+                event_type: e.event_type.to_string(),
+                kind,
+                subject: class.subject().to_owned(),
+                digest,
+            });
+        }
+        out.unverified_pcrs = unverified.into_iter().collect();
+        out
+    }
+
+    /// Reference values these measurements satisfy.
+    pub fn capture(&self) -> EventReference {
+        let mut digests: BTreeMap<EventKind, BTreeMap<String, BTreeSet<Sha256Digest>>> =
+            BTreeMap::new();
+        for e in &self.events {
+            if judged_by_state(e.kind, &e.subject) {
+                continue;
+            }
+            digests
+                .entry(e.kind)
+                .or_default()
+                .entry(e.subject.clone())
+                .or_default()
+                .insert(e.digest);
+        }
+        EventReference {
+            digests,
+            secure_boot_required: self.secure_boot == Some(true),
+            dbx_min_entries: self.dbx_entries,
+        }
+    }
+}
+
+/// Approved event-log content.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventReference {
+    pub digests: BTreeMap<EventKind, BTreeMap<String, BTreeSet<Sha256Digest>>>,
+    pub secure_boot_required: bool,
+    pub dbx_min_entries: Option<u64>,
+}
+
+type RawDigests = BTreeMap<String, Vec<String>>;
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEvents {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    firmware_blob: RawDigests,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    boot_application: RawDigests,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    secure_boot_variable: RawDigests,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    ipl: RawDigests,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    secure_boot_required: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dbx_min_entries: Option<u64>,
+}
+
+impl TryFrom<RawEvents> for EventReference {
+    type Error = PolicyError;
+
+    fn try_from(raw: RawEvents) -> Result<Self, PolicyError> {
+        let mut digests = BTreeMap::new();
+        for (kind, map) in [
+            (EventKind::FirmwareBlob, raw.firmware_blob),
+            (EventKind::BootApplication, raw.boot_application),
+            (EventKind::SecureBootVariable, raw.secure_boot_variable),
+            (EventKind::Ipl, raw.ipl),
+        ] {
+            if map.is_empty() {
+                continue;
+            }
+            let mut subjects = BTreeMap::new();
+            for (subject, hexes) in map {
+                let set = hexes
+                    .iter()
+                    .map(|h| h.parse::<Sha256Digest>())
+                    .collect::<Result<BTreeSet<_>, _>>()
+                    .map_err(|e| PolicyError::Events {
+                        reason: format!("{kind:?} \"{subject}\": {e}"),
+                    })?;
+                if set.is_empty() {
+                    return Err(PolicyError::Events {
+                        reason: format!("{kind:?} \"{subject}\": no approved digests listed"),
+                    });
+                }
+                subjects.insert(subject, set);
+            }
+            digests.insert(kind, subjects);
+        }
+        Ok(EventReference {
+            digests,
+            secure_boot_required: raw.secure_boot_required,
+            dbx_min_entries: raw.dbx_min_entries,
+        })
+    }
+}
+
+impl From<&EventReference> for RawEvents {
+    fn from(r: &EventReference) -> Self {
+        let raw = |kind: EventKind| -> RawDigests {
+            r.digests
+                .get(&kind)
+                .map(|m| {
+                    m.iter()
+                        .map(|(s, set)| (s.clone(), set.iter().map(Sha256Digest::to_hex).collect()))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        RawEvents {
+            firmware_blob: raw(EventKind::FirmwareBlob),
+            boot_application: raw(EventKind::BootApplication),
+            secure_boot_variable: raw(EventKind::SecureBootVariable),
+            ipl: raw(EventKind::Ipl),
+            secure_boot_required: r.secure_boot_required,
+            dbx_min_entries: r.dbx_min_entries,
+        }
+    }
+}
+
+impl EventReference {
+    pub fn is_empty(&self) -> bool {
+        self.digests.is_empty() && !self.secure_boot_required && self.dbx_min_entries.is_none()
+    }
+}
+
+/// Compares a verified log's measurements with `r`; `scope` names the reference values in
+/// reasons ("model T-100").
+pub fn evaluate(r: &EventReference, lm: Option<&LogMeasurements>, scope: &str) -> Vec<Finding> {
+    let Some(lm) = lm else {
+        return vec![Finding {
+            area: Area::Configuration,
+            reason: format!(
+                "evidence carries no event log, but the reference for {scope} constrains boot events"
+            ),
+        }];
+    };
+    let mut out = Vec::new();
+    if r.secure_boot_required && lm.secure_boot != Some(true) {
+        out.push(Finding {
+            area: Area::Configuration,
+            reason: match lm.secure_boot {
+                Some(false) => "Secure Boot is disabled".to_owned(),
+                _ => "Secure Boot state is not in the event log".to_owned(),
+            },
+        });
+    }
+    if let Some(min) = r.dbx_min_entries {
+        match lm.dbx_entries {
+            Some(n) if n >= min => {}
+            Some(n) => out.push(Finding {
+                area: Area::Configuration,
+                reason: format!("dbx has {n} entries, fewer than the {min} of the reference for {scope}: revocations were removed"),
+            }),
+            None => out.push(Finding {
+                area: Area::Configuration,
+                reason: "dbx is not in the event log".to_owned(),
+            }),
+        }
+    }
+    for e in &lm.events {
+        if judged_by_state(e.kind, &e.subject) {
+            continue;
+        }
+        let Some(subjects) = r.digests.get(&e.kind) else {
+            continue;
+        };
+        if subjects
+            .get(&e.subject)
+            .is_some_and(|set| set.contains(&e.digest))
+        {
+            continue;
+        }
+        let subject = if e.subject.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", e.subject)
+        };
+        out.push(Finding {
+            area: e.kind.area(),
+            reason: format!(
+                "PCR {} {}{subject} digest {}… not in reference for {scope}",
+                e.pcr,
+                e.event_type,
+                e.digest.short()
+            ),
+        });
+    }
+    if !r.digests.is_empty() && !lm.unverified_pcrs.is_empty() {
+        let list = lm
+            .unverified_pcrs
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        out.push(Finding {
+            area: Area::Configuration,
+            reason: format!("event log entries in PCR {list} cannot be checked: the quote does not reproduce them"),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eventlog::build::TerminalBoot;
+
+    fn measured(boot: &TerminalBoot) -> LogMeasurements {
+        let log = crate::eventlog::parse(&boot.log().bytes()).unwrap();
+        LogMeasurements::from_log(&log, |_| true)
+    }
+
+    #[test]
+    fn captured_reference_accepts_the_same_boot() {
+        let lm = measured(&TerminalBoot::default());
+        let r = lm.capture();
+        assert!(r.secure_boot_required);
+        assert_eq!(r.dbx_min_entries, Some(371));
+        assert!(r.digests[&EventKind::BootApplication].contains_key("\\EFI\\BOOT\\BOOTX64.EFI"));
+        assert!(!r.digests[&EventKind::SecureBootVariable].contains_key("dbx"));
+        assert!(evaluate(&r, Some(&lm), "model T-100").is_empty());
+    }
+
+    #[test]
+    fn changed_boot_loader_is_named_with_pcr_type_path_and_scope() {
+        let r = measured(&TerminalBoot::default()).capture();
+        let evil = TerminalBoot {
+            bootloader: b"patched loader".to_vec(),
+            ..TerminalBoot::default()
+        };
+        let f = evaluate(&r, Some(&measured(&evil)), "model T-100");
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(
+            f[0].reason.starts_with(
+                "PCR 4 EV_EFI_BOOT_SERVICES_APPLICATION \\EFI\\BOOT\\BOOTX64.EFI digest "
+            ) && f[0].reason.ends_with("not in reference for model T-100"),
+            "{}",
+            f[0].reason
+        );
+        assert_eq!(f[0].area, Area::Executables);
+    }
+
+    #[test]
+    fn secure_boot_off_and_shrunk_dbx_have_reasons_of_their_own() {
+        let r = measured(&TerminalBoot::default()).capture();
+        let off = TerminalBoot {
+            secure_boot: false,
+            ..TerminalBoot::default()
+        };
+        let f = evaluate(&r, Some(&measured(&off)), "model T-100");
+        assert_eq!(
+            f.iter().map(|f| f.reason.as_str()).collect::<Vec<_>>(),
+            vec!["Secure Boot is disabled"]
+        );
+        let shrunk = TerminalBoot {
+            dbx_entries: 300,
+            ..TerminalBoot::default()
+        };
+        let f = evaluate(&r, Some(&measured(&shrunk)), "model T-100");
+        assert_eq!(f.len(), 1);
+        assert!(
+            f[0].reason
+                .starts_with("dbx has 300 entries, fewer than the 371"),
+            "{}",
+            f[0].reason
+        );
+        // More revocations are fine.
+        let grown = TerminalBoot {
+            dbx_entries: 400,
+            ..TerminalBoot::default()
+        };
+        assert!(evaluate(&r, Some(&measured(&grown)), "model T-100").is_empty());
+    }
+
+    #[test]
+    fn missing_log_and_unverified_pcrs_are_reported() {
+        let r = measured(&TerminalBoot::default()).capture();
+        assert_eq!(evaluate(&r, None, "device t1").len(), 1);
+        let log = crate::eventlog::parse(&TerminalBoot::default().log().bytes()).unwrap();
+        let lm = LogMeasurements::from_log(&log, |pcr| pcr <= 7);
+        assert_eq!(lm.unverified_pcrs, vec![8]);
+        let f = evaluate(&r, Some(&lm), "device t1");
+        assert!(
+            f.iter()
+                .any(|f| f.reason.contains("PCR 8 cannot be checked")),
+            "{f:?}"
+        );
+    }
+
+    #[test]
+    fn json_round_trip_and_validation() {
+        let r = measured(&TerminalBoot::default()).capture();
+        let json = serde_json::to_value(RawEvents::from(&r)).unwrap();
+        let back =
+            EventReference::try_from(serde_json::from_value::<RawEvents>(json).unwrap()).unwrap();
+        assert_eq!(back, r);
+        let bad: RawEvents = serde_json::from_str(r#"{"ipl": {"x": []}}"#).unwrap();
+        assert!(EventReference::try_from(bad).is_err());
+        assert!(serde_json::from_str::<RawEvents>(r#"{"kernel": {}}"#).is_err());
+    }
+}
