@@ -115,7 +115,7 @@ fn replayed_evidence_is_rejected(kind: BrokerKind) {
     let captured = spy.wait_on(&evidence_topic("term-1"));
     let before = f.v.device("term-1");
     spy.publish(&evidence_topic("term-1"), captured);
-    wait_for(Duration::from_secs(10), "a replay rejection", || {
+    wait_for(Duration::from_secs(30), "a replay rejection", || {
         (f.v.rejected("replay") >= 1).then_some(())
     });
     assert_eq!(f.v.device("term-1"), before);
@@ -142,12 +142,12 @@ fn forged_and_moved_evidence_is_rejected(kind: BrokerKind) {
     // term-2's key signs a body naming term-1.
     let forged = wire::seal(&"term-1".parse().unwrap(), &evidence, &t2.device_key());
     spy.publish(&evidence_topic("term-1"), forged);
-    wait_for(Duration::from_secs(10), "a bad-signature rejection", || {
+    wait_for(Duration::from_secs(30), "a bad-signature rejection", || {
         (f.v.rejected("bad_signature") >= 1).then_some(())
     });
     // term-1's genuine message published on term-2's topic.
     spy.publish(&evidence_topic("term-2"), captured);
-    wait_for(Duration::from_secs(10), "a wrong-topic rejection", || {
+    wait_for(Duration::from_secs(30), "a wrong-topic rejection", || {
         (f.v.rejected("wrong_topic") >= 1).then_some(())
     });
     assert_eq!((f.v.device("term-1"), f.v.device("term-2")), before);
@@ -174,7 +174,7 @@ fn garbage_is_rejected_and_counted(kind: BrokerKind) {
         }
     }
     wait_for(
-        Duration::from_secs(20),
+        Duration::from_secs(60),
         "all rejections to be counted",
         || {
             let s = f.v.stats();
@@ -202,7 +202,7 @@ fn verifier_restart_keeps_state_and_nonces(kind: BrokerKind) {
     let spy = Spy::connect(f.v.mqtt_port, "restart-2");
     spy.publish(&evidence_topic("term-1"), captured);
     wait_for(
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         "a replay rejection after restart",
         || (f.v.rejected("replay") >= 1).then_some(()),
     );
@@ -228,7 +228,7 @@ fn agent_restart_keeps_identity(kind: BrokerKind) {
     // The daemon also keeps the identity, attests at start, and stops cleanly on SIGTERM.
     let mut daemon = f.t.spawn_daemon(300);
     wait_for(
-        Duration::from_secs(20),
+        Duration::from_secs(60),
         "the daemon's first verdict",
         || daemon.log().contains("verdict").then_some(()),
     );
@@ -242,7 +242,7 @@ fn quarantine_and_release_are_audited(kind: BrokerKind) {
     let f = fleet(kind);
     let mut daemon = f.t.spawn_daemon(300);
     wait_for(
-        Duration::from_secs(20),
+        Duration::from_secs(60),
         "the daemon's first verdict",
         || daemon.log().contains("verdict").then_some(()),
     );
@@ -255,7 +255,7 @@ fn quarantine_and_release_are_audited(kind: BrokerKind) {
     );
     assert_eq!(f.v.device("term-1")["state"], "quarantined");
     wait_for(
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         "the agent to hear of its quarantine",
         || (f.t.status()["quarantined"] == true).then_some(()),
     );
@@ -267,7 +267,7 @@ fn quarantine_and_release_are_audited(kind: BrokerKind) {
         String::from_utf8_lossy(&out.stderr)
     );
     wait_for(
-        Duration::from_secs(20),
+        Duration::from_secs(60),
         "re-attestation after release",
         || (f.v.device("term-1")["state"] == "trusted").then_some(()),
     );

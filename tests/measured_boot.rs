@@ -151,7 +151,7 @@ fn truncated_log_is_rejected_with_the_parsers_reason_and_state_unchanged() {
         "no verdict for a rejected message"
     );
     let stats = wait_for(
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         "the rejection to be counted",
         || {
             let s = f.v.stats();

@@ -217,8 +217,12 @@ impl DeviceStatus {
         self.last_verdict_at = Some(now);
         let (status, reasons) = match (&self.state, &self.quarantine) {
             (DeviceState::Quarantined, Some(q)) => {
-                let mut r = vec![format!("quarantined by {}: {}", q.actor, q.reason)];
-                r.extend(reasons.iter().filter(|x| **x != q.reason).cloned());
+                // Name the quarantine unless this very appraisal is what it says.
+                let mut r = Vec::new();
+                if q.reason != reasons.join("; ") {
+                    r.push(format!("quarantined by {}: {}", q.actor, q.reason));
+                }
+                r.extend(reasons.iter().cloned());
                 (Status::Contraindicated, r)
             }
             _ => (status, reasons.to_vec()),
@@ -326,7 +330,11 @@ mod tests {
         let (t, s, reasons) = d.apply_appraisal(Status::Contraindicated, &r("PCR 4 changed"), 2);
         assert_eq!(d.state, DeviceState::Quarantined);
         assert_eq!(s, Status::Contraindicated);
-        assert!(reasons[0].contains("PCR 4 changed"));
+        assert_eq!(
+            reasons,
+            r("PCR 4 changed"),
+            "the findings, not repeated under a prefix"
+        );
         assert_eq!(t.changes[0].action, AuditAction::Quarantined);
         assert!(matches!(
             t.effects[0],

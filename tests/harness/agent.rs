@@ -112,7 +112,7 @@ impl Terminal {
 
     /// `vouch-agent attest --once`; returns its output (exit code 0/3/4/1).
     pub fn attest_once(&self) -> Output {
-        self.attest_once_within(20)
+        self.attest_once_within(60)
     }
 
     /// `vouch-agent attest --once --timeout SECS`.

@@ -77,7 +77,7 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<
 
 /// Waits until something accepts TCP connections on `port`.
 pub fn wait_for_port(port: u16, what: &str) {
-    wait_for(Duration::from_secs(20), what, || {
+    wait_for(Duration::from_secs(60), what, || {
         std::net::TcpStream::connect(("127.0.0.1", port))
             .ok()
             .map(|_| ())

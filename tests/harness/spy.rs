@@ -35,7 +35,7 @@ impl Spy {
         let s = seen.clone();
         std::thread::spawn(move || drive(connection, s));
         let spy = Self { client, seen };
-        wait_for(Duration::from_secs(10), "the spy to connect", || {
+        wait_for(Duration::from_secs(30), "the spy to connect", || {
             spy.seen.lock().unwrap().connected.then_some(())
         });
         spy
@@ -45,7 +45,7 @@ impl Spy {
     pub fn subscribe(&self, filter: &str) {
         let before = self.seen.lock().unwrap().subacks;
         self.client.subscribe(filter, QoS::AtLeastOnce).unwrap();
-        wait_for(Duration::from_secs(10), "SUBACK", || {
+        wait_for(Duration::from_secs(30), "SUBACK", || {
             (self.seen.lock().unwrap().subacks > before).then_some(())
         });
     }
@@ -70,7 +70,7 @@ impl Spy {
 
     /// Waits for at least one message on `topic` and returns the last.
     pub fn wait_on(&self, topic: &str) -> Vec<u8> {
-        wait_for(Duration::from_secs(20), topic, || self.on(topic).pop())
+        wait_for(Duration::from_secs(60), topic, || self.on(topic).pop())
     }
 }
 

@@ -26,6 +26,8 @@ pub enum Command {
     Run(RunArgs),
     /// Run a demo fleet against a verifier on the embedded defaults and narrate what happens.
     Demo(crate::demo::DemoArgs),
+    /// Measure the verifier engine (store, verification, appraisal) with simulated terminals.
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, Args, Default)]

@@ -1,8 +1,10 @@
 //! `vouch-verifier demo`: the main job, end to end, on the embedded defaults. It starts a
 //! verifier (embedded MQTT broker and store), a small fleet of terminals, each a real
 //! `vouch-agent` daemon on its own software TPM (swtpm, driven through tss-esapi exactly like a
-//! hardware TPM), shows them attested and trusted, then tampers with one terminal's firmware and
-//! shows that terminal quarantined with the reason while the rest of the fleet stays trusted.
+//! hardware TPM) booted with a firmware event log whose digests are extended into its PCRs,
+//! shows them attested and trusted, then tampers with one terminal's firmware file and reboots
+//! another into a patched boot loader, and shows each quarantined with the reason while the rest
+//! of the fleet stays trusted.
 //!
 //! Everything runs as child processes in a private directory and is ended by pid when the demo
 //! finishes or is interrupted (Ctrl-C), so nothing is left behind.
@@ -17,6 +19,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use vouch_common::process::{Proc, free_port, have, wait_for_port};
 use vouch_common::swtpm::Swtpm;
+use vouch_protocol::digest::HashAlg;
+use vouch_protocol::eventlog::build::TerminalBoot;
 
 use crate::api::{AuditPage, DevicePage, DeviceView, EnrolledView, PolicyView};
 use crate::ctl::client::Client;
@@ -37,6 +41,7 @@ pub struct DemoArgs {
 
 const MODEL: &str = "T-100";
 const FIRMWARE: &str = "firmware.bin";
+const EVENTLOG: &str = "binary_bios_measurements";
 
 /// A flag set by SIGINT/SIGTERM; every wait in the demo checks it.
 fn interrupt_flag() -> Result<Arc<AtomicBool>> {
@@ -68,7 +73,7 @@ fn interrupt_flag() -> Result<Arc<AtomicBool>> {
 struct Terminal {
     id: String,
     dir: PathBuf,
-    _tpm: Swtpm,
+    tpm: Swtpm,
     agent: Option<Proc>,
 }
 
@@ -86,10 +91,13 @@ struct Demo {
 }
 
 pub fn run(args: DemoArgs) -> Result<()> {
-    if !have("swtpm") {
+    if let Some(missing) = ["swtpm", "swtpm_ioctl", "tpm2_pcrextend", "tpm2_startup"]
+        .into_iter()
+        .find(|p| !have(p))
+    {
         bail!(
-            "the demo runs each terminal on a software TPM, and swtpm is not installed: \
-             apt-get install swtpm swtpm-tools (see README)"
+            "the demo runs each terminal on a software TPM and plays its firmware with tpm2-tools, \
+             but {missing} is not installed: run scripts/setup (apt-get install swtpm swtpm-tools tpm2-tools)"
         );
     }
     let stop = interrupt_flag()?;
@@ -254,11 +262,39 @@ impl Demo {
         c
     }
 
+    /// "Boots" a terminal: resets its TPM and plays the firmware's part, extending every digest
+    /// of `boot`'s event log into the PCRs and leaving the log where the agent reads it.
+    fn boot(t_dir: &Path, tpm: &Swtpm, boot: &TerminalBoot) -> Result<()> {
+        let log = boot.log();
+        tpm.reboot().context("resetting the software TPM")?;
+        for (pcr, digest) in log.extends(HashAlg::Sha256) {
+            let pcr = u8::try_from(pcr).context("PCR index")?;
+            tpm.pcr_extend(pcr, &hex::encode(digest))
+                .context("extending a PCR")?;
+        }
+        std::fs::write(t_dir.join(EVENTLOG), log.bytes())?;
+        Ok(())
+    }
+
+    fn spawn_agent(&self, t_dir: &Path, tpm: &Swtpm, id: &str) -> Result<Proc> {
+        let mut cmd = self.agent(t_dir, &tpm.tcti());
+        cmd.args(["run", "--mqtt-url", &self.mqtt_url, "--verifier-key"])
+            .arg(&self.verifier_pub)
+            .args(["--firmware", FIRMWARE, "--eventlog", EVENTLOG])
+            .args(["--interval", &self.interval.to_string()]);
+        Ok(Proc::spawn(
+            &format!("vouch-agent {id}"),
+            &mut cmd,
+            &t_dir.join("agent.log"),
+        )?)
+    }
+
     fn add_terminal(&mut self, id: &str) -> Result<()> {
         self.check()?;
         let t_dir = self.dir.join(id);
         std::fs::create_dir_all(&t_dir)?;
         let tpm = Swtpm::start(&t_dir).context("starting swtpm")?;
+        Self::boot(&t_dir, &tpm, &TerminalBoot::default())?;
         std::fs::write(
             t_dir.join(FIRMWARE),
             b"attendance terminal firmware 1.4.2\n",
@@ -289,28 +325,15 @@ impl Demo {
         self.say(
             id,
             &format!(
-                "enrolled with a TPM-bound attestation key (swtpm, AK {}…)",
+                "booted (firmware event log measured into its TPM) and enrolled (AK {}…)",
                 &ak[..16.min(ak.len())]
             ),
         );
-        let mut cmd = self.agent(&t_dir, &tpm.tcti());
-        cmd.args(["run", "--mqtt-url", &self.mqtt_url, "--verifier-key"])
-            .arg(&self.verifier_pub)
-            .args([
-                "--firmware",
-                FIRMWARE,
-                "--interval",
-                &self.interval.to_string(),
-            ]);
-        let agent = Proc::spawn(
-            &format!("vouch-agent {id}"),
-            &mut cmd,
-            &t_dir.join("agent.log"),
-        )?;
+        let agent = self.spawn_agent(&t_dir, &tpm, id)?;
         self.terminals.push(Terminal {
             id: id.to_owned(),
             dir: t_dir,
-            _tpm: tpm,
+            tpm,
             agent: Some(agent),
         });
         Ok(())
@@ -397,10 +420,14 @@ impl Demo {
         for r in &d.reasons {
             println!("{:>18}{r}", "");
         }
+        self.pause()?;
+        if self.terminals.len() >= 3 {
+            self.reboot_act()?;
+        }
         // Let every other terminal attest once more to show they are unaffected.
         std::thread::sleep(Duration::from_secs(self.interval + 1));
         self.check()?;
-        self.fleet("one terminal cut off, the rest keep working")?;
+        self.fleet("the tampered terminals are cut off, the rest keep working")?;
         let audit: AuditPage = self.client.get("/v1/audit")?;
         println!("\naudit trail (vouchctl audit):");
         for e in audit.entries {
@@ -414,9 +441,59 @@ impl Demo {
             );
         }
         println!(
-            "\ndone: {victim} is quarantined with the file named; the other terminals never stopped."
+            "\ndone: each tampered terminal is quarantined with what changed named; the others never stopped."
         );
         self.shutdown();
+        Ok(())
+    }
+
+    /// A terminal reboots into a patched boot loader: its event log and PCR 4 now show an image
+    /// the model's reference values do not list.
+    fn reboot_act(&mut self) -> Result<()> {
+        const VICTIM: usize = 2;
+        let (id, dir) = {
+            let Some(t) = self.terminals.get_mut(VICTIM) else {
+                return Ok(());
+            };
+            if let Some(mut a) = t.agent.take() {
+                a.stop_within(Duration::from_secs(5));
+            }
+            (t.id.clone(), t.dir.clone())
+        };
+        let patched = TerminalBoot {
+            bootloader: b"terminal boot loader 2.1 (patched)".to_vec(),
+            ..TerminalBoot::default()
+        };
+        let agent = {
+            let t = self
+                .terminals
+                .get(VICTIM)
+                .context("terminal list changed")?;
+            Self::boot(&dir, &t.tpm, &patched)?;
+            self.say(
+                &id,
+                "reboots into a patched boot loader (\\EFI\\BOOT\\BOOTX64.EFI changed)",
+            );
+            self.spawn_agent(&dir, &t.tpm, &id)?
+        };
+        if let Some(t) = self.terminals.get_mut(VICTIM) {
+            t.agent = Some(agent);
+        }
+        let d = self.wait(
+            &format!("{id}'s quarantine"),
+            Duration::from_secs(10 * self.interval + 30),
+            || {
+                let d = self.device(&id)?;
+                Ok((d.state.as_str() == "quarantined").then_some(d))
+            },
+        )?;
+        self.say(
+            "verifier",
+            &format!("{id} QUARANTINED at boot; the reason names the boot event:"),
+        );
+        for r in &d.reasons {
+            println!("{:>18}{r}", "");
+        }
         Ok(())
     }
 

@@ -2,6 +2,7 @@
 //! demo) and `vouchctl` (the operator CLI, which shares the API's JSON types).
 
 pub mod api;
+pub mod bench;
 pub mod broker;
 pub mod config;
 pub mod ctl;
@@ -10,4 +11,5 @@ pub mod engine;
 pub mod http;
 pub mod mqtt;
 pub mod server;
+pub mod sim;
 pub mod store;

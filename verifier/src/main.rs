@@ -2,11 +2,16 @@
 
 use clap::Parser;
 use vouch_verifier::config::{Cli, Command, ServerConfig};
-use vouch_verifier::{demo, server};
+use vouch_verifier::{bench, demo, server};
 
 fn main() {
-    vouch_common::logging::init("info,rumqttd=warn");
     let cli = Cli::parse();
+    // The bench appraises thousands of devices a second: keep per-device lines out of its output.
+    let level = match cli.command {
+        Command::Bench(_) => "warn",
+        _ => "info,rumqttd=warn",
+    };
+    vouch_common::logging::init(level);
     let result = match cli.command {
         Command::Run(args) => ServerConfig::resolve(&args).and_then(|cfg| {
             let rt = tokio::runtime::Runtime::new()?;
@@ -16,6 +21,7 @@ fn main() {
             })
         }),
         Command::Demo(args) => demo::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     if let Err(e) = result {
         eprintln!("vouch-verifier: {e:#}");

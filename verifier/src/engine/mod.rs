@@ -96,6 +96,10 @@ impl Engine {
         }
     }
 
+    pub fn verifier_key(&self) -> ed25519_dalek::VerifyingKey {
+        self.key.verifying_key()
+    }
+
     pub fn verifier_key_pem(&self) -> String {
         vouch_common::keys::public_pem(&self.key.verifying_key())
     }

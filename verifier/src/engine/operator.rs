@@ -156,17 +156,20 @@ impl Engine {
             .ok_or_else(|| ApiError::NotFound(format!("device {id} is not enrolled")))
     }
 
-    pub fn enroll(&self, request: &[u8], actor: &Actor) -> Result<EnrolledView, ApiError> {
-        let now = now_unix();
+    /// Validates one request and records it in `w`. Returns the device id and whether it was
+    /// created (false when the same request is already enrolled: enrollment is idempotent).
+    fn enroll_into(
+        &self,
+        w: &mut Writer,
+        request: &[u8],
+        actor: &Actor,
+        now: u64,
+    ) -> Result<(DeviceId, bool), ApiError> {
         let e = Enrollment::from_request(request, now)
             .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-        let mut w = self.store.write()?;
         if let Some(existing) = w.device(&e.id)? {
             if existing.enrollment.same_keys(&e) {
-                return Ok(EnrolledView {
-                    id: e.id.to_string(),
-                    created: false,
-                });
+                return Ok((e.id, false));
             }
             return Err(ApiError::Conflict(format!(
                 "device {} is already enrolled with different keys or model",
@@ -186,12 +189,39 @@ impl Engine {
             ),
         })?;
         w.put_device(&rec)?;
-        self.commit(w, Vec::new())?;
         tracing::info!(device = %rec.id(), model = %rec.enrollment.model, "enrolled");
+        Ok((rec.id().clone(), true))
+    }
+
+    pub fn enroll(&self, request: &[u8], actor: &Actor) -> Result<EnrolledView, ApiError> {
+        let mut w = self.store.write()?;
+        let (id, created) = self.enroll_into(&mut w, request, actor, now_unix())?;
+        self.commit(w, Vec::new())?;
         Ok(EnrolledView {
-            id: rec.id().to_string(),
-            created: true,
+            id: id.to_string(),
+            created,
         })
+    }
+
+    /// Enrolls many devices in one transaction (factory batches, benchmarks). Requests already
+    /// enrolled with the same keys are skipped; the first invalid or conflicting request fails
+    /// the whole batch, naming it, and nothing is written.
+    pub fn enroll_batch(&self, requests: &[Vec<u8>], actor: &Actor) -> Result<usize, ApiError> {
+        let now = now_unix();
+        let mut w = self.store.write()?;
+        let mut created = 0;
+        for (i, request) in requests.iter().enumerate() {
+            let (_, new) = self
+                .enroll_into(&mut w, request, actor, now)
+                .map_err(|e| match e {
+                    ApiError::BadRequest(m) => ApiError::BadRequest(format!("request {i}: {m}")),
+                    ApiError::Conflict(m) => ApiError::Conflict(format!("request {i}: {m}")),
+                    other => other,
+                })?;
+            created += usize::from(new);
+        }
+        self.commit(w, Vec::new())?;
+        Ok(created)
     }
 
     pub fn device(&self, id: &str) -> Result<DeviceView, ApiError> {
