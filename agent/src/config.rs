@@ -109,13 +109,7 @@ pub struct FileConfig {
 
 impl FileConfig {
     pub fn load(path: Option<&Path>) -> Result<Self> {
-        let Some(path) = path else {
-            return Ok(Self::default());
-        };
-        let bytes = vouch_common::fs::read_limited(path, 1024 * 1024)?;
-        let text =
-            String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+        Ok(vouch_common::config::load_toml(path)?)
     }
 }
 

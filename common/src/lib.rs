@@ -2,6 +2,7 @@
 //! writes, Ed25519 key files, wall-clock time and logging setup. The protocol core never uses
 //! this crate; it receives time and keys from the binaries.
 
+pub mod config;
 pub mod fs;
 pub mod keys;
 pub mod logging;

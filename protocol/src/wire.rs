@@ -98,18 +98,7 @@ impl Unverified {
     /// messages (an enrollment request carries the key that signs it); everything else must
     /// go through [`Unverified::verify`] first.
     pub fn peek_unverified<T: Message>(&self) -> Result<T, WireError> {
-        if self.kind != T::KIND {
-            return Err(WireError::KindMismatch {
-                expected: T::KIND,
-                found: self.kind,
-            });
-        }
-        self.msg
-            .deserialized()
-            .map_err(|e| WireError::MessageMalformed {
-                kind: T::KIND,
-                reason: truncate_for_display(&e.to_string()),
-            })
+        interpret(self.kind, &self.msg)
     }
 
     /// Checks the EdDSA signature with `key` (strict verification: no malleable signatures, no
@@ -148,19 +137,23 @@ impl Verified {
     /// Interprets the body as `T`; fails if the kind differs or a field is missing, unknown or
     /// ill-typed.
     pub fn open<T: Message>(self) -> Result<T, WireError> {
-        if self.kind != T::KIND {
-            return Err(WireError::KindMismatch {
-                expected: T::KIND,
-                found: self.kind,
-            });
-        }
-        self.msg
-            .deserialized()
-            .map_err(|e| WireError::MessageMalformed {
-                kind: T::KIND,
-                reason: truncate_for_display(&e.to_string()),
-            })
+        interpret(self.kind, &self.msg)
     }
+}
+
+/// Interprets a body of kind `kind` as `T`: the kinds must agree and every field must be present,
+/// known and well-typed.
+fn interpret<T: Message>(kind: Kind, msg: &ciborium::Value) -> Result<T, WireError> {
+    if kind != T::KIND {
+        return Err(WireError::KindMismatch {
+            expected: T::KIND,
+            found: kind,
+        });
+    }
+    msg.deserialized().map_err(|e| WireError::MessageMalformed {
+        kind: T::KIND,
+        reason: truncate_for_display(&e.to_string()),
+    })
 }
 
 /// Decodes a payload received on `topic`: size bound, COSE structure, algorithm, version, kind

@@ -1,7 +1,7 @@
 //! The verifier's command line and config file, validated once into `ServerConfig`.
 //! Precedence: flags, then the TOML file given by `--config`, then defaults.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -73,13 +73,7 @@ pub struct FileConfig {
 
 impl FileConfig {
     pub fn load(path: Option<&Path>) -> Result<Self> {
-        let Some(path) = path else {
-            return Ok(Self::default());
-        };
-        let bytes = vouch_common::fs::read_limited(path, 1024 * 1024)?;
-        let text =
-            String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+        Ok(vouch_common::config::load_toml(path)?)
     }
 }
 

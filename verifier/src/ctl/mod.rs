@@ -155,6 +155,29 @@ fn eventlog(file: &Path, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// Fetches every page of a paged listing: `split` takes a page apart into its items and the
+/// cursor of the next page, which is passed back as `?after=`.
+fn all_pages<P, T, K>(
+    c: &Client,
+    path: &str,
+    split: impl Fn(P) -> (Vec<T>, Option<K>),
+) -> Result<Vec<T>>
+where
+    P: serde::de::DeserializeOwned,
+    K: std::fmt::Display,
+{
+    let mut all = Vec::new();
+    let mut url = path.to_owned();
+    loop {
+        let (items, next) = split(c.get(&url)?);
+        all.extend(items);
+        match next {
+            Some(n) => url = format!("{path}?after={}", seg(&n.to_string())),
+            None => return Ok(all),
+        }
+    }
+}
+
 /// Runs one command.
 pub fn run(cli: Cli) -> Result<()> {
     let client = || -> Result<Client> { Ok(Client::new(&cli.api, read_token(&cli.token_file)?)) };
@@ -167,21 +190,9 @@ pub fn run(cli: Cli) -> Result<()> {
             println!("{}", v.id);
         }
         Command::Devices { json } => {
-            let c = client()?;
-            let mut all = Vec::new();
-            let mut after: Option<String> = None;
-            loop {
-                let path = match &after {
-                    Some(a) => format!("/v1/devices?after={}", seg(a)),
-                    None => "/v1/devices".to_owned(),
-                };
-                let page: DevicePage = c.get(&path)?;
-                all.extend(page.devices);
-                match page.next {
-                    Some(n) => after = Some(n),
-                    None => break,
-                }
-            }
+            let all = all_pages(&client()?, "/v1/devices", |p: DevicePage| {
+                (p.devices, p.next)
+            })?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&all)?);
             } else {
@@ -242,21 +253,7 @@ pub fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::Audit { json } => {
-            let c = client()?;
-            let mut all = Vec::new();
-            let mut after: Option<u64> = None;
-            loop {
-                let path = match after {
-                    Some(a) => format!("/v1/audit?after={a}"),
-                    None => "/v1/audit".to_owned(),
-                };
-                let page: AuditPage = c.get(&path)?;
-                all.extend(page.entries);
-                match page.next {
-                    Some(n) => after = Some(n),
-                    None => break,
-                }
-            }
+            let all = all_pages(&client()?, "/v1/audit", |p: AuditPage| (p.entries, p.next))?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&all)?);
             } else {

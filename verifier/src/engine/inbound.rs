@@ -99,6 +99,31 @@ impl Rejection {
     }
 }
 
+/// The reference values governing a device, resolved for appraisal.
+#[derive(Debug)]
+pub(super) struct Governing {
+    /// Where they were looked for, for the "no reference values" reason.
+    pub subject: String,
+    pub found: Option<GoverningValues>,
+}
+
+#[derive(Debug)]
+pub(super) struct GoverningValues {
+    pub values: ReferenceValues,
+    pub id: String,
+    pub label: String,
+}
+
+impl Governing {
+    pub fn policy(&self) -> Option<Policy<'_>> {
+        self.found.as_ref().map(|f| Policy {
+            values: &f.values,
+            id: &f.id,
+            label: &f.label,
+        })
+    }
+}
+
 /// A message that passed the worker stage, waiting for the applier.
 #[derive(Debug)]
 pub enum Job {
@@ -301,17 +326,13 @@ impl Engine {
         rec.outstanding.retain(|(n, _)| n != &ev.nonce);
         self.stats.accept("evidence");
 
-        let (subject, values) = self.policy_for(w, &rec)?;
-        let named = values.as_ref().map(|(s, v)| (policy_id(s, v), s.label()));
-        let policy = match (&values, &named) {
-            (Some((_, v)), Some((id, label))) => Some(Policy {
-                values: v,
-                id,
-                label,
-            }),
-            _ => None,
-        };
-        let a = appraisal::appraise(outcome, rec.last_clock.as_ref(), policy, &subject);
+        let governing = self.policy_for(w, &rec)?;
+        let a = appraisal::appraise(
+            outcome,
+            rec.last_clock.as_ref(),
+            governing.policy(),
+            &governing.subject,
+        );
         if a.quote_accepted
             && let Ok(v) = outcome
         {
@@ -338,19 +359,22 @@ impl Engine {
         Ok(())
     }
 
-    /// The reference values that apply to `rec` (device first, then model), and a description of
-    /// where they were looked for (for the "no reference values" reason).
-    pub(super) fn policy_for(
-        &self,
-        w: &Writer,
-        rec: &DeviceRecord,
-    ) -> Result<(String, Option<(PolicyScope, ReferenceValues)>)> {
+    /// The reference values that govern `rec`: its own, else its model's.
+    pub(super) fn policy_for(&self, w: &Writer, rec: &DeviceRecord) -> Result<Governing> {
+        let subject = format!("device {} or model {}", rec.id(), rec.enrollment.model);
         let dev = PolicyScope::Device(rec.id().to_string());
         let model = PolicyScope::Model(rec.enrollment.model.clone());
-        let subject = format!("device {} or model {}", rec.id(), rec.enrollment.model);
-        if let Some(v) = w.policy(&dev)? {
-            return Ok((subject, Some((dev, v))));
-        }
-        Ok((subject, w.policy(&model)?.map(|v| (model, v))))
+        let found = match w.policy(&dev)? {
+            Some(v) => Some((dev, v)),
+            None => w.policy(&model)?.map(|v| (model, v)),
+        };
+        Ok(Governing {
+            subject,
+            found: found.map(|(scope, values)| GoverningValues {
+                id: policy_id(&scope, &values),
+                label: scope.label(),
+                values,
+            }),
+        })
     }
 }

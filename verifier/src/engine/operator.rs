@@ -4,9 +4,9 @@
 
 use anyhow::Result;
 use vouch_common::time::now_unix;
-use vouch_protocol::appraisal::{self, Appraisal, Policy};
+use vouch_protocol::appraisal::{self, Appraisal};
 use vouch_protocol::bytes::Bytes;
-use vouch_protocol::device::{Actor, AuditAction, Effect, Transition};
+use vouch_protocol::device::{Actor, AuditAction, Effect, Transition, TransitionError};
 use vouch_protocol::enrollment::Enrollment;
 use vouch_protocol::ids::{DeviceId, Nonce};
 use vouch_protocol::messages::Cmd;
@@ -17,6 +17,15 @@ use super::{ApiError, Engine};
 use crate::api::{AuditPage, DevicePage, DeviceStateView, DeviceView, EnrolledView, PolicyView};
 use crate::mqtt::Outgoing;
 use crate::store::{AuditRecord, DeviceRecord, Writer};
+
+/// An operator action that does not fit the device's state: a missing reason is a bad request,
+/// anything else a conflict with the current state.
+fn transition_error(id: &DeviceId, e: TransitionError) -> ApiError {
+    match e {
+        TransitionError::EmptyReason => ApiError::BadRequest(e.to_string()),
+        _ => ApiError::Conflict(format!("device {id}: {e}")),
+    }
+}
 
 fn parse_id(id: &str) -> Result<DeviceId, ApiError> {
     id.parse()
@@ -127,17 +136,8 @@ impl Engine {
                 .issue_challenge(w, rec, 0, now, out)
                 .and_then(|()| w.put_device(rec));
         };
-        let (subject, values) = self.policy_for(w, rec)?;
-        let named = values.as_ref().map(|(s, v)| (policy_id(s, v), s.label()));
-        let policy = match (&values, &named) {
-            (Some((_, v)), Some((id, label))) => Some(Policy {
-                values: v,
-                id,
-                label,
-            }),
-            _ => None,
-        };
-        let a = appraisal::reevaluate(&m, policy, &subject);
+        let governing = self.policy_for(w, rec)?;
+        let a = appraisal::reevaluate(&m, governing.policy(), &governing.subject);
         self.finish(w, rec, a, None, now, out)?;
         // Ask for fresh evidence too: the stored measurements may be a while old.
         self.issue_challenge(w, rec, 0, now, out)?;
@@ -250,7 +250,7 @@ impl Engine {
         let t = rec
             .status
             .quarantine(reason, actor, now)
-            .map_err(|e| ApiError::Conflict(format!("device {id}: {e}")))?;
+            .map_err(|e| transition_error(&id, e))?;
         let mut out = Vec::new();
         // A fresh verdict so relying parties see the quarantine at once.
         let a = Appraisal {
@@ -287,12 +287,7 @@ impl Engine {
         let t = rec
             .status
             .release(reason, actor, now)
-            .map_err(|e| match e {
-                vouch_protocol::device::TransitionError::EmptyReason => {
-                    ApiError::BadRequest(e.to_string())
-                }
-                _ => ApiError::Conflict(format!("device {id}: {e}")),
-            })?;
+            .map_err(|e| transition_error(&id, e))?;
         let mut out = Vec::new();
         self.carry_out(&mut w, &mut rec, t, now, &mut out)?;
         self.commit(w, out)?;
