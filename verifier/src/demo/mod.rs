@@ -6,10 +6,17 @@
 //! another into a patched boot loader, and shows each quarantined with the reason while the rest
 //! of the fleet stays trusted.
 //!
-//! Everything runs as child processes in a private directory and is ended by pid when the demo
-//! finishes or is interrupted (Ctrl-C), so nothing is left behind.
+//! Where swtpm (or tpm2-tools) is missing, or with `--simulated`, the terminals are SIMULATED
+//! instead (see `simulated`), and every line says so.
+//!
+//! Everything runs as child processes (or, for simulated terminals, threads) in a private
+//! directory and is ended when the demo finishes or is interrupted (Ctrl-C), so nothing is left
+//! behind.
 
-use anyhow::{Context, Result, bail};
+mod real;
+mod simulated;
+
+use anyhow::{Result, bail};
 use clap::Args;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -18,12 +25,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use vouch_common::process::{Proc, free_port, have, wait_for_port};
-use vouch_common::swtpm::Swtpm;
-use vouch_protocol::digest::HashAlg;
 use vouch_protocol::eventlog::build::TerminalBoot;
 
 use crate::api::{AuditPage, DevicePage, DeviceView, EnrolledView, PolicyView};
 use crate::ctl::client::Client;
+use real::RealTerminal;
+use simulated::SimulatedTerminal;
 
 /// Run a demo fleet and narrate what happens.
 #[derive(Debug, Args)]
@@ -37,6 +44,9 @@ pub struct DemoArgs {
     /// Keep the demo directory (keys, store, logs) instead of deleting it at the end.
     #[arg(long)]
     pub keep: bool,
+    /// Use SIMULATED terminals (software quotes, no TPM) even where swtpm is installed.
+    #[arg(long)]
+    pub simulated: bool,
 }
 
 const MODEL: &str = "T-100";
@@ -69,41 +79,87 @@ fn interrupt_flag() -> Result<Arc<AtomicBool>> {
     Ok(flag)
 }
 
-/// One terminal: its software TPM and its agent daemon.
+/// What terminals need to reach the verifier.
+#[derive(Debug)]
+pub(crate) struct Setup {
+    agent_bin: PathBuf,
+    mqtt_url: String,
+    mqtt_host: String,
+    mqtt_port: u16,
+    verifier_pub: PathBuf,
+    verifier_key: ed25519_dalek::VerifyingKey,
+    interval: u64,
+}
+
+/// A demo terminal: a real agent on swtpm, or a simulated one.
+#[derive(Debug)]
+enum Backend {
+    Real(RealTerminal),
+    Simulated(SimulatedTerminal),
+}
+
+#[derive(Debug)]
 struct Terminal {
     id: String,
-    dir: PathBuf,
-    tpm: Swtpm,
-    agent: Option<Proc>,
+    backend: Backend,
+}
+
+impl Terminal {
+    fn dir(&self) -> &Path {
+        match &self.backend {
+            Backend::Real(t) => &t.dir,
+            Backend::Simulated(t) => &t.dir,
+        }
+    }
+
+    fn run(&mut self, setup: &Setup) -> Result<()> {
+        match &mut self.backend {
+            Backend::Real(t) => t.run(setup, &self.id),
+            Backend::Simulated(t) => t.run(setup),
+        }
+    }
+
+    fn reboot_into(&mut self, setup: &Setup, boot: &TerminalBoot) -> Result<()> {
+        match &mut self.backend {
+            Backend::Real(t) => t.reboot_into(setup, &self.id, boot),
+            Backend::Simulated(t) => t.reboot_into(boot),
+        }
+    }
+
+    fn stop(&mut self) {
+        match &mut self.backend {
+            Backend::Real(t) => t.stop(),
+            Backend::Simulated(t) => t.stop(),
+        }
+    }
 }
 
 struct Demo {
     dir: PathBuf,
     start: Instant,
     stop: Arc<AtomicBool>,
-    agent_bin: PathBuf,
+    simulated: bool,
     client: Client,
-    mqtt_url: String,
-    verifier_pub: PathBuf,
-    interval: u64,
+    setup: Option<Setup>,
     terminals: Vec<Terminal>,
     verifier: Option<Proc>,
 }
 
 pub fn run(args: DemoArgs) -> Result<()> {
-    if let Some(missing) = ["swtpm", "swtpm_ioctl", "tpm2_pcrextend", "tpm2_startup"]
+    let missing = ["swtpm", "swtpm_ioctl", "tpm2_pcrextend", "tpm2_startup"]
         .into_iter()
-        .find(|p| !have(p))
-    {
-        bail!(
-            "the demo runs each terminal on a software TPM and plays its firmware with tpm2-tools, \
-             but {missing} is not installed: run scripts/setup (apt-get install swtpm swtpm-tools tpm2-tools)"
+        .find(|p| !have(p));
+    let simulated = args.simulated || missing.is_some();
+    if let (Some(m), false) = (missing, args.simulated) {
+        println!(
+            "note: {m} is not installed, so the terminals are SIMULATED (software quotes, no TPM).\n\
+             \x20     Run scripts/setup (apt-get install swtpm swtpm-tools tpm2-tools) for TPM-backed terminals.\n"
         );
     }
     let stop = interrupt_flag()?;
     let dir = std::env::temp_dir().join(format!("vouch-demo-{}", std::process::id()));
     vouch_common::fs::ensure_private_dir(&dir)?;
-    let result = play(&args, &dir, stop.clone());
+    let result = play(&args, &dir, stop.clone(), simulated);
     if args.keep {
         println!(
             "\nThe demo's keys, store and logs are kept in {}",
@@ -144,23 +200,26 @@ fn ports() -> Result<(u16, u16, bool)> {
     }
 }
 
-fn play(args: &DemoArgs, dir: &Path, stop: Arc<AtomicBool>) -> Result<()> {
+fn play(args: &DemoArgs, dir: &Path, stop: Arc<AtomicBool>, simulated: bool) -> Result<()> {
     let (mqtt, http, defaults) = ports()?;
     let data = dir.join("verifier-data");
     let mut demo = Demo {
         dir: dir.to_owned(),
         start: Instant::now(),
         stop,
-        agent_bin: sibling("vouch-agent")?,
+        simulated,
         client: Client::new(&format!("http://127.0.0.1:{http}"), String::new()),
-        mqtt_url: format!("mqtt://127.0.0.1:{mqtt}"),
-        verifier_pub: data.join("verifier.pub"),
-        interval: args.interval,
+        setup: None,
         terminals: Vec::new(),
         verifier: None,
     };
+    let kind = if simulated {
+        "a SIMULATED terminal (software TPM quotes)"
+    } else {
+        "a vouch-agent on its own software TPM (swtpm)"
+    };
     println!(
-        "vouch demo: {} terminals (model {MODEL}), each a vouch-agent on its own software TPM (swtpm),\n\
+        "vouch demo: {} terminals (model {MODEL}), each {kind},\n\
          one verifier on the embedded defaults; logs in {}\n",
         args.terminals,
         dir.display()
@@ -168,12 +227,8 @@ fn play(args: &DemoArgs, dir: &Path, stop: Arc<AtomicBool>) -> Result<()> {
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.args(["run", "--data"])
         .arg(&data)
-        .args([
-            "--mqtt-listen",
-            &format!("127.0.0.1:{mqtt}"),
-            "--http-listen",
-            &format!("127.0.0.1:{http}"),
-        ])
+        .args(["--mqtt-listen", &format!("127.0.0.1:{mqtt}")])
+        .args(["--http-listen", &format!("127.0.0.1:{http}")])
         .env("RUST_LOG", "info,rumqttd=warn");
     demo.verifier = Some(Proc::spawn(
         "vouch-verifier",
@@ -188,6 +243,19 @@ fn play(args: &DemoArgs, dir: &Path, stop: Arc<AtomicBool>) -> Result<()> {
     }
     let token = std::fs::read_to_string(data.join("admin.token"))?;
     demo.client = Client::new(&format!("http://127.0.0.1:{http}"), token.trim().to_owned());
+    demo.setup = Some(Setup {
+        agent_bin: if simulated {
+            PathBuf::new()
+        } else {
+            sibling("vouch-agent")?
+        },
+        mqtt_url: format!("mqtt://127.0.0.1:{mqtt}"),
+        mqtt_host: "127.0.0.1".into(),
+        mqtt_port: mqtt,
+        verifier_key: vouch_common::keys::read_public(&data.join("verifier.pub"))?,
+        verifier_pub: data.join("verifier.pub"),
+        interval: args.interval,
+    });
     demo.say(
         "verifier",
         &format!(
@@ -252,90 +320,40 @@ impl Demo {
         self.client.get(&format!("/v1/devices/{id}"))
     }
 
-    fn agent(&self, t_dir: &Path, tcti: &str) -> Command {
-        let mut c = Command::new(&self.agent_bin);
-        c.current_dir(t_dir)
-            .arg("--state")
-            .arg(t_dir.join("state"))
-            .args(["--tcti", tcti])
-            .env("TSS2_LOG", "all+NONE");
-        c
-    }
-
-    /// "Boots" a terminal: resets its TPM and plays the firmware's part, extending every digest
-    /// of `boot`'s event log into the PCRs and leaving the log where the agent reads it.
-    fn boot(t_dir: &Path, tpm: &Swtpm, boot: &TerminalBoot) -> Result<()> {
-        let log = boot.log();
-        tpm.reboot().context("resetting the software TPM")?;
-        for (pcr, digest) in log.extends(HashAlg::Sha256) {
-            let pcr = u8::try_from(pcr).context("PCR index")?;
-            tpm.pcr_extend(pcr, &hex::encode(digest))
-                .context("extending a PCR")?;
-        }
-        std::fs::write(t_dir.join(EVENTLOG), log.bytes())?;
-        Ok(())
-    }
-
-    fn spawn_agent(&self, t_dir: &Path, tpm: &Swtpm, id: &str) -> Result<Proc> {
-        let mut cmd = self.agent(t_dir, &tpm.tcti());
-        cmd.args(["run", "--mqtt-url", &self.mqtt_url, "--verifier-key"])
-            .arg(&self.verifier_pub)
-            .args(["--firmware", FIRMWARE, "--eventlog", EVENTLOG])
-            .args(["--interval", &self.interval.to_string()]);
-        Ok(Proc::spawn(
-            &format!("vouch-agent {id}"),
-            &mut cmd,
-            &t_dir.join("agent.log"),
-        )?)
+    fn setup(&self) -> Result<&Setup> {
+        self.setup
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("the verifier is not up"))
     }
 
     fn add_terminal(&mut self, id: &str) -> Result<()> {
         self.check()?;
-        let t_dir = self.dir.join(id);
-        std::fs::create_dir_all(&t_dir)?;
-        let tpm = Swtpm::start(&t_dir).context("starting swtpm")?;
-        Self::boot(&t_dir, &tpm, &TerminalBoot::default())?;
-        std::fs::write(
-            t_dir.join(FIRMWARE),
-            b"attendance terminal firmware 1.4.2\n",
-        )?;
-        let out = self
-            .agent(&t_dir, &tpm.tcti())
-            .args([
-                "enroll",
-                "--device-id",
-                id,
-                "--model",
-                MODEL,
-                "--out",
-                "enroll.cbor",
-            ])
-            .output()?;
-        if !out.status.success() {
-            bail!(
-                "vouch-agent enroll failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let request = std::fs::read(t_dir.join("enroll.cbor"))?;
+        let dir = self.dir.join(id);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join(FIRMWARE), b"attendance terminal firmware 1.4.2\n")?;
+        let (backend, request) = if self.simulated {
+            let (t, r) = SimulatedTerminal::start(id, &dir)?;
+            (Backend::Simulated(t), r)
+        } else {
+            let (t, r) = RealTerminal::start(self.setup()?, id, &dir)?;
+            (Backend::Real(t), r)
+        };
         let _: EnrolledView =
             self.client
                 .post_bytes("/v1/devices", "application/cbor", &request)?;
         let ak = self.device(id)?.ak_name;
-        self.say(
-            id,
-            &format!(
-                "booted (firmware event log measured into its TPM) and enrolled (AK {}…)",
-                &ak[..16.min(ak.len())]
-            ),
-        );
-        let agent = self.spawn_agent(&t_dir, &tpm, id)?;
-        self.terminals.push(Terminal {
+        let how = if self.simulated {
+            "SIMULATED: booted (event log in its software TPM) and enrolled"
+        } else {
+            "booted (firmware event log measured into its swtpm) and enrolled"
+        };
+        self.say(id, &format!("{how} (AK {}…)", &ak[..16.min(ak.len())]));
+        let mut t = Terminal {
             id: id.to_owned(),
-            dir: t_dir,
-            tpm,
-            agent: Some(agent),
-        });
+            backend,
+        };
+        t.run(self.setup()?)?;
+        self.terminals.push(t);
         Ok(())
     }
 
@@ -393,7 +411,10 @@ impl Demo {
         self.fleet("the whole fleet is trusted")?;
         self.pause()?;
 
-        let victim = self.terminals.get(1).map(|t| (t.id.clone(), t.dir.clone()));
+        let victim = self
+            .terminals
+            .get(1)
+            .map(|t| (t.id.clone(), t.dir().to_owned()));
         let Some((victim, victim_dir)) = victim else {
             bail!("the demo needs two terminals")
         };
@@ -407,7 +428,7 @@ impl Demo {
         )?;
         let d = self.wait(
             &format!("{victim}'s quarantine"),
-            Duration::from_secs(10 * self.interval + 30),
+            Duration::from_secs(10 * self.setup()?.interval + 30),
             || {
                 let d = self.device(&victim)?;
                 Ok((d.state.as_str() == "quarantined").then_some(d))
@@ -425,7 +446,7 @@ impl Demo {
             self.reboot_act()?;
         }
         // Let every other terminal attest once more to show they are unaffected.
-        std::thread::sleep(Duration::from_secs(self.interval + 1));
+        std::thread::sleep(Duration::from_secs(self.setup()?.interval + 1));
         self.check()?;
         self.fleet("the tampered terminals are cut off, the rest keep working")?;
         let audit: AuditPage = self.client.get("/v1/audit")?;
@@ -451,37 +472,26 @@ impl Demo {
     /// the model's reference values do not list.
     fn reboot_act(&mut self) -> Result<()> {
         const VICTIM: usize = 2;
-        let (id, dir) = {
-            let Some(t) = self.terminals.get_mut(VICTIM) else {
-                return Ok(());
-            };
-            if let Some(mut a) = t.agent.take() {
-                a.stop_within(Duration::from_secs(5));
-            }
-            (t.id.clone(), t.dir.clone())
-        };
         let patched = TerminalBoot {
             bootloader: b"terminal boot loader 2.1 (patched)".to_vec(),
             ..TerminalBoot::default()
         };
-        let agent = {
-            let t = self
-                .terminals
-                .get(VICTIM)
-                .context("terminal list changed")?;
-            Self::boot(&dir, &t.tpm, &patched)?;
-            self.say(
-                &id,
-                "reboots into a patched boot loader (\\EFI\\BOOT\\BOOTX64.EFI changed)",
-            );
-            self.spawn_agent(&dir, &t.tpm, &id)?
+        let Some(setup) = self.setup.take() else {
+            return Ok(());
         };
-        if let Some(t) = self.terminals.get_mut(VICTIM) {
-            t.agent = Some(agent);
-        }
+        let rebooted = match self.terminals.get_mut(VICTIM) {
+            Some(t) => t.reboot_into(&setup, &patched).map(|()| Some(t.id.clone())),
+            None => Ok(None),
+        };
+        self.setup = Some(setup);
+        let Some(id) = rebooted? else { return Ok(()) };
+        self.say(
+            &id,
+            "rebooted into a patched boot loader (\\EFI\\BOOT\\BOOTX64.EFI changed)",
+        );
         let d = self.wait(
             &format!("{id}'s quarantine"),
-            Duration::from_secs(10 * self.interval + 30),
+            Duration::from_secs(10 * self.setup()?.interval + 30),
             || {
                 let d = self.device(&id)?;
                 Ok((d.state.as_str() == "quarantined").then_some(d))
@@ -514,11 +524,11 @@ impl Demo {
 
     /// Stops agents first (they say goodbye to the broker), then the verifier. TPMs and any
     /// remaining process are ended by their guards' `Drop`.
+    /// Stops terminals first (their agents say goodbye to the broker), then the verifier; any
+    /// remaining process is ended by its guard's `Drop`.
     fn shutdown(&mut self) {
         for t in &mut self.terminals {
-            if let Some(mut a) = t.agent.take() {
-                a.stop_within(Duration::from_secs(5));
-            }
+            t.stop();
         }
         if let Some(mut v) = self.verifier.take() {
             v.stop_within(Duration::from_secs(10));
