@@ -33,12 +33,6 @@ pub struct Attester {
 }
 
 impl Attester {
-    /// The TPM's current resetCount (for `hello`).
-    pub fn reset_count(&self) -> Result<u32> {
-        let mut tpm = Tpm::open(&self.tcti)?;
-        Ok(tpm.clock_info()?.reset_count)
-    }
-
     /// The firmware event log, if there is one to send.
     fn read_eventlog(&self) -> Result<Option<Vec<u8>>> {
         let path = &self.eventlog.path;
@@ -67,6 +61,7 @@ impl Attester {
                     .and_then(|v| Sha256Digest::from_slice(v).ok())
             })
             .unwrap_or(Sha256Digest::ZERO);
+        let _lock = self.state.lock()?;
         let mut tpm = Tpm::open(&self.tcti)?;
         let clock = tpm.clock_info().context("reading the TPM clock")?;
         let firmware = measure::measure(

@@ -84,7 +84,7 @@ pub fn run(cli: Cli) -> Result<i32> {
 fn session(global: &Global, cfg: RunConfig, mode: Mode) -> Result<Ended> {
     let state = StateDir::open(&global.state)?;
     let identity = state.require_identity()?;
-    let key = state.device_key()?;
+    let key = state.require_device_key()?;
     let view = state.view(&cfg.verifier_key)?;
     let core = AgentCore::new(
         identity.device_id.clone(),

@@ -52,7 +52,8 @@ pub enum Command {
     /// Run one attestation round and exit with the verdict: 0 trusted, 3 quarantined, 4 pending
     /// (no reference values yet), 1 error.
     Attest {
-        /// One round (the periodic loop is `run`).
+        /// One round. `attest` always runs exactly one; the flag is accepted so scripts can say
+        /// so (the periodic loop is `run`).
         #[arg(long)]
         once: bool,
         #[command(flatten)]

@@ -4,10 +4,8 @@
 //! (`FirmwareLog`); this module does the file and TPM I/O.
 
 use anyhow::{Context, Result};
-use sha2::{Digest, Sha256};
-use std::fs::File;
-use std::io::{self, Read};
-use std::path::PathBuf;
+use std::io;
+use std::path::{Path, PathBuf};
 use vouch_protocol::bytes::Sha256Digest;
 use vouch_protocol::firmware::{FirmwareEntry, FirmwareLog};
 
@@ -36,18 +34,8 @@ pub fn hash_files(paths: &[PathBuf]) -> Vec<FirmwareEntry> {
         .collect()
 }
 
-fn hash_file(path: &PathBuf) -> io::Result<Sha256Digest> {
-    let mut f = File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(buf.get(..n).unwrap_or_default());
-    }
-    Ok(Sha256Digest(h.finalize().into()))
+fn hash_file(path: &Path) -> io::Result<Sha256Digest> {
+    vouch_common::fs::sha256_file(path).map(Sha256Digest)
 }
 
 /// Brings the application PCR and the stored list up to date for the current TPM boot and

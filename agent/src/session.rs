@@ -12,7 +12,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use vouch_protocol::agent::{AgentAction, AgentCore};
-use vouch_protocol::ids::{Kind, Nonce, Topic};
+use vouch_protocol::ids::{Nonce, Topic};
 use vouch_protocol::messages::{Challenge, Evidence, Hello};
 use vouch_protocol::verdict::Verdict;
 use vouch_protocol::wire::{self, Message};
@@ -235,6 +235,3 @@ impl Session {
         Ok(Ended::Signal)
     }
 }
-
-/// The topic kinds an agent listens on (for documentation and tests).
-pub const LISTENS: [Kind; 3] = [Kind::Challenge, Kind::Verdict, Kind::Cmd];

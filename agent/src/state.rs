@@ -90,7 +90,35 @@ impl StateDir {
         self.root.join(name)
     }
 
-    /// The Ed25519 device key, created on first use.
+    /// The Ed25519 device key of an enrolled terminal. Never created here: a terminal whose key
+    /// is gone must be re-enrolled, not silently given a key the verifier does not know.
+    pub fn require_device_key(&self) -> Result<SigningKey> {
+        let path = self.path("device.key");
+        keys::load(&path).with_context(|| {
+            format!(
+                "cannot load the device key {}: if it is lost, move the state directory away and \
+                 enroll the terminal again",
+                path.display()
+            )
+        })
+    }
+
+    /// Exclusive lock on the state directory, held while measuring and quoting, so a daemon and
+    /// an `attest --once` never extend the same firmware measurement twice. Released on drop.
+    pub fn lock(&self) -> Result<std::fs::File> {
+        let path = self.path("lock");
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        f.lock()
+            .with_context(|| format!("cannot lock {}", path.display()))?;
+        Ok(f)
+    }
+
+    /// The Ed25519 device key, created on first use (enrollment only).
     pub fn device_key(&self) -> Result<SigningKey> {
         let (key, created) = keys::load_or_create(&self.path("device.key"), None)?;
         if created {

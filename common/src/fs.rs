@@ -50,12 +50,16 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), FsError> 
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    // A fresh, unpredictable name created exclusively: O_EXCL also refuses to follow a symlink
+    // someone planted at the temporary path.
+    let suffix = crate::keys::random_bytes::<8>()
+        .map(|b| hex::encode(*b))
+        .unwrap_or_else(|_| std::process::id().to_string());
+    let tmp = dir.join(format!(".{name}.{suffix}.tmp"));
     let result = (|| {
         let mut f = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(mode)
             .open(&tmp)
             .map_err(io_err("create", &tmp))?;
@@ -96,6 +100,21 @@ pub fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>, FsError> {
         });
     }
     Ok(buf)
+}
+
+/// SHA-256 of a file's contents, streamed (firmware images can be large).
+pub fn sha256_file(path: &Path) -> io::Result<[u8; 32]> {
+    use sha2::{Digest, Sha256};
+    let mut f = File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(h.finalize().into());
+        }
+        h.update(buf.get(..n).unwrap_or_default());
+    }
 }
 
 /// Reads a file if it exists; `Ok(None)` when it does not.

@@ -72,6 +72,12 @@ pub fn load_or_create(
     Ok((key, true))
 }
 
+/// Loads an existing private key; a missing file is an error naming it.
+pub fn load(path: &Path) -> Result<SigningKey, KeyError> {
+    let pem = read_limited(path, MAX_KEY_FILE)?;
+    parse_private(path, &pem)
+}
+
 fn parse_private(path: &Path, pem: &[u8]) -> Result<SigningKey, KeyError> {
     let fmt = |reason: String| KeyError::Format {
         path: path.to_owned(),

@@ -1,7 +1,8 @@
 //! The agent's state machine: it takes raw MQTT messages from the verifier, checks them against
 //! the pinned verifier key, and returns what the shell should do (answer a challenge, persist its
-//! view, ask for a challenge). Stale or replayed verifier messages are ignored by `seq`, so an
-//! old quarantine command or verdict re-published by someone else cannot roll the agent back.
+//! view, ask for a challenge). Verdicts and commands share the verifier's one `seq` counter, and
+//! a verdict or command not newer than the newest of either that the agent holds is ignored, so
+//! an old quarantine command or verdict re-published by someone else cannot roll the agent back.
 
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
@@ -112,6 +113,15 @@ impl AgentCore {
         &self.view
     }
 
+    /// The newest `seq` of any verdict or command the agent accepted.
+    fn newest_seq(&self) -> u64 {
+        self.view
+            .last_verdict
+            .as_ref()
+            .map_or(0, |v| v.seq)
+            .max(self.view.last_cmd_seq)
+    }
+
     /// The MQTT topics the agent subscribes to.
     pub fn subscriptions(&self) -> Vec<String> {
         [Kind::Challenge, Kind::Verdict, Kind::Cmd]
@@ -180,12 +190,7 @@ impl AgentCore {
         if v.device != self.device {
             return Err(AgentReject::VerdictDevice { found: v.device });
         }
-        if self
-            .view
-            .last_verdict
-            .as_ref()
-            .is_some_and(|old| v.seq <= old.seq)
-        {
+        if v.seq <= self.newest_seq() {
             return Ok(vec![AgentAction::Ignored(
                 "verdict is not newer than the one held",
             )]);
@@ -202,7 +207,7 @@ impl AgentCore {
     }
 
     fn on_cmd(&mut self, c: Cmd) -> Vec<AgentAction> {
-        if c.seq <= self.view.last_cmd_seq {
+        if c.seq <= self.newest_seq() {
             return vec![AgentAction::Ignored(
                 "command is not newer than the last one obeyed",
             )];
@@ -213,9 +218,9 @@ impl AgentCore {
                 self.view.quarantined = Some(reason);
                 vec![AgentAction::ViewChanged]
             }
-            CmdAction::Release { .. } | CmdAction::Attest => {
-                vec![AgentAction::ViewChanged, AgentAction::RequestChallenge]
-            }
+            // The verifier challenges on its own after a release: one attestation, not two.
+            CmdAction::Release { .. } => vec![AgentAction::ViewChanged],
+            CmdAction::Attest => vec![AgentAction::ViewChanged, AgentAction::RequestChallenge],
         }
     }
 }
@@ -358,6 +363,22 @@ mod tests {
             )
             .unwrap();
         assert!(matches!(a[0], AgentAction::Ignored(_)));
+    }
+
+    #[test]
+    fn an_old_quarantine_command_cannot_undo_a_newer_verdict() {
+        let mut c = core();
+        let v = wire::seal(&dev(), &verdict(12, DeviceState::Trusted), &vkey());
+        c.on_message("vouch/v1/t1/verdict", &v).unwrap();
+        let old = cmd(
+            11,
+            CmdAction::Quarantine {
+                reason: "old".into(),
+            },
+        );
+        let a = c.on_message("vouch/v1/t1/cmd", &old).unwrap();
+        assert!(matches!(a[0], AgentAction::Ignored(_)));
+        assert_eq!(c.view().state(), Some(DeviceState::Trusted));
     }
 
     #[test]

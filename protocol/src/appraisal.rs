@@ -150,6 +150,38 @@ pub fn verify_evidence(
     })
 }
 
+/// Whether a genuine quote is older than the last one accepted in the same TPM boot (two quotes
+/// in flight arriving out of order). Such evidence is superseded, not a sign of tampering: the
+/// TPM clock cannot go backwards within a boot, so the newer quote already stands for the device.
+pub fn superseded(last: Option<&ClockInfo>, v: &Verified) -> bool {
+    last.is_some_and(|l| {
+        l.reset_count == v.clock.reset_count
+            && l.restart_count == v.clock.restart_count
+            && v.clock.clock <= l.clock
+    })
+}
+
+/// The sha256 value `log` leaves in `pcr`: its replay, zero for a PCR it never extends, `None`
+/// when the log lacks sha256 digests for that PCR. The agent's firmware list starts from it.
+pub fn log_pcr_value(log: &EventLog, pcr: u8) -> Option<Sha256Digest> {
+    replayed_sha256(&log.replay(), pcr)
+}
+
+fn replayed_sha256(replay: &crate::eventlog::Replay, pcr: u8) -> Option<Sha256Digest> {
+    if replay
+        .unreplayable()
+        .get(&HashAlg::Sha256)
+        .is_some_and(|u| u.contains(&u32::from(pcr)))
+    {
+        return None;
+    }
+    match replay.get(HashAlg::Sha256, u32::from(pcr)) {
+        Some(v) => Sha256Digest::from_slice(v).ok(),
+        // A PCR the log never extends holds its reset value.
+        None => Some(Sha256Digest::ZERO),
+    }
+}
+
 /// Requires the log's sha256 replay to reproduce every quoted boot PCR (0-7), and returns what
 /// the log left in the firmware PCR (where the firmware list starts) and the measurements of the
 /// events the quote vouches for: PCRs 0-7, and OS PCRs whose quoted value the log reproduces.
@@ -165,17 +197,7 @@ fn check_log(
         ));
     }
     let replay = log.replay();
-    let unreplayable = replay.unreplayable().get(&HashAlg::Sha256);
-    let replayed = |pcr: u8| -> Option<Sha256Digest> {
-        if unreplayable.is_some_and(|u| u.contains(&u32::from(pcr))) {
-            return None;
-        }
-        match replay.get(HashAlg::Sha256, u32::from(pcr)) {
-            Some(v) => Sha256Digest::from_slice(v).ok(),
-            // A PCR the log never extends holds its reset value.
-            None => Some(Sha256Digest::ZERO),
-        }
-    };
+    let replayed = |pcr: u8| replayed_sha256(&replay, pcr);
     let mismatched: Vec<String> = REQUIRED_PCRS
         .filter(|i| {
             quoted

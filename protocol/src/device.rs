@@ -66,6 +66,23 @@ pub struct Change {
     pub reason: String,
 }
 
+/// What an appraisal is based on. Only fresh evidence can lift a quarantine; stored
+/// measurements re-appraised after a policy change can make a pending device trusted only while
+/// they are recent, and can always make a device worse off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Basis {
+    /// Evidence answering a challenge, appraised just now.
+    Fresh,
+    /// Measurements verified earlier; `recent` when younger than a verdict's lifetime.
+    Stored { recent: bool },
+}
+
+impl Basis {
+    fn may_trust(self) -> bool {
+        matches!(self, Basis::Fresh | Basis::Stored { recent: true })
+    }
+}
+
 /// Something the shell must do after a transition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
@@ -148,6 +165,7 @@ impl DeviceStatus {
         &mut self,
         status: Status,
         reasons: &[String],
+        basis: Basis,
         now: u64,
     ) -> (Transition, Status, Vec<String>) {
         let mut t = Transition::default();
@@ -183,7 +201,7 @@ impl DeviceStatus {
                 t.effects
                     .push(Effect::SendCmd(CmdAction::Quarantine { reason: joined() }));
             }
-            (DeviceState::Quarantined, Status::Affirming) => {
+            (DeviceState::Quarantined, Status::Affirming) if basis == Basis::Fresh => {
                 if let Some(rel) = self.release.take() {
                     self.state = DeviceState::Trusted;
                     self.quarantine = None;
@@ -194,7 +212,7 @@ impl DeviceStatus {
                     });
                 }
             }
-            (DeviceState::Pending, Status::Affirming) => {
+            (DeviceState::Pending, Status::Affirming) if basis.may_trust() => {
                 self.state = DeviceState::Trusted;
                 t.changes.push(Change {
                     action: AuditAction::Trusted,
@@ -210,9 +228,10 @@ impl DeviceStatus {
                     reason: joined(),
                 });
             }
+            // Nothing changes: already trusted, still without reference values, or an affirming
+            // appraisal whose basis cannot lift a quarantine or vouch for a pending device.
             (DeviceState::Trusted, Status::Affirming)
-            | (DeviceState::Pending | DeviceState::Quarantined, Status::Warning | Status::None) => {
-            }
+            | (DeviceState::Pending | DeviceState::Quarantined, _) => {}
         }
         self.last_verdict_at = Some(now);
         let (status, reasons) = match (&self.state, &self.quarantine) {
@@ -315,10 +334,11 @@ mod tests {
     #[test]
     fn pending_becomes_trusted_on_a_pass_and_stays_pending_without_reference() {
         let mut d = DeviceStatus::new();
-        let (t, s, _) = d.apply_appraisal(Status::Warning, &r("no reference values"), 1);
+        let (t, s, _) =
+            d.apply_appraisal(Status::Warning, &r("no reference values"), Basis::Fresh, 1);
         assert!(t.changes.is_empty());
         assert_eq!((d.state, s), (DeviceState::Pending, Status::Warning));
-        let (t, s, _) = d.apply_appraisal(Status::Affirming, &[], 2);
+        let (t, s, _) = d.apply_appraisal(Status::Affirming, &[], Basis::Fresh, 2);
         assert_eq!(t.changes[0].action, AuditAction::Trusted);
         assert_eq!((d.state, s), (DeviceState::Trusted, Status::Affirming));
     }
@@ -326,8 +346,13 @@ mod tests {
     #[test]
     fn failure_quarantines_and_sends_a_command() {
         let mut d = DeviceStatus::new();
-        d.apply_appraisal(Status::Affirming, &[], 1);
-        let (t, s, reasons) = d.apply_appraisal(Status::Contraindicated, &r("PCR 4 changed"), 2);
+        d.apply_appraisal(Status::Affirming, &[], Basis::Fresh, 1);
+        let (t, s, reasons) = d.apply_appraisal(
+            Status::Contraindicated,
+            &r("PCR 4 changed"),
+            Basis::Fresh,
+            2,
+        );
         assert_eq!(d.state, DeviceState::Quarantined);
         assert_eq!(s, Status::Contraindicated);
         assert_eq!(
@@ -346,7 +371,7 @@ mod tests {
     fn passing_attestation_alone_never_lifts_a_quarantine() {
         let mut d = DeviceStatus::new();
         d.quarantine("tamper report", op(), 1).unwrap();
-        let (t, s, reasons) = d.apply_appraisal(Status::Affirming, &[], 2);
+        let (t, s, reasons) = d.apply_appraisal(Status::Affirming, &[], Basis::Fresh, 2);
         assert!(t.changes.is_empty());
         assert_eq!(
             (d.state, s),
@@ -366,20 +391,63 @@ mod tests {
         assert_eq!(t.changes[0].action, AuditAction::Released);
         assert!(t.effects.contains(&Effect::SendChallenge));
         assert_eq!(d.state, DeviceState::Quarantined);
-        let (t, _, _) = d.apply_appraisal(Status::Affirming, &[], 3);
+        let (t, _, _) = d.apply_appraisal(Status::Affirming, &[], Basis::Fresh, 3);
         assert_eq!(t.changes[0].action, AuditAction::Trusted);
         assert_eq!(d.state, DeviceState::Trusted);
         assert!(d.quarantine.is_none());
 
         d.quarantine("again", op(), 4).unwrap();
         d.release("try", op(), 5).unwrap();
-        let (t, s, _) = d.apply_appraisal(Status::Contraindicated, &r("PCR 0 changed"), 6);
+        let (t, s, _) = d.apply_appraisal(
+            Status::Contraindicated,
+            &r("PCR 0 changed"),
+            Basis::Fresh,
+            6,
+        );
         assert_eq!(t.changes[0].action, AuditAction::ReleaseFailed);
         assert_eq!(
             (d.state, s),
             (DeviceState::Quarantined, Status::Contraindicated)
         );
         assert!(d.release.is_none());
+    }
+
+    #[test]
+    fn reappraising_stored_measurements_never_lifts_a_quarantine() {
+        let mut d = DeviceStatus::new();
+        d.quarantine("tamper report", op(), 1).unwrap();
+        d.release("inspected", op(), 2).unwrap();
+        for recent in [true, false] {
+            let (t, s, _) = d.apply_appraisal(Status::Affirming, &[], Basis::Stored { recent }, 3);
+            assert!(t.changes.is_empty());
+            assert_eq!(
+                (d.state, s),
+                (DeviceState::Quarantined, Status::Contraindicated)
+            );
+            assert!(
+                d.release.is_some(),
+                "the release still waits for fresh evidence"
+            );
+        }
+        d.apply_appraisal(Status::Affirming, &[], Basis::Fresh, 4);
+        assert_eq!(d.state, DeviceState::Trusted);
+    }
+
+    #[test]
+    fn only_recent_stored_measurements_make_a_pending_device_trusted() {
+        let mut d = DeviceStatus::new();
+        d.apply_appraisal(Status::Affirming, &[], Basis::Stored { recent: false }, 1);
+        assert_eq!(d.state, DeviceState::Pending);
+        d.apply_appraisal(Status::Affirming, &[], Basis::Stored { recent: true }, 2);
+        assert_eq!(d.state, DeviceState::Trusted);
+        // Stale measurements can still make things worse.
+        d.apply_appraisal(
+            Status::Contraindicated,
+            &r("PCR 7"),
+            Basis::Stored { recent: false },
+            3,
+        );
+        assert_eq!(d.state, DeviceState::Quarantined);
     }
 
     #[test]

@@ -74,7 +74,7 @@ impl Enrollment {
         }
         let ak = TpmPublic::parse(req.ak_public.as_slice())
             .map_err(|e| EnrollError::AkPublic(e.to_string()))?;
-        ak.check_attestation_key()
+        ak.check_vouch_attestation_key()
             .map_err(|e| EnrollError::AkAttributes(e.to_string()))?;
         ak.p256_verifying_key()
             .map_err(|e| EnrollError::AkPublic(e.to_string()))?;

@@ -79,7 +79,47 @@ pub struct EventLogPart {
     pub bytes: Bytes,
 }
 
+/// Why an event-log part cannot be turned back into the whole log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReassembleError {
+    #[error("event log part at offset {offset} does not continue the log held for this boot")]
+    Gap { offset: u64 },
+    #[error("event log of {len} bytes exceeds the {max}-byte limit")]
+    TooLarge { len: usize, max: usize },
+}
+
 impl EventLogPart {
+    /// The whole log: this part alone at offset 0; otherwise `held` (the log the verifier
+    /// stored, with its boot) followed by this part, provided `held` is of `boot` (the quote's)
+    /// and exactly `offset` bytes long.
+    pub fn reassemble(
+        &self,
+        held: Option<(u32, &[u8])>,
+        boot: u32,
+        max: usize,
+    ) -> Result<Vec<u8>, ReassembleError> {
+        let gap = ReassembleError::Gap {
+            offset: self.offset,
+        };
+        let prefix: &[u8] = match (self.offset, held) {
+            (0, _) => &[],
+            (offset, Some((held_boot, bytes)))
+                if held_boot == boot && bytes.len() as u64 == offset =>
+            {
+                bytes
+            }
+            _ => return Err(gap),
+        };
+        let len = prefix.len().saturating_add(self.bytes.0.len());
+        if len > max {
+            return Err(ReassembleError::TooLarge { len, max });
+        }
+        let mut full = Vec::with_capacity(len);
+        full.extend_from_slice(prefix);
+        full.extend_from_slice(&self.bytes.0);
+        Ok(full)
+    }
+
     /// What to send for `log` (the terminal's whole log, of TPM boot `boot`) given what the
     /// verifier says it holds.
     pub fn for_challenge(log: &[u8], boot: u32, held: Option<&EventLogHeld>) -> Self {
@@ -234,6 +274,34 @@ mod tests {
             EventLogPart::for_challenge(log, 3, Some(&longer_than_log)).offset,
             0
         );
+    }
+
+    #[test]
+    fn parts_reassemble_only_onto_the_same_boots_log() {
+        let part = |offset: u64, b: &[u8]| EventLogPart {
+            offset,
+            bytes: Bytes(b.to_vec()),
+        };
+        assert_eq!(part(0, b"abc").reassemble(None, 1, 10).unwrap(), b"abc");
+        assert_eq!(
+            part(3, b"de").reassemble(Some((1, b"abc")), 1, 10).unwrap(),
+            b"abcde"
+        );
+        let gap =
+            |r: Result<Vec<u8>, ReassembleError>| matches!(r, Err(ReassembleError::Gap { .. }));
+        assert!(
+            gap(part(3, b"de").reassemble(Some((2, b"abc")), 1, 10)),
+            "other boot"
+        );
+        assert!(
+            gap(part(2, b"de").reassemble(Some((1, b"abc")), 1, 10)),
+            "wrong offset"
+        );
+        assert!(gap(part(3, b"de").reassemble(None, 1, 10)), "nothing held");
+        assert!(matches!(
+            part(3, b"defghijk").reassemble(Some((1, b"abc")), 1, 10),
+            Err(ReassembleError::TooLarge { len: 11, max: 10 })
+        ));
     }
 
     #[test]

@@ -51,7 +51,6 @@ impl fmt::Display for Status {
 
 /// AR4SI claim values vouch uses (names as in draft-ietf-rats-ar4si).
 pub mod claim {
-    pub const NO_CLAIM: i8 = 0;
     pub const CRYPTO_VALIDATION_FAILED: i8 = 99;
     pub const TRUSTWORTHY_INSTANCE: i8 = 2;
     pub const UNTRUSTWORTHY_INSTANCE: i8 = 96;

@@ -36,15 +36,30 @@ struct BodyOut<'a, T> {
     msg: &'a T,
 }
 
-/// The body as decoded before its fields are interpreted: strings stay strings so each field's
-/// failure gets its own named error.
+/// The body as checked before the signature: strings stay strings so each field's failure gets
+/// its own named error, and `msg` is only walked, never built (an unauthenticated sender must
+/// not make the verifier allocate a value tree many times the payload's size).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct BodyIn {
+struct BodyHead {
     v: u64,
     device: String,
     kind: String,
-    msg: ciborium::Value,
+    #[allow(dead_code)] // walked to check it is well-formed CBOR, deliberately not kept
+    msg: serde::de::IgnoredAny,
+}
+
+/// The body decoded into its kind's type, after the signature verified.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BodyTyped<T> {
+    #[allow(dead_code)] // checked by `BodyHead`
+    v: u64,
+    #[allow(dead_code)] // checked by `BodyHead`
+    device: String,
+    #[allow(dead_code)] // checked by `BodyHead`
+    kind: String,
+    msg: T,
 }
 
 /// Signs `msg` for `device` with `key` and returns the tagged COSE_Sign1 bytes.
@@ -80,7 +95,6 @@ pub fn seal<T: Message>(device: &DeviceId, msg: &T, key: &SigningKey) -> Vec<u8>
 pub struct Unverified {
     device: DeviceId,
     kind: Kind,
-    msg: ciborium::Value,
     sign1: CoseSign1,
 }
 
@@ -98,7 +112,7 @@ impl Unverified {
     /// messages (an enrollment request carries the key that signs it); everything else must
     /// go through [`Unverified::verify`] first.
     pub fn peek_unverified<T: Message>(&self) -> Result<T, WireError> {
-        interpret(self.kind, &self.msg)
+        interpret(self.kind, self.sign1.payload.as_deref().unwrap_or_default())
     }
 
     /// Checks the EdDSA signature with `key` (strict verification: no malleable signatures, no
@@ -112,7 +126,7 @@ impl Unverified {
         Ok(Verified {
             device: self.device,
             kind: self.kind,
-            msg: self.msg,
+            payload: self.sign1.payload.unwrap_or_default(),
         })
     }
 }
@@ -122,7 +136,7 @@ impl Unverified {
 pub struct Verified {
     device: DeviceId,
     kind: Kind,
-    msg: ciborium::Value,
+    payload: Vec<u8>,
 }
 
 impl Verified {
@@ -137,23 +151,25 @@ impl Verified {
     /// Interprets the body as `T`; fails if the kind differs or a field is missing, unknown or
     /// ill-typed.
     pub fn open<T: Message>(self) -> Result<T, WireError> {
-        interpret(self.kind, &self.msg)
+        interpret(self.kind, &self.payload)
     }
 }
 
 /// Interprets a body of kind `kind` as `T`: the kinds must agree and every field must be present,
 /// known and well-typed.
-fn interpret<T: Message>(kind: Kind, msg: &ciborium::Value) -> Result<T, WireError> {
+fn interpret<T: Message>(kind: Kind, payload: &[u8]) -> Result<T, WireError> {
     if kind != T::KIND {
         return Err(WireError::KindMismatch {
             expected: T::KIND,
             found: kind,
         });
     }
-    msg.deserialized().map_err(|e| WireError::MessageMalformed {
-        kind: T::KIND,
-        reason: truncate_for_display(&e.to_string()),
-    })
+    from_cbor_exact::<BodyTyped<T>>(payload)
+        .map(|b| b.msg)
+        .map_err(|reason| WireError::MessageMalformed {
+            kind: T::KIND,
+            reason,
+        })
 }
 
 /// Decodes a payload received on `topic`: size bound, COSE structure, algorithm, version, kind
@@ -192,7 +208,7 @@ pub fn decode_detached(bytes: &[u8], max_len: usize) -> Result<Unverified, WireE
     })?;
     check_headers(&sign1)?;
     let payload = sign1.payload.as_deref().ok_or(WireError::MissingPayload)?;
-    let body: BodyIn =
+    let body: BodyHead =
         from_cbor_exact(payload).map_err(|reason| WireError::BodyMalformed { reason })?;
     if body.v != VERSION {
         return Err(WireError::UnsupportedVersion { version: body.v });
@@ -202,7 +218,6 @@ pub fn decode_detached(bytes: &[u8], max_len: usize) -> Result<Unverified, WireE
     Ok(Unverified {
         device,
         kind,
-        msg: body.msg,
         sign1,
     })
 }

@@ -4,9 +4,7 @@
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use vouch_protocol::bytes::Sha256Digest;
 use vouch_protocol::digest::HashAlg;
@@ -25,26 +23,18 @@ pub struct ReferenceArgs {
     /// A golden firmware event log of this model and firmware version.
     #[arg(long)]
     pub eventlog: Option<PathBuf>,
+    /// The PCR the terminals' agents measure firmware into (pinned with --firmware).
+    #[arg(long, default_value_t = 14)]
+    pub firmware_pcr: u8,
     /// Write the JSON here instead of standard output.
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
 
 fn hash_file(path: &Path) -> Result<Sha256Digest> {
-    let mut f = std::fs::File::open(path)
-        .with_context(|| format!("cannot open golden image {}", path.display()))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        h.update(buf.get(..n).unwrap_or_default());
-    }
-    Ok(Sha256Digest(h.finalize().into()))
+    vouch_common::fs::sha256_file(path)
+        .map(Sha256Digest)
+        .with_context(|| format!("cannot read golden image {}", path.display()))
 }
 
 /// Builds reference values from the arguments.
@@ -91,13 +81,18 @@ pub fn build(args: &ReferenceArgs) -> Result<ReferenceValues> {
         let value: Sha256Digest = hex.parse().with_context(|| format!("--pcr {spec}"))?;
         pcrs.insert(index, value);
     }
+    if !vouch_protocol::firmware::usable_pcr(args.firmware_pcr) {
+        bail!("--firmware-pcr must be 8-16 or 23");
+    }
+    let firmware_pcr = (!firmware.is_empty()).then_some(args.firmware_pcr);
     let rv = ReferenceValues {
         pcrs,
         firmware,
         events,
+        firmware_pcr,
     };
     if rv.is_empty() {
-        bail!("no reference values given: pass --firmware and/or --pcr");
+        bail!("no reference values given: pass --firmware, --pcr and/or --eventlog");
     }
     Ok(rv)
 }
@@ -125,6 +120,7 @@ mod tests {
             firmware: vec![format!("/opt/terminal/fw.bin={}", golden.display())],
             pcrs: vec![format!("7={}", "11".repeat(32))],
             eventlog: None,
+            firmware_pcr: 14,
             out: None,
         };
         let rv = build(&args).unwrap();
@@ -149,6 +145,7 @@ mod tests {
             firmware: vec![],
             pcrs: vec![],
             eventlog: Some(path),
+            firmware_pcr: 14,
             out: None,
         })
         .unwrap();
@@ -168,6 +165,7 @@ mod tests {
                 firmware: firmware.iter().map(|s| s.to_string()).collect(),
                 pcrs: pcrs.iter().map(|s| s.to_string()).collect(),
                 eventlog: None,
+                firmware_pcr: 14,
                 out: None,
             })
             .unwrap_err()

@@ -18,6 +18,11 @@ pub struct DeviceView {
     pub last_verdict_at: Option<String>,
     /// `ear.status` of the last verdict.
     pub verdict_status: Option<Status>,
+    /// RFC 3339 time after which the last verdict must not be relied on.
+    pub verdict_expires_at: Option<String>,
+    /// The last verdict has expired: the device has not attested since (offline, or its
+    /// evidence keeps being rejected). Its `state` is what it was then.
+    pub stale: bool,
     pub policy_id: Option<String>,
     pub quarantine: Option<QuarantineView>,
     /// An operator released the device and its re-attestation is awaited.

@@ -187,6 +187,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .into_iter()
         .collect(),
         events: None,
+        firmware_pcr: Some(FIRMWARE_PCR),
     };
     engine
         .set_policy(
@@ -210,7 +211,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 };
                 Inbound {
                     topic: Topic::new(t.id.clone(), Kind::Hello).to_string(),
-                    payload: wire::seal(&t.id, &h, &t.key),
+                    payload: wire::seal(&t.id, &h, &t.key).into(),
                 }
             })
             .collect();
@@ -242,7 +243,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 .evidence(nonce, &pcrs, FIRMWARE_PCR, t.firmware.clone())?;
             evidence.push(Inbound {
                 topic: Topic::new(t.id.clone(), Kind::Evidence).to_string(),
-                payload: wire::seal(&t.id, &ev, &t.key),
+                payload: wire::seal(&t.id, &ev, &t.key).into(),
             });
         }
         let t = Instant::now();

@@ -58,8 +58,41 @@ pub fn router(engine: Arc<Engine>, token: String) -> Router {
         )
         .route("/v1/verifier-key", get(verifier_key))
         .merge(authed)
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                Json(ErrorBody {
+                    error: "no such API route".into(),
+                }),
+            )
+        })
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn(json_errors))
         .with_state(state)
+}
+
+/// Turns the plain-text error responses axum produces itself (a malformed query, a body over
+/// the limit, a wrong method) into the API's `{"error": ...}` shape.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let body = axum::body::to_bytes(resp.into_body(), 4096)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&body).trim().to_owned();
+    let error = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text
+    };
+    (status, Json(ErrorBody { error })).into_response()
 }
 
 /// Serves until `shutdown` flips to true.

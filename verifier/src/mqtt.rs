@@ -1,8 +1,9 @@
 //! The verifier's MQTT shell: one client (to the embedded broker or an external one) whose event
-//! loop only moves bytes. Inbound publishes go to the worker pool through a bounded channel (a
-//! full channel pushes back on the broker instead of growing memory); outbound messages come from
-//! the engine through another channel and are published by a separate task, because rumqttc's
-//! event loop must keep being polled while `publish` waits.
+//! loop only moves bytes. Inbound publishes go to the worker pool through bounded channels, one
+//! per worker, chosen by device, so one device's messages are checked in the order they arrived
+//! (a full channel pushes back on the broker instead of growing memory); outbound messages come
+//! from the engine through another channel and are published by a separate task, because
+//! rumqttc's event loop must keep being polled while `publish` waits.
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::time::Duration;
@@ -12,11 +13,21 @@ use vouch_protocol::ids::{Kind, Topic};
 
 use crate::broker::broker_payload_limit;
 
-/// A message received on one of the verifier's subscriptions.
+/// A message received on one of the verifier's subscriptions (the payload is shared, not copied).
 #[derive(Debug)]
 pub struct Inbound {
     pub topic: String,
-    pub payload: Vec<u8>,
+    pub payload: bytes::Bytes,
+}
+
+/// The worker shard for a topic: a hash of its device level, so every message of one device goes
+/// to the same worker and keeps its order.
+pub fn shard(topic: &str, shards: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    let device = topic.split('/').nth(2).unwrap_or(topic);
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    device.hash(&mut h);
+    (h.finish() % shards.max(1) as u64) as usize
 }
 
 /// A message the engine wants published (after its state change was committed).
@@ -54,7 +65,7 @@ pub fn subscriptions() -> Vec<String> {
 /// Runs until `shutdown` flips to true. Reconnects with backoff on broker errors.
 pub async fn run(
     opts: MqttOptions,
-    inbound: mpsc::Sender<Inbound>,
+    inbound: Vec<mpsc::Sender<Inbound>>,
     mut outbound: mpsc::Receiver<Outgoing>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -94,11 +105,14 @@ pub async fn run(
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
+                let Some(tx) = inbound.get(shard(&p.topic, inbound.len())) else {
+                    break;
+                };
                 let msg = Inbound {
                     topic: p.topic,
-                    payload: p.payload.to_vec(),
+                    payload: p.payload,
                 };
-                if inbound.send(msg).await.is_err() {
+                if tx.send(msg).await.is_err() {
                     break;
                 }
             }
@@ -115,4 +129,20 @@ pub async fn run(
     }
     let _ = client.disconnect().await;
     publisher.abort();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shard;
+
+    #[test]
+    fn a_devices_messages_share_a_shard() {
+        for n in [1, 2, 7] {
+            let s = shard("vouch/v1/term-1/hello", n);
+            assert!(s < n);
+            assert_eq!(shard("vouch/v1/term-1/evidence", n), s);
+            assert_eq!(shard("vouch/v1/term-1/status", n), s);
+        }
+        assert_eq!(shard("garbage", 0), 0);
+    }
 }

@@ -5,7 +5,7 @@
 
 use anyhow::{Context, Result};
 use std::path::Path;
-use std::sync::{Arc, Mutex, mpsc as std_mpsc};
+use std::sync::{Arc, mpsc as std_mpsc};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use vouch_common::{fs, keys};
@@ -18,6 +18,9 @@ use crate::{broker, http};
 
 /// Jobs the applier takes into one write transaction at most.
 const MAX_BATCH: usize = 512;
+
+/// Messages waiting per worker.
+const SHARD_QUEUE: usize = 64;
 
 /// Reads the admin token, creating a random one (mode 0600) on first start.
 pub fn load_or_create_token(path: &Path) -> Result<String> {
@@ -55,6 +58,14 @@ pub async fn run(cfg: ServerConfig, shutdown: watch::Receiver<bool>) -> Result<(
 
     let broker_addr = match &cfg.broker {
         BrokerChoice::Embedded(listen) => {
+            if !listen.ip().is_loopback() {
+                tracing::warn!(
+                    %listen,
+                    "the embedded broker has no client authentication: anyone who can reach it can \
+                     disconnect clients or clear retained verdicts (signatures keep them from \
+                     forging anything); on shared networks use Mosquitto with authentication"
+                );
+            }
             broker::start(*listen, cfg.engine.max_payload, cfg.mqtt_max_connections)?;
             vouch_common::mqtt_url::BrokerAddr {
                 host: listen.ip().to_string(),
@@ -67,10 +78,14 @@ pub async fn run(cfg: ServerConfig, shutdown: watch::Receiver<bool>) -> Result<(
         .await
         .with_context(|| format!("cannot listen for HTTP on {}", cfg.http_listen))?;
 
-    let (in_tx, in_rx) = mpsc::channel::<Inbound>(1024);
+    // One bounded queue per worker: at most SHARD_QUEUE payloads (each at most twice the
+    // protocol limit, as the broker enforces) wait per worker.
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..cfg.workers)
+        .map(|_| mpsc::channel::<Inbound>(SHARD_QUEUE))
+        .unzip();
     let opts = mqtt::options(&broker_addr, "vouch-verifier", cfg.engine.max_payload);
-    let mqtt_task = tokio::spawn(mqtt::run(opts, in_tx, out_rx, shutdown.clone()));
-    spawn_pipeline(engine.clone(), in_rx, cfg.workers)?;
+    let mqtt_task = tokio::spawn(mqtt::run(opts, senders, out_rx, shutdown.clone()));
+    spawn_pipeline(engine.clone(), receivers)?;
     spawn_pruner(engine.clone(), shutdown.clone());
 
     tracing::info!(
@@ -85,28 +100,18 @@ pub async fn run(cfg: ServerConfig, shutdown: watch::Receiver<bool>) -> Result<(
     Ok(())
 }
 
-/// Worker threads run `prepare` (signatures, quote crypto) off the MQTT event loop; one applier
-/// thread commits their results in batches. No thread or task per device.
-fn spawn_pipeline(
-    engine: Arc<Engine>,
-    inbound: mpsc::Receiver<Inbound>,
-    workers: usize,
-) -> Result<()> {
-    let inbound = Arc::new(Mutex::new(inbound));
+/// Worker threads run `prepare` (signatures, quote crypto) off the MQTT event loop, each on its
+/// own shard of devices so a device's messages keep their order; one applier thread commits their
+/// results in batches. No thread or task per device.
+fn spawn_pipeline(engine: Arc<Engine>, shards: Vec<mpsc::Receiver<Inbound>>) -> Result<()> {
     let (job_tx, job_rx) = std_mpsc::sync_channel::<Job>(4096);
-    for i in 0..workers {
-        let inbound = inbound.clone();
+    for (i, mut inbound) in shards.into_iter().enumerate() {
         let engine = engine.clone();
         let job_tx = job_tx.clone();
         std::thread::Builder::new()
             .name(format!("verify-{i}"))
             .spawn(move || {
-                loop {
-                    let msg = match inbound.lock() {
-                        Ok(mut rx) => rx.blocking_recv(),
-                        Err(_) => None,
-                    };
-                    let Some(msg) = msg else { break };
+                while let Some(msg) = inbound.blocking_recv() {
                     if let Some(job) = engine.prepare(msg)
                         && job_tx.send(job).is_err()
                     {

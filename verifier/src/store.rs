@@ -52,6 +52,8 @@ pub struct DeviceRecord {
     /// The last signed verdict (COSE bytes), as published.
     pub last_verdict: Option<Bytes>,
     pub verdict_status: Option<Status>,
+    /// `exp` of the last verdict: after it, relying parties must not rely on it.
+    pub verdict_exp: Option<u64>,
     pub policy_id: Option<String>,
     /// Which boot's event log the store holds for this device, and how much of it (sent in
     /// challenges so the agent sends only what is new).
@@ -78,6 +80,7 @@ impl DeviceRecord {
             outstanding: Vec::new(),
             last_verdict: None,
             verdict_status: None,
+            verdict_exp: None,
             policy_id: None,
             eventlog_held: None,
         }

@@ -30,8 +30,7 @@ use tss_esapi::{
         session_handles::AuthSession,
     },
     structures::{
-        AttestInfo, Data, Digest, DigestValues, EccScheme, HashScheme, PcrSelectSize, Private,
-        Public, SignatureScheme,
+        AttestInfo, Data, Digest, DigestValues, PcrSelectSize, Private, Public, SignatureScheme,
     },
     tcti_ldr::TctiNameConf,
     traits::{Marshall, UnMarshall},
@@ -409,40 +408,16 @@ fn load_ak(
     Ok(scope.track(handle))
 }
 
-/// Rejects an AK public area that is not the restricted, non-duplicable
-/// ECDSA P-256/SHA-256 signing key `create_ak_2` makes, so a substituted blob
-/// cannot turn the agent into a signer of arbitrary data.
+/// Rejects an AK public area that is not the restricted, non-duplicable ECDSA P-256/SHA-256
+/// signing key `create_ak_2` makes, so a substituted blob cannot turn the agent into a signer of
+/// arbitrary data. The rule is the protocol's own, the one the verifier applies at enrollment.
 fn check_ak_template(public: &Public) -> Result<(), TpmError> {
-    let Public::Ecc {
-        object_attributes: attrs,
-        name_hashing_algorithm,
-        parameters,
-        ..
-    } = public
-    else {
-        return Err(TpmError::UnexpectedAk("not an ECC key"));
-    };
-    if !(attrs.fixed_tpm()
-        && attrs.fixed_parent()
-        && attrs.sensitive_data_origin()
-        && attrs.restricted()
-        && attrs.sign_encrypt()
-        && !attrs.decrypt())
-    {
-        return Err(TpmError::UnexpectedAk(
-            "not a fixedTPM, fixedParent, restricted signing key",
-        ));
-    }
-    if *name_hashing_algorithm != HashingAlgorithm::Sha256 {
-        return Err(TpmError::UnexpectedAk("name algorithm is not SHA-256"));
-    }
-    if parameters.ecc_curve() != EccCurve::NistP256 {
-        return Err(TpmError::UnexpectedAk("curve is not NIST P-256"));
-    }
-    if parameters.ecc_scheme() != EccScheme::EcDsa(HashScheme::new(HashingAlgorithm::Sha256)) {
-        return Err(TpmError::UnexpectedAk("scheme is not ECDSA with SHA-256"));
-    }
-    Ok(())
+    let bytes = marshal_public(public)?;
+    let parsed = vouch_protocol::tpm::TpmPublic::parse(&bytes)
+        .map_err(|_| TpmError::UnexpectedAk("its public area does not parse"))?;
+    parsed.check_vouch_attestation_key().map_err(|_| {
+        TpmError::UnexpectedAk("not a fixedTPM restricted ECDSA P-256/SHA-256 signing key")
+    })
 }
 
 fn marshal_public(public: &Public) -> Result<Vec<u8>, TpmError> {

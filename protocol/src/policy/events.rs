@@ -18,6 +18,13 @@
 //! have its subject listed with its digest among the allowed ones. `SecureBoot` and `dbx` are
 //! judged by state (`secure_boot_required`, `dbx_min_entries`) rather than by digest, so a dbx
 //! update that adds revocations does not quarantine the fleet.
+//!
+//! Fail closed: an event's type and data are not covered by the PCR extend, so a tampered log can
+//! relabel a patched boot loader's event as something vouch does not classify, or garble its
+//! device path. Every extending event the quote vouches for is therefore either classified (and
+//! judged above), bound to its own data (its digest is the hash of the data shown, like a
+//! separator or an action string), or kept as `other`, keyed by its type name — and as soon as
+//! the `events` section constrains anything, `other` events must be listed too.
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,7 +33,7 @@ use super::{Area, Finding};
 use crate::bytes::Sha256Digest;
 use crate::digest::HashAlg;
 use crate::error::PolicyError;
-use crate::eventlog::{EventClass, EventLog};
+use crate::eventlog::{EventClass, EventLog, EventType};
 
 /// The event classes reference values can constrain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -36,6 +43,9 @@ pub enum EventKind {
     BootApplication,
     SecureBootVariable,
     Ipl,
+    /// An extending event vouch does not classify and whose digest is not the hash of its data;
+    /// the subject is its type name.
+    Other,
 }
 
 impl EventKind {
@@ -51,9 +61,10 @@ impl EventKind {
 
     fn area(self) -> Area {
         match self {
-            EventKind::FirmwareBlob | EventKind::BootApplication | EventKind::Ipl => {
-                Area::Executables
-            }
+            EventKind::FirmwareBlob
+            | EventKind::BootApplication
+            | EventKind::Ipl
+            | EventKind::Other => Area::Executables,
             EventKind::SecureBootVariable => Area::Configuration,
         }
     }
@@ -99,15 +110,22 @@ impl LogMeasurements {
         };
         let mut unverified = BTreeSet::new();
         for e in &log.events {
-            let Some(class) = e.class() else { continue };
-            let Some(kind) = EventKind::of(&class) else {
+            if e.event_type == EventType::NO_ACTION {
                 continue;
-            };
+            }
             let Some(digest) = e
                 .digest(HashAlg::Sha256)
                 .and_then(|d| Sha256Digest::from_slice(d).ok())
             else {
                 continue;
+            };
+            let class = e.class();
+            let kind = class.as_ref().and_then(EventKind::of);
+            let (kind, subject) = match (kind, &class) {
+                (Some(kind), Some(c)) => (kind, c.subject().to_owned()),
+                // Its content is the data the log shows: nothing hides behind it.
+                _ if e.digests_match_data() => continue,
+                _ => (EventKind::Other, e.event_type.to_string()),
             };
             if !verified(e.pcr) {
                 unverified.insert(e.pcr);
@@ -117,7 +135,7 @@ impl LogMeasurements {
                 pcr: e.pcr,
                 event_type: e.event_type.to_string(),
                 kind,
-                subject: class.subject().to_owned(),
+                subject,
                 digest,
             });
         }
@@ -169,6 +187,8 @@ pub(super) struct RawEvents {
     secure_boot_variable: RawDigests,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     ipl: RawDigests,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    other: RawDigests,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     secure_boot_required: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -185,6 +205,7 @@ impl TryFrom<RawEvents> for EventReference {
             (EventKind::BootApplication, raw.boot_application),
             (EventKind::SecureBootVariable, raw.secure_boot_variable),
             (EventKind::Ipl, raw.ipl),
+            (EventKind::Other, raw.other),
         ] {
             if map.is_empty() {
                 continue;
@@ -232,6 +253,7 @@ impl From<&EventReference> for RawEvents {
             boot_application: raw(EventKind::BootApplication),
             secure_boot_variable: raw(EventKind::SecureBootVariable),
             ipl: raw(EventKind::Ipl),
+            other: raw(EventKind::Other),
             secure_boot_required: r.secure_boot_required,
             dbx_min_entries: r.dbx_min_entries,
         }
@@ -282,11 +304,13 @@ pub fn evaluate(r: &EventReference, lm: Option<&LogMeasurements>, scope: &str) -
         if judged_by_state(e.kind, &e.subject) {
             continue;
         }
-        let Some(subjects) = r.digests.get(&e.kind) else {
+        let subjects = r.digests.get(&e.kind);
+        // `other` is constrained whenever anything is: it is where a relabelled event would hide.
+        if subjects.is_none() && (e.kind != EventKind::Other || r.digests.is_empty()) {
             continue;
-        };
+        }
         if subjects
-            .get(&e.subject)
+            .and_then(|s| s.get(&e.subject))
             .is_some_and(|set| set.contains(&e.digest))
         {
             continue;
@@ -391,6 +415,41 @@ mod tests {
             ..TerminalBoot::default()
         };
         assert!(evaluate(&r, Some(&measured(&grown)), "model T-100").is_empty());
+    }
+
+    /// Regression for a review finding: relabelling a patched boot loader's event as a type
+    /// vouch does not classify, or garbling its device path, must not hide it from the policy.
+    #[test]
+    fn relabelled_or_undecodable_boot_loader_events_are_caught() {
+        use crate::eventlog::build::{
+            EV_EFI_BOOT_SERVICES_APPLICATION, EV_POST_CODE, LogBuilder, image_load,
+        };
+        let r = measured(&TerminalBoot::default()).capture();
+        let mut relabelled = LogBuilder::new(&[HashAlg::Sha256]);
+        relabelled.event_measuring(
+            4,
+            EV_POST_CODE,
+            b"patched loader",
+            &image_load("\\EFI\\BOOT\\BOOTX64.EFI"),
+        );
+        let mut garbled = LogBuilder::new(&[HashAlg::Sha256]);
+        garbled.event_measuring(
+            4,
+            EV_EFI_BOOT_SERVICES_APPLICATION,
+            b"patched loader",
+            &[0xff; 7],
+        );
+        for log in [relabelled, garbled] {
+            let parsed = crate::eventlog::parse(&log.bytes()).unwrap();
+            let lm = LogMeasurements::from_log(&parsed, |_| true);
+            let f = evaluate(&r, Some(&lm), "model T-100");
+            assert!(
+                f.iter().any(
+                    |f| f.reason.starts_with("PCR 4 ") && f.reason.contains("not in reference")
+                ),
+                "{f:?}"
+            );
+        }
     }
 
     #[test]

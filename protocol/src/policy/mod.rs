@@ -31,6 +31,9 @@ pub struct ReferenceValues {
     pub firmware: BTreeMap<String, BTreeSet<Sha256Digest>>,
     /// What the firmware event log may contain.
     pub events: Option<EventReference>,
+    /// The PCR firmware measurements must go into. Pinned because a list moved to a fresh PCR
+    /// would "un-measure" what the old PCR holds.
+    pub firmware_pcr: Option<u8>,
 }
 
 /// The serde form: string keys and hex values, as an operator writes them.
@@ -43,6 +46,8 @@ struct RawReference {
     firmware: BTreeMap<String, Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     events: Option<RawEvents>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    firmware_pcr: Option<u8>,
 }
 
 impl TryFrom<RawReference> for ReferenceValues {
@@ -103,10 +108,18 @@ impl TryFrom<RawReference> for ReferenceValues {
             .map(EventReference::try_from)
             .transpose()?
             .filter(|e| !e.is_empty());
+        if let Some(p) = raw.firmware_pcr
+            && !crate::firmware::usable_pcr(p)
+        {
+            return Err(PolicyError::PcrIndex {
+                index: format!("firmware_pcr {p} (must be 8-16 or 23)"),
+            });
+        }
         let rv = ReferenceValues {
             pcrs,
             firmware,
             events,
+            firmware_pcr: raw.firmware_pcr,
         };
         if rv.is_empty() {
             return Err(PolicyError::Empty);
@@ -136,6 +149,7 @@ impl From<&ReferenceValues> for RawReference {
             pcrs,
             firmware,
             events: rv.events.as_ref().map(RawEvents::from),
+            firmware_pcr: rv.firmware_pcr,
         }
     }
 }
@@ -235,6 +249,7 @@ impl Measurements {
             pcrs,
             firmware,
             events: self.eventlog.as_ref().map(LogMeasurements::capture),
+            firmware_pcr: Some(self.firmware_pcr),
         }
     }
 }
@@ -271,6 +286,17 @@ pub fn evaluate(rv: &ReferenceValues, m: &Measurements, scope: &str) -> Vec<Find
     let mut out = Vec::new();
     if let Some(r) = &rv.events {
         out.extend(events::evaluate(r, m.eventlog.as_ref(), scope));
+    }
+    if let Some(want) = rv.firmware_pcr
+        && want != m.firmware_pcr
+    {
+        out.push(Finding {
+            area: Area::Executables,
+            reason: format!(
+                "firmware was measured into PCR {}, but the reference for {scope} expects PCR {want}",
+                m.firmware_pcr
+            ),
+        });
     }
     for (index, want) in &rv.pcrs {
         let area = pcr_area(*index, m.firmware_pcr);
@@ -397,6 +423,24 @@ mod tests {
         assert_eq!(
             reasons,
             vec!["firmware /fw/app.bin was not measured".to_string()]
+        );
+    }
+
+    #[test]
+    fn moving_the_firmware_list_to_another_pcr_is_named() {
+        let rv = measurements().capture();
+        assert_eq!(rv.firmware_pcr, Some(14));
+        let mut m = measurements();
+        m.firmware_pcr = 15;
+        let reasons: Vec<_> = evaluate(&rv, &m, "device t1")
+            .into_iter()
+            .map(|f| f.reason)
+            .collect();
+        assert!(
+            reasons
+                .iter()
+                .any(|r| r.contains("PCR 15") && r.contains("expects PCR 14")),
+            "{reasons:?}"
         );
     }
 

@@ -109,6 +109,12 @@ pub enum AkAttributeError {
     NotFixedParent,
     #[error("attestation key is not sensitiveDataOrigin: the TPM did not generate it")]
     NotSensitiveDataOrigin,
+    #[error("attestation key's name algorithm is not SHA-256")]
+    NameAlgNotSha256,
+    #[error("attestation key is not an ECC NIST P-256 key")]
+    NotP256,
+    #[error("attestation key's scheme is not ECDSA with SHA-256")]
+    NotEcdsaSha256,
 }
 
 /// TPMT_SYM_DEF_OBJECT when not TPM_ALG_NULL (only AES is accepted).
@@ -403,6 +409,28 @@ impl TpmPublic {
             Some((_, err)) => Err(err),
             None => Ok(()),
         }
+    }
+
+    /// Checks everything vouch requires of an attestation key: the attestation-key attributes,
+    /// and the one shape vouch verifies (ECC NIST P-256, ECDSA with SHA-256, SHA-256 Name). The
+    /// agent checks its own AK with it before use, and the verifier at enrollment.
+    pub fn check_vouch_attestation_key(&self) -> Result<(), AkAttributeError> {
+        self.check_attestation_key()?;
+        if self.name_alg != HashAlg::Sha256 {
+            return Err(AkAttributeError::NameAlgNotSha256);
+        }
+        match &self.parameters {
+            PublicParameters::Ecc(ecc) if ecc.curve == EccCurve::NistP256 => {}
+            _ => return Err(AkAttributeError::NotP256),
+        }
+        let ecdsa_sha256 = KeyScheme::Hashed {
+            alg: alg::ECDSA,
+            hash: HashAlg::Sha256.tcg_id(),
+        };
+        if self.scheme() != ecdsa_sha256 {
+            return Err(AkAttributeError::NotEcdsaSha256);
+        }
+        Ok(())
     }
 
     /// The `p256` verifying key of an ECC NIST P-256 public area. The TPM may send x and y

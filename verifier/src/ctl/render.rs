@@ -26,7 +26,11 @@ pub fn devices(list: &[DeviceView]) -> String {
             "{}  {}  {:<11}  {:<20}  {}",
             pad(&d.id, idw),
             pad(&d.model, mw),
-            d.state.as_str(),
+            if d.stale {
+                format!("{} (stale)", d.state)
+            } else {
+                d.state.to_string()
+            },
             d.last_verdict_at.as_deref().unwrap_or("-"),
             d.reasons.first().map(String::as_str).unwrap_or("")
         );
@@ -41,7 +45,16 @@ pub fn device(d: &DeviceView) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "id:              {}", d.id);
     let _ = writeln!(out, "model:           {}", d.model);
-    let _ = writeln!(out, "state:           {}", d.state);
+    let _ = writeln!(
+        out,
+        "state:           {}{}",
+        d.state,
+        if d.stale {
+            " (stale: its last verdict expired; it has not attested since)"
+        } else {
+            ""
+        }
+    );
     if let Some(q) = &d.quarantine {
         let _ = writeln!(
             out,

@@ -5,55 +5,17 @@
 use anyhow::Result;
 use vouch_common::time::now_unix;
 use vouch_protocol::appraisal::{self, Failure, Policy, Verified};
+use vouch_protocol::device::Basis;
 use vouch_protocol::error::{IdError, WireError};
 use vouch_protocol::ids::{DeviceId, Kind, Nonce, Sender, Topic};
-use vouch_protocol::messages::{Challenge, EventLogHeld, EventLogPart, Evidence, Hello, Status};
+use vouch_protocol::messages::{Challenge, EventLogHeld, Evidence, Hello, ReassembleError, Status};
 use vouch_protocol::nonce::{self, IssuedNonce, NonceRejection};
 use vouch_protocol::policy::{PolicyScope, ReferenceValues, policy_id};
 use vouch_protocol::wire;
 
 use super::{Engine, MAX_OUTSTANDING};
 use crate::mqtt::{Inbound, Outgoing};
-use crate::store::{DeviceRecord, Reader, StoredLog, Writer};
-
-/// The whole event log from an evidence part: the part itself at offset 0, otherwise the stored
-/// log of the same boot followed by the part.
-fn reassemble(
-    reader: &Reader,
-    device: &DeviceId,
-    ev: &Evidence,
-    part: &EventLogPart,
-) -> Result<Vec<u8>, Rejection> {
-    let too_large = |len| Rejection::EventLogTooLarge {
-        len,
-        max: MAX_EVENTLOG,
-    };
-    if part.offset == 0 {
-        if part.bytes.0.len() > MAX_EVENTLOG {
-            return Err(too_large(part.bytes.0.len()));
-        }
-        return Ok(part.bytes.0.clone());
-    }
-    let gap = || Rejection::EventLogGap {
-        offset: part.offset,
-    };
-    // The boot the quote claims; the quote itself is verified later, and a lie here only
-    // makes the reassembled log fail to match the verified quote.
-    let boot = vouch_protocol::tpm::Attest::parse(ev.attest.as_slice())
-        .map(|a| a.clock_info().reset_count)
-        .map_err(|_| gap())?;
-    let stored = reader.eventlog(device)?.ok_or_else(gap)?;
-    if stored.boot != boot || stored.bytes.0.len() as u64 != part.offset {
-        return Err(gap());
-    }
-    let len = stored.bytes.0.len().saturating_add(part.bytes.0.len());
-    if len > MAX_EVENTLOG {
-        return Err(too_large(len));
-    }
-    let mut full = stored.bytes.0;
-    full.extend_from_slice(&part.bytes.0);
-    Ok(full)
-}
+use crate::store::{DeviceRecord, StoredLog, Writer};
 
 /// Why a message was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +40,8 @@ pub enum Rejection {
     EventLogGap { offset: u64 },
     #[error("event log of {len} bytes exceeds the {max}-byte limit")]
     EventLogTooLarge { len: usize, max: usize },
+    #[error("evidence is genuine but older than the last quote accepted in this TPM boot")]
+    Stale,
     #[error("internal error: {0:#}")]
     Internal(#[from] anyhow::Error),
 }
@@ -94,6 +58,7 @@ impl Rejection {
             Rejection::EventLog(_) => "eventlog_malformed",
             Rejection::EventLogGap { .. } => "eventlog_gap",
             Rejection::EventLogTooLarge { .. } => "oversized",
+            Rejection::Stale => "stale",
             Rejection::Internal(_) => "internal",
         }
     }
@@ -127,8 +92,12 @@ impl Governing {
 /// A message that passed the worker stage, waiting for the applier.
 #[derive(Debug)]
 pub enum Job {
-    /// A hello or status: issue a challenge carrying `request`.
-    Challenge { device: DeviceId, request: u64 },
+    /// A hello or status (`kind`): issue a challenge carrying `request`.
+    Challenge {
+        device: DeviceId,
+        kind: Kind,
+        request: u64,
+    },
     /// Evidence whose stateless checks ran; `outcome` says how they went.
     Evidence {
         device: DeviceId,
@@ -155,6 +124,7 @@ impl Engine {
                 match (r, msg.topic.parse::<Topic>()) {
                     (Rejection::EventLogGap { .. }, Ok(t)) => Some(Job::Challenge {
                         device: t.device,
+                        kind: t.kind,
                         request: 0,
                     }),
                     _ => None,
@@ -169,8 +139,9 @@ impl Engine {
             return Err(Rejection::Direction(topic.kind));
         }
         let unverified = wire::decode(&topic, &msg.payload, self.cfg.max_payload)?;
-        let reader = self.store.read()?;
-        let rec = reader
+        let rec = self
+            .store
+            .read()?
             .device(&topic.device)?
             .ok_or_else(|| Rejection::NotEnrolled(topic.device.clone()))?;
         let key = rec
@@ -179,12 +150,14 @@ impl Engine {
             .map_err(|e| anyhow::anyhow!("enrolled key of {}: {e}", topic.device))?;
         let verified = unverified.verify(&key)?;
         let device = topic.device;
-        match topic.kind {
+        let kind = topic.kind;
+        match kind {
             Kind::Hello => {
                 let h: Hello = verified.open()?;
                 self.stats.accept("hello");
                 Ok(Job::Challenge {
                     device,
+                    kind,
                     request: h.request,
                 })
             }
@@ -193,16 +166,42 @@ impl Engine {
                 self.stats.accept("status");
                 Ok(Job::Challenge {
                     device,
+                    kind,
                     request: s.request,
                 })
             }
             Kind::Evidence => {
                 let ev: Evidence = verified.open()?;
                 // Cheap early refusal of replays before the quote crypto; `apply` re-checks
-                // authoritatively inside its write transaction.
-                nonce::check(reader.nonce(&ev.nonce)?.as_ref(), &device, now_unix())?;
+                // authoritatively inside its write transaction. The snapshot is short-lived.
+                let (issued, held) = {
+                    let reader = self.store.read()?;
+                    let held = match &ev.eventlog {
+                        Some(part) if part.offset > 0 => reader.eventlog(&device)?,
+                        _ => None,
+                    };
+                    (reader.nonce(&ev.nonce)?, held)
+                };
+                nonce::check(issued.as_ref(), &device, now_unix())?;
                 let full = match &ev.eventlog {
-                    Some(part) => Some(reassemble(&reader, &device, &ev, part)?),
+                    Some(part) => {
+                        // The boot the quote claims; the quote is verified below, and a lie here
+                        // only makes the reassembled log fail against the verified quote.
+                        let boot = vouch_protocol::tpm::Attest::parse(ev.attest.as_slice())
+                            .map_or(u32::MAX, |a| a.clock_info().reset_count);
+                        let held = held.as_ref().map(|h| (h.boot, h.bytes.as_slice()));
+                        Some(
+                            part.reassemble(held, boot, MAX_EVENTLOG)
+                                .map_err(|e| match e {
+                                    ReassembleError::Gap { offset } => {
+                                        Rejection::EventLogGap { offset }
+                                    }
+                                    ReassembleError::TooLarge { len, max } => {
+                                        Rejection::EventLogTooLarge { len, max }
+                                    }
+                                })?,
+                        )
+                    }
                     None => None,
                 };
                 let parsed = full
@@ -210,6 +209,9 @@ impl Engine {
                     .map(vouch_protocol::eventlog::parse)
                     .transpose()?;
                 let outcome = appraisal::verify_evidence(&rec.enrollment, &ev, parsed.as_ref());
+                // A second copy of evidence already on its way to the applier is a replay, even
+                // though the store has not marked its nonce used yet.
+                self.claim_in_flight(ev.nonce)?;
                 Ok(Job::Evidence {
                     device,
                     topic: msg.topic.clone(),
@@ -223,28 +225,35 @@ impl Engine {
         }
     }
 
-    /// Applier stage: one write transaction for the whole batch, then publication.
+    /// Applier stage: one write transaction for the whole batch, then publication. A job that is
+    /// rejected writes nothing; a store failure once a job has started writing drops the whole
+    /// batch uncommitted.
     pub fn apply(&self, jobs: Vec<Job>) -> Result<()> {
+        let in_flight: Vec<Nonce> = jobs
+            .iter()
+            .filter_map(|j| match j {
+                Job::Evidence { evidence, .. } => Some(evidence.nonce),
+                Job::Challenge { .. } => None,
+            })
+            .collect();
+        let result = self.apply_batch(jobs);
+        self.release_in_flight(&in_flight);
+        result
+    }
+
+    fn apply_batch(&self, jobs: Vec<Job>) -> Result<()> {
         let now = now_unix();
         let mut out = Vec::new();
         let mut w = self.store.write()?;
         for job in jobs {
-            match job {
-                Job::Challenge { device, request } => {
-                    if !self.allow_challenge(&device, now) {
-                        let r = Rejection::RateLimited(device.clone());
-                        self.stats.reject(
-                            &Topic::new(device, Kind::Status).to_string(),
-                            r.label(),
-                            &r.to_string(),
-                        );
-                        continue;
-                    }
-                    let Some(mut rec) = w.device(&device)? else {
-                        continue;
-                    };
-                    self.issue_challenge(&mut w, &mut rec, request, now, &mut out)?;
-                    w.put_device(&rec)?;
+            let (topic, outcome) = match job {
+                Job::Challenge {
+                    device,
+                    kind,
+                    request,
+                } => {
+                    let outcome = self.apply_challenge(&mut w, &device, request, now, &mut out)?;
+                    (Topic::new(device, kind).to_string(), outcome)
                 }
                 Job::Evidence {
                     device,
@@ -253,12 +262,14 @@ impl Engine {
                     outcome,
                     eventlog,
                 } => {
-                    if let Err(r) = self.apply_evidence(
+                    let outcome = self.apply_evidence(
                         &mut w, &device, &evidence, &outcome, eventlog, now, &mut out,
-                    ) {
-                        self.stats.reject(&topic, r.label(), &r.to_string());
-                    }
+                    )?;
+                    (topic, outcome)
                 }
+            };
+            if let Err(r) = outcome {
+                self.stats.reject(&topic, r.label(), &r.to_string());
             }
         }
         w.commit()?;
@@ -303,6 +314,40 @@ impl Engine {
         Ok(())
     }
 
+    /// Withdraws every challenge `rec`'s device holds, so evidence quoted before this moment
+    /// (a quarantine, a release) can never be counted after it (the caller stores `rec`).
+    pub(super) fn retire_challenges(&self, w: &mut Writer, rec: &mut DeviceRecord) -> Result<()> {
+        for (nonce, _) in rec.outstanding.drain(..) {
+            w.remove_nonce(&nonce)?;
+        }
+        Ok(())
+    }
+
+    /// Outer error: a store failure after writing began. Inner error: a rejection (nothing
+    /// written).
+    fn apply_challenge(
+        &self,
+        w: &mut Writer,
+        device: &DeviceId,
+        request: u64,
+        now: u64,
+        out: &mut Vec<Outgoing>,
+    ) -> Result<Result<(), Rejection>> {
+        if !self.allow_challenge(device, now) {
+            return Ok(Err(Rejection::RateLimited(device.clone())));
+        }
+        let mut rec = match w.device(device) {
+            Ok(Some(rec)) => rec,
+            Ok(None) => return Ok(Err(Rejection::NotEnrolled(device.clone()))),
+            Err(e) => return Ok(Err(Rejection::Internal(e))),
+        };
+        self.issue_challenge(w, &mut rec, request, now, out)?;
+        w.put_device(&rec)?;
+        Ok(Ok(()))
+    }
+
+    /// Outer error: a store failure after writing began. Inner error: a rejection (nothing
+    /// written but the consumed nonce of superseded evidence).
     #[allow(clippy::too_many_arguments)]
     fn apply_evidence(
         &self,
@@ -313,17 +358,31 @@ impl Engine {
         eventlog: Option<Vec<u8>>,
         now: u64,
         out: &mut Vec<Outgoing>,
-    ) -> Result<(), Rejection> {
-        let mut rec = w
-            .device(device)?
-            .ok_or_else(|| Rejection::NotEnrolled(device.clone()))?;
-        let mut issued = w.nonce(&ev.nonce)?;
-        nonce::check(issued.as_ref(), device, now)?;
+    ) -> Result<Result<(), Rejection>> {
+        let mut rec = match w.device(device) {
+            Ok(Some(rec)) => rec,
+            Ok(None) => return Ok(Err(Rejection::NotEnrolled(device.clone()))),
+            Err(e) => return Ok(Err(Rejection::Internal(e))),
+        };
+        let mut issued = match w.nonce(&ev.nonce) {
+            Ok(n) => n,
+            Err(e) => return Ok(Err(Rejection::Internal(e))),
+        };
+        if let Err(r) = nonce::check(issued.as_ref(), device, now) {
+            return Ok(Err(r.into()));
+        }
+        // From here on this job writes.
         if let Some(n) = issued.as_mut() {
             n.used_at = Some(now);
             w.put_nonce(&ev.nonce, n)?;
         }
         rec.outstanding.retain(|(n, _)| n != &ev.nonce);
+        if let Ok(v) = outcome
+            && appraisal::superseded(rec.last_clock.as_ref(), v)
+        {
+            w.put_device(&rec)?;
+            return Ok(Err(Rejection::Stale));
+        }
         self.stats.accept("evidence");
 
         let governing = self.policy_for(w, &rec)?;
@@ -340,23 +399,26 @@ impl Engine {
             rec.measurements = Some(v.measurements.clone());
             rec.measured_at = Some(now);
             if let Some(bytes) = eventlog {
-                let boot = v.clock.reset_count;
-                rec.eventlog_held = Some(EventLogHeld {
-                    boot,
+                let held = EventLogHeld {
+                    boot: v.clock.reset_count,
                     len: bytes.len() as u64,
-                });
-                w.put_eventlog(
-                    device,
-                    &StoredLog {
-                        boot,
-                        bytes: bytes.into(),
-                    },
-                )?;
+                };
+                // Same boot, same length: the agent sent nothing new; the stored log stands.
+                if rec.eventlog_held != Some(held) {
+                    w.put_eventlog(
+                        device,
+                        &StoredLog {
+                            boot: held.boot,
+                            bytes: bytes.into(),
+                        },
+                    )?;
+                }
+                rec.eventlog_held = Some(held);
             }
         }
         tracing::info!(device = %device, status = %a.status, reasons = ?a.reasons, "appraised evidence");
-        self.finish(w, &mut rec, a, Some(ev.nonce), now, out)?;
-        Ok(())
+        self.finish(w, &mut rec, a, Basis::Fresh, Some(ev.nonce), now, out)?;
+        Ok(Ok(()))
     }
 
     /// The reference values that govern `rec`: its own, else its model's.

@@ -15,10 +15,10 @@ mod stats;
 mod views;
 
 use ed25519_dalek::SigningKey;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use tokio::sync::mpsc;
-use vouch_protocol::ids::{DeviceId, Kind, Topic};
+use vouch_protocol::ids::{DeviceId, Nonce, Topic};
 use vouch_protocol::wire::{self, Message};
 
 pub use inbound::Job;
@@ -69,6 +69,8 @@ pub struct Engine {
     out: mpsc::Sender<Outgoing>,
     /// Per-device challenge counts in the current minute (bounded by enrolled devices).
     rate: Mutex<HashMap<DeviceId, (u64, u32)>>,
+    /// Nonces of evidence between the worker and the applier (bounded by the job queue).
+    in_flight: Mutex<HashSet<Nonce>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -93,6 +95,7 @@ impl Engine {
             stats: Stats::default(),
             out,
             rate: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashSet::new()),
         }
     }
 
@@ -131,8 +134,9 @@ impl Engine {
     /// Whether `device` may get another challenge now; counts it if so.
     fn allow_challenge(&self, device: &DeviceId, now: u64) -> bool {
         let minute = now / 60;
+        // A poisoned lock means a worker panicked mid-update: refuse rather than let floods in.
         let Ok(mut rate) = self.rate.lock() else {
-            return true;
+            return false;
         };
         let entry = rate.entry(device.clone()).or_insert((minute, 0));
         if entry.0 != minute {
@@ -140,6 +144,27 @@ impl Engine {
         }
         entry.1 += 1;
         entry.1 <= self.cfg.challenges_per_minute
+    }
+
+    /// Marks evidence for `nonce` as on its way to the applier; a second copy is a replay.
+    fn claim_in_flight(&self, nonce: Nonce) -> Result<(), inbound::Rejection> {
+        let mut set = self
+            .in_flight
+            .lock()
+            .map_err(|_| anyhow::anyhow!("in-flight nonce set poisoned"))?;
+        if set.insert(nonce) {
+            Ok(())
+        } else {
+            Err(vouch_protocol::nonce::NonceRejection::Replay.into())
+        }
+    }
+
+    fn release_in_flight(&self, nonces: &[Nonce]) {
+        if let Ok(mut set) = self.in_flight.lock() {
+            for n in nonces {
+                set.remove(n);
+            }
+        }
     }
 
     /// Removes nonce records past their expiry plus grace; run periodically.
@@ -150,6 +175,3 @@ impl Engine {
         Ok(n)
     }
 }
-
-/// Kinds the verifier accepts from agents.
-pub const INBOUND_KINDS: [Kind; 3] = [Kind::Hello, Kind::Evidence, Kind::Status];

@@ -6,7 +6,7 @@ use anyhow::Result;
 use vouch_common::time::now_unix;
 use vouch_protocol::appraisal::{self, Appraisal};
 use vouch_protocol::bytes::Bytes;
-use vouch_protocol::device::{Actor, AuditAction, Effect, Transition, TransitionError};
+use vouch_protocol::device::{Actor, AuditAction, Basis, Effect, Transition, TransitionError};
 use vouch_protocol::enrollment::Enrollment;
 use vouch_protocol::ids::{DeviceId, Nonce};
 use vouch_protocol::messages::Cmd;
@@ -27,6 +27,9 @@ fn transition_error(id: &DeviceId, e: TransitionError) -> ApiError {
     }
 }
 
+/// Devices re-evaluated per transaction after a policy change.
+const REEVALUATION_CHUNK: usize = 500;
+
 fn parse_id(id: &str) -> Result<DeviceId, ApiError> {
     id.parse()
         .map_err(|e| ApiError::BadRequest(format!("device id: {e}")))
@@ -34,21 +37,30 @@ fn parse_id(id: &str) -> Result<DeviceId, ApiError> {
 
 impl Engine {
     /// Applies `a` to `rec`, publishes the verdict and carries out the transition's effects.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn finish(
         &self,
         w: &mut Writer,
         rec: &mut DeviceRecord,
         mut a: Appraisal,
+        basis: Basis,
         nonce: Option<Nonce>,
         now: u64,
         out: &mut Vec<Outgoing>,
     ) -> Result<()> {
-        let (t, status, reasons) = rec.status.apply_appraisal(a.status, &a.reasons, now);
+        let (t, status, reasons) = rec.status.apply_appraisal(a.status, &a.reasons, basis, now);
         if rec.status.state == DeviceState::Quarantined && a.status != Status::Contraindicated {
             // The evidence passed but the device is held in quarantine: say so in the vector too.
             a.trust.instance_identity = claim::UNTRUSTWORTHY_INSTANCE;
         }
-        self.publish_verdict(w, rec, status, a, reasons, nonce, now, out)?;
+        // A verdict is worth no more than the quote behind it.
+        let exp = match (basis, rec.measured_at) {
+            (Basis::Stored { .. }, Some(m)) => {
+                (m + self.cfg.verdict_ttl).min(now + self.cfg.verdict_ttl)
+            }
+            _ => now + self.cfg.verdict_ttl,
+        };
+        self.publish_verdict(w, rec, status, a, reasons, nonce, now, exp, out)?;
         self.carry_out(w, rec, t, now, out)
     }
 
@@ -62,12 +74,13 @@ impl Engine {
         reasons: Vec<String>,
         nonce: Option<Nonce>,
         now: u64,
+        exp: u64,
         out: &mut Vec<Outgoing>,
     ) -> Result<()> {
         let verdict = Verdict {
             profile: PROFILE.into(),
             iat: now,
-            exp: now + self.cfg.verdict_ttl,
+            exp,
             verifier_id: self.cfg.verifier_id.clone(),
             status,
             trust: a.trust,
@@ -82,6 +95,7 @@ impl Engine {
         rec.status.last_verdict_at = Some(now);
         rec.last_verdict = Some(Bytes(msg.payload.clone()));
         rec.verdict_status = Some(status);
+        rec.verdict_exp = Some(exp);
         rec.policy_id = a.policy_id;
         out.push(msg);
         Ok(())
@@ -122,7 +136,9 @@ impl Engine {
         w.put_device(rec)
     }
 
-    /// Re-appraises `rec`'s stored measurements against its current policy.
+    /// Re-appraises `rec`'s stored measurements against its current policy. Measurements older
+    /// than a verdict's lifetime can make a device worse off but not trusted; such a device is
+    /// challenged for fresh evidence.
     fn reevaluate(
         &self,
         w: &mut Writer,
@@ -130,17 +146,17 @@ impl Engine {
         now: u64,
         out: &mut Vec<Outgoing>,
     ) -> Result<()> {
-        let Some(m) = rec.measurements.clone() else {
-            // Never attested: nothing to re-evaluate; the next attestation uses the new policy.
-            return self
-                .issue_challenge(w, rec, 0, now, out)
-                .and_then(|()| w.put_device(rec));
+        // Never attested: nothing to re-evaluate; its first attestation uses the new policy.
+        let (Some(m), Some(measured_at)) = (rec.measurements.clone(), rec.measured_at) else {
+            return Ok(());
         };
+        let recent = now.saturating_sub(measured_at) <= self.cfg.verdict_ttl;
         let governing = self.policy_for(w, rec)?;
         let a = appraisal::reevaluate(&m, governing.policy(), &governing.subject);
-        self.finish(w, rec, a, None, now, out)?;
-        // Ask for fresh evidence too: the stored measurements may be a while old.
-        self.issue_challenge(w, rec, 0, now, out)?;
+        self.finish(w, rec, a, Basis::Stored { recent }, None, now, out)?;
+        if !recent {
+            self.issue_challenge(w, rec, 0, now, out)?;
+        }
         w.put_device(rec)
     }
 
@@ -272,8 +288,11 @@ impl Engine {
             reasons,
             None,
             now,
+            now + self.cfg.verdict_ttl,
             &mut out,
         )?;
+        // Evidence quoted before the quarantine must not count after it.
+        self.retire_challenges(&mut w, &mut rec)?;
         self.carry_out(&mut w, &mut rec, t, now, &mut out)?;
         self.commit(w, out)?;
         Ok(super::views::device(&rec))
@@ -289,6 +308,8 @@ impl Engine {
             .release(reason, actor, now)
             .map_err(|e| transition_error(&id, e))?;
         let mut out = Vec::new();
+        // Only evidence answering a challenge issued after the release may satisfy it.
+        self.retire_challenges(&mut w, &mut rec)?;
         self.carry_out(&mut w, &mut rec, t, now, &mut out)?;
         self.commit(w, out)?;
         Ok(super::views::device(&rec))
@@ -296,8 +317,11 @@ impl Engine {
 
     pub fn capture_policy(&self, id: &str, actor: Actor) -> Result<PolicyView, ApiError> {
         let id = parse_id(id)?;
-        let mut w = self.store.write()?;
-        let rec = self.load(&w, &id)?;
+        let rec = self
+            .store
+            .read()?
+            .device(&id)?
+            .ok_or_else(|| ApiError::NotFound(format!("device {id} is not enrolled")))?;
         let m = rec.measurements.as_ref().ok_or_else(|| {
             ApiError::Conflict(format!(
                 "device {id} has no verified measurements yet: it must attest once before its policy can be captured"
@@ -309,15 +333,12 @@ impl Engine {
                 "device {id}'s measurements are empty"
             )));
         }
-        drop(rec);
         self.store_policy(
-            &mut w,
             PolicyScope::Device(id.to_string()),
             rv,
             actor,
             "captured from its last verified measurements",
         )
-        .and_then(|v| self.commit_with(w, v))
     }
 
     pub fn set_policy(
@@ -337,31 +358,22 @@ impl Engine {
             }
             PolicyScope::Model(_) => {}
         }
-        let mut w = self.store.write()?;
-        let v = self.store_policy(&mut w, scope, rv, actor, "set by operator")?;
-        self.commit_with(w, v)
+        self.store_policy(scope, rv, actor, "set by operator")
     }
 
-    fn commit_with(
-        &self,
-        w: Writer,
-        (view, out): (PolicyView, Vec<Outgoing>),
-    ) -> Result<PolicyView, ApiError> {
-        self.commit(w, out)?;
-        Ok(view)
-    }
-
-    /// Stores reference values, audits the change and re-evaluates the devices they govern.
+    /// Stores reference values and audits the change (one transaction), then re-evaluates the
+    /// devices they govern in transactions of [`REEVALUATION_CHUNK`] devices, publishing after
+    /// each, so a model-wide change neither holds the store for long nor floods the broker.
     fn store_policy(
         &self,
-        w: &mut Writer,
         scope: PolicyScope,
         rv: ReferenceValues,
         actor: Actor,
         how: &str,
-    ) -> Result<(PolicyView, Vec<Outgoing>), ApiError> {
+    ) -> Result<PolicyView, ApiError> {
         let now = now_unix();
         let pid = policy_id(&scope, &rv);
+        let mut w = self.store.write()?;
         w.put_policy(&scope, &rv)?;
         let affected: Vec<DeviceId> = match &scope {
             PolicyScope::Device(d) => parse_id(d).into_iter().collect(),
@@ -387,25 +399,27 @@ impl Engine {
             actor,
             reason: format!("{pid} {how}"),
         })?;
-        let mut out = Vec::new();
+        self.commit(w, Vec::new())?;
         let mut reevaluated = Vec::new();
-        for id in affected {
-            let Some(mut rec) = w.device(&id)? else {
-                continue;
-            };
-            self.reevaluate(w, &mut rec, now, &mut out)?;
-            reevaluated.push(DeviceStateView {
-                id: id.to_string(),
-                state: rec.status.state,
-            });
+        for chunk in affected.chunks(REEVALUATION_CHUNK) {
+            let mut w = self.store.write()?;
+            let mut out = Vec::new();
+            for id in chunk {
+                let Some(mut rec) = w.device(id)? else {
+                    continue;
+                };
+                self.reevaluate(&mut w, &mut rec, now, &mut out)?;
+                reevaluated.push(DeviceStateView {
+                    id: id.to_string(),
+                    state: rec.status.state,
+                });
+            }
+            self.commit(w, out)?;
         }
-        Ok((
-            PolicyView {
-                policy_id: pid,
-                reevaluated,
-            },
-            out,
-        ))
+        Ok(PolicyView {
+            policy_id: pid,
+            reevaluated,
+        })
     }
 
     pub fn policy(&self, scope: &PolicyScope) -> Result<ReferenceValues, ApiError> {

@@ -13,6 +13,10 @@ pub fn device(r: &DeviceRecord) -> DeviceView {
         reasons: r.status.reasons.clone(),
         last_verdict_at: r.status.last_verdict_at.map(rfc3339),
         verdict_status: r.verdict_status,
+        verdict_expires_at: r.verdict_exp.map(rfc3339),
+        stale: r
+            .verdict_exp
+            .is_some_and(|e| e < vouch_common::time::now_unix()),
         policy_id: r.policy_id.clone(),
         quarantine: r.status.quarantine.as_ref().map(|q| QuarantineView {
             reason: q.reason.clone(),
