@@ -287,6 +287,18 @@ mod tests {
         Topic::new(dev(device), kind)
     }
 
+    /// A tagged COSE_Sign1 over `payload` by key 1, with `alg` in its protected header: for
+    /// bodies and headers `seal` would never produce.
+    fn signed_by_key_1(payload: Vec<u8>, alg: coset::iana::Algorithm) -> Vec<u8> {
+        CoseSign1Builder::new()
+            .protected(HeaderBuilder::new().algorithm(alg).build())
+            .payload(payload)
+            .create_signature(AAD, |tbs| key(1).sign(tbs).to_bytes().to_vec())
+            .build()
+            .to_tagged_vec()
+            .unwrap()
+    }
+
     #[test]
     fn sealed_message_opens_with_the_right_key() {
         let k = key(1);
@@ -392,17 +404,7 @@ mod tests {
                 kind,
                 msg: 0,
             });
-            let sign1 = CoseSign1Builder::new()
-                .protected(
-                    HeaderBuilder::new()
-                        .algorithm(coset::iana::Algorithm::EdDSA)
-                        .build(),
-                )
-                .payload(payload)
-                .create_signature(AAD, |tbs| key(1).sign(tbs).to_bytes().to_vec())
-                .build()
-                .to_tagged_vec()
-                .unwrap();
+            let sign1 = signed_by_key_1(payload, coset::iana::Algorithm::EdDSA);
             let err = decode_detached(&sign1, DEFAULT_MAX_PAYLOAD).unwrap_err();
             assert!(err.to_string().contains(want), "{err}");
         }
@@ -416,17 +418,7 @@ mod tests {
             kind: Kind::Hello,
             msg: &hello(),
         });
-        let sign1 = CoseSign1Builder::new()
-            .protected(
-                HeaderBuilder::new()
-                    .algorithm(coset::iana::Algorithm::ES256)
-                    .build(),
-            )
-            .payload(payload)
-            .create_signature(AAD, |tbs| key(1).sign(tbs).to_bytes().to_vec())
-            .build()
-            .to_tagged_vec()
-            .unwrap();
+        let sign1 = signed_by_key_1(payload, coset::iana::Algorithm::ES256);
         assert!(matches!(
             decode_detached(&sign1, DEFAULT_MAX_PAYLOAD),
             Err(WireError::UnsupportedAlgorithm)
@@ -446,17 +438,7 @@ mod tests {
                 kind: Kind::Hello,
                 msg: &Partial { model: "x".into() },
             };
-            CoseSign1Builder::new()
-                .protected(
-                    HeaderBuilder::new()
-                        .algorithm(coset::iana::Algorithm::EdDSA)
-                        .build(),
-                )
-                .payload(to_cbor(&body))
-                .create_signature(AAD, |tbs| key(1).sign(tbs).to_bytes().to_vec())
-                .build()
-                .to_tagged_vec()
-                .unwrap()
+            signed_by_key_1(to_cbor(&body), coset::iana::Algorithm::EdDSA)
         };
         let m = decode(&topic("t1", Kind::Hello), &bytes, DEFAULT_MAX_PAYLOAD).unwrap();
         let err = m
