@@ -130,12 +130,20 @@ mod tests {
         )
         .unwrap();
         assert!(p.alive());
+        // Regression: stopping before the shell had printed raced the output assertion.
+        let start = Instant::now();
+        while !p.log().contains("started") {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "the child never wrote its line"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
         assert!(
             p.stop_within(Duration::from_secs(5)),
             "sleep exits on SIGTERM"
         );
         assert!(!p.alive());
-        assert!(p.log().contains("started"));
     }
 
     #[test]
