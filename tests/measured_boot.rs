@@ -46,15 +46,6 @@ fn trusted_with_log() -> Fleet {
     }
 }
 
-fn reasons(v: &Verifier) -> Vec<String> {
-    v.device("term-1")["reasons"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r.as_str().unwrap().to_owned())
-        .collect()
-}
-
 #[test]
 fn clean_boot_is_trusted_and_the_policy_names_boot_events() {
     let f = trusted_with_log();
@@ -102,7 +93,7 @@ fn changed_boot_application_is_quarantined_naming_the_event() {
     let want = "PCR 4 EV_EFI_BOOT_SERVICES_APPLICATION \\EFI\\BOOT\\BOOTX64.EFI digest";
     assert!(out.contains(want), "{out}");
     assert!(
-        reasons(&f.v)
+        f.v.reasons("term-1")
             .iter()
             .any(|r| r.contains(want) && r.contains("not in reference for device term-1"))
     );

@@ -5,8 +5,8 @@
 
 use anyhow::{Context, Result};
 use std::path::PathBuf;
+use vouch_protocol::appraisal;
 use vouch_protocol::bytes::Sha256Digest;
-use vouch_protocol::digest::HashAlg;
 use vouch_protocol::eventlog;
 use vouch_protocol::messages::{Challenge, EventLogPart, Evidence, PcrValue};
 
@@ -55,11 +55,7 @@ impl Attester {
         let start = log
             .as_deref()
             .and_then(|b| eventlog::parse(b).ok())
-            .and_then(|l| {
-                l.replay()
-                    .get(HashAlg::Sha256, u32::from(self.firmware_pcr))
-                    .and_then(|v| Sha256Digest::from_slice(v).ok())
-            })
+            .and_then(|l| appraisal::log_pcr_value(&l, self.firmware_pcr))
             .unwrap_or(Sha256Digest::ZERO);
         let _lock = self.state.lock()?;
         let mut tpm = Tpm::open(&self.tcti)?;
@@ -83,14 +79,7 @@ impl Attester {
             nonce: *nonce,
             attest: quote.attest.into(),
             signature: quote.signature.into(),
-            pcrs: quote
-                .pcrs
-                .into_iter()
-                .map(|(index, v)| PcrValue {
-                    index,
-                    value: Sha256Digest(v),
-                })
-                .collect(),
+            pcrs: PcrValue::from_pairs(quote.pcrs),
             firmware_pcr: self.firmware_pcr,
             firmware: firmware.entries,
             eventlog,

@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use thiserror::Error;
 
+use crate::appraisal::Appraisal;
 use crate::messages::CmdAction;
-use crate::verdict::{DeviceState, Status};
+use crate::verdict::{DeviceState, Status, TrustVector, claim};
 
 /// Who caused a change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,9 +160,46 @@ impl DeviceStatus {
     }
 
     /// Applies an appraisal (of fresh evidence, or a re-evaluation after a policy change).
-    /// Returns the transition and the status and reasons the published verdict must carry: a
-    /// quarantined device's verdict is contraindicated whatever the appraisal said.
+    /// Returns the transition and what the published verdict must say: a quarantined device's
+    /// verdict is contraindicated whatever the appraisal said, names the quarantine, and marks
+    /// the instance untrustworthy even when the evidence itself passed.
     pub fn apply_appraisal(
+        &mut self,
+        a: Appraisal,
+        basis: Basis,
+        now: u64,
+    ) -> (Transition, Appraisal) {
+        let (t, status, reasons) = self.transition(a.status, &a.reasons, basis, now);
+        let mut trust = a.trust;
+        if self.state == DeviceState::Quarantined && a.status != Status::Contraindicated {
+            trust.instance_identity = claim::UNTRUSTWORTHY_INSTANCE;
+        }
+        let verdict = Appraisal {
+            status,
+            trust,
+            reasons,
+            ..a
+        };
+        (t, verdict)
+    }
+
+    /// What the verdict published right after an operator's quarantine says.
+    pub fn held_appraisal(&self, policy_id: Option<String>) -> Appraisal {
+        Appraisal {
+            status: Status::Contraindicated,
+            trust: TrustVector {
+                instance_identity: claim::UNTRUSTWORTHY_INSTANCE,
+                ..TrustVector::default()
+            },
+            reasons: self.reasons.clone(),
+            policy_id,
+            quote_accepted: false,
+        }
+    }
+
+    /// The state transition for an appraisal's status and reasons, and the status and reasons
+    /// the verdict carries.
+    fn transition(
         &mut self,
         status: Status,
         reasons: &[String],
@@ -334,11 +372,10 @@ mod tests {
     #[test]
     fn pending_becomes_trusted_on_a_pass_and_stays_pending_without_reference() {
         let mut d = DeviceStatus::new();
-        let (t, s, _) =
-            d.apply_appraisal(Status::Warning, &r("no reference values"), Basis::Fresh, 1);
+        let (t, s, _) = d.transition(Status::Warning, &r("no reference values"), Basis::Fresh, 1);
         assert!(t.changes.is_empty());
         assert_eq!((d.state, s), (DeviceState::Pending, Status::Warning));
-        let (t, s, _) = d.apply_appraisal(Status::Affirming, &[], Basis::Fresh, 2);
+        let (t, s, _) = d.transition(Status::Affirming, &[], Basis::Fresh, 2);
         assert_eq!(t.changes[0].action, AuditAction::Trusted);
         assert_eq!((d.state, s), (DeviceState::Trusted, Status::Affirming));
     }
@@ -346,8 +383,8 @@ mod tests {
     #[test]
     fn failure_quarantines_and_sends_a_command() {
         let mut d = DeviceStatus::new();
-        d.apply_appraisal(Status::Affirming, &[], Basis::Fresh, 1);
-        let (t, s, reasons) = d.apply_appraisal(
+        d.transition(Status::Affirming, &[], Basis::Fresh, 1);
+        let (t, s, reasons) = d.transition(
             Status::Contraindicated,
             &r("PCR 4 changed"),
             Basis::Fresh,
@@ -371,7 +408,7 @@ mod tests {
     fn passing_attestation_alone_never_lifts_a_quarantine() {
         let mut d = DeviceStatus::new();
         d.quarantine("tamper report", op(), 1).unwrap();
-        let (t, s, reasons) = d.apply_appraisal(Status::Affirming, &[], Basis::Fresh, 2);
+        let (t, s, reasons) = d.transition(Status::Affirming, &[], Basis::Fresh, 2);
         assert!(t.changes.is_empty());
         assert_eq!(
             (d.state, s),
@@ -391,14 +428,14 @@ mod tests {
         assert_eq!(t.changes[0].action, AuditAction::Released);
         assert!(t.effects.contains(&Effect::SendChallenge));
         assert_eq!(d.state, DeviceState::Quarantined);
-        let (t, _, _) = d.apply_appraisal(Status::Affirming, &[], Basis::Fresh, 3);
+        let (t, _, _) = d.transition(Status::Affirming, &[], Basis::Fresh, 3);
         assert_eq!(t.changes[0].action, AuditAction::Trusted);
         assert_eq!(d.state, DeviceState::Trusted);
         assert!(d.quarantine.is_none());
 
         d.quarantine("again", op(), 4).unwrap();
         d.release("try", op(), 5).unwrap();
-        let (t, s, _) = d.apply_appraisal(
+        let (t, s, _) = d.transition(
             Status::Contraindicated,
             &r("PCR 0 changed"),
             Basis::Fresh,
@@ -418,7 +455,7 @@ mod tests {
         d.quarantine("tamper report", op(), 1).unwrap();
         d.release("inspected", op(), 2).unwrap();
         for recent in [true, false] {
-            let (t, s, _) = d.apply_appraisal(Status::Affirming, &[], Basis::Stored { recent }, 3);
+            let (t, s, _) = d.transition(Status::Affirming, &[], Basis::Stored { recent }, 3);
             assert!(t.changes.is_empty());
             assert_eq!(
                 (d.state, s),
@@ -429,25 +466,53 @@ mod tests {
                 "the release still waits for fresh evidence"
             );
         }
-        d.apply_appraisal(Status::Affirming, &[], Basis::Fresh, 4);
+        d.transition(Status::Affirming, &[], Basis::Fresh, 4);
         assert_eq!(d.state, DeviceState::Trusted);
     }
 
     #[test]
     fn only_recent_stored_measurements_make_a_pending_device_trusted() {
         let mut d = DeviceStatus::new();
-        d.apply_appraisal(Status::Affirming, &[], Basis::Stored { recent: false }, 1);
+        d.transition(Status::Affirming, &[], Basis::Stored { recent: false }, 1);
         assert_eq!(d.state, DeviceState::Pending);
-        d.apply_appraisal(Status::Affirming, &[], Basis::Stored { recent: true }, 2);
+        d.transition(Status::Affirming, &[], Basis::Stored { recent: true }, 2);
         assert_eq!(d.state, DeviceState::Trusted);
         // Stale measurements can still make things worse.
-        d.apply_appraisal(
+        d.transition(
             Status::Contraindicated,
             &r("PCR 7"),
             Basis::Stored { recent: false },
             3,
         );
         assert_eq!(d.state, DeviceState::Quarantined);
+    }
+
+    #[test]
+    fn a_held_device_s_verdict_is_contraindicated_and_untrustworthy() {
+        let mut d = DeviceStatus::new();
+        d.quarantine("tamper report", op(), 1).unwrap();
+        let passed = Appraisal {
+            status: Status::Affirming,
+            trust: TrustVector {
+                instance_identity: claim::TRUSTWORTHY_INSTANCE,
+                hardware: claim::GENUINE_HARDWARE,
+                ..TrustVector::default()
+            },
+            reasons: vec![],
+            policy_id: Some("p".into()),
+            quote_accepted: true,
+        };
+        let (_, v) = d.apply_appraisal(passed, Basis::Fresh, 2);
+        assert_eq!(v.status, Status::Contraindicated);
+        assert_eq!(v.trust.instance_identity, claim::UNTRUSTWORTHY_INSTANCE);
+        assert_eq!(v.trust.hardware, claim::GENUINE_HARDWARE);
+        assert_eq!(v.policy_id.as_deref(), Some("p"));
+        let held = d.held_appraisal(None);
+        assert_eq!(held.status, Status::Contraindicated);
+        assert_eq!(
+            held.reasons,
+            vec!["quarantined by operator:admin: tamper report".to_string()]
+        );
     }
 
     #[test]

@@ -149,6 +149,19 @@ pub struct PcrValue {
     pub value: Sha256Digest,
 }
 
+impl PcrValue {
+    /// PCR values in the form TPM layers return them: (index, sha256 value) pairs.
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (u8, [u8; 32])>) -> Vec<PcrValue> {
+        pairs
+            .into_iter()
+            .map(|(index, v)| PcrValue {
+                index,
+                value: Sha256Digest(v),
+            })
+            .collect()
+    }
+}
+
 /// Agent → verifier: the answer to a challenge.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

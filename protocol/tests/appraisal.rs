@@ -38,6 +38,15 @@ fn enrollment() -> Enrollment {
     Enrollment::from_request(&bytes, 0).unwrap()
 }
 
+/// The reference values `rv` as the device's own policy.
+fn policy(rv: &ReferenceValues) -> Policy<'_> {
+    Policy {
+        values: rv,
+        id: "p",
+        label: "device t1",
+    }
+}
+
 fn pcrs(name: &str) -> Vec<PcrValue> {
     String::from_utf8(vector(name))
         .unwrap()
@@ -77,16 +86,7 @@ fn real_quote_verifies_and_captured_policy_affirms() {
     let verified = appraisal::verify_evidence(&enrollment(), &reset_evidence(), None).unwrap();
     assert_eq!(verified.measurements.pcrs.len(), 9);
     let rv = verified.measurements.capture();
-    let a = appraisal::appraise(
-        &Ok(verified),
-        None,
-        Some(Policy {
-            values: &rv,
-            id: "p",
-            label: "device t1",
-        }),
-        "t1",
-    );
+    let a = appraisal::appraise(&Ok(verified), None, Some(policy(&rv)), "t1");
     assert_eq!(a.status, Status::Affirming, "{:?}", a.reasons);
     assert!(a.reasons.is_empty());
 }
@@ -172,16 +172,7 @@ fn changed_pcr_against_policy_names_it() {
     let verified = appraisal::verify_evidence(&enrollment(), &reset_evidence(), None).unwrap();
     let mut rv: ReferenceValues = verified.measurements.capture();
     rv.pcrs.insert(4, Sha256Digest([4; 32]));
-    let a = appraisal::appraise(
-        &Ok(verified),
-        None,
-        Some(Policy {
-            values: &rv,
-            id: "p",
-            label: "device t1",
-        }),
-        "t1",
-    );
+    let a = appraisal::appraise(&Ok(verified), None, Some(policy(&rv)), "t1");
     assert_eq!(a.status, Status::Contraindicated);
     assert!(
         a.reasons.iter().any(|r| r.starts_with("PCR 4 ")),

@@ -204,6 +204,18 @@ impl Verifier {
         self.ctl_json(&["device", id, "--json"])
     }
 
+    /// The reasons `vouchctl device ID --json` gives for a device's state.
+    pub fn reasons(&self, id: &str) -> Vec<String> {
+        self.device(id)["reasons"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|r| r.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub fn stats(&self) -> serde_json::Value {
         self.ctl_json(&["stats", "--json"])
     }

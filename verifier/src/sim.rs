@@ -29,7 +29,7 @@ use p256::ecdsa::signature::Signer as _;
 use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
 use p256::elliptic_curve::sec1::Coordinates;
 use sha2::{Digest as _, Sha256};
-use vouch_protocol::bytes::{Bytes, Sha256Digest};
+use vouch_protocol::bytes::Bytes;
 use vouch_protocol::digest::HashAlg;
 use vouch_protocol::firmware::FirmwareEntry;
 use vouch_protocol::ids::Nonce;
@@ -305,14 +305,7 @@ impl SimTpm {
             nonce: *nonce,
             attest: Bytes(quote.attest),
             signature: Bytes(quote.signature),
-            pcrs: quote
-                .pcrs
-                .into_iter()
-                .map(|(index, v)| PcrValue {
-                    index,
-                    value: Sha256Digest(v),
-                })
-                .collect(),
+            pcrs: PcrValue::from_pairs(quote.pcrs),
             firmware_pcr,
             firmware,
             eventlog: None,

@@ -21,7 +21,8 @@ use vouch_protocol::messages::EventLogHeld;
 use vouch_protocol::nonce::IssuedNonce;
 use vouch_protocol::policy::{Measurements, PolicyScope, ReferenceValues};
 use vouch_protocol::tpm::ClockInfo;
-use vouch_protocol::verdict::Status;
+use vouch_protocol::verdict::Verdict;
+use vouch_protocol::wire;
 use vouch_protocol::wire::{from_cbor_exact, to_cbor};
 
 const DEVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("devices");
@@ -49,12 +50,9 @@ pub struct DeviceRecord {
     pub measured_at: Option<u64>,
     /// Challenges issued and not yet answered, with their expiry (bounded per device).
     pub outstanding: Vec<(Nonce, u64)>,
-    /// The last signed verdict (COSE bytes), as published.
+    /// The last signed verdict (COSE bytes), as published; its status, expiry and policy are
+    /// read from it (see [`DeviceRecord::last_verdict`]), never kept beside it.
     pub last_verdict: Option<Bytes>,
-    pub verdict_status: Option<Status>,
-    /// `exp` of the last verdict: after it, relying parties must not rely on it.
-    pub verdict_exp: Option<u64>,
-    pub policy_id: Option<String>,
     /// Which boot's event log the store holds for this device, and how much of it (sent in
     /// challenges so the agent sends only what is new).
     pub eventlog_held: Option<EventLogHeld>,
@@ -79,15 +77,22 @@ impl DeviceRecord {
             measured_at: None,
             outstanding: Vec::new(),
             last_verdict: None,
-            verdict_status: None,
-            verdict_exp: None,
-            policy_id: None,
             eventlog_held: None,
         }
     }
 
     pub fn id(&self) -> &DeviceId {
         &self.enrollment.id
+    }
+
+    /// The last verdict, decoded. It is the verifier's own signed message, so the signature is
+    /// not checked again; a record whose bytes do not decode reads as having none.
+    pub fn last_verdict(&self) -> Option<Verdict> {
+        let bytes = self.last_verdict.as_ref()?;
+        wire::decode_detached(bytes.as_slice(), wire::DEFAULT_MAX_PAYLOAD)
+            .ok()?
+            .peek_unverified()
+            .ok()
     }
 }
 

@@ -225,6 +225,33 @@ pub fn image_load(file: &str) -> Vec<u8> {
     out
 }
 
+/// The platform firmware's part of a boot: CRTM version, a firmware volume, and the Secure Boot
+/// policy (SecureBoot, PK, KEK, db and a dbx of `dbx_entries` SHA-256 revocations).
+fn platform(log: &mut LogBuilder, secure_boot: bool, dbx_entries: usize) {
+    log.event(0, EV_S_CRTM_VERSION, &utf16z("1.0"));
+    let mut blob = 0x82_0000u64.to_le_bytes().to_vec();
+    blob.extend_from_slice(&0xe_0000u64.to_le_bytes());
+    log.event_measuring(0, EV_EFI_PLATFORM_FIRMWARE_BLOB, b"firmware volume", &blob);
+    let variables = [
+        (GLOBAL_VARIABLE, "SecureBoot", vec![u8::from(secure_boot)]),
+        (GLOBAL_VARIABLE, "PK", sha256_signature_list(1)),
+        (GLOBAL_VARIABLE, "KEK", sha256_signature_list(2)),
+        (IMAGE_SECURITY_DATABASE, "db", sha256_signature_list(3)),
+        (
+            IMAGE_SECURITY_DATABASE,
+            "dbx",
+            sha256_signature_list(dbx_entries),
+        ),
+    ];
+    for (vendor, name, data) in variables {
+        log.event(
+            7,
+            EV_EFI_VARIABLE_DRIVER_CONFIG,
+            &uefi_variable(vendor, name, &data),
+        );
+    }
+}
+
 /// What a synthesized terminal boot measures; [`TerminalBoot::log`] turns it into a log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TerminalBoot {
@@ -253,45 +280,7 @@ impl TerminalBoot {
     /// boot order, separators, the boot loader, its authority, the kernel command line.
     pub fn log(&self) -> LogBuilder {
         let mut log = LogBuilder::new(&[HashAlg::Sha256]);
-        log.event(0, EV_S_CRTM_VERSION, &utf16z("1.0"));
-        let mut blob = 0x82_0000u64.to_le_bytes().to_vec();
-        blob.extend_from_slice(&0xe_0000u64.to_le_bytes());
-        log.event_measuring(
-            0,
-            EV_EFI_PLATFORM_FIRMWARE_BLOB,
-            b"terminal firmware volume",
-            &blob,
-        );
-        let sb = u8::from(self.secure_boot);
-        log.event(
-            7,
-            EV_EFI_VARIABLE_DRIVER_CONFIG,
-            &uefi_variable(GLOBAL_VARIABLE, "SecureBoot", &[sb]),
-        );
-        log.event(
-            7,
-            EV_EFI_VARIABLE_DRIVER_CONFIG,
-            &uefi_variable(GLOBAL_VARIABLE, "PK", &sha256_signature_list(1)),
-        );
-        log.event(
-            7,
-            EV_EFI_VARIABLE_DRIVER_CONFIG,
-            &uefi_variable(GLOBAL_VARIABLE, "KEK", &sha256_signature_list(2)),
-        );
-        log.event(
-            7,
-            EV_EFI_VARIABLE_DRIVER_CONFIG,
-            &uefi_variable(IMAGE_SECURITY_DATABASE, "db", &sha256_signature_list(3)),
-        );
-        log.event(
-            7,
-            EV_EFI_VARIABLE_DRIVER_CONFIG,
-            &uefi_variable(
-                IMAGE_SECURITY_DATABASE,
-                "dbx",
-                &sha256_signature_list(self.dbx_entries),
-            ),
-        );
+        platform(&mut log, self.secure_boot, self.dbx_entries);
         log.event(
             1,
             EV_EFI_VARIABLE_BOOT,
@@ -327,35 +316,7 @@ impl TerminalBoot {
 /// A firmware boot sequence like OVMF + shim + GRUB produce, `ipl_events` GRUB commands long.
 pub fn typical_boot(banks: &[HashAlg], ipl_events: usize) -> LogBuilder {
     let mut log = LogBuilder::new(banks);
-    log.event(0, EV_S_CRTM_VERSION, &utf16z("1.0"));
-    let mut blob = 0x82_0000u64.to_le_bytes().to_vec();
-    blob.extend_from_slice(&0xe_0000u64.to_le_bytes());
-    log.event_measuring(0, EV_EFI_PLATFORM_FIRMWARE_BLOB, b"firmware volume", &blob);
-    log.event(
-        7,
-        EV_EFI_VARIABLE_DRIVER_CONFIG,
-        &uefi_variable(GLOBAL_VARIABLE, "SecureBoot", &[1]),
-    );
-    log.event(
-        7,
-        EV_EFI_VARIABLE_DRIVER_CONFIG,
-        &uefi_variable(GLOBAL_VARIABLE, "PK", &sha256_signature_list(1)),
-    );
-    log.event(
-        7,
-        EV_EFI_VARIABLE_DRIVER_CONFIG,
-        &uefi_variable(GLOBAL_VARIABLE, "KEK", &sha256_signature_list(2)),
-    );
-    log.event(
-        7,
-        EV_EFI_VARIABLE_DRIVER_CONFIG,
-        &uefi_variable(IMAGE_SECURITY_DATABASE, "db", &sha256_signature_list(3)),
-    );
-    log.event(
-        7,
-        EV_EFI_VARIABLE_DRIVER_CONFIG,
-        &uefi_variable(IMAGE_SECURITY_DATABASE, "dbx", &sha256_signature_list(371)),
-    );
+    platform(&mut log, true, 371);
     log.event(7, EV_SEPARATOR, &[0; 4]);
     log.event(
         1,

@@ -6,12 +6,14 @@ use anyhow::Result;
 use vouch_common::time::now_unix;
 use vouch_protocol::appraisal::{self, Appraisal};
 use vouch_protocol::bytes::Bytes;
-use vouch_protocol::device::{Actor, AuditAction, Basis, Effect, Transition, TransitionError};
+use vouch_protocol::device::{
+    Actor, AuditAction, Basis, DeviceStatus, Effect, Transition, TransitionError,
+};
 use vouch_protocol::enrollment::Enrollment;
 use vouch_protocol::ids::{DeviceId, Nonce};
 use vouch_protocol::messages::Cmd;
 use vouch_protocol::policy::{PolicyScope, ReferenceValues, policy_id};
-use vouch_protocol::verdict::{DeviceState, PROFILE, Status, Verdict, claim};
+use vouch_protocol::verdict::{PROFILE, Verdict};
 
 use super::{ApiError, Engine};
 use crate::api::{AuditPage, DevicePage, DeviceStateView, DeviceView, EnrolledView, PolicyView};
@@ -42,17 +44,13 @@ impl Engine {
         &self,
         w: &mut Writer,
         rec: &mut DeviceRecord,
-        mut a: Appraisal,
+        a: Appraisal,
         basis: Basis,
         nonce: Option<Nonce>,
         now: u64,
         out: &mut Vec<Outgoing>,
     ) -> Result<()> {
-        let (t, status, reasons) = rec.status.apply_appraisal(a.status, &a.reasons, basis, now);
-        if rec.status.state == DeviceState::Quarantined && a.status != Status::Contraindicated {
-            // The evidence passed but the device is held in quarantine: say so in the vector too.
-            a.trust.instance_identity = claim::UNTRUSTWORTHY_INSTANCE;
-        }
+        let (t, verdict) = rec.status.apply_appraisal(a, basis, now);
         // A verdict is worth no more than the quote behind it.
         let exp = match (basis, rec.measured_at) {
             (Basis::Stored { .. }, Some(m)) => {
@@ -60,7 +58,7 @@ impl Engine {
             }
             _ => now + self.cfg.verdict_ttl,
         };
-        self.publish_verdict(w, rec, status, a, reasons, nonce, now, exp, out)?;
+        self.publish_verdict(w, rec, verdict, nonce, now, exp, out)?;
         self.carry_out(w, rec, t, now, out)
     }
 
@@ -69,9 +67,7 @@ impl Engine {
         &self,
         w: &mut Writer,
         rec: &mut DeviceRecord,
-        status: Status,
         a: Appraisal,
-        reasons: Vec<String>,
         nonce: Option<Nonce>,
         now: u64,
         exp: u64,
@@ -82,21 +78,18 @@ impl Engine {
             iat: now,
             exp,
             verifier_id: self.cfg.verifier_id.clone(),
-            status,
+            status: a.status,
             trust: a.trust,
             policy_id: a.policy_id.clone(),
             device: rec.id().clone(),
             state: rec.status.state,
-            reasons,
+            reasons: a.reasons,
             nonce,
             seq: w.next_seq()?,
         };
         let msg = self.outgoing(rec.id(), &verdict, true);
         rec.status.last_verdict_at = Some(now);
         rec.last_verdict = Some(Bytes(msg.payload.clone()));
-        rec.verdict_status = Some(status);
-        rec.verdict_exp = Some(exp);
-        rec.policy_id = a.policy_id;
         out.push(msg);
         Ok(())
     }
@@ -259,56 +252,36 @@ impl Engine {
     }
 
     pub fn quarantine(&self, id: &str, reason: &str, actor: Actor) -> Result<DeviceView, ApiError> {
-        let id = parse_id(id)?;
-        let now = now_unix();
-        let mut w = self.store.write()?;
-        let mut rec = self.load(&w, &id)?;
-        let t = rec
-            .status
-            .quarantine(reason, actor, now)
-            .map_err(|e| transition_error(&id, e))?;
-        let mut out = Vec::new();
-        // A fresh verdict so relying parties see the quarantine at once.
-        let a = Appraisal {
-            status: Status::Contraindicated,
-            trust: vouch_protocol::verdict::TrustVector {
-                instance_identity: claim::UNTRUSTWORTHY_INSTANCE,
-                ..Default::default()
-            },
-            reasons: rec.status.reasons.clone(),
-            policy_id: rec.policy_id.clone(),
-            quote_accepted: false,
-        };
-        let reasons = rec.status.reasons.clone();
-        self.publish_verdict(
-            &mut w,
-            &mut rec,
-            Status::Contraindicated,
-            a,
-            reasons,
-            None,
-            now,
-            now + self.cfg.verdict_ttl,
-            &mut out,
-        )?;
-        // Evidence quoted before the quarantine must not count after it.
-        self.retire_challenges(&mut w, &mut rec)?;
-        self.carry_out(&mut w, &mut rec, t, now, &mut out)?;
-        self.commit(w, out)?;
-        Ok(super::views::device(&rec))
+        self.operator_action(id, |status, now| status.quarantine(reason, actor, now))
     }
 
     pub fn release(&self, id: &str, reason: &str, actor: Actor) -> Result<DeviceView, ApiError> {
+        self.operator_action(id, |status, now| status.release(reason, actor, now))
+    }
+
+    /// An operator action on one device: `act` moves its state machine. Every open challenge is
+    /// withdrawn, so evidence quoted before the action cannot count after it (a release is
+    /// satisfied only by a challenge it issues itself); a quarantine publishes its verdict at once.
+    fn operator_action(
+        &self,
+        id: &str,
+        act: impl FnOnce(&mut DeviceStatus, u64) -> Result<Transition, TransitionError>,
+    ) -> Result<DeviceView, ApiError> {
         let id = parse_id(id)?;
         let now = now_unix();
         let mut w = self.store.write()?;
         let mut rec = self.load(&w, &id)?;
-        let t = rec
-            .status
-            .release(reason, actor, now)
-            .map_err(|e| transition_error(&id, e))?;
+        let t = act(&mut rec.status, now).map_err(|e| transition_error(&id, e))?;
         let mut out = Vec::new();
-        // Only evidence answering a challenge issued after the release may satisfy it.
+        if t.changes
+            .iter()
+            .any(|c| c.action == AuditAction::Quarantined)
+        {
+            let policy = rec.last_verdict().and_then(|v| v.policy_id);
+            let held = rec.status.held_appraisal(policy);
+            let exp = now + self.cfg.verdict_ttl;
+            self.publish_verdict(&mut w, &mut rec, held, None, now, exp, &mut out)?;
+        }
         self.retire_challenges(&mut w, &mut rec)?;
         self.carry_out(&mut w, &mut rec, t, now, &mut out)?;
         self.commit(w, out)?;

@@ -6,18 +6,19 @@ use crate::api::{AuditView, DeviceView, QuarantineView};
 use crate::store::{AuditRecord, DeviceRecord};
 
 pub fn device(r: &DeviceRecord) -> DeviceView {
+    let verdict = r.last_verdict();
     DeviceView {
         id: r.id().to_string(),
         model: r.enrollment.model.clone(),
         state: r.status.state,
         reasons: r.status.reasons.clone(),
         last_verdict_at: r.status.last_verdict_at.map(rfc3339),
-        verdict_status: r.verdict_status,
-        verdict_expires_at: r.verdict_exp.map(rfc3339),
-        stale: r
-            .verdict_exp
-            .is_some_and(|e| e < vouch_common::time::now_unix()),
-        policy_id: r.policy_id.clone(),
+        verdict_status: verdict.as_ref().map(|v| v.status),
+        verdict_expires_at: verdict.as_ref().map(|v| rfc3339(v.exp)),
+        stale: verdict
+            .as_ref()
+            .is_some_and(|v| v.exp < vouch_common::time::now_unix()),
+        policy_id: verdict.and_then(|v| v.policy_id),
         quarantine: r.status.quarantine.as_ref().map(|q| QuarantineView {
             reason: q.reason.clone(),
             actor: q.actor.to_string(),

@@ -6,6 +6,7 @@
 
 use ed25519_dalek::SigningKey as DeviceKey;
 use vouch_protocol::appraisal::{self, Policy};
+use vouch_protocol::bytes::Sha256Digest;
 use vouch_protocol::enrollment::Enrollment;
 use vouch_protocol::ids::DeviceId;
 use vouch_protocol::tpm::{
