@@ -91,7 +91,11 @@ fn session(global: &Global, cfg: RunConfig, mode: Mode) -> Result<Ended> {
         cfg.verifier_key,
         view,
         mode == Mode::Daemon,
-    );
+    )
+    .with_answered(crate::freshness::load_answered(
+        &state,
+        vouch_common::time::now_unix(),
+    )?);
     let attester = Arc::new(Attester {
         tcti: global.tcti.clone(),
         state: state.clone(),

@@ -6,6 +6,7 @@ pub mod attester;
 pub mod commands;
 pub mod config;
 pub mod enroll;
+pub mod freshness;
 pub mod measure;
 pub mod session;
 pub mod state;

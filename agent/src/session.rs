@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use vouch_common::time::now_unix;
 use vouch_protocol::agent::{AgentAction, AgentCore};
 use vouch_protocol::ids::{Nonce, Topic};
 use vouch_protocol::messages::{Challenge, Evidence, Hello};
@@ -19,6 +20,7 @@ use vouch_protocol::wire::{self, Message};
 
 use crate::attester::Attester;
 use crate::config::RunConfig;
+use crate::freshness;
 use crate::state::StateDir;
 
 /// Daemon or one round.
@@ -95,7 +97,22 @@ impl Session {
         }
     }
 
+    /// The counter for the next hello or status, durable before it is returned; `None` (after
+    /// logging) when it cannot be persisted, and then nothing is sent.
+    fn counter(&self) -> Option<u64> {
+        match freshness::next_counter(&self.state, freshness::now_micros()) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "not asking for a challenge");
+                None
+            }
+        }
+    }
+
     fn hello(&mut self, client: &AsyncClient) {
+        let Some(counter) = self.counter() else {
+            return;
+        };
         let request = random_request_id();
         self.core.open_request(request);
         let reset_count = self
@@ -108,15 +125,19 @@ impl Session {
             model: self.attester.identity.model.clone(),
             reset_count,
             request,
+            counter,
         };
         self.publish(client, &hello);
         tracing::info!(device = %self.core.device(), "sent hello");
     }
 
     fn status(&mut self, client: &AsyncClient) {
+        let Some(counter) = self.counter() else {
+            return;
+        };
         let request = random_request_id();
         self.core.open_request(request);
-        let status = self.core.status(request);
+        let status = self.core.status(request, counter);
         self.publish(client, &status);
     }
 
@@ -124,8 +145,6 @@ impl Session {
     pub async fn run(mut self) -> Result<Ended> {
         let (client, mut eventloop) = AsyncClient::new(self.options(), 64);
         let (work_tx, mut work_rx) = mpsc::channel::<(Nonce, Result<Evidence>)>(4);
-        let mut busy = false;
-        let mut queued: Option<Challenge> = None;
         let mut answered: Option<Nonce> = None;
         let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
         let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
@@ -146,7 +165,6 @@ impl Session {
                 }
                 _ = tick.tick(), if self.mode == Mode::Daemon => self.status(&client),
                 Some((nonce, result)) = work_rx.recv() => {
-                    busy = false;
                     match result {
                         Ok(evidence) => {
                             self.publish(&client, &evidence);
@@ -156,8 +174,10 @@ impl Session {
                         Err(e) if self.mode == Mode::Once => return Err(e),
                         Err(e) => tracing::error!(error = %format!("{e:#}"), "attestation failed"),
                     }
-                    if let Some(c) = queued.take() {
-                        busy = self.start_attest(c, &work_tx);
+                    // The core holds at most one challenge that came in meanwhile.
+                    let next = self.core.attestation_finished(now_unix());
+                    if let Some(ended) = self.act(next, &client, &work_tx, answered) {
+                        return Ok(ended);
                     }
                 }
                 event = eventloop.poll() => match event {
@@ -172,32 +192,15 @@ impl Session {
                     // triggers cannot arrive before we listen for it.
                     Ok(Event::Incoming(Packet::SubAck(_))) => self.hello(&client),
                     Ok(Event::Incoming(Packet::Publish(p))) => {
-                        let actions = match self.core.on_message(&p.topic, &p.payload) {
+                        let actions = match self.core.on_message(&p.topic, &p.payload, now_unix()) {
                             Ok(a) => a,
                             Err(e) => {
                                 tracing::warn!(topic = %p.topic, error = %e, "refused message");
                                 continue;
                             }
                         };
-                        for action in actions {
-                            match action {
-                                AgentAction::Attest(c) if busy => queued = Some(c),
-                                AgentAction::Attest(c) => busy = self.start_attest(c, &work_tx),
-                                AgentAction::RequestChallenge => self.status(&client),
-                                AgentAction::ViewChanged => {
-                                    if let Err(e) = self.state.save_view(&self.cfg.verifier_key, self.core.view()) {
-                                        tracing::error!(error = %format!("{e:#}"), "could not save the verifier's view");
-                                    }
-                                }
-                                AgentAction::VerdictReceived(v) => {
-                                    tracing::info!(state = %v.state, status = %v.status, seq = v.seq, "verdict");
-                                    if self.mode == Mode::Once && v.nonce.is_some() && v.nonce == answered {
-                                        let _ = client.try_disconnect();
-                                        return Ok(Ended::Verdict(Box::new(v)));
-                                    }
-                                }
-                                AgentAction::Ignored(why) => tracing::debug!(why, "ignored message"),
-                            }
+                        if let Some(ended) = self.act(actions, &client, &work_tx, answered) {
+                            return Ok(ended);
                         }
                     }
                     Ok(_) => {}
@@ -215,15 +218,58 @@ impl Session {
         }
     }
 
-    /// Produces evidence for `c` on a blocking thread; the result comes back on `tx`.
-    fn start_attest(&self, c: Challenge, tx: &mpsc::Sender<(Nonce, Result<Evidence>)>) -> bool {
+    /// Carries out the core's actions; `Some` when the session is over (`attest --once` got
+    /// the verdict for `answered`, the nonce of the evidence it sent).
+    fn act(
+        &mut self,
+        actions: Vec<AgentAction>,
+        client: &AsyncClient,
+        work_tx: &mpsc::Sender<(Nonce, Result<Evidence>)>,
+        answered: Option<Nonce>,
+    ) -> Option<Ended> {
+        for action in actions {
+            match action {
+                AgentAction::AnsweredChanged => {
+                    // Not fatal: losing this write only means a replay of this challenge after a
+                    // restart costs one more quote, which the verifier then rejects.
+                    if let Err(e) =
+                        freshness::save_answered(&self.state, self.core.answered(), now_unix())
+                    {
+                        tracing::error!(error = %format!("{e:#}"), "could not save answered challenges");
+                    }
+                }
+                AgentAction::Attest(c) => self.start_attest(c, work_tx),
+                AgentAction::RequestChallenge => self.status(client),
+                AgentAction::ViewChanged => {
+                    if let Err(e) = self
+                        .state
+                        .save_view(&self.cfg.verifier_key, self.core.view())
+                    {
+                        tracing::error!(error = %format!("{e:#}"), "could not save the verifier's view");
+                    }
+                }
+                AgentAction::VerdictReceived(v) => {
+                    tracing::info!(state = %v.state, status = %v.status, seq = v.seq, "verdict");
+                    if self.mode == Mode::Once && v.nonce.is_some() && v.nonce == answered {
+                        let _ = client.try_disconnect();
+                        return Some(Ended::Verdict(Box::new(v)));
+                    }
+                }
+                AgentAction::Ignored(why) => tracing::debug!(why, "ignored message"),
+            }
+        }
+        None
+    }
+
+    /// Produces evidence for `c` on a blocking thread; the result comes back on `tx`, and the
+    /// caller then tells the core the attestation finished.
+    fn start_attest(&self, c: Challenge, tx: &mpsc::Sender<(Nonce, Result<Evidence>)>) {
         let attester = self.attester.clone();
         let tx = tx.clone();
         tokio::task::spawn_blocking(move || {
             let result = attester.evidence(&c);
             let _ = tx.blocking_send((c.nonce, result));
         });
-        true
     }
 
     async fn stop(&self, client: &AsyncClient, eventloop: &mut EventLoop) -> Result<Ended> {

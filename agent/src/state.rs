@@ -7,6 +7,8 @@
 //! | `identity.cbor` | device id, model, EK/AK public parts, AK blobs (TPM-wrapped), 0600 |
 //! | `firmware.cbor` | the firmware measurement list of the current TPM boot              |
 //! | `view.cbor`     | what the agent last heard from the verifier (verdict, quarantine)  |
+//! | `counter.cbor`  | last hello/status freshness counter (see `freshness`)              |
+//! | `answered.cbor` | challenge nonces answered and not yet expired (see `freshness`)    |
 //!
 //! Every write is atomic and fsynced (see `vouch_common::fs`).
 
@@ -86,7 +88,7 @@ impl StateDir {
         })
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.root.join(name)
     }
 
@@ -180,7 +182,7 @@ impl StateDir {
         Ok(())
     }
 
-    fn read_cbor<T: for<'de> Deserialize<'de>>(&self, name: &str) -> Result<Option<T>> {
+    pub(crate) fn read_cbor<T: for<'de> Deserialize<'de>>(&self, name: &str) -> Result<Option<T>> {
         let path = self.path(name);
         let Some(bytes) = fs::read_optional(&path, MAX_STATE_FILE)? else {
             return Ok(None);

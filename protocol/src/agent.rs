@@ -3,6 +3,13 @@
 //! view, ask for a challenge). Verdicts and commands share the verifier's one `seq` counter, and
 //! a verdict or command not newer than the newest of either that the agent holds is ignored, so
 //! an old quarantine command or verdict re-published by someone else cannot roll the agent back.
+//!
+//! Challenges are answered at most once and only while fresh: the core ignores a challenge that
+//! has expired by the clock the shell passes in, whose nonce it answered before (remembered
+//! across restarts through [`AnsweredNonces`], which the shell persists), or that answers no
+//! open request of this process. While one attestation runs, the core holds one pending
+//! challenge, which only a strictly newer valid challenge replaces: a flood of replayed,
+//! expired or foreign challenges cannot drop it.
 
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
@@ -10,13 +17,15 @@ use std::collections::VecDeque;
 use thiserror::Error;
 
 use crate::error::WireError;
-use crate::ids::{DeviceId, Kind, Nonce, Topic};
+use crate::ids::{DeviceId, Kind, Topic};
 use crate::messages::{Challenge, Cmd, CmdAction, Status};
+use crate::nonce::{AnsweredNonces, challenge_expired};
 use crate::verdict::{DeviceState, Verdict};
 use crate::wire;
 
-/// How many answered challenge nonces (and open request ids) the agent remembers.
-const MEMORY: usize = 16;
+/// How many open request ids (hello/status sent, no challenge back yet) the agent remembers. Only
+/// the agent itself opens requests, so nobody else can roll them.
+const OPEN_REQUESTS: usize = 16;
 
 /// What the agent last heard from the verifier; persisted in its state directory.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,7 +49,11 @@ impl AgentView {
 /// What the shell should do after a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentAction {
-    /// Quote over this challenge's nonce and publish evidence.
+    /// The answered-nonce memory changed: persist [`AgentCore::answered`] before acting on the
+    /// `Attest` that follows, so a crash after answering cannot answer the same challenge again.
+    AnsweredChanged,
+    /// Quote over this challenge's nonce and publish evidence, then call
+    /// [`AgentCore::attestation_finished`].
     Attest(Challenge),
     /// Publish `status`, which asks the verifier for a challenge.
     RequestChallenge,
@@ -70,12 +83,16 @@ pub struct AgentCore {
     verifier_key: VerifyingKey,
     max_payload: usize,
     view: AgentView,
-    answered: VecDeque<Nonce>,
+    answered: AnsweredNonces,
     /// Request ids of hello/status messages sent and not yet answered by a challenge.
     open_requests: VecDeque<u64>,
     /// Whether to answer challenges the verifier sends on its own (request 0): a daemon does,
     /// a one-shot `attest --once` does not.
     answer_unsolicited: bool,
+    /// Between an `Attest` action and [`AgentCore::attestation_finished`].
+    attesting: bool,
+    /// The newest valid challenge that arrived while attesting, answered next.
+    pending: Option<Challenge>,
 }
 
 impl AgentCore {
@@ -90,16 +107,30 @@ impl AgentCore {
             verifier_key,
             max_payload: wire::DEFAULT_MAX_PAYLOAD,
             view,
-            answered: VecDeque::new(),
+            answered: AnsweredNonces::default(),
             open_requests: VecDeque::new(),
             answer_unsolicited,
+            attesting: false,
+            pending: None,
         }
+    }
+
+    /// The core with the answered-nonce memory a previous process persisted.
+    pub fn with_answered(mut self, answered: AnsweredNonces) -> Self {
+        self.answered = answered;
+        self
+    }
+
+    /// The nonces answered and not yet expired, for the shell to persist (see
+    /// [`AgentAction::AnsweredChanged`]).
+    pub fn answered(&self) -> &AnsweredNonces {
+        &self.answered
     }
 
     /// Records a request id (random, non-zero, drawn by the shell) about to be sent in a hello or
     /// status, so the challenge answering it will be accepted.
     pub fn open_request(&mut self, id: u64) {
-        if self.open_requests.len() == MEMORY {
+        if self.open_requests.len() == OPEN_REQUESTS {
             self.open_requests.pop_front();
         }
         self.open_requests.push_back(id);
@@ -130,20 +161,23 @@ impl AgentCore {
             .collect()
     }
 
-    /// The periodic status message, carrying request id `request` (see [`Self::open_request`]).
-    pub fn status(&self, request: u64) -> Status {
+    /// The periodic status message, carrying request id `request` (see [`Self::open_request`])
+    /// and the freshness counter the shell drew and persisted for it.
+    pub fn status(&self, request: u64, counter: u64) -> Status {
         Status {
             quarantined: self.view.quarantined.is_some(),
             last_verdict_seq: self.view.last_verdict.as_ref().map(|v| v.seq),
             request,
+            counter,
         }
     }
 
-    /// Handles one message received on `topic`.
+    /// Handles one message received on `topic` at `now` (Unix seconds, the terminal's clock).
     pub fn on_message(
         &mut self,
         topic: &str,
         payload: &[u8],
+        now: u64,
     ) -> Result<Vec<AgentAction>, AgentReject> {
         let bad_topic = || AgentReject::Topic {
             topic: crate::ids::truncate_for_display(topic),
@@ -154,7 +188,7 @@ impl AgentCore {
         }
         let msg = wire::decode(&t, payload, self.max_payload)?.verify(&self.verifier_key)?;
         Ok(match t.kind {
-            Kind::Challenge => self.on_challenge(msg.open()?),
+            Kind::Challenge => self.on_challenge(msg.open()?, now),
             Kind::Verdict => self.on_verdict(msg.open()?)?,
             Kind::Cmd => self.on_cmd(msg.open()?),
             // Sender::Verifier above leaves only these three kinds.
@@ -162,28 +196,74 @@ impl AgentCore {
         })
     }
 
-    fn on_challenge(&mut self, c: Challenge) -> Vec<AgentAction> {
+    /// A verifier-signed challenge. Signature-valid is not enough: a copy of an old one is
+    /// refused by its nonce (answered) or its expiry, one for another process by its request.
+    fn on_challenge(&mut self, c: Challenge, now: u64) -> Vec<AgentAction> {
         if self.answered.contains(&c.nonce) {
             return vec![AgentAction::Ignored("challenge already answered")];
         }
-        if c.request == 0 {
+        if challenge_expired(c.expires_at, now) {
+            return vec![AgentAction::Ignored("challenge expired")];
+        }
+        if self.pending.as_ref().is_some_and(|p| p.nonce == c.nonce) {
+            return vec![AgentAction::Ignored("challenge already pending")];
+        }
+        let open = if c.request == 0 {
             if !self.answer_unsolicited {
                 return vec![AgentAction::Ignored(
                     "unsolicited challenge; only the daemon answers",
                 )];
             }
+            None
         } else if let Some(pos) = self.open_requests.iter().position(|r| *r == c.request) {
-            self.open_requests.remove(pos);
+            Some(pos)
         } else {
             return vec![AgentAction::Ignored(
-                "challenge answers another process's request",
+                "challenge answers no open request of this process",
+            )];
+        };
+        if self.attesting
+            && let Some(p) = &self.pending
+            && !challenge_expired(p.expires_at, now)
+            && p.issued_at >= c.issued_at
+        {
+            return vec![AgentAction::Ignored(
+                "a challenge at least as new is already pending",
             )];
         }
-        if self.answered.len() == MEMORY {
-            self.answered.pop_front();
+        if let Some(pos) = open {
+            self.open_requests.remove(pos);
         }
-        self.answered.push_back(c.nonce);
-        vec![AgentAction::Attest(c)]
+        if self.attesting {
+            // Answered when the current attestation finishes.
+            self.pending = Some(c);
+            return Vec::new();
+        }
+        self.start(c, now)
+    }
+
+    fn start(&mut self, c: Challenge, now: u64) -> Vec<AgentAction> {
+        self.answered.insert(c.nonce, c.expires_at, now);
+        self.attesting = true;
+        vec![AgentAction::AnsweredChanged, AgentAction::Attest(c)]
+    }
+
+    /// The shell finished (or failed) the attestation of the last `Attest`; returns the actions
+    /// for the pending challenge, if one is still fresh.
+    pub fn attestation_finished(&mut self, now: u64) -> Vec<AgentAction> {
+        self.attesting = false;
+        match self.pending.take() {
+            Some(c) if challenge_expired(c.expires_at, now) => {
+                vec![AgentAction::Ignored(
+                    "pending challenge expired while waiting",
+                )]
+            }
+            Some(c) if self.answered.contains(&c.nonce) => {
+                vec![AgentAction::Ignored("pending challenge already answered")]
+            }
+            Some(c) => self.start(c, now),
+            None => Vec::new(),
+        }
     }
 
     fn on_verdict(&mut self, v: Verdict) -> Result<Vec<AgentAction>, AgentReject> {
@@ -228,8 +308,14 @@ impl AgentCore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::Nonce;
     use crate::verdict::{PROFILE, Status as EarStatus, TrustVector};
+    use crate::wire::{from_cbor_exact, to_cbor};
     use ed25519_dalek::SigningKey;
+
+    /// The terminal's clock in these tests: inside the lifetime of [`challenge`]'s challenges.
+    const NOW: u64 = 10;
+    const TOPIC: &str = "vouch/v1/t1/challenge";
 
     fn vkey() -> SigningKey {
         SigningKey::from_bytes(&[42; 32])
@@ -273,13 +359,30 @@ mod tests {
     }
 
     fn challenge(nonce: u8, request: u64) -> Challenge {
+        issued(nonce, request, 1)
+    }
+
+    /// A challenge issued at `at`, living the default 60 s.
+    fn issued(nonce: u8, request: u64, at: u64) -> Challenge {
         Challenge {
             nonce: Nonce::from_bytes([nonce; 32]),
-            issued_at: 1,
-            expires_at: 61,
+            issued_at: at,
+            expires_at: at + 60,
             request,
             eventlog_held: None,
         }
+    }
+
+    fn sealed(c: &Challenge) -> Vec<u8> {
+        wire::seal(&dev(), c, &vkey())
+    }
+
+    /// The challenge the actions say to attest, if any.
+    fn attested(actions: &[AgentAction]) -> Option<&Challenge> {
+        actions.iter().find_map(|a| match a {
+            AgentAction::Attest(c) => Some(c),
+            _ => None,
+        })
     }
 
     #[test]
@@ -292,19 +395,13 @@ mod tests {
         let unsolicited = wire::seal(&dev(), &challenge(2, 0), &vkey());
         let t = "vouch/v1/t1/challenge";
         assert!(matches!(
-            daemon.on_message(t, &for_once).unwrap()[0],
+            daemon.on_message(t, &for_once, NOW).unwrap()[0],
             AgentAction::Ignored(_)
         ));
+        assert!(attested(&once.on_message(t, &for_once, NOW).unwrap()).is_some());
+        assert!(attested(&daemon.on_message(t, &unsolicited, NOW).unwrap()).is_some());
         assert!(matches!(
-            once.on_message(t, &for_once).unwrap()[0],
-            AgentAction::Attest(_)
-        ));
-        assert!(matches!(
-            daemon.on_message(t, &unsolicited).unwrap()[0],
-            AgentAction::Attest(_)
-        ));
-        assert!(matches!(
-            once.on_message(t, &unsolicited).unwrap()[0],
+            once.on_message(t, &unsolicited, NOW).unwrap()[0],
             AgentAction::Ignored(_)
         ));
     }
@@ -314,9 +411,13 @@ mod tests {
         let mut c = core();
         let ch = challenge(1, 0);
         let bytes = wire::seal(&dev(), &ch, &vkey());
-        let a = c.on_message("vouch/v1/t1/challenge", &bytes).unwrap();
-        assert_eq!(a, vec![AgentAction::Attest(ch)]);
-        let a = c.on_message("vouch/v1/t1/challenge", &bytes).unwrap();
+        let a = c.on_message("vouch/v1/t1/challenge", &bytes, NOW).unwrap();
+        assert_eq!(
+            a,
+            vec![AgentAction::AnsweredChanged, AgentAction::Attest(ch)],
+            "the answer is persisted before the attestation starts"
+        );
+        let a = c.on_message("vouch/v1/t1/challenge", &bytes, NOW).unwrap();
         assert!(matches!(a[0], AgentAction::Ignored(_)));
     }
 
@@ -333,7 +434,7 @@ mod tests {
             &SigningKey::from_bytes(&[7; 32]),
         );
         assert!(matches!(
-            c.on_message("vouch/v1/t1/cmd", &forged),
+            c.on_message("vouch/v1/t1/cmd", &forged, NOW),
             Err(AgentReject::Wire(WireError::BadSignature))
         ));
         assert_eq!(c.view().last_cmd_seq, 0);
@@ -343,8 +444,8 @@ mod tests {
     fn other_devices_and_agent_topics_are_refused() {
         let mut c = core();
         let bytes = cmd(1, CmdAction::Attest);
-        assert!(c.on_message("vouch/v1/t2/cmd", &bytes).is_err());
-        assert!(c.on_message("vouch/v1/t1/evidence", &bytes).is_err());
+        assert!(c.on_message("vouch/v1/t2/cmd", &bytes, NOW).is_err());
+        assert!(c.on_message("vouch/v1/t1/evidence", &bytes, NOW).is_err());
     }
 
     #[test]
@@ -353,6 +454,7 @@ mod tests {
         c.on_message(
             "vouch/v1/t1/cmd",
             &cmd(5, CmdAction::Quarantine { reason: "x".into() }),
+            NOW,
         )
         .unwrap();
         assert_eq!(c.view().state(), Some(DeviceState::Quarantined));
@@ -360,6 +462,7 @@ mod tests {
             .on_message(
                 "vouch/v1/t1/cmd",
                 &cmd(4, CmdAction::Release { reason: "y".into() }),
+                NOW,
             )
             .unwrap();
         assert!(matches!(a[0], AgentAction::Ignored(_)));
@@ -369,14 +472,14 @@ mod tests {
     fn an_old_quarantine_command_cannot_undo_a_newer_verdict() {
         let mut c = core();
         let v = wire::seal(&dev(), &verdict(12, DeviceState::Trusted), &vkey());
-        c.on_message("vouch/v1/t1/verdict", &v).unwrap();
+        c.on_message("vouch/v1/t1/verdict", &v, NOW).unwrap();
         let old = cmd(
             11,
             CmdAction::Quarantine {
                 reason: "old".into(),
             },
         );
-        let a = c.on_message("vouch/v1/t1/cmd", &old).unwrap();
+        let a = c.on_message("vouch/v1/t1/cmd", &old, NOW).unwrap();
         assert!(matches!(a[0], AgentAction::Ignored(_)));
         assert_eq!(c.view().state(), Some(DeviceState::Trusted));
     }
@@ -385,15 +488,113 @@ mod tests {
     fn verdicts_set_state_and_old_ones_are_ignored() {
         let mut c = core();
         let v = wire::seal(&dev(), &verdict(10, DeviceState::Quarantined), &vkey());
-        c.on_message("vouch/v1/t1/verdict", &v).unwrap();
+        c.on_message("vouch/v1/t1/verdict", &v, NOW).unwrap();
         assert_eq!(c.view().state(), Some(DeviceState::Quarantined));
         let v = wire::seal(&dev(), &verdict(11, DeviceState::Trusted), &vkey());
-        c.on_message("vouch/v1/t1/verdict", &v).unwrap();
+        c.on_message("vouch/v1/t1/verdict", &v, NOW).unwrap();
         assert_eq!(c.view().state(), Some(DeviceState::Trusted));
         let old = wire::seal(&dev(), &verdict(3, DeviceState::Quarantined), &vkey());
-        let a = c.on_message("vouch/v1/t1/verdict", &old).unwrap();
+        let a = c.on_message("vouch/v1/t1/verdict", &old, NOW).unwrap();
         assert!(matches!(a[0], AgentAction::Ignored(_)));
         assert_eq!(c.view().state(), Some(DeviceState::Trusted));
-        assert_eq!(c.status(1).last_verdict_seq, Some(11));
+        assert_eq!(c.status(1, 2).last_verdict_seq, Some(11));
+    }
+
+    #[test]
+    fn agent_ignores_expired_challenges() {
+        let mut c = core();
+        let old = issued(1, 0, 1_000);
+        let past = old.expires_at + crate::nonce::CLOCK_SKEW_SECS + 1;
+        let a = c.on_message(TOPIC, &sealed(&old), past).unwrap();
+        assert_eq!(a, vec![AgentAction::Ignored("challenge expired")]);
+        // The same challenge inside its lifetime is answered: only the clock made the difference.
+        let a = c.on_message(TOPIC, &sealed(&old), old.expires_at).unwrap();
+        assert_eq!(attested(&a), Some(&old));
+    }
+
+    #[test]
+    fn agent_remembers_answered_nonces_across_restarts() {
+        let ch = issued(3, 0, 1_000);
+        let bytes = sealed(&ch);
+        let mut before = core();
+        assert!(attested(&before.on_message(TOPIC, &bytes, 1_010).unwrap()).is_some());
+        // What the shell writes to the state directory, and reads back after a restart.
+        let persisted = to_cbor(before.answered());
+        let mut after = core().with_answered(from_cbor_exact(&persisted).unwrap());
+        let a = after.on_message(TOPIC, &bytes, 1_020).unwrap();
+        assert_eq!(a, vec![AgentAction::Ignored("challenge already answered")]);
+        // Without the memory, the replay would have been answered.
+        assert!(attested(&core().on_message(TOPIC, &bytes, 1_020).unwrap()).is_some());
+    }
+
+    #[test]
+    fn challenge_flood_does_not_drop_the_genuine_pending_challenge() {
+        let mut c = core();
+        c.open_request(5);
+        // An unsolicited challenge starts an attestation; the genuine answer to request 5
+        // arrives while it runs and is held.
+        let first = issued(1, 0, 100);
+        assert!(attested(&c.on_message(TOPIC, &sealed(&first), 101).unwrap()).is_some());
+        let genuine = issued(2, 5, 110);
+        assert_eq!(c.on_message(TOPIC, &sealed(&genuine), 111).unwrap(), vec![]);
+        // The flood: signature-valid copies of what the verifier once sent, all refused.
+        let flood = [
+            sealed(&first),              // answered already
+            sealed(&genuine),            // already pending
+            sealed(&issued(3, 0, 10)),   // expired long ago
+            sealed(&issued(4, 77, 112)), // another process's request
+            sealed(&issued(5, 5, 112)),  // request 5 is answered by the pending one
+            sealed(&issued(6, 0, 105)),  // fresh but older than the pending one
+        ];
+        for _ in 0..100 {
+            for m in &flood {
+                let a = c.on_message(TOPIC, m, 112).unwrap();
+                assert!(matches!(a[..], [AgentAction::Ignored(_)]), "{a:?}");
+            }
+        }
+        let next = c.attestation_finished(113);
+        assert_eq!(attested(&next), Some(&genuine));
+        assert_eq!(next[0], AgentAction::AnsweredChanged);
+        assert_eq!(c.attestation_finished(114), vec![]);
+    }
+
+    #[test]
+    fn a_newer_valid_challenge_replaces_the_pending_one() {
+        let mut c = core();
+        assert!(
+            attested(
+                &c.on_message(TOPIC, &sealed(&issued(1, 0, 100)), 100)
+                    .unwrap()
+            )
+            .is_some()
+        );
+        let older = issued(2, 0, 101);
+        let newer = issued(3, 0, 102);
+        assert_eq!(c.on_message(TOPIC, &sealed(&older), 102).unwrap(), vec![]);
+        assert_eq!(c.on_message(TOPIC, &sealed(&newer), 102).unwrap(), vec![]);
+        assert_eq!(attested(&c.attestation_finished(103)), Some(&newer));
+    }
+
+    #[test]
+    fn a_pending_challenge_that_expired_while_waiting_is_dropped() {
+        let mut c = core();
+        assert!(
+            attested(
+                &c.on_message(TOPIC, &sealed(&issued(1, 0, 100)), 100)
+                    .unwrap()
+            )
+            .is_some()
+        );
+        let waiting = issued(2, 0, 101);
+        assert_eq!(c.on_message(TOPIC, &sealed(&waiting), 101).unwrap(), vec![]);
+        let late = waiting.expires_at + crate::nonce::CLOCK_SKEW_SECS + 1;
+        let a = c.attestation_finished(late);
+        assert!(matches!(a[..], [AgentAction::Ignored(_)]), "{a:?}");
+        // Nothing runs now, so the next valid challenge starts at once.
+        let fresh = issued(3, 0, late);
+        assert_eq!(
+            attested(&c.on_message(TOPIC, &sealed(&fresh), late).unwrap()),
+            Some(&fresh)
+        );
     }
 }

@@ -22,6 +22,11 @@ pub struct Hello {
     /// Random id the verifier echoes in the challenge it sends back, so that only the agent
     /// process that asked answers it (a daemon and an `attest --once` may share a device).
     pub request: u64,
+    /// The device's freshness counter: strictly greater than that of every hello or status
+    /// the device sent before (see [`crate::nonce::next_counter`]). The verifier ignores a
+    /// hello or status whose counter is not greater than the highest it accepted, so a copy
+    /// costs it no challenge and no rate limit.
+    pub counter: u64,
 }
 
 impl Message for Hello {
@@ -37,6 +42,8 @@ pub struct Status {
     pub last_verdict_seq: Option<u64>,
     /// As in [`Hello::request`].
     pub request: u64,
+    /// As in [`Hello::counter`]; hello and status share the one counter.
+    pub counter: u64,
 }
 
 impl Message for Status {
@@ -324,14 +331,46 @@ mod tests {
             quarantined: bool,
             last_verdict_seq: Option<u64>,
             request: u64,
+            counter: u64,
             smuggled: u8,
         }
         let bytes = to_cbor(&Extra {
             quarantined: false,
             last_verdict_seq: None,
             request: 1,
+            counter: 1,
             smuggled: 1,
         });
         assert!(from_cbor_exact::<Status>(&bytes).is_err());
+    }
+
+    #[test]
+    fn hello_and_status_without_a_counter_are_refused() {
+        #[derive(Serialize)]
+        struct OldStatus {
+            quarantined: bool,
+            last_verdict_seq: Option<u64>,
+            request: u64,
+        }
+        let bytes = to_cbor(&OldStatus {
+            quarantined: false,
+            last_verdict_seq: None,
+            request: 1,
+        });
+        assert!(from_cbor_exact::<Status>(&bytes).is_err());
+        #[derive(Serialize)]
+        struct OldHello {
+            agent_version: String,
+            model: String,
+            reset_count: u32,
+            request: u64,
+        }
+        let bytes = to_cbor(&OldHello {
+            agent_version: "0.1.0".into(),
+            model: "T".into(),
+            reset_count: 0,
+            request: 1,
+        });
+        assert!(from_cbor_exact::<Hello>(&bytes).is_err());
     }
 }

@@ -280,6 +280,7 @@ mod tests {
             model: "T-100".into(),
             reset_count: 3,
             request: 9,
+            counter: 1,
         }
     }
 

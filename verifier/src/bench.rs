@@ -208,6 +208,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                     model: "T-100".into(),
                     reset_count: 0,
                     request: 7,
+                    counter: round,
                 };
                 Inbound {
                     topic: Topic::new(t.id.clone(), Kind::Hello).to_string(),

@@ -56,6 +56,10 @@ pub struct DeviceRecord {
     /// Which boot's event log the store holds for this device, and how much of it (sent in
     /// challenges so the agent sends only what is new).
     pub eventlog_held: Option<EventLogHeld>,
+    /// Highest hello/status `counter` accepted from the device (0 before any): a hello or status
+    /// not above it is a replay. Records written before the field existed decode as 0.
+    #[serde(default)]
+    pub last_counter: u64,
 }
 
 /// A device's accepted firmware event log (kept apart from the device record, which stays
@@ -78,6 +82,7 @@ impl DeviceRecord {
             outstanding: Vec::new(),
             last_verdict: None,
             eventlog_held: None,
+            last_counter: 0,
         }
     }
 

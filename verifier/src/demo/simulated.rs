@@ -109,6 +109,16 @@ impl Device {
     }
 }
 
+/// The next freshness counter of a simulated terminal (kept in memory: it starts from the wall
+/// clock, so a restarted demo's terminals are still above what the verifier recorded).
+fn next_counter(last: &mut u64) -> u64 {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    *last = vouch_protocol::nonce::next_counter(*last, micros);
+    *last
+}
+
 fn request_id() -> u64 {
     vouch_common::keys::random_bytes::<8>()
         .map(|b| u64::from_le_bytes(*b))
@@ -205,7 +215,8 @@ async fn session(
     let (client, mut eventloop) = AsyncClient::new(opts, 64);
     let mut core = AgentCore::new(device.id.clone(), verifier_key, AgentView::default(), true);
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-    let hello = |core: &mut AgentCore, device: &Device| {
+    let mut counter = 0;
+    let hello = |core: &mut AgentCore, device: &Device, counter: &mut u64| {
         let request = request_id();
         core.open_request(request);
         device.publish(
@@ -215,6 +226,7 @@ async fn session(
                 model: MODEL.into(),
                 reset_count: device.tpm.clock_info().reset_count,
                 request,
+                counter: next_counter(counter),
             },
         );
     };
@@ -225,36 +237,46 @@ async fn session(
                     if let Err(e) = device.boot(&b) {
                         tracing::error!(error = %e, "simulated reboot failed");
                     }
-                    hello(&mut core, &device);
+                    hello(&mut core, &device, &mut counter);
                 }
                 Some(Control::Stop) | None => break,
             },
             _ = tick.tick() => {
                 let request = request_id();
                 core.open_request(request);
-                device.publish(&client, &core.status(request));
+                device.publish(&client, &core.status(request, next_counter(&mut counter)));
             }
             event = eventloop.poll() => match event {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     let subs = core.subscriptions().into_iter().map(|t| rumqttc::SubscribeFilter::new(t, QoS::AtLeastOnce));
                     let _ = client.try_subscribe_many(subs);
                 }
-                Ok(Event::Incoming(Packet::SubAck(_))) => hello(&mut core, &device),
+                Ok(Event::Incoming(Packet::SubAck(_))) => hello(&mut core, &device, &mut counter),
                 Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let Ok(actions) = core.on_message(&p.topic, &p.payload) else { continue };
-                    for a in actions {
-                        match a {
-                            AgentAction::Attest(c) => match device.evidence(&c) {
-                                Ok(ev) => device.publish(&client, &ev),
-                                Err(e) => tracing::error!(error = %e, "simulated evidence failed"),
-                            },
-                            AgentAction::RequestChallenge => {
-                                let request = request_id();
-                                core.open_request(request);
-                                device.publish(&client, &core.status(request));
+                    let now = vouch_common::time::now_unix();
+                    let Ok(mut actions) = core.on_message(&p.topic, &p.payload, now) else { continue };
+                    // Evidence is produced inline, so each attestation finishes before the next
+                    // action; a challenge the core held meanwhile comes back from it.
+                    while !actions.is_empty() {
+                        let mut next = Vec::new();
+                        for a in actions {
+                            match a {
+                                AgentAction::Attest(c) => {
+                                    match device.evidence(&c) {
+                                        Ok(ev) => device.publish(&client, &ev),
+                                        Err(e) => tracing::error!(error = %e, "simulated evidence failed"),
+                                    }
+                                    next.extend(core.attestation_finished(now));
+                                }
+                                AgentAction::RequestChallenge => {
+                                    let request = request_id();
+                                    core.open_request(request);
+                                    device.publish(&client, &core.status(request, next_counter(&mut counter)));
+                                }
+                                _ => {}
                             }
-                            _ => {}
                         }
+                        actions = next;
                     }
                 }
                 Ok(_) => {}

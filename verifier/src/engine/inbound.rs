@@ -1,6 +1,11 @@
 //! MQTT messages through the engine: `prepare` on worker threads, `apply` in batches on the
 //! applier thread. A message failing any envelope or freshness check is rejected (counted and
 //! logged, no state change); evidence failing a later check becomes a contraindicated verdict.
+//!
+//! A hello or status costs the verifier a challenge, so it must be fresh before it may cost
+//! anything: its counter must exceed the device's highest accepted one, checked before the rate
+//! limiter (a replay spends no budget, issues nothing, retires no open nonce). Only the device's
+//! own key can sign a fresh counter, so only the terminal itself can spend its rate limit.
 
 use anyhow::Result;
 use vouch_common::time::now_unix;
@@ -9,7 +14,7 @@ use vouch_protocol::device::Basis;
 use vouch_protocol::error::{IdError, WireError};
 use vouch_protocol::ids::{DeviceId, Kind, Nonce, Sender, Topic};
 use vouch_protocol::messages::{Challenge, EventLogHeld, Evidence, Hello, ReassembleError, Status};
-use vouch_protocol::nonce::{self, IssuedNonce, NonceRejection};
+use vouch_protocol::nonce::{self, IssuedNonce, NonceRejection, StaleCounter};
 use vouch_protocol::policy::{PolicyScope, ReferenceValues, policy_id};
 use vouch_protocol::wire;
 
@@ -30,6 +35,8 @@ pub enum Rejection {
     NotEnrolled(DeviceId),
     #[error(transparent)]
     Nonce(#[from] NonceRejection),
+    #[error(transparent)]
+    Counter(#[from] StaleCounter),
     #[error("device {0} asked for too many challenges this minute")]
     RateLimited(DeviceId),
     #[error("event log: {0}")]
@@ -54,6 +61,7 @@ impl Rejection {
             Rejection::Wire(w) => w.label(),
             Rejection::NotEnrolled(_) => "not_enrolled",
             Rejection::Nonce(n) => n.label(),
+            Rejection::Counter(c) => c.label(),
             Rejection::RateLimited(_) => "rate_limited",
             Rejection::EventLog(_) => "eventlog_malformed",
             Rejection::EventLogGap { .. } => "eventlog_gap",
@@ -92,11 +100,13 @@ impl Governing {
 /// A message that passed the worker stage, waiting for the applier.
 #[derive(Debug)]
 pub enum Job {
-    /// A hello or status (`kind`): issue a challenge carrying `request`.
+    /// A hello or status (`kind`): issue a challenge carrying `request`. `counter` is the
+    /// message's freshness counter; `None` for a challenge the verifier asks for itself.
     Challenge {
         device: DeviceId,
         kind: Kind,
         request: u64,
+        counter: Option<u64>,
     },
     /// Evidence whose stateless checks ran; `outcome` says how they went.
     Evidence {
@@ -126,6 +136,7 @@ impl Engine {
                         device: t.device,
                         kind: t.kind,
                         request: 0,
+                        counter: None,
                     }),
                     _ => None,
                 }
@@ -152,22 +163,28 @@ impl Engine {
         let device = topic.device;
         let kind = topic.kind;
         match kind {
+            // The counter pre-check refuses most replays on the worker; `apply` re-checks it
+            // authoritatively in its write transaction (the snapshot may be behind).
             Kind::Hello => {
                 let h: Hello = verified.open()?;
+                nonce::check_counter(kind, rec.last_counter, h.counter)?;
                 self.stats.accept("hello");
                 Ok(Job::Challenge {
                     device,
                     kind,
                     request: h.request,
+                    counter: Some(h.counter),
                 })
             }
             Kind::Status => {
                 let s: Status = verified.open()?;
+                nonce::check_counter(kind, rec.last_counter, s.counter)?;
                 self.stats.accept("status");
                 Ok(Job::Challenge {
                     device,
                     kind,
                     request: s.request,
+                    counter: Some(s.counter),
                 })
             }
             Kind::Evidence => {
@@ -251,8 +268,10 @@ impl Engine {
                     device,
                     kind,
                     request,
+                    counter,
                 } => {
-                    let outcome = self.apply_challenge(&mut w, &device, request, now, &mut out)?;
+                    let outcome = self
+                        .apply_challenge(&mut w, &device, kind, request, counter, now, &mut out)?;
                     (Topic::new(device, kind).to_string(), outcome)
                 }
                 Job::Evidence {
@@ -324,23 +343,39 @@ impl Engine {
     }
 
     /// Outer error: a store failure after writing began. Inner error: a rejection (nothing
-    /// written).
+    /// written, except that a fresh but rate-limited message still records its counter).
+    ///
+    /// Order matters: the counter check comes before the rate limiter, so a replay spends no
+    /// budget; a fresh counter is recorded even when the rate limit refuses the message, so no
+    /// message of the device's can be replayed into a later minute's budget.
+    #[allow(clippy::too_many_arguments)]
     fn apply_challenge(
         &self,
         w: &mut Writer,
         device: &DeviceId,
+        kind: Kind,
         request: u64,
+        counter: Option<u64>,
         now: u64,
         out: &mut Vec<Outgoing>,
     ) -> Result<Result<(), Rejection>> {
-        if !self.allow_challenge(device, now) {
-            return Ok(Err(Rejection::RateLimited(device.clone())));
-        }
         let mut rec = match w.device(device) {
             Ok(Some(rec)) => rec,
             Ok(None) => return Ok(Err(Rejection::NotEnrolled(device.clone()))),
             Err(e) => return Ok(Err(Rejection::Internal(e))),
         };
+        if let Some(counter) = counter {
+            if let Err(stale) = nonce::check_counter(kind, rec.last_counter, counter) {
+                return Ok(Err(stale.into()));
+            }
+            rec.last_counter = counter;
+        }
+        if !self.allow_challenge(device, now) {
+            if counter.is_some() {
+                w.put_device(&rec)?;
+            }
+            return Ok(Err(Rejection::RateLimited(device.clone())));
+        }
         self.issue_challenge(w, &mut rec, request, now, out)?;
         w.put_device(&rec)?;
         Ok(Ok(()))
