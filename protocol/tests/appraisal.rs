@@ -265,7 +265,11 @@ fn garbage_attest_is_a_defect_even_with_a_delta() {
     let held = header_only_log();
     let mut ev = with_log(held.len() as u64, b"");
     ev.attest = Bytes(b"not a TPMS_ATTEST".to_vec());
-    let d = defect(log_part::assemble(&ev, Some((reset_boot(), &held)), 1 << 20));
+    let d = defect(log_part::assemble(
+        &ev,
+        Some((reset_boot(), &held)),
+        1 << 20,
+    ));
     assert_eq!(d.code(), "attest_malformed");
     // The verdict names the structure, after the quote's own parse says the same.
     let f = appraisal::verify_evidence_with_log(&enrollment(), &ev, &SentLog::Defective(d))
@@ -320,7 +324,10 @@ fn a_whole_log_that_does_not_extend_the_held_one_changed_within_the_boot() {
             held: held.len() as u64
         }
     );
-    assert!(d.to_string().starts_with("log changed within a boot"), "{d}");
+    assert!(
+        d.to_string().starts_with("log changed within a boot"),
+        "{d}"
+    );
     // The same log whole, or the held log of another boot: accepted for parsing.
     assert!(matches!(
         log_part::assemble(&with_log(0, &held), Some((boot, &held)), 1 << 20),

@@ -143,7 +143,11 @@ fn omitted_ipl_event_does_not_pass_a_policy_pinning_boot_events() {
 fn relabelled_ipl_event_does_not_escape_its_class() {
     let rv = boot_events_policy();
     let evil = shell_boot();
-    for relabel in [EventType::POST_CODE, EventType::SEPARATOR, EventType::EFI_ACTION] {
+    for relabel in [
+        EventType::POST_CODE,
+        EventType::SEPARATOR,
+        EventType::EFI_ACTION,
+    ] {
         let written = doctor_pcr8_ipl(&evil.bytes(), Some(relabel));
         let (status, reasons) = appraise(&measurements(&written, quoted(&evil, &[])), &rv);
         assert_eq!(status, Status::Contraindicated, "{relabel}: {reasons:?}");
@@ -222,4 +226,54 @@ fn event_types_json_is_validated_and_round_trips() {
             "{bad}"
         );
     }
+}
+
+/// Real firmware logs (tests/data/eventlogs): a reference captured from a log, with every PCR
+/// the log reproduces constrained closed-world, accepts that same log — the closed-world and
+/// class rules do not trip over what real firmware and boot loaders write.
+#[test]
+fn a_real_log_satisfies_the_closed_world_reference_captured_from_it() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/eventlogs");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "bin") {
+            continue;
+        }
+        let log = vouch_protocol::eventlog::parse(&std::fs::read(&path).unwrap()).unwrap();
+        if !log.banks().contains(&HashAlg::Sha256) {
+            continue;
+        }
+        // A TPM that measured exactly this log, quoted on PCRs 0-9 (the firmware PCR left at
+        // zero, outside what the log explains).
+        let pcrs: BTreeMap<u8, Sha256Digest> = (0..=9)
+            .map(|i| (i, appraisal::log_pcr_value(&log, i).unwrap()))
+            .chain([(FIRMWARE_PCR, Sha256Digest::ZERO)])
+            .collect();
+        let Ok((_, lm)) = appraisal::check_log(&log, &pcrs, FIRMWARE_PCR) else {
+            panic!(
+                "{}: the log does not reproduce its own replay",
+                path.display()
+            );
+        };
+        let m = Measurements {
+            pcrs,
+            firmware_pcr: FIRMWARE_PCR,
+            firmware: Vec::new(),
+            eventlog: Some(lm),
+        };
+        let rv = m.capture();
+        assert!(!rv.events.as_ref().unwrap().event_types.is_empty());
+        let (status, reasons) = appraise(&m, &rv);
+        // Logs with events in PCRs the quote does not cover (sd-boot's PCR 12, shim's 14) are
+        // named as such; nothing else may be found.
+        let unchecked = |r: &String| r.contains("cannot be checked: the quote does not reproduce");
+        assert!(
+            reasons.iter().all(unchecked),
+            "{}: {status:?} {reasons:?}",
+            path.display()
+        );
+        checked += 1;
+    }
+    assert!(checked >= 8, "only {checked} sha256 logs in the corpus");
 }

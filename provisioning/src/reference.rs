@@ -166,7 +166,10 @@ mod tests {
         })
         .unwrap();
         // Every PCR the events section constrains is pinned: 0-9, PCR 9 at its reset value.
-        assert_eq!(rv.pcrs.keys().copied().collect::<Vec<_>>(), (0..=9).collect::<Vec<u8>>());
+        assert_eq!(
+            rv.pcrs.keys().copied().collect::<Vec<_>>(),
+            (0..=9).collect::<Vec<u8>>()
+        );
         let parsed = vouch_protocol::eventlog::parse(&log.bytes()).unwrap();
         for pcr in [4, 8] {
             let replayed = parsed.replay().get(HashAlg::Sha256, pcr).unwrap().to_vec();

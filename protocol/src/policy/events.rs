@@ -39,7 +39,7 @@ use super::{Area, Finding};
 use crate::bytes::Sha256Digest;
 use crate::digest::HashAlg;
 use crate::error::PolicyError;
-use crate::eventlog::{EventClass, EventLog, EventType};
+use crate::eventlog::{EventClass, EventData, EventLog, EventType};
 use crate::policy::MAX_PCR;
 
 /// The event classes reference values can constrain.
@@ -155,8 +155,14 @@ impl LogMeasurements {
             let kind = class.as_ref().and_then(EventKind::of);
             let (kind, subject) = match (kind, &class) {
                 (Some(kind), Some(c)) => (kind, c.subject().to_owned()),
-                // Its content is the data the log shows: nothing hides behind it.
-                _ if e.digests_match_data() => continue,
+                // Its content is the data the log shows, well-formed for its type: nothing hides
+                // behind it. (Undecodable data bound to its digest, such as a whole image logged
+                // as an `EV_POST_CODE`, is judged as `other`.)
+                _ if e.digests_match_data()
+                    && !matches!(e.decoded, EventData::Raw | EventData::Malformed(_)) =>
+                {
+                    continue;
+                }
                 _ => (EventKind::Other, e.event_type.to_string()),
             };
             if !verified(e.pcr) {
@@ -553,6 +559,34 @@ mod tests {
                 "{f:?}"
             );
         }
+    }
+
+    /// A firmware volume logged as an `EV_POST_CODE` whose data is the volume itself has a
+    /// digest bound to its data, but data no POST code has: it must not pass as harmless.
+    #[test]
+    fn an_image_logged_as_a_post_code_is_judged() {
+        use crate::eventlog::build::{EV_POST_CODE, LogBuilder};
+        let r = measured(&TerminalBoot::default()).capture();
+        let mut log = LogBuilder::new(&[HashAlg::Sha256]);
+        log.event(0, EV_POST_CODE, &[0x90, 0x00, 0xeb, 0xfe, 0x13, 0x37, 0x00]);
+        let parsed = crate::eventlog::parse(&log.bytes()).unwrap();
+        let lm = LogMeasurements::from_log(&parsed, |_| true);
+        let f = evaluate(&r, Some(&lm), &quoted(), "model T-100");
+        assert!(
+            f.iter().any(|f| f
+                .reason
+                .starts_with("PCR 0 EV_POST_CODE EV_POST_CODE digest")),
+            "{f:?}"
+        );
+        // A POST code description bound to its digest stays harmless.
+        let mut log = LogBuilder::new(&[HashAlg::Sha256]);
+        log.event(0, EV_POST_CODE, b"ACPI DATA");
+        let parsed = crate::eventlog::parse(&log.bytes()).unwrap();
+        assert!(
+            LogMeasurements::from_log(&parsed, |_| true)
+                .events
+                .is_empty()
+        );
     }
 
     #[test]
