@@ -90,8 +90,10 @@ impl Attester {
                 }
                 // Recorded before sending: if the send is lost, the verifier holds less than
                 // recorded, the record does not match its `held`, and the next round sends whole.
-                self.state
-                    .save_sent_eventlog(&SentDigest::of(&bytes, boot))?;
+                let now_sent = SentDigest::of(&bytes, boot);
+                if sent != Some(now_sent) {
+                    self.state.save_sent_eventlog(&now_sent)?;
+                }
                 Some(part)
             }
             None => None,
