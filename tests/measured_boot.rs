@@ -1,6 +1,9 @@
-//! End-to-end measured-boot scenarios (event-log issue, section 5): the harness writes a
-//! synthetic crypto-agile log and extends the same digests into a freshly reset swtpm, so the
-//! agent sends a real log and a real quote that agree — until a test makes them disagree.
+//! End-to-end measured-boot scenarios (event-log issue, section 5; hardening issue, cases 5 and
+//! 6): the harness writes a synthetic crypto-agile log and extends the same digests into a
+//! freshly reset swtpm, so the agent sends a real log and a real quote that agree — until a test
+//! makes them disagree, or makes the evidence wrong inside. Evidence the device signed is never
+//! dropped: it gets a contraindicated verdict naming what was wrong, and the device is
+//! quarantined by the verifier.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,8 +13,10 @@ use vouch_e2e::agent::Terminal;
 use vouch_e2e::procs::{BrokerKind, Swtpm, Verifier, swtpm};
 use vouch_e2e::spy::Spy;
 use vouch_e2e::wait_for;
+use vouch_protocol::bytes::Bytes;
+use vouch_protocol::eventlog::EventType;
 use vouch_protocol::eventlog::build::TerminalBoot;
-use vouch_protocol::messages::Evidence;
+use vouch_protocol::messages::{Challenge, EventLogPart, Evidence, PcrValue};
 use vouch_protocol::wire;
 
 struct Fleet {
@@ -111,7 +116,7 @@ fn tampered_log_is_quarantined_as_a_mismatch() {
     f.t.boot(&f.tpm, &genuine, Some(&claimed.log().bytes()));
     let out = f.t.attest_expect(3);
     assert!(
-        out.contains("event log does not match quote: PCR 4"),
+        out.contains("event log does not match the quote: PCR 4"),
         "{out}"
     );
 }
@@ -128,39 +133,182 @@ fn secure_boot_off_is_quarantined_naming_secure_boot() {
     assert!(out.contains("Secure Boot is disabled"), "{out}");
 }
 
+/// Asserts that the verifier quarantined `term-1` by itself with a reason containing `want`.
+fn assert_quarantined_by_the_verifier(f: &Fleet, want: &str) {
+    let d = f.v.device("term-1");
+    assert_eq!(d["state"], "quarantined", "{d:#}");
+    assert_eq!(d["verdict_status"], "contraindicated", "{d:#}");
+    assert_eq!(d["quarantine"]["actor"], "verifier", "{d:#}");
+    assert!(
+        f.v.reasons("term-1").iter().any(|r| r.contains(want)),
+        "reasons {:?} do not name {want:?}",
+        f.v.reasons("term-1")
+    );
+}
+
 #[test]
-fn truncated_log_is_rejected_with_the_parsers_reason_and_state_unchanged() {
+fn truncated_eventlog_is_contraindicated_not_dropped() {
     let mut f = trusted_with_log();
     let genuine = TerminalBoot::default().log();
     let bytes = genuine.bytes();
     f.t.boot(&f.tpm, &genuine, Some(&bytes[..bytes.len() - 40]));
-    let before = f.v.device("term-1");
+    let out = f.t.attest_expect(3);
+    assert!(out.contains("event log malformed: event "), "{out}");
+    assert_quarantined_by_the_verifier(&f, "event log malformed: event ");
+    let reason = f.v.reasons("term-1").join("; ");
+    assert!(reason.contains("offset"), "the parser's reason: {reason}");
+}
+
+#[test]
+fn malformed_eventlog_is_contraindicated_not_dropped() {
+    let mut f = trusted_with_log();
+    let genuine = TerminalBoot::default().log();
+    let mut garbage = genuine.bytes();
+    // A digest count no log can have, in the first event after the header.
+    let first = vouch_protocol::eventlog::parse(&garbage).unwrap().events[1].offset;
+    garbage[first + 8..first + 12].copy_from_slice(&0xffff_u32.to_le_bytes());
+    f.t.boot(&f.tpm, &genuine, Some(&garbage));
+    let out = f.t.attest_expect(3);
+    assert!(out.contains("event log malformed: "), "{out}");
+    assert_quarantined_by_the_verifier(&f, "event log malformed: ");
+}
+
+#[test]
+fn eventlog_rewritten_within_a_boot_is_contraindicated() {
+    let f = trusted_with_log();
+    // Same TPM boot, no reboot: the file now tells another story than the one accepted.
+    let rewritten = TerminalBoot {
+        kernel_cmdline: "/vmlinuz root=/dev/mmcblk0p2 ro quiet init=/bin/sh".into(),
+        ..TerminalBoot::default()
+    };
+    std::fs::write(f.t.eventlog.as_ref().unwrap(), rewritten.log().bytes()).unwrap();
+    let out = f.t.attest_expect(3);
+    assert!(out.contains("log changed within a boot"), "{out}");
+    assert_quarantined_by_the_verifier(&f, "log changed within a boot");
+}
+
+#[test]
+fn garbage_attest_is_contraindicated_not_dropped() {
+    let mut f = trusted_with_log();
+    let held = std::fs::read(f.t.eventlog.as_ref().unwrap()).unwrap().len() as u64;
+    let spy = Spy::connect(f.v.mqtt_port, "garbage-attest");
+    spy.subscribe("vouch/v1/term-1/challenge");
+    // The agent asks for a challenge but cannot answer it (its event log is gone), which leaves
+    // the test a fresh nonce to sign garbage evidence over with the device key.
+    let log = f.t.eventlog.replace(f._dir.path().join("no-such-log"));
     let out = f.t.attest_once_within(5);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "no verdict for a rejected message"
-    );
-    let stats = wait_for(
+    assert_eq!(out.status.code(), Some(1));
+    f.t.eventlog = log;
+    let verifier_key = vouch_common::keys::read_public(&f.v.verifier_pub()).unwrap();
+    let challenge: Challenge = wire::decode_detached(
+        &spy.wait_on("vouch/v1/term-1/challenge"),
+        wire::DEFAULT_MAX_PAYLOAD,
+    )
+    .unwrap()
+    .verify(&verifier_key)
+    .unwrap()
+    .open()
+    .unwrap();
+    let garbage = Evidence {
+        nonce: challenge.nonce,
+        attest: Bytes(b"\xff\x54\x43 not a TPMS_ATTEST".to_vec()),
+        signature: Bytes(vec![0; 72]),
+        pcrs: PcrValue::from_pairs((0..=9).chain([14]).map(|i| (i, [0; 32]))),
+        firmware_pcr: 14,
+        firmware: Vec::new(),
+        // A delta on the held log: before the fix the unreadable boot made this a silent gap.
+        eventlog: Some(EventLogPart {
+            offset: held,
+            bytes: Bytes(Vec::new()),
+        }),
+    };
+    let sealed = wire::seal(&"term-1".parse().unwrap(), &garbage, &f.t.device_key());
+    spy.publish("vouch/v1/term-1/evidence", sealed);
+    wait_for(
         Duration::from_secs(30),
-        "the rejection to be counted",
-        || {
-            let s = f.v.stats();
-            (s["rejected"]["eventlog_malformed"].as_u64().unwrap_or(0) >= 1).then_some(s)
-        },
+        "the verifier to quarantine term-1",
+        || (f.v.device("term-1")["state"] == "quarantined").then_some(()),
     );
-    let reason = stats["recent_rejections"]
-        .as_array()
-        .unwrap()
+    assert_quarantined_by_the_verifier(&f, "attestation structure malformed: ");
+}
+
+/// `bytes` (a log) without its PCR 8 EV_IPL record, or with that record's type set to `relabel`.
+fn doctor_pcr8_ipl(bytes: &[u8], relabel: Option<EventType>) -> Vec<u8> {
+    let log = vouch_protocol::eventlog::parse(bytes).unwrap();
+    let i = log
+        .events
         .iter()
-        .find(|r| r["label"] == "eventlog_malformed")
-        .unwrap()["reason"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .position(|e| e.pcr == 8 && e.event_type == EventType::IPL)
+        .unwrap();
+    let start = log.events[i].offset;
+    let end = log.events.get(i + 1).map_or(bytes.len(), |e| e.offset);
+    let mut out = bytes.to_vec();
+    match relabel {
+        Some(t) => out[start + 4..start + 8].copy_from_slice(&t.0.to_le_bytes()),
+        None => {
+            out.drain(start..end);
+        }
+    }
+    out
+}
+
+/// The device's captured policy without its pins of PCRs 8 and 9: the issue's policy that pins
+/// PCRs 0-7 and constrains boot events (`ipl` included), for the event checks alone to judge.
+fn pin_only_boot_pcrs(f: &Fleet) {
+    let mut policy = f.v.ctl_json(&["policy", "show", "--device", "term-1"]);
+    let pcrs = policy["pcrs"]["sha256"].as_object_mut().unwrap();
+    pcrs.retain(|i, _| i.parse::<u8>().unwrap() <= 7);
+    assert!(policy["events"]["ipl"].is_object(), "{policy:#}");
     assert!(
-        reason.starts_with("event log: event ") && reason.contains("offset"),
-        "{reason}"
+        policy["events"]["event_types"]["8"].is_array(),
+        "{policy:#}"
     );
-    assert_eq!(f.v.device("term-1"), before);
+    let file = f._dir.path().join("boot-pcrs-policy.json");
+    std::fs::write(&file, policy.to_string()).unwrap();
+    let out = f.v.ctl(&[
+        "policy",
+        "set",
+        "--device",
+        "term-1",
+        file.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(f.v.device("term-1")["state"], "trusted");
+}
+
+fn shell_boot() -> TerminalBoot {
+    TerminalBoot {
+        kernel_cmdline: "/vmlinuz root=/dev/mmcblk0p2 ro quiet init=/bin/sh".into(),
+        ..TerminalBoot::default()
+    }
+}
+
+#[test]
+fn omitted_ipl_event_does_not_pass_a_policy_pinning_boot_events() {
+    let mut f = trusted_with_log();
+    pin_only_boot_pcrs(&f);
+    let evil = shell_boot().log();
+    f.t.boot(&f.tpm, &evil, Some(&doctor_pcr8_ipl(&evil.bytes(), None)));
+    let out = f.t.attest_expect(3);
+    assert!(
+        out.contains("quoted PCR 8 is not explained by the event log"),
+        "{out}"
+    );
+    assert_quarantined_by_the_verifier(&f, "quoted PCR 8 is not explained by the event log");
+}
+
+#[test]
+fn relabelled_ipl_event_does_not_escape_its_class() {
+    let mut f = trusted_with_log();
+    pin_only_boot_pcrs(&f);
+    let evil = shell_boot().log();
+    let relabelled = doctor_pcr8_ipl(&evil.bytes(), Some(EventType::POST_CODE));
+    f.t.boot(&f.tpm, &evil, Some(&relabelled));
+    let out = f.t.attest_expect(3);
+    assert!(out.contains("PCR 8 EV_POST_CODE event"), "{out}");
+    assert_quarantined_by_the_verifier(&f, "PCR 8 EV_POST_CODE event is not in the reference");
 }

@@ -2,13 +2,17 @@
 //! and the firmware PCR over the verifier's nonce, and assemble the evidence message. The TPM is
 //! opened per round and closed after, so other TPM clients (and swtpm, which serves one client
 //! at a time) are not locked out between rounds.
+//!
+//! The event log goes out as a delta only while the file still begins with what was last sent
+//! in this TPM boot (its length and SHA-256 are kept in the state directory); a log rewritten
+//! within a boot is sent whole, so the verifier sees the rewrite and names it.
 
 use anyhow::{Context, Result};
 use std::path::PathBuf;
-use vouch_protocol::appraisal;
+use vouch_protocol::appraisal::{self, SentDigest};
 use vouch_protocol::bytes::Sha256Digest;
 use vouch_protocol::eventlog;
-use vouch_protocol::messages::{Challenge, EventLogPart, Evidence, PcrValue};
+use vouch_protocol::messages::{Challenge, Evidence, PcrValue};
 
 use crate::config::EventLogSource;
 use crate::measure;
@@ -50,8 +54,8 @@ impl Attester {
         let nonce = &challenge.nonce;
         let log = self.read_eventlog()?;
         // What the boot chain left in the firmware PCR (shim measures MokList into PCR 14): the
-        // agent's measurements sit on top of it. A log that does not parse is still sent, for the
-        // verifier to reject with the parser's reason.
+        // agent's measurements sit on top of it. A log that does not parse is still sent: the
+        // verifier contraindicates it with the parser's reason.
         let start = log
             .as_deref()
             .and_then(|b| eventlog::parse(b).ok())
@@ -72,9 +76,28 @@ impl Attester {
         let quote = tpm
             .quote(&self.identity.ak_blobs(), nonce.as_bytes(), &pcrs)
             .context("quoting PCRs")?;
-        let eventlog = log.map(|b| {
-            EventLogPart::for_challenge(&b, clock.reset_count, challenge.eventlog_held.as_ref())
-        });
+        let eventlog = match log {
+            Some(bytes) => {
+                let boot = clock.reset_count;
+                let sent = self.state.sent_eventlog();
+                let held = challenge.eventlog_held.as_ref();
+                let part = SentDigest::part_for(&bytes, boot, held, sent.as_ref());
+                if part.offset == 0 && held.is_some_and(|h| h.boot == boot) {
+                    tracing::info!(
+                        boot,
+                        "event log changed since it was last sent in this boot, or was never recorded: sending it whole"
+                    );
+                }
+                // Recorded before sending: if the send is lost, the verifier holds less than
+                // recorded, the record does not match its `held`, and the next round sends whole.
+                let now_sent = SentDigest::of(&bytes, boot);
+                if sent != Some(now_sent) {
+                    self.state.save_sent_eventlog(&now_sent)?;
+                }
+                Some(part)
+            }
+            None => None,
+        };
         Ok(Evidence {
             nonce: *nonce,
             attest: quote.attest.into(),

@@ -9,6 +9,7 @@
 //! | `view.cbor`     | what the agent last heard from the verifier (verdict, quarantine)  |
 //! | `counter.cbor`  | last hello/status freshness counter (see `freshness`)              |
 //! | `answered.cbor` | challenge nonces answered and not yet expired (see `freshness`)    |
+//! | `eventlog-sent.cbor` | TPM boot, length and SHA-256 of the event log last sent       |
 //!
 //! Every write is atomic and fsynced (see `vouch_common::fs`).
 
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use vouch_common::{fs, keys};
 use vouch_protocol::agent::AgentView;
+use vouch_protocol::appraisal::SentDigest;
 use vouch_protocol::bytes::Bytes;
 use vouch_protocol::firmware::FirmwareLog;
 use vouch_protocol::ids::DeviceId;
@@ -182,6 +184,23 @@ impl StateDir {
         Ok(())
     }
 
+    /// What the agent last sent of its event log. A corrupt record is as good as none: the
+    /// agent then sends the whole log, which is always safe.
+    pub fn sent_eventlog(&self) -> Option<SentDigest> {
+        match self.read_cbor("eventlog-sent.cbor") {
+            Ok(sent) => sent,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "ignoring the event-log record; sending the whole log");
+                None
+            }
+        }
+    }
+
+    pub fn save_sent_eventlog(&self, sent: &SentDigest) -> Result<()> {
+        fs::write_atomic(&self.path("eventlog-sent.cbor"), &to_cbor(sent), 0o600)?;
+        Ok(())
+    }
+
     pub(crate) fn read_cbor<T: for<'de> Deserialize<'de>>(&self, name: &str) -> Result<Option<T>> {
         let path = self.path(name);
         let Some(bytes) = fs::read_optional(&path, MAX_STATE_FILE)? else {
@@ -207,6 +226,18 @@ mod tests {
             err.contains("identity.cbor") && err.contains("corrupt"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn sent_eventlog_round_trips_and_a_corrupt_record_counts_as_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = StateDir::open(dir.path()).unwrap();
+        assert_eq!(s.sent_eventlog(), None);
+        let sent = SentDigest::of(b"log", 4);
+        s.save_sent_eventlog(&sent).unwrap();
+        assert_eq!(s.sent_eventlog(), Some(sent));
+        std::fs::write(dir.path().join("eventlog-sent.cbor"), b"\xff").unwrap();
+        assert_eq!(s.sent_eventlog(), None);
     }
 
     #[test]

@@ -11,9 +11,14 @@
 //!
 //! Envelope signature, enrollment and nonce freshness are checked before either (see the
 //! verifier engine): a message failing those is *rejected*, while evidence failing these checks
-//! was signed by the device and yields a *contraindicated verdict*.
+//! was signed by the device and yields a *contraindicated verdict* whose reason is a [`Defect`]
+//! — so is anything wrong inside the evidence before them: a garbage `attest`, an event log that
+//! does not parse, is rewritten within a boot or continues an unknown boot ([`log_part`]).
 
-use std::collections::BTreeMap;
+mod defect;
+pub mod log_part;
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::bytes::Sha256Digest;
 use crate::digest::HashAlg;
@@ -23,8 +28,11 @@ use crate::firmware;
 use crate::messages::Evidence;
 use crate::policy::events::LogMeasurements;
 use crate::policy::{Area, Measurements, ReferenceValues, evaluate};
-use crate::tpm::{self, ClockInfo, PcrValues, QuoteError, TpmPublic};
+use crate::tpm::{self, ClockInfo, PcrValues, TpmPublic};
 use crate::verdict::{Status, TrustVector, claim};
+
+pub use defect::{Defect, FailedClaim};
+pub use log_part::{SentDigest, SentLog};
 
 /// What the stateless checks established.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,31 +41,26 @@ pub struct Verified {
     pub clock: ClockInfo,
 }
 
-/// Which claim a failed check counts against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailedClaim {
-    /// Cryptographic validation of the quote failed.
-    Crypto,
-    /// The TPM's state is implausible (clock, signer hierarchy).
-    Hardware,
-    /// Something was measured that the evidence does not account for.
-    Executables,
-    /// The evidence is malformed in a way only a broken or hostile agent produces.
-    Evidence,
-}
-
-/// A failed check.
+/// A failed check: what was wrong, and the claim it counts against.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     pub claim: FailedClaim,
-    pub reason: String,
+    pub reason: Defect,
 }
 
-fn fail(claim: FailedClaim, reason: impl Into<String>) -> Failure {
+fn fail(reason: Defect) -> Failure {
     Failure {
-        claim,
-        reason: reason.into(),
+        claim: reason.claim(),
+        reason,
     }
+}
+
+/// The event log as [`verify_evidence_with_log`] sees it.
+#[derive(Debug, Clone, Copy)]
+enum LogInput<'a> {
+    Absent,
+    Log(&'a EventLog),
+    Defective(&'a Defect),
 }
 
 /// The boot-chain PCRs every quote must cover.
@@ -70,30 +73,43 @@ pub fn verify_evidence(
     ev: &Evidence,
     log: Option<&EventLog>,
 ) -> Result<Verified, Failure> {
+    let input = log.map_or(LogInput::Absent, LogInput::Log);
+    verify(device, ev, input)
+}
+
+/// [`verify_evidence`] with the log as the verifier assembled it from the evidence
+/// ([`log_part::assemble`]). A defective log fails the evidence, but only after the quote's own
+/// checks: a quote that does not verify is named first, and a log defect judged against the
+/// boot a quote claims counts only once that quote is known to be genuine.
+pub fn verify_evidence_with_log(
+    device: &Enrollment,
+    ev: &Evidence,
+    log: &SentLog,
+) -> Result<Verified, Failure> {
+    let input = match log {
+        SentLog::Absent => LogInput::Absent,
+        SentLog::Parsed { log, .. } => LogInput::Log(log),
+        SentLog::Defective(d) => LogInput::Defective(d),
+    };
+    verify(device, ev, input)
+}
+
+fn verify(device: &Enrollment, ev: &Evidence, log: LogInput<'_>) -> Result<Verified, Failure> {
     let ak = TpmPublic::parse(device.ak_public.as_slice())
-        .map_err(|e| fail(FailedClaim::Evidence, format!("enrolled AK unusable: {e}")))?;
+        .map_err(|e| fail(Defect::EnrolledAkUnusable(e)))?;
     if !firmware::usable_pcr(ev.firmware_pcr) {
-        return Err(fail(
-            FailedClaim::Evidence,
-            format!(
-                "firmware PCR {} cannot hold measurements (8-16 or 23)",
-                ev.firmware_pcr
-            ),
-        ));
+        return Err(fail(Defect::FirmwarePcrUnusable(ev.firmware_pcr)));
     }
-    firmware::check_list(&ev.firmware).map_err(|e| fail(FailedClaim::Evidence, e))?;
+    firmware::check_list(&ev.firmware).map_err(|e| fail(Defect::FirmwareListMalformed(e)))?;
     let mut values = PcrValues::new();
     for p in &ev.pcrs {
         values
             .insert(HashAlg::Sha256, p.index, p.value.0.to_vec())
-            .map_err(|e| fail(FailedClaim::Evidence, format!("PCR values: {e}")))?;
+            .map_err(|e| fail(Defect::PcrValuesMalformed(e.to_string())))?;
     }
     for index in REQUIRED_PCRS.chain([ev.firmware_pcr]) {
         if !ev.pcrs.iter().any(|p| p.index == index) {
-            return Err(fail(
-                FailedClaim::Evidence,
-                format!("evidence does not cover PCR {index}"),
-            ));
+            return Err(fail(Defect::PcrNotCovered(index)));
         }
     }
     let quote = tpm::verify_quote(
@@ -103,41 +119,23 @@ pub fn verify_evidence(
         ev.nonce.as_bytes(),
         &values,
     )
-    .map_err(|e| {
-        let claim = match e {
-            QuoteError::SignatureInvalid
-            | QuoteError::NonceMismatch
-            | QuoteError::PcrDigestMismatch { .. } => FailedClaim::Crypto,
-            _ => FailedClaim::Evidence,
-        };
-        fail(claim, format!("quote: {e}"))
-    })?;
+    .map_err(|e| fail(Defect::of_quote(e)))?;
     match device.expected_signer() {
         Some(signer) if quote.qualified_signer() == &signer => {}
-        _ => {
-            return Err(fail(
-                FailedClaim::Hardware,
-                "quote was not signed by the enrolled AK under the enrolled EK",
-            ));
-        }
+        _ => return Err(fail(Defect::WrongSigner)),
     }
     let pcrs: BTreeMap<u8, Sha256Digest> = ev.pcrs.iter().map(|p| (p.index, p.value)).collect();
     let (firmware_start, eventlog) = match log {
-        Some(log) => {
+        LogInput::Log(log) => {
             let (start, lm) = check_log(log, &pcrs, ev.firmware_pcr)?;
             (start, Some(lm))
         }
-        None => (Sha256Digest::ZERO, None),
+        LogInput::Defective(d) => return Err(fail(d.clone())),
+        LogInput::Absent => (Sha256Digest::ZERO, None),
     };
     let replayed = firmware::replay_from(&firmware_start, &ev.firmware);
     if pcrs.get(&ev.firmware_pcr) != Some(&replayed) {
-        return Err(fail(
-            FailedClaim::Executables,
-            format!(
-                "firmware list does not replay to PCR {}: it was extended with measurements the list does not show",
-                ev.firmware_pcr
-            ),
-        ));
+        return Err(fail(Defect::FirmwareReplayMismatch(ev.firmware_pcr)));
     }
     Ok(Verified {
         measurements: Measurements {
@@ -184,43 +182,37 @@ fn replayed_sha256(replay: &crate::eventlog::Replay, pcr: u8) -> Option<Sha256Di
 
 /// Requires the log's sha256 replay to reproduce every quoted boot PCR (0-7), and returns what
 /// the log left in the firmware PCR (where the firmware list starts) and the measurements of the
-/// events the quote vouches for: PCRs 0-7, and OS PCRs whose quoted value the log reproduces.
-fn check_log(
+/// events the quote vouches for: PCRs 0-7, and OS PCRs whose quoted value the log reproduces
+/// (listed as explained, so closed-world policy can tell which quoted PCRs the log accounts
+/// for, with or without events). This is the log half of [`verify_evidence`], for `quoted`
+/// values whose quote has already been verified.
+pub fn check_log(
     log: &EventLog,
     quoted: &BTreeMap<u8, Sha256Digest>,
     firmware_pcr: u8,
 ) -> Result<(Sha256Digest, LogMeasurements), Failure> {
     if !log.banks().contains(&HashAlg::Sha256) {
-        return Err(fail(
-            FailedClaim::Evidence,
-            "event log has no sha256 bank, so it cannot be checked against the quote",
-        ));
+        return Err(fail(Defect::EventLogNoSha256));
     }
     let replay = log.replay();
     let replayed = |pcr: u8| replayed_sha256(&replay, pcr);
-    let mismatched: Vec<String> = REQUIRED_PCRS
+    let mismatched: Vec<u8> = REQUIRED_PCRS
         .filter(|i| {
             quoted
                 .get(i)
                 .is_none_or(|q| replayed(*i).as_ref() != Some(q))
         })
-        .map(|i| i.to_string())
         .collect();
     if !mismatched.is_empty() {
-        return Err(fail(
-            FailedClaim::Executables,
-            format!(
-                "event log does not match quote: PCR {}",
-                mismatched.join(", ")
-            ),
-        ));
+        return Err(fail(Defect::EventLogMismatch(mismatched)));
     }
-    let start = replayed(firmware_pcr).ok_or_else(|| {
-        fail(
-            FailedClaim::Evidence,
-            format!("event log cannot be replayed for PCR {firmware_pcr}"),
-        )
-    })?;
+    let start =
+        replayed(firmware_pcr).ok_or_else(|| fail(Defect::EventLogUnreplayable(firmware_pcr)))?;
+    let explained: BTreeSet<u32> = quoted
+        .iter()
+        .filter(|(i, q)| **i != firmware_pcr && replayed(**i).as_ref() == Some(*q))
+        .map(|(i, _)| u32::from(*i))
+        .collect();
     let verified = |pcr: u32| -> bool {
         let Ok(p) = u8::try_from(pcr) else {
             return false;
@@ -233,7 +225,9 @@ fn check_log(
                 .get(&p)
                 .is_some_and(|q| replayed(p).as_ref() == Some(q))
     };
-    Ok((start, LogMeasurements::from_log(log, verified)))
+    let mut lm = LogMeasurements::from_log(log, verified);
+    lm.explained_pcrs = Some(explained);
+    Ok((start, lm))
 }
 
 /// The reference values that apply, the policy id naming them, and how reasons name their
@@ -273,10 +267,7 @@ pub fn appraise(
     if let Some(last) = last_clock
         && let Err(e) = tpm::clock_consistent(last, &verified.clock)
     {
-        return failed(
-            &fail(FailedClaim::Hardware, format!("TPM clock: {e}")),
-            policy,
-        );
+        return failed(&fail(Defect::Clock(e)), policy);
     }
     reevaluate(&verified.measurements, policy, subject)
 }
@@ -339,7 +330,7 @@ fn failed(f: &Failure, policy: Option<Policy<'_>>) -> Appraisal {
     Appraisal {
         status: Status::Contraindicated,
         trust,
-        reasons: vec![f.reason.clone()],
+        reasons: vec![f.reason.to_string()],
         policy_id: policy.map(|p| p.id.to_owned()),
         quote_accepted: false,
     }

@@ -5,12 +5,14 @@
 
 use ed25519_dalek::SigningKey;
 use std::path::Path;
-use vouch_protocol::appraisal::{self, FailedClaim, Policy};
+use vouch_protocol::appraisal::{self, Defect, FailedClaim, Policy, SentLog, log_part};
 use vouch_protocol::bytes::{Bytes, Sha256Digest};
 use vouch_protocol::enrollment::Enrollment;
 use vouch_protocol::firmware::FirmwareEntry;
 use vouch_protocol::ids::Nonce;
-use vouch_protocol::messages::{EnrollmentRequest, Evidence, PcrValue};
+use vouch_protocol::messages::{
+    EnrollmentRequest, EventLogPart, Evidence, PcrValue, ReassembleError,
+};
 use vouch_protocol::policy::ReferenceValues;
 use vouch_protocol::verdict::Status;
 use vouch_protocol::wire;
@@ -108,7 +110,7 @@ fn wrong_nonce_is_a_crypto_failure() {
     ev.nonce = nonce("nonce1.hex");
     let f = appraisal::verify_evidence(&enrollment(), &ev, None).unwrap_err();
     assert_eq!(f.claim, FailedClaim::Crypto);
-    assert!(f.reason.contains("nonce"), "{}", f.reason);
+    assert!(f.reason.to_string().contains("nonce"), "{}", f.reason);
 }
 
 #[test]
@@ -117,7 +119,7 @@ fn reported_pcr_that_differs_from_the_quote_is_caught() {
     ev.pcrs[4].value = Sha256Digest([9; 32]);
     let f = appraisal::verify_evidence(&enrollment(), &ev, None).unwrap_err();
     assert_eq!(f.claim, FailedClaim::Crypto);
-    assert!(f.reason.contains("digest"), "{}", f.reason);
+    assert!(f.reason.to_string().contains("digest"), "{}", f.reason);
 }
 
 #[test]
@@ -137,7 +139,7 @@ fn firmware_list_that_does_not_replay_names_the_pcr() {
     };
     let f = appraisal::verify_evidence(&enrollment(), &ev, None).unwrap_err();
     assert_eq!(f.claim, FailedClaim::Executables);
-    assert!(f.reason.contains("PCR 14"), "{}", f.reason);
+    assert!(f.reason.to_string().contains("PCR 14"), "{}", f.reason);
 }
 
 #[test]
@@ -145,7 +147,7 @@ fn evidence_missing_a_boot_pcr_is_refused() {
     let mut ev = reset_evidence();
     ev.pcrs.retain(|p| p.index != 7);
     let f = appraisal::verify_evidence(&enrollment(), &ev, None).unwrap_err();
-    assert!(f.reason.contains("PCR 7"), "{}", f.reason);
+    assert!(f.reason.to_string().contains("PCR 7"), "{}", f.reason);
 }
 
 #[test]
@@ -199,9 +201,10 @@ fn event_log_that_does_not_reproduce_the_quote_names_the_pcrs() {
     let log = vouch_protocol::eventlog::parse(&boot.bytes()).unwrap();
     let f = appraisal::verify_evidence(&enrollment(), &reset_evidence(), Some(&log)).unwrap_err();
     assert_eq!(f.claim, FailedClaim::Executables);
+    assert_eq!(f.reason, Defect::EventLogMismatch((0..=7).collect()));
     assert_eq!(
-        f.reason,
-        "event log does not match quote: PCR 0, 1, 2, 3, 4, 5, 6, 7"
+        f.reason.to_string(),
+        "event log does not match the quote: PCR 0, 1, 2, 3, 4, 5, 6, 7"
     );
 }
 
@@ -211,7 +214,11 @@ fn sha1_only_event_log_cannot_be_checked() {
         vouch_protocol::eventlog::build::LogBuilder::new(&[vouch_protocol::digest::HashAlg::Sha1]);
     let log = vouch_protocol::eventlog::parse(&sha1.bytes()).unwrap();
     let f = appraisal::verify_evidence(&enrollment(), &reset_evidence(), Some(&log)).unwrap_err();
-    assert!(f.reason.contains("no sha256 bank"), "{}", f.reason);
+    assert!(
+        f.reason.to_string().contains("no sha256 bank"),
+        "{}",
+        f.reason
+    );
 }
 
 #[test]
@@ -221,9 +228,153 @@ fn firmware_pcr_outside_the_usable_range_is_refused() {
         ev.firmware_pcr = pcr;
         let f = appraisal::verify_evidence(&enrollment(), &ev, None).unwrap_err();
         assert!(
-            f.reason.contains("cannot hold measurements"),
+            f.reason.to_string().contains("cannot hold measurements"),
             "{pcr}: {}",
             f.reason
         );
     }
+}
+
+/// The TPM boot (resetCount) of the reset vector's quote.
+fn reset_boot() -> u32 {
+    vouch_protocol::tpm::Attest::parse(&vector("quote-reset.msg"))
+        .unwrap()
+        .clock_info()
+        .reset_count
+}
+
+fn with_log(offset: u64, bytes: &[u8]) -> Evidence {
+    Evidence {
+        eventlog: Some(EventLogPart {
+            offset,
+            bytes: Bytes(bytes.to_vec()),
+        }),
+        ..reset_evidence()
+    }
+}
+
+fn defect(log: Result<SentLog, ReassembleError>) -> Defect {
+    match log {
+        Ok(SentLog::Defective(d)) => d,
+        other => panic!("expected a defect, got {other:?}"),
+    }
+}
+
+#[test]
+fn garbage_attest_is_a_defect_even_with_a_delta() {
+    let held = header_only_log();
+    let mut ev = with_log(held.len() as u64, b"");
+    ev.attest = Bytes(b"not a TPMS_ATTEST".to_vec());
+    let d = defect(log_part::assemble(
+        &ev,
+        Some((reset_boot(), &held)),
+        1 << 20,
+    ));
+    assert_eq!(d.code(), "attest_malformed");
+    // The verdict names the structure, after the quote's own parse says the same.
+    let f = appraisal::verify_evidence_with_log(&enrollment(), &ev, &SentLog::Defective(d))
+        .unwrap_err();
+    assert_eq!(f.claim, FailedClaim::Evidence);
+    assert!(
+        f.reason
+            .to_string()
+            .starts_with("attestation structure malformed: "),
+        "{}",
+        f.reason
+    );
+}
+
+fn header_only_log() -> Vec<u8> {
+    vouch_protocol::eventlog::build::LogBuilder::new(&[vouch_protocol::digest::HashAlg::Sha256])
+        .bytes()
+}
+
+#[test]
+fn a_log_that_does_not_parse_is_a_defect_naming_the_parser() {
+    let log = header_only_log();
+    let truncated = &log[..log.len() - 3];
+    let d = defect(log_part::assemble(&with_log(0, truncated), None, 1 << 20));
+    assert_eq!(d.code(), "eventlog_malformed");
+    assert!(d.to_string().starts_with("event log malformed: "), "{d}");
+    // A delta that makes the held log unparsable is the same defect.
+    let d = defect(log_part::assemble(
+        &with_log(log.len() as u64, &[1, 2, 3]),
+        Some((reset_boot(), &log)),
+        1 << 20,
+    ));
+    assert_eq!(d.code(), "eventlog_malformed");
+}
+
+#[test]
+fn a_whole_log_that_does_not_extend_the_held_one_changed_within_the_boot() {
+    let held = vouch_protocol::eventlog::build::TerminalBoot::default()
+        .log()
+        .bytes();
+    let other = header_only_log();
+    let boot = reset_boot();
+    let d = defect(log_part::assemble(
+        &with_log(0, &other),
+        Some((boot, &held)),
+        1 << 20,
+    ));
+    assert_eq!(
+        d,
+        Defect::EventLogChanged {
+            boot,
+            held: held.len() as u64
+        }
+    );
+    assert!(
+        d.to_string().starts_with("log changed within a boot"),
+        "{d}"
+    );
+    // The same log whole, or the held log of another boot: accepted for parsing.
+    assert!(matches!(
+        log_part::assemble(&with_log(0, &held), Some((boot, &held)), 1 << 20),
+        Ok(SentLog::Parsed { .. })
+    ));
+    assert!(matches!(
+        log_part::assemble(&with_log(0, &other), Some((boot + 1, &held)), 1 << 20),
+        Ok(SentLog::Parsed { .. })
+    ));
+    // With a genuine quote, the defect is the verdict's reason.
+    let f = appraisal::verify_evidence_with_log(
+        &enrollment(),
+        &with_log(0, &other),
+        &SentLog::Defective(d),
+    )
+    .unwrap_err();
+    assert_eq!(f.reason.code(), "eventlog_changed");
+    assert_eq!(f.claim, FailedClaim::Executables);
+}
+
+#[test]
+fn quote_failures_are_named_before_log_defects() {
+    let mut ev = with_log(0, b"");
+    ev.nonce = nonce("nonce1.hex");
+    let d = Defect::EventLogMalformed("x".into());
+    let f = appraisal::verify_evidence_with_log(&enrollment(), &ev, &SentLog::Defective(d))
+        .unwrap_err();
+    assert_eq!(f.reason.code(), "quote_nonce_mismatch");
+}
+
+#[test]
+fn a_delta_is_a_gap_only_when_it_misfits_the_held_log_of_its_boot() {
+    let held = header_only_log();
+    let boot = reset_boot();
+    let misfit = with_log(held.len() as u64 - 1, b"");
+    assert!(matches!(
+        log_part::assemble(&misfit, Some((boot, &held)), 1 << 20),
+        Err(ReassembleError::Gap { .. })
+    ));
+    // A delta for a boot the verifier holds no log of is wrong inside the evidence.
+    let delta = with_log(held.len() as u64, b"");
+    for held in [None, Some((boot + 1, held.as_slice()))] {
+        let d = defect(log_part::assemble(&delta, held, 1 << 20));
+        assert_eq!(d.code(), "eventlog_unknown_boot");
+    }
+    assert!(matches!(
+        log_part::assemble(&with_log(0, &held), None, 8),
+        Err(ReassembleError::TooLarge { .. })
+    ));
 }

@@ -1,11 +1,17 @@
 //! `vouch-provision reference`: hashes golden firmware images under the paths they will have on
-//! the terminal, takes expected PCR values and/or a golden firmware event log (PCRs 0-7 from its
-//! replay, and the per-event section from its events), and prints reference values as JSON.
+//! the terminal, takes expected PCR values and/or a golden firmware event log, and prints
+//! reference values as JSON.
+//!
+//! From a golden log, the reference pins every PCR its `events` section constrains: the PCRs
+//! vouch-agent quotes besides the firmware PCR (0-9 without `--firmware-pcr`). Each gets its
+//! replayed value in `pcrs` (a PCR the log never extends pins its reset value) and its event
+//! types in `events.event_types`, so a terminal's log must explain each of them closed-world.
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use vouch_protocol::appraisal::log_pcr_value;
 use vouch_protocol::bytes::Sha256Digest;
 use vouch_protocol::digest::HashAlg;
 use vouch_protocol::policy::events::LogMeasurements;
@@ -30,6 +36,9 @@ pub struct ReferenceArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
+
+/// The PCRs vouch-agent quotes besides its firmware PCR (`vouch_agent::attester::QUOTED_PCRS`).
+const AGENT_QUOTED_PCRS: std::ops::RangeInclusive<u8> = 0..=9;
 
 fn hash_file(path: &Path) -> Result<Sha256Digest> {
     vouch_common::fs::sha256_file(path)
@@ -58,16 +67,23 @@ pub fn build(args: &ReferenceArgs) -> Result<ReferenceValues> {
         let bytes = vouch_common::fs::read_limited(path, 64 << 20)?;
         let log = vouch_protocol::eventlog::parse(&bytes)
             .with_context(|| format!("{} is not a valid event log", path.display()))?;
-        let replay = log.replay();
-        for index in 0..=7u8 {
-            let value = match replay.get(HashAlg::Sha256, u32::from(index)) {
-                Some(v) => Sha256Digest::from_slice(v)?,
-                None if log.banks().contains(&HashAlg::Sha256) => Sha256Digest::ZERO,
-                None => bail!("{} has no sha256 bank", path.display()),
-            };
+        if !log.banks().contains(&HashAlg::Sha256) {
+            bail!("{} has no sha256 bank", path.display());
+        }
+        let constrained: BTreeSet<u32> = AGENT_QUOTED_PCRS
+            .filter(|i| *i != args.firmware_pcr)
+            .map(u32::from)
+            .collect();
+        for index in AGENT_QUOTED_PCRS.filter(|i| *i != args.firmware_pcr) {
+            let value = log_pcr_value(&log, index).with_context(|| {
+                format!(
+                    "{}: PCR {index} cannot be replayed (an event lacks its sha256 digest)",
+                    path.display()
+                )
+            })?;
             pcrs.insert(index, value);
         }
-        events = Some(LogMeasurements::from_log(&log, |pcr| pcr <= 7).capture());
+        events = Some(LogMeasurements::golden(&log, &constrained).capture());
     }
     for spec in &args.pcrs {
         let (i, hex) = spec
@@ -149,13 +165,47 @@ mod tests {
             out: None,
         })
         .unwrap();
-        assert_eq!(rv.pcrs.len(), 8);
+        // Every PCR the events section constrains is pinned: 0-9, PCR 9 at its reset value.
+        assert_eq!(
+            rv.pcrs.keys().copied().collect::<Vec<_>>(),
+            (0..=9).collect::<Vec<u8>>()
+        );
         let parsed = vouch_protocol::eventlog::parse(&log.bytes()).unwrap();
-        let pcr4 = parsed.replay().get(HashAlg::Sha256, 4).unwrap().to_vec();
-        assert_eq!(rv.pcrs[&4].0.to_vec(), pcr4);
+        for pcr in [4, 8] {
+            let replayed = parsed.replay().get(HashAlg::Sha256, pcr).unwrap().to_vec();
+            assert_eq!(rv.pcrs[&(pcr as u8)].0.to_vec(), replayed);
+        }
+        assert_eq!(rv.pcrs[&9], Sha256Digest::ZERO);
         let events = rv.events.unwrap();
         assert!(events.secure_boot_required);
         assert_eq!(events.dbx_min_entries, Some(371));
+        assert_eq!(
+            events.event_types.keys().copied().collect::<Vec<_>>(),
+            rv.pcrs.keys().map(|i| u32::from(*i)).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            events.event_types[&8].iter().collect::<Vec<_>>(),
+            vec!["EV_IPL"]
+        );
+        assert!(events.event_types[&9].is_empty());
+    }
+
+    #[test]
+    fn a_firmware_pcr_among_the_quoted_ones_is_not_pinned_from_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("golden.bin");
+        let log = vouch_protocol::eventlog::build::TerminalBoot::default().log();
+        std::fs::write(&path, log.bytes()).unwrap();
+        let rv = build(&ReferenceArgs {
+            firmware: vec![],
+            pcrs: vec![],
+            eventlog: Some(path),
+            firmware_pcr: 9,
+            out: None,
+        })
+        .unwrap();
+        assert!(!rv.pcrs.contains_key(&9));
+        assert!(!rv.events.unwrap().event_types.contains_key(&9));
     }
 
     #[test]

@@ -19,6 +19,17 @@ macro_rules! event_types {
                     _ => None,
                 }
             }
+
+            /// The inverse of [`fmt::Display`]: a TCG name (`EV_IPL`), or `0x` and hex digits.
+            pub fn from_name(name: &str) -> Option<Self> {
+                match name {
+                    $($name => Some(Self::$konst),)*
+                    _ => name
+                        .strip_prefix("0x")
+                        .and_then(|h| u32::from_str_radix(h, 16).ok())
+                        .map(Self),
+                }
+            }
         }
     };
 }
@@ -102,6 +113,10 @@ mod tests {
         );
         assert_eq!(EventType::COMPACT_HASH.name(), Some("EV_COMPACT_HASH"));
         assert_eq!(EventType(0x14).to_string(), "0x00000014");
+        for t in [EventType::IPL, EventType::POST_CODE, EventType(0x14)] {
+            assert_eq!(EventType::from_name(&t.to_string()), Some(t));
+        }
+        assert_eq!(EventType::from_name("EV_KERNEL"), None);
         assert_eq!(EventType(0x8000_00ff).name(), None);
         assert_eq!(
             format!("{:?}", EventType::SEPARATOR),

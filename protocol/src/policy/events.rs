@@ -15,7 +15,8 @@
 //! ```
 //!
 //! A class that is absent is not constrained. Within a present class, every measured event must
-//! have its subject listed with its digest among the allowed ones. `SecureBoot` and `dbx` are
+//! have its subject listed with its digest among the allowed ones, and a listed class is
+//! required: a log that shows no event of it fails. `SecureBoot` and `dbx` are
 //! judged by state (`secure_boot_required`, `dbx_min_entries`) rather than by digest, so a dbx
 //! update that adds revocations does not quarantine the fleet.
 //!
@@ -25,6 +26,11 @@
 //! judged above), bound to its own data (its digest is the hash of the data shown, like a
 //! separator or an action string), or kept as `other`, keyed by its type name — and as soon as
 //! the `events` section constrains anything, `other` events must be listed too.
+//!
+//! Closed world: `"event_types": {"4": ["EV_EFI_ACTION", ...], "8": ["EV_IPL"], "9": []}` names
+//! the PCRs the section constrains and the event types each may carry; each such PCR must be
+//! quoted and fully explained by the log (see [`super::closed_world`]). `policy capture` and
+//! `vouch-provision reference` fill it in for every PCR they pin.
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,7 +39,8 @@ use super::{Area, Finding};
 use crate::bytes::Sha256Digest;
 use crate::digest::HashAlg;
 use crate::error::PolicyError;
-use crate::eventlog::{EventClass, EventLog, EventType};
+use crate::eventlog::{EventClass, EventData, EventLog, EventType};
+use crate::policy::MAX_PCR;
 
 /// The event classes reference values can constrain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -56,6 +63,17 @@ impl EventKind {
             EventClass::SecureBootVariable { .. } => Some(EventKind::SecureBootVariable),
             EventClass::Ipl { .. } => Some(EventKind::Ipl),
             _ => None,
+        }
+    }
+
+    /// The JSON key of the class (`boot_application`).
+    fn name(self) -> &'static str {
+        match self {
+            EventKind::FirmwareBlob => "firmware_blob",
+            EventKind::BootApplication => "boot_application",
+            EventKind::SecureBootVariable => "secure_boot_variable",
+            EventKind::Ipl => "ipl",
+            EventKind::Other => "other",
         }
     }
 
@@ -98,6 +116,14 @@ pub struct LogMeasurements {
     /// PCRs with events that the quote does not vouch for (not quoted, or not reproduced);
     /// their events are left out of `events`.
     pub unverified_pcrs: Vec<u32>,
+    /// The quoted PCRs (but the firmware PCR) whose quoted value the log's replay reproduces; a
+    /// PCR the log never extends counts as its reset value. `None` in measurements recorded
+    /// before vouch checked this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explained_pcrs: Option<BTreeSet<u32>>,
+    /// The type names of the extending events of every PCR the quote vouches for.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub event_types: BTreeMap<u32, BTreeSet<String>>,
 }
 
 impl LogMeasurements {
@@ -113,6 +139,12 @@ impl LogMeasurements {
             if e.event_type == EventType::NO_ACTION {
                 continue;
             }
+            if verified(e.pcr) {
+                out.event_types
+                    .entry(e.pcr)
+                    .or_default()
+                    .insert(e.event_type.to_string());
+            }
             let Some(digest) = e
                 .digest(HashAlg::Sha256)
                 .and_then(|d| Sha256Digest::from_slice(d).ok())
@@ -123,8 +155,14 @@ impl LogMeasurements {
             let kind = class.as_ref().and_then(EventKind::of);
             let (kind, subject) = match (kind, &class) {
                 (Some(kind), Some(c)) => (kind, c.subject().to_owned()),
-                // Its content is the data the log shows: nothing hides behind it.
-                _ if e.digests_match_data() => continue,
+                // Its content is the data the log shows, well-formed for its type: nothing hides
+                // behind it. (Undecodable data bound to its digest, such as a whole image logged
+                // as an `EV_POST_CODE`, is judged as `other`.)
+                _ if e.digests_match_data()
+                    && !matches!(e.decoded, EventData::Raw | EventData::Malformed(_)) =>
+                {
+                    continue;
+                }
                 _ => (EventKind::Other, e.event_type.to_string()),
             };
             if !verified(e.pcr) {
@@ -143,6 +181,14 @@ impl LogMeasurements {
         out
     }
 
+    /// The measurements of a golden log (no quote): the events of `pcrs`, each taken as
+    /// explained, so that [`LogMeasurements::capture`] constrains exactly `pcrs`.
+    pub fn golden(log: &EventLog, pcrs: &BTreeSet<u32>) -> Self {
+        let mut lm = Self::from_log(log, |pcr| pcrs.contains(&pcr));
+        lm.explained_pcrs = Some(pcrs.clone());
+        lm
+    }
+
     /// Reference values these measurements satisfy.
     pub fn capture(&self) -> EventReference {
         let mut digests: BTreeMap<EventKind, BTreeMap<String, BTreeSet<Sha256Digest>>> =
@@ -158,10 +204,17 @@ impl LogMeasurements {
                 .or_default()
                 .insert(e.digest);
         }
+        let event_types = self
+            .explained_pcrs
+            .iter()
+            .flatten()
+            .map(|pcr| (*pcr, self.event_types.get(pcr).cloned().unwrap_or_default()))
+            .collect();
         EventReference {
             digests,
             secure_boot_required: self.secure_boot == Some(true),
             dbx_min_entries: self.dbx_entries,
+            event_types,
         }
     }
 }
@@ -172,6 +225,8 @@ pub struct EventReference {
     pub digests: BTreeMap<EventKind, BTreeMap<String, BTreeSet<Sha256Digest>>>,
     pub secure_boot_required: bool,
     pub dbx_min_entries: Option<u64>,
+    /// The PCRs constrained closed-world, each with the event type names it may carry.
+    pub event_types: BTreeMap<u32, BTreeSet<String>>,
 }
 
 type RawDigests = BTreeMap<String, Vec<String>>;
@@ -193,6 +248,8 @@ pub(super) struct RawEvents {
     secure_boot_required: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     dbx_min_entries: Option<u64>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    event_types: BTreeMap<String, Vec<String>>,
 }
 
 impl TryFrom<RawEvents> for EventReference {
@@ -228,10 +285,31 @@ impl TryFrom<RawEvents> for EventReference {
             }
             digests.insert(kind, subjects);
         }
+        let mut event_types = BTreeMap::new();
+        for (pcr, names) in raw.event_types {
+            let index = pcr
+                .parse::<u8>()
+                .ok()
+                .filter(|i| *i <= MAX_PCR)
+                .ok_or_else(|| PolicyError::Events {
+                    reason: format!("event_types: \"{pcr}\" is not a PCR index 0-{MAX_PCR}"),
+                })?;
+            let mut set = BTreeSet::new();
+            for name in names {
+                let t = EventType::from_name(&name).ok_or_else(|| PolicyError::Events {
+                    reason: format!(
+                        "event_types PCR {index}: \"{name}\" is not an event type (EV_... or 0x...)"
+                    ),
+                })?;
+                set.insert(t.to_string());
+            }
+            event_types.insert(u32::from(index), set);
+        }
         Ok(EventReference {
             digests,
             secure_boot_required: raw.secure_boot_required,
             dbx_min_entries: raw.dbx_min_entries,
+            event_types,
         })
     }
 }
@@ -256,19 +334,32 @@ impl From<&EventReference> for RawEvents {
             other: raw(EventKind::Other),
             secure_boot_required: r.secure_boot_required,
             dbx_min_entries: r.dbx_min_entries,
+            event_types: r
+                .event_types
+                .iter()
+                .map(|(pcr, set)| (pcr.to_string(), set.iter().cloned().collect()))
+                .collect(),
         }
     }
 }
 
 impl EventReference {
     pub fn is_empty(&self) -> bool {
-        self.digests.is_empty() && !self.secure_boot_required && self.dbx_min_entries.is_none()
+        self.digests.is_empty()
+            && !self.secure_boot_required
+            && self.dbx_min_entries.is_none()
+            && self.event_types.is_empty()
     }
 }
 
-/// Compares a verified log's measurements with `r`; `scope` names the reference values in
-/// reasons ("model T-100").
-pub fn evaluate(r: &EventReference, lm: Option<&LogMeasurements>, scope: &str) -> Vec<Finding> {
+/// Compares a verified log's measurements with `r`; `quoted` is the set of quoted PCRs and
+/// `scope` names the reference values in reasons ("model T-100").
+pub fn evaluate(
+    r: &EventReference,
+    lm: Option<&LogMeasurements>,
+    quoted: &BTreeSet<u32>,
+    scope: &str,
+) -> Vec<Finding> {
     let Some(lm) = lm else {
         return vec![Finding {
             area: Area::Configuration,
@@ -277,7 +368,7 @@ pub fn evaluate(r: &EventReference, lm: Option<&LogMeasurements>, scope: &str) -
             ),
         }];
     };
-    let mut out = Vec::new();
+    let mut out = super::closed_world::findings(r, lm, quoted, scope);
     if r.secure_boot_required && lm.secure_boot != Some(true) {
         out.push(Finding {
             area: Area::Configuration,
@@ -330,6 +421,20 @@ pub fn evaluate(r: &EventReference, lm: Option<&LogMeasurements>, scope: &str) -
             ),
         });
     }
+    for (kind, subjects) in &r.digests {
+        let judged = |e: &&MeasuredEvent| e.kind == *kind && !judged_by_state(e.kind, &e.subject);
+        let listed = subjects.keys().any(|s| !judged_by_state(*kind, s));
+        if *kind != EventKind::Other && listed && !lm.events.iter().any(|e| judged(&e)) {
+            out.push(Finding {
+                area: kind.area(),
+                reason: format!(
+                    "the reference for {scope} requires {} events, but the event log shows none \
+                     that the quote vouches for",
+                    kind.name()
+                ),
+            });
+        }
+    }
     if !r.digests.is_empty() && !lm.unverified_pcrs.is_empty() {
         let list = lm
             .unverified_pcrs
@@ -350,6 +455,10 @@ mod tests {
     use super::*;
     use crate::eventlog::build::TerminalBoot;
 
+    fn quoted() -> BTreeSet<u32> {
+        (0..=9).collect()
+    }
+
     fn measured(boot: &TerminalBoot) -> LogMeasurements {
         let log = crate::eventlog::parse(&boot.log().bytes()).unwrap();
         LogMeasurements::from_log(&log, |_| true)
@@ -363,7 +472,7 @@ mod tests {
         assert_eq!(r.dbx_min_entries, Some(371));
         assert!(r.digests[&EventKind::BootApplication].contains_key("\\EFI\\BOOT\\BOOTX64.EFI"));
         assert!(!r.digests[&EventKind::SecureBootVariable].contains_key("dbx"));
-        assert!(evaluate(&r, Some(&lm), "model T-100").is_empty());
+        assert!(evaluate(&r, Some(&lm), &quoted(), "model T-100").is_empty());
     }
 
     #[test]
@@ -373,7 +482,7 @@ mod tests {
             bootloader: b"patched loader".to_vec(),
             ..TerminalBoot::default()
         };
-        let f = evaluate(&r, Some(&measured(&evil)), "model T-100");
+        let f = evaluate(&r, Some(&measured(&evil)), &quoted(), "model T-100");
         assert_eq!(f.len(), 1, "{f:?}");
         assert!(
             f[0].reason.starts_with(
@@ -392,7 +501,7 @@ mod tests {
             secure_boot: false,
             ..TerminalBoot::default()
         };
-        let f = evaluate(&r, Some(&measured(&off)), "model T-100");
+        let f = evaluate(&r, Some(&measured(&off)), &quoted(), "model T-100");
         assert_eq!(
             f.iter().map(|f| f.reason.as_str()).collect::<Vec<_>>(),
             vec!["Secure Boot is disabled"]
@@ -401,7 +510,7 @@ mod tests {
             dbx_entries: 300,
             ..TerminalBoot::default()
         };
-        let f = evaluate(&r, Some(&measured(&shrunk)), "model T-100");
+        let f = evaluate(&r, Some(&measured(&shrunk)), &quoted(), "model T-100");
         assert_eq!(f.len(), 1);
         assert!(
             f[0].reason
@@ -414,7 +523,7 @@ mod tests {
             dbx_entries: 400,
             ..TerminalBoot::default()
         };
-        assert!(evaluate(&r, Some(&measured(&grown)), "model T-100").is_empty());
+        assert!(evaluate(&r, Some(&measured(&grown)), &quoted(), "model T-100").is_empty());
     }
 
     /// Regression for a review finding: relabelling a patched boot loader's event as a type
@@ -442,7 +551,7 @@ mod tests {
         for log in [relabelled, garbled] {
             let parsed = crate::eventlog::parse(&log.bytes()).unwrap();
             let lm = LogMeasurements::from_log(&parsed, |_| true);
-            let f = evaluate(&r, Some(&lm), "model T-100");
+            let f = evaluate(&r, Some(&lm), &quoted(), "model T-100");
             assert!(
                 f.iter().any(
                     |f| f.reason.starts_with("PCR 4 ") && f.reason.contains("not in reference")
@@ -452,14 +561,42 @@ mod tests {
         }
     }
 
+    /// A firmware volume logged as an `EV_POST_CODE` whose data is the volume itself has a
+    /// digest bound to its data, but data no POST code has: it must not pass as harmless.
+    #[test]
+    fn an_image_logged_as_a_post_code_is_judged() {
+        use crate::eventlog::build::{EV_POST_CODE, LogBuilder};
+        let r = measured(&TerminalBoot::default()).capture();
+        let mut log = LogBuilder::new(&[HashAlg::Sha256]);
+        log.event(0, EV_POST_CODE, &[0x90, 0x00, 0xeb, 0xfe, 0x13, 0x37, 0x00]);
+        let parsed = crate::eventlog::parse(&log.bytes()).unwrap();
+        let lm = LogMeasurements::from_log(&parsed, |_| true);
+        let f = evaluate(&r, Some(&lm), &quoted(), "model T-100");
+        assert!(
+            f.iter().any(|f| f
+                .reason
+                .starts_with("PCR 0 EV_POST_CODE EV_POST_CODE digest")),
+            "{f:?}"
+        );
+        // A POST code description bound to its digest stays harmless.
+        let mut log = LogBuilder::new(&[HashAlg::Sha256]);
+        log.event(0, EV_POST_CODE, b"ACPI DATA");
+        let parsed = crate::eventlog::parse(&log.bytes()).unwrap();
+        assert!(
+            LogMeasurements::from_log(&parsed, |_| true)
+                .events
+                .is_empty()
+        );
+    }
+
     #[test]
     fn missing_log_and_unverified_pcrs_are_reported() {
         let r = measured(&TerminalBoot::default()).capture();
-        assert_eq!(evaluate(&r, None, "device t1").len(), 1);
+        assert_eq!(evaluate(&r, None, &quoted(), "device t1").len(), 1);
         let log = crate::eventlog::parse(&TerminalBoot::default().log().bytes()).unwrap();
         let lm = LogMeasurements::from_log(&log, |pcr| pcr <= 7);
         assert_eq!(lm.unverified_pcrs, vec![8]);
-        let f = evaluate(&r, Some(&lm), "device t1");
+        let f = evaluate(&r, Some(&lm), &quoted(), "device t1");
         assert!(
             f.iter()
                 .any(|f| f.reason.contains("PCR 8 cannot be checked")),

@@ -7,6 +7,7 @@
 //! `{"pcrs": {"sha256": {"0": "<hex>", ...}}, "firmware": {"<path>": ["<hex>", ...]},
 //!   "events": {...}}` — see [`events`] for the per-event section.
 
+pub mod closed_world;
 pub mod events;
 
 use serde::{Deserialize, Serialize};
@@ -285,7 +286,8 @@ fn pcr_area(index: u8, firmware_pcr: u8) -> Area {
 pub fn evaluate(rv: &ReferenceValues, m: &Measurements, scope: &str) -> Vec<Finding> {
     let mut out = Vec::new();
     if let Some(r) = &rv.events {
-        out.extend(events::evaluate(r, m.eventlog.as_ref(), scope));
+        let quoted = m.pcrs.keys().map(|i| u32::from(*i)).collect();
+        out.extend(events::evaluate(r, m.eventlog.as_ref(), &quoted, scope));
     }
     if let Some(want) = rv.firmware_pcr
         && want != m.firmware_pcr

@@ -1,6 +1,10 @@
 //! MQTT messages through the engine: `prepare` on worker threads, `apply` in batches on the
 //! applier thread. A message failing any envelope or freshness check is rejected (counted and
-//! logged, no state change); evidence failing a later check becomes a contraindicated verdict.
+//! logged, no state change); evidence failing a later check becomes a contraindicated verdict —
+//! including evidence that is wrong inside (garbage `attest`, an event log that does not parse,
+//! is rewritten within a boot or continues a boot the verifier holds no log of). Of the event
+//! log, only a delta that does not fit the held log (challenged again) and an oversized log are
+//! rejections.
 //!
 //! A hello or status costs the verifier a challenge, so it must be fresh before it may cost
 //! anything: its counter must exceed the device's highest accepted one, checked before the rate
@@ -9,7 +13,7 @@
 
 use anyhow::Result;
 use vouch_common::time::now_unix;
-use vouch_protocol::appraisal::{self, Failure, Policy, Verified};
+use vouch_protocol::appraisal::{self, Failure, Policy, SentLog, Verified, log_part};
 use vouch_protocol::device::Basis;
 use vouch_protocol::error::{IdError, WireError};
 use vouch_protocol::ids::{DeviceId, Kind, Nonce, Sender, Topic};
@@ -39,8 +43,6 @@ pub enum Rejection {
     Counter(#[from] StaleCounter),
     #[error("device {0} asked for too many challenges this minute")]
     RateLimited(DeviceId),
-    #[error("event log: {0}")]
-    EventLog(#[from] vouch_protocol::eventlog::EventLogError),
     #[error(
         "event log part at offset {offset} does not continue the log held for this boot; asking for the whole log"
     )]
@@ -63,7 +65,6 @@ impl Rejection {
             Rejection::Nonce(n) => n.label(),
             Rejection::Counter(c) => c.label(),
             Rejection::RateLimited(_) => "rate_limited",
-            Rejection::EventLog(_) => "eventlog_malformed",
             Rejection::EventLogGap { .. } => "eventlog_gap",
             Rejection::EventLogTooLarge { .. } => "oversized",
             Rejection::Stale => "stale",
@@ -193,48 +194,37 @@ impl Engine {
                 // authoritatively inside its write transaction. The snapshot is short-lived.
                 let (issued, held) = {
                     let reader = self.store.read()?;
-                    let held = match &ev.eventlog {
-                        Some(part) if part.offset > 0 => reader.eventlog(&device)?,
+                    // A delta is appended to the held log, and a whole log must extend it.
+                    let held = match (&ev.eventlog, rec.eventlog_held) {
+                        (Some(_), Some(_)) => reader.eventlog(&device)?,
                         _ => None,
                     };
                     (reader.nonce(&ev.nonce)?, held)
                 };
                 nonce::check(issued.as_ref(), &device, now_unix())?;
-                let full = match &ev.eventlog {
-                    Some(part) => {
-                        // The boot the quote claims; the quote is verified below, and a lie here
-                        // only makes the reassembled log fail against the verified quote.
-                        let boot = vouch_protocol::tpm::Attest::parse(ev.attest.as_slice())
-                            .map_or(u32::MAX, |a| a.clock_info().reset_count);
-                        let held = held.as_ref().map(|h| (h.boot, h.bytes.as_slice()));
-                        Some(
-                            part.reassemble(held, boot, MAX_EVENTLOG)
-                                .map_err(|e| match e {
-                                    ReassembleError::Gap { offset } => {
-                                        Rejection::EventLogGap { offset }
-                                    }
-                                    ReassembleError::TooLarge { len, max } => {
-                                        Rejection::EventLogTooLarge { len, max }
-                                    }
-                                })?,
-                        )
+                // Signed by the device and fresh: from here on, anything wrong inside the
+                // evidence is a defect in its outcome, and the applier quarantines.
+                let held = held.as_ref().map(|h| (h.boot, h.bytes.as_slice()));
+                let log = log_part::assemble(&ev, held, MAX_EVENTLOG).map_err(|e| match e {
+                    ReassembleError::Gap { offset } => Rejection::EventLogGap { offset },
+                    ReassembleError::TooLarge { len, max } => {
+                        Rejection::EventLogTooLarge { len, max }
                     }
-                    None => None,
-                };
-                let parsed = full
-                    .as_deref()
-                    .map(vouch_protocol::eventlog::parse)
-                    .transpose()?;
-                let outcome = appraisal::verify_evidence(&rec.enrollment, &ev, parsed.as_ref());
+                })?;
+                let outcome = appraisal::verify_evidence_with_log(&rec.enrollment, &ev, &log);
                 // A second copy of evidence already on its way to the applier is a replay, even
                 // though the store has not marked its nonce used yet.
                 self.claim_in_flight(ev.nonce)?;
+                let eventlog = match log {
+                    SentLog::Parsed { bytes, .. } => Some(bytes),
+                    SentLog::Absent | SentLog::Defective(_) => None,
+                };
                 Ok(Job::Evidence {
                     device,
                     topic: msg.topic.clone(),
                     evidence: Box::new(ev),
                     outcome: Box::new(outcome),
-                    eventlog: full,
+                    eventlog,
                 })
             }
             // Sender::Agent above leaves only the three kinds handled.
@@ -419,6 +409,9 @@ impl Engine {
             return Ok(Err(Rejection::Stale));
         }
         self.stats.accept("evidence");
+        if let Err(f) = outcome {
+            tracing::warn!(device = %device, code = f.reason.code(), reason = %f.reason, "evidence does not hold up");
+        }
 
         let governing = self.policy_for(w, &rec)?;
         let a = appraisal::appraise(
