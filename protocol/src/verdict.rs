@@ -121,6 +121,9 @@ pub enum DeviceState {
     Trusted,
     /// Cut off: by the verifier after a failed attestation, or by an operator.
     Quarantined,
+    /// Was trusted, but its verdict expired without fresh evidence: the verifier can no longer
+    /// vouch for it. Fresh passing evidence makes it trusted again.
+    Unresponsive,
 }
 
 impl DeviceState {
@@ -129,6 +132,7 @@ impl DeviceState {
             DeviceState::Pending => "pending",
             DeviceState::Trusted => "trusted",
             DeviceState::Quarantined => "quarantined",
+            DeviceState::Unresponsive => "unresponsive",
         }
     }
 }
