@@ -69,6 +69,9 @@ pub struct FileConfig {
     pub workers: Option<usize>,
     /// Connection limit of the embedded broker [default: 10010].
     pub mqtt_max_connections: Option<usize>,
+    /// Quarantine a device after this many consecutive verdict periods without fresh evidence
+    /// [default: 0 = never].
+    pub quarantine_after_expiries: Option<u32>,
 }
 
 impl FileConfig {
@@ -146,6 +149,7 @@ impl ServerConfig {
                 verdict_ttl,
                 challenges_per_minute: file.challenges_per_minute.unwrap_or(30).max(1),
                 verifier_id: format!("vouch-verifier {}", env!("CARGO_PKG_VERSION")),
+                quarantine_after_expiries: file.quarantine_after_expiries.unwrap_or(0),
             },
             workers,
             mqtt_max_connections: file.mqtt_max_connections.unwrap_or(10_010).max(16),

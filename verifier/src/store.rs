@@ -33,6 +33,8 @@ const NONCE_EXPIRY: TableDefinition<(u64, &[u8; 32]), ()> = TableDefinition::new
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 const EVENTLOGS: TableDefinition<&str, &[u8]> = TableDefinition::new("eventlogs");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Verdict expiry index: (expires at, device) of every device's current verdict.
+const VERDICT_EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("verdict_expiry");
 
 const SEQ: &str = "seq";
 const AUDIT_SEQ: &str = "audit_seq";
@@ -147,6 +149,7 @@ impl Store {
             w.open_table(AUDIT)?;
             w.open_table(EVENTLOGS)?;
             w.open_table(META)?;
+            w.open_table(VERDICT_EXPIRY)?;
         }
         w.commit()?;
         Ok(Self { db })
@@ -367,6 +370,82 @@ impl Writer {
     pub fn commit(self) -> Result<()> {
         self.tx.commit().context("committing to the store")
     }
+}
+
+/// The verdict expiry index: one entry (expires at, device) per device's current verdict, changed
+/// in the transaction that stores the verdict, so the expiry sweep range-reads the entries due
+/// instead of scanning devices.
+impl Writer {
+    /// Moves `id`'s entry from the expiry of its previous verdict (if any) to `exp`.
+    pub fn index_verdict_expiry(
+        &mut self,
+        id: &DeviceId,
+        old: Option<u64>,
+        exp: u64,
+    ) -> Result<()> {
+        let mut t = self.tx.open_table(VERDICT_EXPIRY)?;
+        if let Some(old) = old {
+            t.remove((old, id.as_str()))?;
+        }
+        t.insert((exp, id.as_str()), ())?;
+        Ok(())
+    }
+
+    /// Removes one entry (the sweep took it).
+    pub fn unindex_verdict_expiry(&mut self, exp: u64, id: &str) -> Result<()> {
+        let mut t = self.tx.open_table(VERDICT_EXPIRY)?;
+        t.remove((exp, id))?;
+        Ok(())
+    }
+
+    /// Up to `limit` entries of verdicts that expired before `now`, earliest first.
+    pub fn verdicts_expired(&self, now: u64, limit: usize) -> Result<Vec<(u64, String)>> {
+        let t = self.tx.open_table(VERDICT_EXPIRY)?;
+        expired_entries(&t, now, limit)
+    }
+
+    /// Whether the one-time marker `key` (e.g. a finished migration) is set.
+    pub fn flag(&self, key: &str) -> Result<bool> {
+        let t = self.tx.open_table(META)?;
+        Ok(t.get(key)?.is_some())
+    }
+
+    /// Sets the one-time marker `key`.
+    pub fn set_flag(&mut self, key: &str) -> Result<()> {
+        let mut t = self.tx.open_table(META)?;
+        t.insert(key, 1)?;
+        Ok(())
+    }
+}
+
+impl Reader {
+    /// Up to `limit` entries of verdicts that expired before `now` (a cheap peek before the
+    /// sweep takes the write lock).
+    pub fn verdicts_expired(&self, now: u64, limit: usize) -> Result<Vec<(u64, String)>> {
+        let t = self.tx.open_table(VERDICT_EXPIRY)?;
+        expired_entries(&t, now, limit)
+    }
+
+    /// Entries in the expiry index (one per device with a verdict).
+    pub fn verdict_expiry_len(&self) -> Result<u64> {
+        let t = self.tx.open_table(VERDICT_EXPIRY)?;
+        Ok(redb::ReadableTableMetadata::len(&t)?)
+    }
+}
+
+fn expired_entries(
+    t: &impl ReadableTable<(u64, &'static str), ()>,
+    now: u64,
+    limit: usize,
+) -> Result<Vec<(u64, String)>> {
+    let mut out = Vec::new();
+    // (now, "") sorts before every entry expiring at `now`: the range is `exp < now`.
+    for item in t.range(..(now, ""))?.take(limit) {
+        let (k, _) = item?;
+        let (exp, id) = k.value();
+        out.push((exp, id.to_owned()));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -26,11 +26,7 @@ pub fn devices(list: &[DeviceView]) -> String {
             "{}  {}  {:<11}  {:<20}  {}",
             pad(&d.id, idw),
             pad(&d.model, mw),
-            if d.stale {
-                format!("{} (stale)", d.state)
-            } else {
-                d.state.to_string()
-            },
+            d.state.to_string(),
             d.last_verdict_at.as_deref().unwrap_or("-"),
             d.reasons.first().map(String::as_str).unwrap_or("")
         );
@@ -45,16 +41,7 @@ pub fn device(d: &DeviceView) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "id:              {}", d.id);
     let _ = writeln!(out, "model:           {}", d.model);
-    let _ = writeln!(
-        out,
-        "state:           {}{}",
-        d.state,
-        if d.stale {
-            " (stale: its last verdict expired; it has not attested since)"
-        } else {
-            ""
-        }
-    );
+    let _ = writeln!(out, "state:           {}", d.state);
     if let Some(q) = &d.quarantine {
         let _ = writeln!(
             out,
@@ -71,6 +58,13 @@ pub fn device(d: &DeviceView) -> String {
         d.last_verdict_at.as_deref().unwrap_or("never"),
         d.verdict_status.map(|s| s.as_str()).unwrap_or("-")
     );
+    if let Some(exp) = &d.verdict_expires_at {
+        let _ = writeln!(
+            out,
+            "verdict expires: {exp}{}",
+            if d.stale { " (expired)" } else { "" }
+        );
+    }
     let _ = writeln!(
         out,
         "policy:          {}",
