@@ -188,6 +188,26 @@ mod tests {
     }
 
     #[test]
+    fn quarantine_after_expiries_comes_from_the_config_file_and_defaults_to_never() {
+        assert_eq!(
+            ServerConfig::resolve(&RunArgs::default())
+                .unwrap()
+                .engine
+                .quarantine_after_expiries,
+            0
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.toml");
+        std::fs::write(&path, "quarantine_after_expiries = 3\n").unwrap();
+        let args = RunArgs {
+            config: Some(path),
+            ..RunArgs::default()
+        };
+        let c = ServerConfig::resolve(&args).unwrap();
+        assert_eq!(c.engine.quarantine_after_expiries, 3);
+    }
+
+    #[test]
     fn listen_and_url_conflict() {
         assert!(
             Cli::try_parse_from([

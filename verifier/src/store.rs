@@ -541,4 +541,37 @@ mod tests {
         let err = Store::open(&path).unwrap_err().to_string();
         assert!(err.contains("another verifier"), "{err}");
     }
+
+    #[test]
+    fn verdict_expiry_index_yields_only_expired_entries_and_moves_with_the_verdict() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.redb")).unwrap();
+        let id = |n: &str| -> DeviceId { n.parse().unwrap() };
+        let mut w = s.write().unwrap();
+        w.index_verdict_expiry(&id("a"), None, 100).unwrap();
+        w.index_verdict_expiry(&id("b"), None, 200).unwrap();
+        w.index_verdict_expiry(&id("c"), None, 99).unwrap();
+        // b's next verdict: its old entry goes.
+        w.index_verdict_expiry(&id("b"), Some(200), 300).unwrap();
+        w.commit().unwrap();
+        let r = s.read().unwrap();
+        assert_eq!(r.verdict_expiry_len().unwrap(), 3);
+        // `exp` is the last second a verdict may be relied on: due only after it.
+        assert_eq!(
+            r.verdicts_expired(100, 10).unwrap(),
+            vec![(99, "c".to_owned())]
+        );
+        assert_eq!(
+            r.verdicts_expired(301, 10).unwrap(),
+            vec![(99, "c".into()), (100, "a".into()), (300, "b".into())]
+        );
+        assert_eq!(r.verdicts_expired(301, 2).unwrap().len(), 2, "bounded");
+        drop(r);
+        let mut w = s.write().unwrap();
+        w.unindex_verdict_expiry(99, "c").unwrap();
+        assert_eq!(
+            w.verdicts_expired(101, 10).unwrap(),
+            vec![(100, "a".to_owned())]
+        );
+    }
 }

@@ -51,6 +51,10 @@ fn bench_with(quarantine_after_expiries: u32, seed: impl FnOnce(&Store)) -> Benc
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("s.redb")).unwrap();
     seed(&store);
+    engine_on(dir, store, quarantine_after_expiries)
+}
+
+fn engine_on(dir: tempfile::TempDir, store: Store, quarantine_after_expiries: u32) -> Bench {
     let (tx, out) = mpsc::channel(1 << 16);
     let cfg = EngineConfig {
         max_payload: wire::DEFAULT_MAX_PAYLOAD,
@@ -98,6 +102,17 @@ fn setup() -> (Bench, Terminal) {
 }
 
 impl Bench {
+    /// Stops the engine, lets `edit` change its store, and starts a new engine on it (a restart).
+    fn restart(self, edit: impl FnOnce(&Store)) -> Bench {
+        let Bench {
+            _dir: dir, engine, ..
+        } = self;
+        drop(engine);
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        edit(&store);
+        engine_on(dir, store, 0)
+    }
+
     /// Enrolls a terminal and makes it trusted under a policy captured from its first evidence.
     fn trusted_terminal(&mut self, id: &str, seed: u8) -> Terminal {
         let mut t = terminal(id, seed);
@@ -548,4 +563,53 @@ fn expiry_sweep_reads_only_due_devices() {
     );
     assert_eq!(b.engine.verdict_expiry_index_len().unwrap(), index);
     assert_eq!(b.engine.sweep_expired_verdicts(later).unwrap().examined, 0);
+}
+
+#[test]
+fn verdicts_stored_before_the_expiry_index_existed_are_indexed_once() {
+    let (b, _t) = setup();
+    // A store from before the index: the device's verdict has no entry.
+    let b = b.restart(|store| {
+        let mut w = store.write().unwrap();
+        let entries = w.verdicts_expired(u64::MAX, 10).unwrap();
+        assert_eq!(entries.len(), 1);
+        for (exp, id) in entries {
+            w.unindex_verdict_expiry(exp, &id).unwrap();
+        }
+        w.commit().unwrap();
+    });
+    let later = after_expiry();
+    assert_eq!(b.engine.sweep_expired_verdicts(later).unwrap().examined, 0);
+    assert_eq!(b.engine.index_unindexed_verdicts().unwrap(), 1);
+    assert_eq!(b.engine.index_unindexed_verdicts().unwrap(), 0, "only once");
+    assert_eq!(b.engine.sweep_expired_verdicts(later).unwrap().renewed, 1);
+    assert_eq!(b.state(), DeviceState::Unresponsive);
+}
+
+#[test]
+fn a_policy_change_does_not_make_an_unresponsive_device_trusted() {
+    let (mut b, _t) = setup();
+    b.engine.sweep_expired_verdicts(after_expiry()).unwrap();
+    b.drain();
+    let reevaluated = b.engine.capture_policy("t1", op()).unwrap();
+    assert_eq!(reevaluated.reevaluated[0].state, DeviceState::Unresponsive);
+    let (verdicts, _) = b.verdicts("t1");
+    let [(v, true)] = verdicts.as_slice() else {
+        panic!("expected one retained verdict, got {verdicts:?}")
+    };
+    assert_eq!(
+        v.status,
+        Status::Warning,
+        "stored measurements are not fresh"
+    );
+    assert!(
+        v.reasons[0].starts_with("no fresh evidence since "),
+        "{:?}",
+        v.reasons
+    );
+    assert!(
+        v.exp > now_unix(),
+        "a current verdict, not one born expired"
+    );
+    assert_eq!(b.engine.verdict_expiry_index_len().unwrap(), 1);
 }

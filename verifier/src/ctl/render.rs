@@ -130,3 +130,44 @@ pub fn stats(s: &StatsView) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vouch_protocol::verdict::{DeviceState, Status};
+
+    fn view(state: DeviceState, stale: bool) -> DeviceView {
+        DeviceView {
+            id: "term-1".into(),
+            model: "T-100".into(),
+            state,
+            reasons: vec!["no fresh evidence since 2026-01-01T00:00:00Z".into()],
+            last_verdict_at: Some("2026-01-01T00:15:00Z".into()),
+            verdict_status: Some(Status::Warning),
+            verdict_expires_at: Some("2026-01-01T00:30:00Z".into()),
+            stale,
+            policy_id: None,
+            quarantine: None,
+            release_pending: false,
+            enrolled_at: "2026-01-01T00:00:00Z".into(),
+            measured_at: None,
+            ak_name: "000b".into(),
+        }
+    }
+
+    #[test]
+    fn listings_show_the_real_state_instead_of_trusted_stale() {
+        let list = devices(&[view(DeviceState::Unresponsive, false)]);
+        assert!(list.contains("unresponsive"), "{list}");
+        let one = device(&view(DeviceState::Unresponsive, false));
+        assert!(one.contains("state:           unresponsive\n"), "{one}");
+        // Between an expiry and the sweep the state is not embellished; the verdict line says it.
+        let list = devices(&[view(DeviceState::Trusted, true)]);
+        assert!(!list.contains("stale"), "{list}");
+        let one = device(&view(DeviceState::Trusted, true));
+        assert!(
+            one.contains("verdict expires: 2026-01-01T00:30:00Z (expired)"),
+            "{one}"
+        );
+    }
+}
