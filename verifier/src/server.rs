@@ -87,7 +87,8 @@ pub async fn run(cfg: ServerConfig, shutdown: watch::Receiver<bool>) -> Result<(
     let mqtt_task = tokio::spawn(mqtt::run(opts, senders, out_rx, shutdown.clone()));
     spawn_pipeline(engine.clone(), receivers)?;
     spawn_pruner(engine.clone(), shutdown.clone());
-    spawn_expiry_sweep(engine.clone(), EXPIRY_SWEEP_EVERY, shutdown.clone());
+    let grace = Duration::from_secs(cfg.engine.verdict_ttl);
+    spawn_expiry_sweep(engine.clone(), grace, EXPIRY_SWEEP_EVERY, shutdown.clone());
 
     tracing::info!(
         data = %cfg.data.display(),
@@ -168,8 +169,15 @@ const EXPIRY_SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// Every `every`, turns verdicts that expired without fresh evidence into the state the core
 /// decides (unresponsive, renewed verdicts, quarantine after N expiries); see `engine::expiry`.
-/// First indexes verdicts stored before the expiry index existed (once per store).
-fn spawn_expiry_sweep(engine: Arc<Engine>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+/// First indexes verdicts stored before the expiry index existed (once per store), then waits
+/// `grace` (one verdict lifetime): verdicts that expired while the verifier was down say nothing
+/// about the terminals, which get one period to attest to the running verifier.
+fn spawn_expiry_sweep(
+    engine: Arc<Engine>,
+    grace: Duration,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
     tokio::spawn(async move {
         let e = engine.clone();
         match tokio::task::spawn_blocking(move || e.index_unindexed_verdicts()).await {
@@ -178,6 +186,10 @@ fn spawn_expiry_sweep(engine: Arc<Engine>, every: Duration, mut shutdown: watch:
                 tracing::warn!(error = %format!("{e:#}"), "indexing verdict expiries failed")
             }
             _ => {}
+        }
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(grace) => {}
         }
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

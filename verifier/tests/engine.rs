@@ -548,10 +548,11 @@ fn expiry_sweep_reads_only_due_devices() {
 
     let later = after_expiry();
     assert!(later < hours_away);
-    let s = b.engine.sweep_expired_verdicts_in(later, 2).unwrap();
+    let s = b.engine.sweep_expired_verdicts_in(later, 2, 1000).unwrap();
     assert_eq!(s.examined, DUE, "only the due entries are read");
     assert_eq!(s.renewed, DUE);
     assert_eq!(s.batches, 2, "bounded batches of 2 entries");
+    assert!(!s.more);
     for id in ids {
         assert_eq!(b.state_of(id), DeviceState::Unresponsive);
     }
@@ -612,4 +613,20 @@ fn a_policy_change_does_not_make_an_unresponsive_device_trusted() {
         "a current verdict, not one born expired"
     );
     assert_eq!(b.engine.verdict_expiry_index_len().unwrap(), 1);
+}
+
+#[test]
+fn a_mass_expiry_is_spread_over_sweeps() {
+    let mut b = bench_with(0, |_| {});
+    for (seed, id) in (20u8..).zip(["t1", "t2", "t3"]) {
+        b.trusted_terminal(id, seed);
+    }
+    let later = after_expiry();
+    let first = b.engine.sweep_expired_verdicts_in(later, 1, 2).unwrap();
+    assert_eq!((first.examined, first.batches, first.more), (2, 2, true));
+    let second = b.engine.sweep_expired_verdicts_in(later, 1, 2).unwrap();
+    assert_eq!((second.examined, second.more), (1, false));
+    for id in ["t1", "t2", "t3"] {
+        assert_eq!(b.state_of(id), DeviceState::Unresponsive);
+    }
 }

@@ -18,6 +18,11 @@ use crate::store::Writer;
 /// Index entries handled per write transaction.
 pub const EXPIRY_BATCH: usize = 500;
 
+/// Index entries handled per sweep at most. A mass expiry (a broker outage, a verifier down for
+/// longer than a verdict lifetime) is spread over several sweeps, so the applier gets the store
+/// between batches and the outgoing queue is not flooded with renewed verdicts at once.
+pub const EXPIRY_PER_SWEEP: usize = 5_000;
+
 /// Marker in the store's meta table: verdicts stored before the index existed are indexed.
 const INDEXED: &str = "verdict_expiry_indexed";
 
@@ -26,6 +31,8 @@ const INDEXED: &str = "verdict_expiry_indexed";
 pub struct ExpirySweep {
     /// Entries read from the expiry index (every one of them due).
     pub examined: usize,
+    /// The per-sweep limit was reached: more entries may be due (the next sweep takes them).
+    pub more: bool,
     /// Devices that got a new verdict in place of the expired one.
     pub renewed: usize,
     /// Write transactions committed.
@@ -33,13 +40,20 @@ pub struct ExpirySweep {
 }
 
 impl Engine {
-    /// Handles every verdict that expired before `now`, [`EXPIRY_BATCH`] entries per transaction.
+    /// Handles verdicts that expired before `now`, earliest first: [`EXPIRY_BATCH`] entries per
+    /// write transaction, at most [`EXPIRY_PER_SWEEP`] per call.
     pub fn sweep_expired_verdicts(&self, now: u64) -> Result<ExpirySweep> {
-        self.sweep_expired_verdicts_in(now, EXPIRY_BATCH)
+        self.sweep_expired_verdicts_in(now, EXPIRY_BATCH, EXPIRY_PER_SWEEP)
     }
 
-    /// [`Engine::sweep_expired_verdicts`] with `batch` entries per write transaction.
-    pub fn sweep_expired_verdicts_in(&self, now: u64, batch: usize) -> Result<ExpirySweep> {
+    /// [`Engine::sweep_expired_verdicts`] with `batch` entries per write transaction and at most
+    /// `limit` per call.
+    pub fn sweep_expired_verdicts_in(
+        &self,
+        now: u64,
+        batch: usize,
+        limit: usize,
+    ) -> Result<ExpirySweep> {
         let batch = batch.max(1);
         let mut sweep = ExpirySweep::default();
         // A read snapshot first, so an idle sweep never takes the applier's write lock.
@@ -47,10 +61,15 @@ impl Engine {
             return Ok(sweep);
         }
         loop {
+            let room = limit.saturating_sub(sweep.examined);
+            if room == 0 {
+                sweep.more = true;
+                break;
+            }
             let mut w = self.store.write()?;
             // Read inside the write transaction: evidence applied since the peek has moved its
             // device's entry, and is not expired again here.
-            let due = w.verdicts_expired(now, batch)?;
+            let due = w.verdicts_expired(now, batch.min(room))?;
             if due.is_empty() {
                 break;
             }
@@ -66,7 +85,7 @@ impl Engine {
             sweep.examined += due.len();
             sweep.batches += 1;
             // Renewed verdicts expire after `now` (verdict_ttl >= 1), so the loop ends.
-            if due.len() < batch {
+            if due.len() < batch.min(room) {
                 break;
             }
         }

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use vouch_protocol::ids::{DeviceId, Nonce, Topic};
 use vouch_protocol::wire::{self, Message};
 
-pub use expiry::{EXPIRY_BATCH, ExpirySweep};
+pub use expiry::{EXPIRY_BATCH, EXPIRY_PER_SWEEP, ExpirySweep};
 pub use inbound::Job;
 pub use stats::Stats;
 
