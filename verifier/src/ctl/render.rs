@@ -14,7 +14,7 @@ pub fn devices(list: &[DeviceView]) -> String {
     let mw = list.iter().map(|d| d.model.len()).max().unwrap_or(5).max(5);
     let _ = writeln!(
         out,
-        "{}  {}  {:<11}  {:<20}  REASON",
+        "{}  {}  {:<12}  {:<20}  REASON",
         pad("ID", idw),
         pad("MODEL", mw),
         "STATE",
@@ -23,7 +23,7 @@ pub fn devices(list: &[DeviceView]) -> String {
     for d in list {
         let _ = writeln!(
             out,
-            "{}  {}  {:<11}  {:<20}  {}",
+            "{}  {}  {:<12}  {:<20}  {}",
             pad(&d.id, idw),
             pad(&d.model, mw),
             d.state.to_string(),
