@@ -35,6 +35,8 @@ const EVENTLOGS: TableDefinition<&str, &[u8]> = TableDefinition::new("eventlogs"
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Verdict expiry index: (expires at, device) of every device's current verdict.
 const VERDICT_EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("verdict_expiry");
+/// Meta key set once the verdicts of an older store are in the expiry index.
+const VERDICT_EXPIRY_BACKFILLED: &str = "verdict_expiry_backfilled";
 
 const SEQ: &str = "seq";
 const AUDIT_SEQ: &str = "audit_seq";
@@ -404,16 +406,16 @@ impl Writer {
         expired_entries(&t, now, limit)
     }
 
-    /// Whether the one-time marker `key` (e.g. a finished migration) is set.
-    pub fn flag(&self, key: &str) -> Result<bool> {
+    /// Whether the verdicts stored before the index existed have been indexed (a store created
+    /// by an earlier version has verdicts but no entries).
+    pub fn verdict_expiry_backfilled(&self) -> Result<bool> {
         let t = self.tx.open_table(META)?;
-        Ok(t.get(key)?.is_some())
+        Ok(t.get(VERDICT_EXPIRY_BACKFILLED)?.is_some())
     }
 
-    /// Sets the one-time marker `key`.
-    pub fn set_flag(&mut self, key: &str) -> Result<()> {
+    pub fn set_verdict_expiry_backfilled(&mut self) -> Result<()> {
         let mut t = self.tx.open_table(META)?;
-        t.insert(key, 1)?;
+        t.insert(VERDICT_EXPIRY_BACKFILLED, 1)?;
         Ok(())
     }
 }

@@ -23,9 +23,6 @@ pub const EXPIRY_BATCH: usize = 500;
 /// between batches and the outgoing queue is not flooded with renewed verdicts at once.
 pub const EXPIRY_PER_SWEEP: usize = 5_000;
 
-/// Marker in the store's meta table: verdicts stored before the index existed are indexed.
-const INDEXED: &str = "verdict_expiry_indexed";
-
 /// What one sweep did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ExpirySweep {
@@ -143,7 +140,7 @@ impl Engine {
     /// calls return at once). A device whose verdict changes meanwhile leaves a stale entry,
     /// which the sweep drops.
     pub fn index_unindexed_verdicts(&self) -> Result<usize> {
-        if self.store.write()?.flag(INDEXED)? {
+        if self.store.write()?.verdict_expiry_backfilled()? {
             return Ok(0);
         }
         let mut entries = Vec::new();
@@ -168,7 +165,7 @@ impl Engine {
             w.commit()?;
         }
         let mut w = self.store.write()?;
-        w.set_flag(INDEXED)?;
+        w.set_verdict_expiry_backfilled()?;
         w.commit()?;
         Ok(entries.len())
     }
