@@ -169,7 +169,8 @@ pub struct Verdict {
     #[serde(rename = "vouch.reasons")]
     pub reasons: Vec<String>,
     /// The challenge nonce of the evidence appraised; `None` for a re-evaluation of stored
-    /// measurements (policy change) or an operator action.
+    /// measurements (policy change), an operator action, or a verdict renewed because the last
+    /// one expired without fresh evidence.
     #[serde(rename = "vouch.nonce")]
     pub nonce: Option<Nonce>,
     /// Verifier-wide increasing number: an agent ignores a verdict older than one it holds.
