@@ -22,7 +22,7 @@ pub fn exit_code(state: DeviceState) -> i32 {
     match state {
         DeviceState::Trusted => EXIT_TRUSTED,
         DeviceState::Quarantined => EXIT_QUARANTINED,
-        DeviceState::Pending => EXIT_PENDING,
+        DeviceState::Pending | DeviceState::Unresponsive => EXIT_PENDING,
     }
 }
 

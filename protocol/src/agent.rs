@@ -277,7 +277,7 @@ impl AgentCore {
         }
         self.view.quarantined = match v.state {
             DeviceState::Quarantined => Some(v.reasons.first().cloned().unwrap_or_default()),
-            DeviceState::Trusted | DeviceState::Pending => None,
+            DeviceState::Trusted | DeviceState::Pending | DeviceState::Unresponsive => None,
         };
         self.view.last_verdict = Some(v.clone());
         Ok(vec![

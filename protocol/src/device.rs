@@ -1,9 +1,12 @@
-//! The verifier's per-device state machine: pending → trusted ⇄ quarantined, driven by
-//! appraisals and operator actions. Each transition returns the audit entries to append and the
-//! effects (commands, challenges) for the shell to carry out; nothing here touches storage.
+//! The verifier's per-device state machine: pending → trusted ⇄ quarantined, trusted ⇄
+//! unresponsive, driven by appraisals, verdict expiry and operator actions. Each transition
+//! returns the audit entries to append and the effects (commands, challenges) for the shell to
+//! carry out; nothing here touches storage or reads a clock (`now` comes in).
 //!
-//! Invariant: a quarantine, automatic or manual, is lifted only by an operator release followed
-//! by an attestation that passes. An attestation passing on its own never un-quarantines.
+//! Invariants: a quarantine, automatic or manual, is lifted only by an operator release followed
+//! by an attestation that passes; an attestation passing on its own never un-quarantines. A
+//! trusted device whose verdict expires without fresh evidence is `unresponsive` until fresh
+//! evidence passes; quarantine outranks it (an expiry never changes a quarantined device).
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -43,6 +46,7 @@ pub enum AuditAction {
     Released,
     ReleaseFailed,
     PolicyChanged,
+    Unresponsive,
 }
 
 impl AuditAction {
@@ -55,6 +59,7 @@ impl AuditAction {
             AuditAction::Released => "released",
             AuditAction::ReleaseFailed => "release_failed",
             AuditAction::PolicyChanged => "policy_changed",
+            AuditAction::Unresponsive => "unresponsive",
         }
     }
 }
@@ -111,6 +116,22 @@ pub struct ReleaseRequest {
     pub at: u64,
 }
 
+/// Why a device is `unresponsive`: the time of the last fresh evidence, and how many verdict
+/// periods in a row have expired since without any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Silence {
+    pub since: u64,
+    pub expiries: u32,
+}
+
+impl Silence {
+    /// The reason carried by the audit entry and the verdicts while it lasts.
+    pub fn reason(&self) -> String {
+        format!("no fresh evidence since {}", rfc3339(self.since))
+    }
+}
+
 /// An operator action that does not apply to the device's current state.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum TransitionError {
@@ -132,6 +153,9 @@ pub struct DeviceStatus {
     /// Reasons of the last verdict.
     pub reasons: Vec<String>,
     pub last_verdict_at: Option<u64>,
+    /// Set exactly while the state is `unresponsive` (absent in records written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silence: Option<Silence>,
 }
 
 /// The outcome of one transition.
@@ -156,6 +180,7 @@ impl DeviceStatus {
             release: None,
             reasons: Vec::new(),
             last_verdict_at: None,
+            silence: None,
         }
     }
 
@@ -250,6 +275,17 @@ impl DeviceStatus {
                     });
                 }
             }
+            (DeviceState::Unresponsive, Status::Affirming) if basis == Basis::Fresh => {
+                self.state = DeviceState::Trusted;
+                let since = self
+                    .silence
+                    .map_or_else(String::new, |s| format!(" after {}", s.reason()));
+                t.changes.push(Change {
+                    action: AuditAction::Trusted,
+                    actor: Actor::Verifier,
+                    reason: format!("attestation passed{since}"),
+                });
+            }
             (DeviceState::Pending, Status::Affirming) if basis.may_trust() => {
                 self.state = DeviceState::Trusted;
                 t.changes.push(Change {
@@ -258,7 +294,7 @@ impl DeviceStatus {
                     reason: "attestation passed".into(),
                 });
             }
-            (DeviceState::Trusted, Status::Warning | Status::None) => {
+            (DeviceState::Trusted | DeviceState::Unresponsive, Status::Warning | Status::None) => {
                 self.state = DeviceState::Pending;
                 t.changes.push(Change {
                     action: AuditAction::Pending,
@@ -267,13 +303,23 @@ impl DeviceStatus {
                 });
             }
             // Nothing changes: already trusted, still without reference values, or an affirming
-            // appraisal whose basis cannot lift a quarantine or vouch for a pending device.
-            (DeviceState::Trusted, Status::Affirming)
+            // appraisal whose basis cannot lift a quarantine, vouch for a pending device or
+            // stand in for the fresh evidence an unresponsive device owes.
+            (DeviceState::Trusted | DeviceState::Unresponsive, Status::Affirming)
             | (DeviceState::Pending | DeviceState::Quarantined, _) => {}
         }
+        if self.state != DeviceState::Unresponsive {
+            self.silence = None;
+        }
         self.last_verdict_at = Some(now);
-        let (status, reasons) = match (&self.state, &self.quarantine) {
-            (DeviceState::Quarantined, Some(q)) => {
+        let (status, reasons) = match (&self.state, &self.quarantine, &self.silence) {
+            (DeviceState::Unresponsive, _, Some(s)) => {
+                // Stored measurements re-appraised: still no fresh evidence, so no affirmation.
+                let mut r = vec![s.reason()];
+                r.extend(reasons.iter().cloned());
+                (Status::Warning, r)
+            }
+            (DeviceState::Quarantined, Some(q), _) => {
                 // Name the quarantine unless this very appraisal is what it says.
                 let mut r = Vec::new();
                 if q.reason != reasons.join("; ") {
@@ -303,15 +349,21 @@ impl DeviceStatus {
                 reason: q.reason.clone(),
             });
         }
+        Ok(self.enter_quarantine(reason, actor, now))
+    }
+
+    /// Quarantines the device (the caller checked it is not already).
+    fn enter_quarantine(&mut self, reason: &str, actor: Actor, now: u64) -> Transition {
         self.state = DeviceState::Quarantined;
         self.release = None;
+        self.silence = None;
         self.quarantine = Some(Quarantine {
             reason: reason.to_owned(),
             actor: actor.clone(),
             at: now,
         });
         self.reasons = vec![format!("quarantined by {actor}: {reason}")];
-        Ok(Transition {
+        Transition {
             changes: vec![Change {
                 action: AuditAction::Quarantined,
                 actor,
@@ -320,7 +372,76 @@ impl DeviceStatus {
             effects: vec![Effect::SendCmd(CmdAction::Quarantine {
                 reason: reason.to_owned(),
             })],
-        })
+        }
+    }
+
+    /// The device's verdict expired at or before `now` and no fresh evidence came in its period.
+    /// `last_evidence` is when the last accepted quote was appraised; `quarantine_after` is the
+    /// operator's `quarantine_after_expiries` (0 = never); `policy_id` goes into the new verdict.
+    ///
+    /// Returns the transition and the verdict to publish in place of the expired one, or `None`
+    /// when there is nothing to say:
+    /// - trusted → `unresponsive` (audited), verdict `warning` "no fresh evidence since …";
+    /// - unresponsive: one more expiry counted, the `warning` verdict renewed;
+    /// - either, at `quarantine_after` consecutive expiries: quarantined (audited, command sent),
+    ///   verdict `contraindicated`;
+    /// - quarantined: nothing changes, the contraindicated verdict is renewed (the retained
+    ///   verdict of a quarantined device always names the quarantine and is current);
+    /// - pending: nothing (its verdict never affirmed anything; it waits for evidence).
+    ///
+    /// The warning verdict makes no trustworthiness claims: AR4SI has no claim for freshness, and
+    /// every claim the last verdict made was about evidence that is no longer fresh.
+    pub fn expire(
+        &mut self,
+        last_evidence: Option<u64>,
+        now: u64,
+        quarantine_after: u32,
+        policy_id: Option<String>,
+    ) -> Option<(Transition, Appraisal)> {
+        let mut t = Transition::default();
+        let silence = match (self.state, self.silence) {
+            (DeviceState::Pending, _) => return None,
+            (DeviceState::Quarantined, _) => return Some((t, self.held_appraisal(policy_id))),
+            (DeviceState::Unresponsive, Some(s)) => Silence {
+                expiries: s.expiries.saturating_add(1),
+                ..s
+            },
+            // Trusted (or an unresponsive record missing its silence): a new silence starts.
+            (DeviceState::Trusted | DeviceState::Unresponsive, _) => {
+                let s = Silence {
+                    since: last_evidence.or(self.last_verdict_at).unwrap_or(now),
+                    expiries: 1,
+                };
+                self.state = DeviceState::Unresponsive;
+                t.changes.push(Change {
+                    action: AuditAction::Unresponsive,
+                    actor: Actor::Verifier,
+                    reason: s.reason(),
+                });
+                s
+            }
+        };
+        if quarantine_after > 0 && silence.expiries >= quarantine_after {
+            let reason = format!(
+                "unresponsive: {} verdict periods without fresh evidence",
+                silence.expiries
+            );
+            let q = self.enter_quarantine(&reason, Actor::Verifier, now);
+            t.changes.extend(q.changes);
+            t.effects.extend(q.effects);
+            self.reasons.push(silence.reason());
+            return Some((t, self.held_appraisal(policy_id)));
+        }
+        self.silence = Some(silence);
+        self.reasons = vec![silence.reason()];
+        let verdict = Appraisal {
+            status: Status::Warning,
+            trust: TrustVector::default(),
+            reasons: self.reasons.clone(),
+            policy_id,
+            quote_accepted: false,
+        };
+        Some((t, verdict))
     }
 
     /// An operator asks for the device back: it stays quarantined until it re-attests and passes.
@@ -357,179 +478,26 @@ impl DeviceStatus {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn op() -> Actor {
-        Actor::Operator("admin".into())
-    }
-
-    fn r(s: &str) -> Vec<String> {
-        vec![s.to_owned()]
-    }
-
-    #[test]
-    fn pending_becomes_trusted_on_a_pass_and_stays_pending_without_reference() {
-        let mut d = DeviceStatus::new();
-        let (t, s, _) = d.transition(Status::Warning, &r("no reference values"), Basis::Fresh, 1);
-        assert!(t.changes.is_empty());
-        assert_eq!((d.state, s), (DeviceState::Pending, Status::Warning));
-        let (t, s, _) = d.transition(Status::Affirming, &[], Basis::Fresh, 2);
-        assert_eq!(t.changes[0].action, AuditAction::Trusted);
-        assert_eq!((d.state, s), (DeviceState::Trusted, Status::Affirming));
-    }
-
-    #[test]
-    fn failure_quarantines_and_sends_a_command() {
-        let mut d = DeviceStatus::new();
-        d.transition(Status::Affirming, &[], Basis::Fresh, 1);
-        let (t, s, reasons) = d.transition(
-            Status::Contraindicated,
-            &r("PCR 4 changed"),
-            Basis::Fresh,
-            2,
-        );
-        assert_eq!(d.state, DeviceState::Quarantined);
-        assert_eq!(s, Status::Contraindicated);
-        assert_eq!(
-            reasons,
-            r("PCR 4 changed"),
-            "the findings, not repeated under a prefix"
-        );
-        assert_eq!(t.changes[0].action, AuditAction::Quarantined);
-        assert!(matches!(
-            t.effects[0],
-            Effect::SendCmd(CmdAction::Quarantine { .. })
-        ));
-    }
-
-    #[test]
-    fn passing_attestation_alone_never_lifts_a_quarantine() {
-        let mut d = DeviceStatus::new();
-        d.quarantine("tamper report", op(), 1).unwrap();
-        let (t, s, reasons) = d.transition(Status::Affirming, &[], Basis::Fresh, 2);
-        assert!(t.changes.is_empty());
-        assert_eq!(
-            (d.state, s),
-            (DeviceState::Quarantined, Status::Contraindicated)
-        );
-        assert_eq!(
-            reasons,
-            vec!["quarantined by operator:admin: tamper report".to_string()]
-        );
-    }
-
-    #[test]
-    fn release_then_pass_makes_trusted_and_release_then_fail_stays_quarantined() {
-        let mut d = DeviceStatus::new();
-        d.quarantine("tamper report", op(), 1).unwrap();
-        let t = d.release("inspected", op(), 2).unwrap();
-        assert_eq!(t.changes[0].action, AuditAction::Released);
-        assert!(t.effects.contains(&Effect::SendChallenge));
-        assert_eq!(d.state, DeviceState::Quarantined);
-        let (t, _, _) = d.transition(Status::Affirming, &[], Basis::Fresh, 3);
-        assert_eq!(t.changes[0].action, AuditAction::Trusted);
-        assert_eq!(d.state, DeviceState::Trusted);
-        assert!(d.quarantine.is_none());
-
-        d.quarantine("again", op(), 4).unwrap();
-        d.release("try", op(), 5).unwrap();
-        let (t, s, _) = d.transition(
-            Status::Contraindicated,
-            &r("PCR 0 changed"),
-            Basis::Fresh,
-            6,
-        );
-        assert_eq!(t.changes[0].action, AuditAction::ReleaseFailed);
-        assert_eq!(
-            (d.state, s),
-            (DeviceState::Quarantined, Status::Contraindicated)
-        );
-        assert!(d.release.is_none());
-    }
-
-    #[test]
-    fn reappraising_stored_measurements_never_lifts_a_quarantine() {
-        let mut d = DeviceStatus::new();
-        d.quarantine("tamper report", op(), 1).unwrap();
-        d.release("inspected", op(), 2).unwrap();
-        for recent in [true, false] {
-            let (t, s, _) = d.transition(Status::Affirming, &[], Basis::Stored { recent }, 3);
-            assert!(t.changes.is_empty());
-            assert_eq!(
-                (d.state, s),
-                (DeviceState::Quarantined, Status::Contraindicated)
-            );
-            assert!(
-                d.release.is_some(),
-                "the release still waits for fresh evidence"
-            );
-        }
-        d.transition(Status::Affirming, &[], Basis::Fresh, 4);
-        assert_eq!(d.state, DeviceState::Trusted);
-    }
-
-    #[test]
-    fn only_recent_stored_measurements_make_a_pending_device_trusted() {
-        let mut d = DeviceStatus::new();
-        d.transition(Status::Affirming, &[], Basis::Stored { recent: false }, 1);
-        assert_eq!(d.state, DeviceState::Pending);
-        d.transition(Status::Affirming, &[], Basis::Stored { recent: true }, 2);
-        assert_eq!(d.state, DeviceState::Trusted);
-        // Stale measurements can still make things worse.
-        d.transition(
-            Status::Contraindicated,
-            &r("PCR 7"),
-            Basis::Stored { recent: false },
-            3,
-        );
-        assert_eq!(d.state, DeviceState::Quarantined);
-    }
-
-    #[test]
-    fn a_held_device_s_verdict_is_contraindicated_and_untrustworthy() {
-        let mut d = DeviceStatus::new();
-        d.quarantine("tamper report", op(), 1).unwrap();
-        let passed = Appraisal {
-            status: Status::Affirming,
-            trust: TrustVector {
-                instance_identity: claim::TRUSTWORTHY_INSTANCE,
-                hardware: claim::GENUINE_HARDWARE,
-                ..TrustVector::default()
-            },
-            reasons: vec![],
-            policy_id: Some("p".into()),
-            quote_accepted: true,
-        };
-        let (_, v) = d.apply_appraisal(passed, Basis::Fresh, 2);
-        assert_eq!(v.status, Status::Contraindicated);
-        assert_eq!(v.trust.instance_identity, claim::UNTRUSTWORTHY_INSTANCE);
-        assert_eq!(v.trust.hardware, claim::GENUINE_HARDWARE);
-        assert_eq!(v.policy_id.as_deref(), Some("p"));
-        let held = d.held_appraisal(None);
-        assert_eq!(held.status, Status::Contraindicated);
-        assert_eq!(
-            held.reasons,
-            vec!["quarantined by operator:admin: tamper report".to_string()]
-        );
-    }
-
-    #[test]
-    fn operator_actions_check_the_state() {
-        let mut d = DeviceStatus::new();
-        assert!(matches!(
-            d.release("x", op(), 1),
-            Err(TransitionError::NotQuarantined { .. })
-        ));
-        assert_eq!(
-            d.quarantine("  ", op(), 1),
-            Err(TransitionError::EmptyReason)
-        );
-        d.quarantine("x", op(), 1).unwrap();
-        assert!(matches!(
-            d.quarantine("y", op(), 2),
-            Err(TransitionError::AlreadyQuarantined { .. })
-        ));
-    }
+/// RFC 3339 in UTC (`1970-01-01T00:00:00Z`) for reasons; the core has no time library, and
+/// this is the proleptic Gregorian calendar of Howard Hinnant's `civil_from_days`.
+fn rfc3339(unix: u64) -> String {
+    let (days, secs) = (unix / 86_400, unix % 86_400);
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
 }
+
+#[cfg(test)]
+mod tests;

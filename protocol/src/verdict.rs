@@ -121,6 +121,9 @@ pub enum DeviceState {
     Trusted,
     /// Cut off: by the verifier after a failed attestation, or by an operator.
     Quarantined,
+    /// Was trusted, but its verdict expired without fresh evidence: the verifier can no longer
+    /// vouch for it. Fresh passing evidence makes it trusted again.
+    Unresponsive,
 }
 
 impl DeviceState {
@@ -129,6 +132,7 @@ impl DeviceState {
             DeviceState::Pending => "pending",
             DeviceState::Trusted => "trusted",
             DeviceState::Quarantined => "quarantined",
+            DeviceState::Unresponsive => "unresponsive",
         }
     }
 }
@@ -165,7 +169,8 @@ pub struct Verdict {
     #[serde(rename = "vouch.reasons")]
     pub reasons: Vec<String>,
     /// The challenge nonce of the evidence appraised; `None` for a re-evaluation of stored
-    /// measurements (policy change) or an operator action.
+    /// measurements (policy change), an operator action, or a verdict renewed because the last
+    /// one expired without fresh evidence.
     #[serde(rename = "vouch.nonce")]
     pub nonce: Option<Nonce>,
     /// Verifier-wide increasing number: an agent ignores a verdict older than one it holds.

@@ -105,10 +105,23 @@ pub struct Verifier {
     kind: BrokerKind,
     proc: Option<Proc>,
     _mosquitto: Option<Mosquitto>,
+    /// `--config` file, when started with one.
+    config: Option<PathBuf>,
 }
 
 impl Verifier {
     pub fn start(dir: &Path, kind: BrokerKind) -> Self {
+        Self::start_with(dir, kind, None)
+    }
+
+    /// [`Verifier::start`] with `toml` as the verifier's config file (`--config`).
+    pub fn start_with_config(dir: &Path, kind: BrokerKind, toml: &str) -> Self {
+        let path = dir.join("verifier.toml");
+        fs::write(&path, toml).unwrap();
+        Self::start_with(dir, kind, Some(path))
+    }
+
+    fn start_with(dir: &Path, kind: BrokerKind, config: Option<PathBuf>) -> Self {
         let mosquitto = (kind == BrokerKind::Mosquitto).then(|| Mosquitto::start(dir));
         let mqtt_port = mosquitto.as_ref().map_or_else(free_port, |m| m.port);
         let mut v = Self {
@@ -119,6 +132,7 @@ impl Verifier {
             kind,
             proc: None,
             _mosquitto: mosquitto,
+            config,
         };
         v.spawn();
         v
@@ -137,6 +151,9 @@ impl Verifier {
                 .arg(format!("127.0.0.1:{}", self.mqtt_port)),
             BrokerKind::Mosquitto => cmd.arg("--mqtt-url").arg(self.mqtt_url()),
         };
+        if let Some(config) = &self.config {
+            cmd.arg("--config").arg(config);
+        }
         cmd.env("RUST_LOG", "info,rumqttd=warn");
         let n = fs::read_dir(&self.dir).map(|d| d.count()).unwrap_or(0);
         self.proc = Some(Proc::spawn(

@@ -21,7 +21,8 @@ pub struct DeviceView {
     /// RFC 3339 time after which the last verdict must not be relied on.
     pub verdict_expires_at: Option<String>,
     /// The last verdict has expired: the device has not attested since (offline, or its
-    /// evidence keeps being rejected). Its `state` is what it was then.
+    /// evidence keeps being rejected). The expiry sweep turns a trusted device `unresponsive`
+    /// within seconds and renews its verdict, so this is true only briefly for such a device.
     pub stale: bool,
     pub policy_id: Option<String>,
     pub quarantine: Option<QuarantineView>,

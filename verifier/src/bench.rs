@@ -141,6 +141,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         verdict_ttl: 900,
         challenges_per_minute: 1000,
         verifier_id: "bench".into(),
+        quarantine_after_expiries: 0,
     };
     let engine = Arc::new(Engine::new(store, vouch_common::keys::generate()?, cfg, tx));
     let n = args.devices;

@@ -69,6 +69,9 @@ pub struct FileConfig {
     pub workers: Option<usize>,
     /// Connection limit of the embedded broker [default: 10010].
     pub mqtt_max_connections: Option<usize>,
+    /// Quarantine a device after this many consecutive verdict periods without fresh evidence
+    /// [default: 0 = never].
+    pub quarantine_after_expiries: Option<u32>,
 }
 
 impl FileConfig {
@@ -146,6 +149,7 @@ impl ServerConfig {
                 verdict_ttl,
                 challenges_per_minute: file.challenges_per_minute.unwrap_or(30).max(1),
                 verifier_id: format!("vouch-verifier {}", env!("CARGO_PKG_VERSION")),
+                quarantine_after_expiries: file.quarantine_after_expiries.unwrap_or(0),
             },
             workers,
             mqtt_max_connections: file.mqtt_max_connections.unwrap_or(10_010).max(16),
@@ -181,6 +185,26 @@ mod tests {
         };
         let c = ServerConfig::resolve(&args).unwrap();
         assert!(matches!(c.broker, BrokerChoice::External(ref b) if b.port == 1999));
+    }
+
+    #[test]
+    fn quarantine_after_expiries_comes_from_the_config_file_and_defaults_to_never() {
+        assert_eq!(
+            ServerConfig::resolve(&RunArgs::default())
+                .unwrap()
+                .engine
+                .quarantine_after_expiries,
+            0
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.toml");
+        std::fs::write(&path, "quarantine_after_expiries = 3\n").unwrap();
+        let args = RunArgs {
+            config: Some(path),
+            ..RunArgs::default()
+        };
+        let c = ServerConfig::resolve(&args).unwrap();
+        assert_eq!(c.engine.quarantine_after_expiries, 3);
     }
 
     #[test]

@@ -87,6 +87,8 @@ pub async fn run(cfg: ServerConfig, shutdown: watch::Receiver<bool>) -> Result<(
     let mqtt_task = tokio::spawn(mqtt::run(opts, senders, out_rx, shutdown.clone()));
     spawn_pipeline(engine.clone(), receivers)?;
     spawn_pruner(engine.clone(), shutdown.clone());
+    let grace = Duration::from_secs(cfg.engine.verdict_ttl);
+    spawn_expiry_sweep(engine.clone(), grace, EXPIRY_SWEEP_EVERY, shutdown.clone());
 
     tracing::info!(
         data = %cfg.data.display(),
@@ -154,6 +156,52 @@ fn spawn_pruner(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
                     match tokio::task::spawn_blocking(move || engine.prune(now)).await {
                         Ok(Ok(n)) if n > 0 => tracing::debug!(pruned = n, "pruned expired nonces"),
                         Ok(Err(e)) => tracing::warn!(error = %format!("{e:#}"), "pruning nonces failed"),
+                        _ => {}
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// How often the verdict expiry sweep runs. An idle sweep is one read of the expiry index.
+const EXPIRY_SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// Every `every`, turns verdicts that expired without fresh evidence into the state the core
+/// decides (unresponsive, renewed verdicts, quarantine after N expiries); see `engine::expiry`.
+/// First indexes verdicts stored before the expiry index existed (once per store), then waits
+/// `grace` (one verdict lifetime): verdicts that expired while the verifier was down say nothing
+/// about the terminals, which get one period to attest to the running verifier.
+fn spawn_expiry_sweep(
+    engine: Arc<Engine>,
+    grace: Duration,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    tokio::spawn(async move {
+        let e = engine.clone();
+        match tokio::task::spawn_blocking(move || e.index_unindexed_verdicts()).await {
+            Ok(Ok(n)) if n > 0 => tracing::info!(indexed = n, "indexed verdict expiries"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %format!("{e:#}"), "indexing verdict expiries failed")
+            }
+            _ => {}
+        }
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(grace) => {}
+        }
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                _ = tick.tick() => {
+                    let engine = engine.clone();
+                    let now = vouch_common::time::now_unix();
+                    match tokio::task::spawn_blocking(move || engine.sweep_expired_verdicts(now)).await {
+                        Ok(Ok(s)) if s.examined > 0 => tracing::debug!(examined = s.examined, renewed = s.renewed, "swept expired verdicts"),
+                        Ok(Err(e)) => tracing::warn!(error = %format!("{e:#}"), "sweeping expired verdicts failed"),
                         _ => {}
                     }
                 }

@@ -33,6 +33,10 @@ const NONCE_EXPIRY: TableDefinition<(u64, &[u8; 32]), ()> = TableDefinition::new
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 const EVENTLOGS: TableDefinition<&str, &[u8]> = TableDefinition::new("eventlogs");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Verdict expiry index: (expires at, device) of every device's current verdict.
+const VERDICT_EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("verdict_expiry");
+/// Meta key set once the verdicts of an older store are in the expiry index.
+const VERDICT_EXPIRY_BACKFILLED: &str = "verdict_expiry_backfilled";
 
 const SEQ: &str = "seq";
 const AUDIT_SEQ: &str = "audit_seq";
@@ -152,6 +156,7 @@ impl Store {
             w.open_table(AUDIT)?;
             w.open_table(EVENTLOGS)?;
             w.open_table(META)?;
+            w.open_table(VERDICT_EXPIRY)?;
         }
         w.commit()?;
         Ok(Self { db })
@@ -374,6 +379,82 @@ impl Writer {
     }
 }
 
+/// The verdict expiry index: one entry (expires at, device) per device's current verdict, changed
+/// in the transaction that stores the verdict, so the expiry sweep range-reads the entries due
+/// instead of scanning devices.
+impl Writer {
+    /// Moves `id`'s entry from the expiry of its previous verdict (if any) to `exp`.
+    pub fn index_verdict_expiry(
+        &mut self,
+        id: &DeviceId,
+        old: Option<u64>,
+        exp: u64,
+    ) -> Result<()> {
+        let mut t = self.tx.open_table(VERDICT_EXPIRY)?;
+        if let Some(old) = old {
+            t.remove((old, id.as_str()))?;
+        }
+        t.insert((exp, id.as_str()), ())?;
+        Ok(())
+    }
+
+    /// Removes one entry (the sweep took it).
+    pub fn unindex_verdict_expiry(&mut self, exp: u64, id: &str) -> Result<()> {
+        let mut t = self.tx.open_table(VERDICT_EXPIRY)?;
+        t.remove((exp, id))?;
+        Ok(())
+    }
+
+    /// Up to `limit` entries of verdicts that expired before `now`, earliest first.
+    pub fn verdicts_expired(&self, now: u64, limit: usize) -> Result<Vec<(u64, String)>> {
+        let t = self.tx.open_table(VERDICT_EXPIRY)?;
+        expired_entries(&t, now, limit)
+    }
+
+    /// Whether the verdicts stored before the index existed have been indexed (a store created
+    /// by an earlier version has verdicts but no entries).
+    pub fn verdict_expiry_backfilled(&self) -> Result<bool> {
+        let t = self.tx.open_table(META)?;
+        Ok(t.get(VERDICT_EXPIRY_BACKFILLED)?.is_some())
+    }
+
+    pub fn set_verdict_expiry_backfilled(&mut self) -> Result<()> {
+        let mut t = self.tx.open_table(META)?;
+        t.insert(VERDICT_EXPIRY_BACKFILLED, 1)?;
+        Ok(())
+    }
+}
+
+impl Reader {
+    /// Up to `limit` entries of verdicts that expired before `now` (a cheap peek before the
+    /// sweep takes the write lock).
+    pub fn verdicts_expired(&self, now: u64, limit: usize) -> Result<Vec<(u64, String)>> {
+        let t = self.tx.open_table(VERDICT_EXPIRY)?;
+        expired_entries(&t, now, limit)
+    }
+
+    /// Entries in the expiry index (one per device with a verdict).
+    pub fn verdict_expiry_len(&self) -> Result<u64> {
+        let t = self.tx.open_table(VERDICT_EXPIRY)?;
+        Ok(redb::ReadableTableMetadata::len(&t)?)
+    }
+}
+
+fn expired_entries(
+    t: &impl ReadableTable<(u64, &'static str), ()>,
+    now: u64,
+    limit: usize,
+) -> Result<Vec<(u64, String)>> {
+    let mut out = Vec::new();
+    // (now, "") sorts before every entry expiring at `now`: the range is `exp < now`.
+    for item in t.range(..(now, ""))?.take(limit) {
+        let (k, _) = item?;
+        let (exp, id) = k.value();
+        out.push((exp, id.to_owned()));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -466,5 +547,38 @@ mod tests {
         let _a = Store::open(&path).unwrap();
         let err = Store::open(&path).unwrap_err().to_string();
         assert!(err.contains("another verifier"), "{err}");
+    }
+
+    #[test]
+    fn verdict_expiry_index_yields_only_expired_entries_and_moves_with_the_verdict() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.redb")).unwrap();
+        let id = |n: &str| -> DeviceId { n.parse().unwrap() };
+        let mut w = s.write().unwrap();
+        w.index_verdict_expiry(&id("a"), None, 100).unwrap();
+        w.index_verdict_expiry(&id("b"), None, 200).unwrap();
+        w.index_verdict_expiry(&id("c"), None, 99).unwrap();
+        // b's next verdict: its old entry goes.
+        w.index_verdict_expiry(&id("b"), Some(200), 300).unwrap();
+        w.commit().unwrap();
+        let r = s.read().unwrap();
+        assert_eq!(r.verdict_expiry_len().unwrap(), 3);
+        // `exp` is the last second a verdict may be relied on: due only after it.
+        assert_eq!(
+            r.verdicts_expired(100, 10).unwrap(),
+            vec![(99, "c".to_owned())]
+        );
+        assert_eq!(
+            r.verdicts_expired(301, 10).unwrap(),
+            vec![(99, "c".into()), (100, "a".into()), (300, "b".into())]
+        );
+        assert_eq!(r.verdicts_expired(301, 2).unwrap().len(), 2, "bounded");
+        drop(r);
+        let mut w = s.write().unwrap();
+        w.unindex_verdict_expiry(99, "c").unwrap();
+        assert_eq!(
+            w.verdicts_expired(101, 10).unwrap(),
+            vec![(100, "a".to_owned())]
+        );
     }
 }

@@ -14,7 +14,7 @@ pub fn devices(list: &[DeviceView]) -> String {
     let mw = list.iter().map(|d| d.model.len()).max().unwrap_or(5).max(5);
     let _ = writeln!(
         out,
-        "{}  {}  {:<11}  {:<20}  REASON",
+        "{}  {}  {:<12}  {:<20}  REASON",
         pad("ID", idw),
         pad("MODEL", mw),
         "STATE",
@@ -23,14 +23,10 @@ pub fn devices(list: &[DeviceView]) -> String {
     for d in list {
         let _ = writeln!(
             out,
-            "{}  {}  {:<11}  {:<20}  {}",
+            "{}  {}  {:<12}  {:<20}  {}",
             pad(&d.id, idw),
             pad(&d.model, mw),
-            if d.stale {
-                format!("{} (stale)", d.state)
-            } else {
-                d.state.to_string()
-            },
+            d.state.to_string(),
             d.last_verdict_at.as_deref().unwrap_or("-"),
             d.reasons.first().map(String::as_str).unwrap_or("")
         );
@@ -45,16 +41,7 @@ pub fn device(d: &DeviceView) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "id:              {}", d.id);
     let _ = writeln!(out, "model:           {}", d.model);
-    let _ = writeln!(
-        out,
-        "state:           {}{}",
-        d.state,
-        if d.stale {
-            " (stale: its last verdict expired; it has not attested since)"
-        } else {
-            ""
-        }
-    );
+    let _ = writeln!(out, "state:           {}", d.state);
     if let Some(q) = &d.quarantine {
         let _ = writeln!(
             out,
@@ -71,6 +58,13 @@ pub fn device(d: &DeviceView) -> String {
         d.last_verdict_at.as_deref().unwrap_or("never"),
         d.verdict_status.map(|s| s.as_str()).unwrap_or("-")
     );
+    if let Some(exp) = &d.verdict_expires_at {
+        let _ = writeln!(
+            out,
+            "verdict expires: {exp}{}",
+            if d.stale { " (expired)" } else { "" }
+        );
+    }
     let _ = writeln!(
         out,
         "policy:          {}",
@@ -135,4 +129,45 @@ pub fn stats(s: &StatsView) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vouch_protocol::verdict::{DeviceState, Status};
+
+    fn view(state: DeviceState, stale: bool) -> DeviceView {
+        DeviceView {
+            id: "term-1".into(),
+            model: "T-100".into(),
+            state,
+            reasons: vec!["no fresh evidence since 2026-01-01T00:00:00Z".into()],
+            last_verdict_at: Some("2026-01-01T00:15:00Z".into()),
+            verdict_status: Some(Status::Warning),
+            verdict_expires_at: Some("2026-01-01T00:30:00Z".into()),
+            stale,
+            policy_id: None,
+            quarantine: None,
+            release_pending: false,
+            enrolled_at: "2026-01-01T00:00:00Z".into(),
+            measured_at: None,
+            ak_name: "000b".into(),
+        }
+    }
+
+    #[test]
+    fn listings_show_the_real_state_instead_of_trusted_stale() {
+        let list = devices(&[view(DeviceState::Unresponsive, false)]);
+        assert!(list.contains("unresponsive"), "{list}");
+        let one = device(&view(DeviceState::Unresponsive, false));
+        assert!(one.contains("state:           unresponsive\n"), "{one}");
+        // Between an expiry and the sweep the state is not embellished; the verdict line says it.
+        let list = devices(&[view(DeviceState::Trusted, true)]);
+        assert!(!list.contains("stale"), "{list}");
+        let one = device(&view(DeviceState::Trusted, true));
+        assert!(
+            one.contains("verdict expires: 2026-01-01T00:30:00Z (expired)"),
+            "{one}"
+        );
+    }
 }

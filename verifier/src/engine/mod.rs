@@ -9,6 +9,7 @@
 //! - `apply` (one applier thread, batches): the authoritative nonce check, clock and policy
 //!   appraisal, state transitions, audit; one durable commit per batch, then publication.
 
+mod expiry;
 mod inbound;
 mod operator;
 mod stats;
@@ -21,6 +22,7 @@ use tokio::sync::mpsc;
 use vouch_protocol::ids::{DeviceId, Nonce, Topic};
 use vouch_protocol::wire::{self, Message};
 
+pub use expiry::{EXPIRY_BATCH, EXPIRY_PER_SWEEP, ExpirySweep};
 pub use inbound::Job;
 pub use stats::Stats;
 
@@ -40,6 +42,9 @@ pub struct EngineConfig {
     pub challenges_per_minute: u32,
     /// `ear.verifier-id` of the verdicts.
     pub verifier_id: String,
+    /// Consecutive verdict periods without fresh evidence after which an unresponsive device is
+    /// quarantined (0 = never).
+    pub quarantine_after_expiries: u32,
 }
 
 /// Challenges a device may have open at once; issuing more retires the oldest.

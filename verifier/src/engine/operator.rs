@@ -13,7 +13,7 @@ use vouch_protocol::enrollment::Enrollment;
 use vouch_protocol::ids::{DeviceId, Nonce};
 use vouch_protocol::messages::Cmd;
 use vouch_protocol::policy::{PolicyScope, ReferenceValues, policy_id};
-use vouch_protocol::verdict::{PROFILE, Verdict};
+use vouch_protocol::verdict::{DeviceState, PROFILE, Verdict};
 
 use super::{ApiError, Engine};
 use crate::api::{AuditPage, DevicePage, DeviceStateView, DeviceView, EnrolledView, PolicyView};
@@ -51,8 +51,10 @@ impl Engine {
         out: &mut Vec<Outgoing>,
     ) -> Result<()> {
         let (t, verdict) = rec.status.apply_appraisal(a, basis, now);
-        // A verdict is worth no more than the quote behind it.
+        // A verdict is worth no more than the quote behind it; one saying there is no fresh
+        // evidence covers a verdict period from now, like the sweep's renewals.
         let exp = match (basis, rec.measured_at) {
+            _ if rec.status.state == DeviceState::Unresponsive => now + self.cfg.verdict_ttl,
             (Basis::Stored { .. }, Some(m)) => {
                 (m + self.cfg.verdict_ttl).min(now + self.cfg.verdict_ttl)
             }
@@ -62,8 +64,10 @@ impl Engine {
         self.carry_out(w, rec, t, now, out)
     }
 
+    /// Signs and stores `a` as `rec`'s current verdict (queued for publication, retained), and
+    /// moves its entry in the verdict expiry index to `exp` in the same transaction.
     #[allow(clippy::too_many_arguments)]
-    fn publish_verdict(
+    pub(super) fn publish_verdict(
         &self,
         w: &mut Writer,
         rec: &mut DeviceRecord,
@@ -88,6 +92,8 @@ impl Engine {
             seq: w.next_seq()?,
         };
         let msg = self.outgoing(rec.id(), &verdict, true);
+        let previous_exp = rec.last_verdict().map(|v| v.exp);
+        w.index_verdict_expiry(rec.id(), previous_exp, exp)?;
         rec.status.last_verdict_at = Some(now);
         rec.last_verdict = Some(Bytes(msg.payload.clone()));
         out.push(msg);
@@ -95,7 +101,7 @@ impl Engine {
     }
 
     /// Appends the transition's audit entries, stores `rec`, and queues its effects.
-    fn carry_out(
+    pub(super) fn carry_out(
         &self,
         w: &mut Writer,
         rec: &mut DeviceRecord,
