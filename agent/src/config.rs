@@ -74,6 +74,10 @@ pub struct RunArgs {
     /// MQTT broker, e.g. mqtt://127.0.0.1:1883
     #[arg(long)]
     pub mqtt_url: Option<String>,
+    /// File holding this terminal's MQTT password (user name = device id), created by `enroll`
+    /// [default: STATE/mqtt.password]
+    #[arg(long)]
+    pub mqtt_password_file: Option<PathBuf>,
     /// The verifier's public key (verifier.pub, PEM): only messages it signed are obeyed.
     #[arg(long)]
     pub verifier_key: Option<PathBuf>,
@@ -99,6 +103,7 @@ pub struct FileConfig {
     pub state: Option<PathBuf>,
     pub tcti: Option<String>,
     pub mqtt_url: Option<String>,
+    pub mqtt_password_file: Option<PathBuf>,
     pub verifier_key: Option<PathBuf>,
     #[serde(default)]
     pub firmware: Vec<PathBuf>,
@@ -112,6 +117,11 @@ impl FileConfig {
     pub fn load(path: Option<&Path>) -> Result<Self> {
         Ok(vouch_common::config::load_toml(path)?)
     }
+}
+
+/// The default MQTT password file of the state directory `state`.
+pub fn mqtt_password_path(state: &Path) -> PathBuf {
+    state.join("mqtt.password")
 }
 
 /// Where the agent keeps state and reaches its TPM.
@@ -151,6 +161,8 @@ pub struct EventLogSource {
 pub struct RunConfig {
     pub eventlog: EventLogSource,
     pub broker: BrokerAddr,
+    /// Where the MQTT password is read from (the password itself is not kept in the config).
+    pub mqtt_password_file: PathBuf,
     pub verifier_key: VerifyingKey,
     pub firmware: Vec<PathBuf>,
     pub interval: Duration,
@@ -159,7 +171,13 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
-    pub fn resolve(args: &RunArgs, timeout: Option<u64>, file: &FileConfig) -> Result<Self> {
+    /// `state` is the state directory, home of the default MQTT password file.
+    pub fn resolve(
+        args: &RunArgs,
+        timeout: Option<u64>,
+        file: &FileConfig,
+        state: &Path,
+    ) -> Result<Self> {
         let url = args
             .mqtt_url
             .clone()
@@ -204,9 +222,15 @@ impl RunConfig {
                 required: false,
             },
         };
+        let mqtt_password_file = args
+            .mqtt_password_file
+            .clone()
+            .or_else(|| file.mqtt_password_file.clone())
+            .unwrap_or_else(|| mqtt_password_path(state));
         Ok(Self {
             eventlog,
             broker,
+            mqtt_password_file,
             verifier_key,
             firmware,
             interval: Duration::from_secs(interval),

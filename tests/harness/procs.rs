@@ -34,6 +34,10 @@ impl Proc {
     pub fn alive(&mut self) -> bool {
         self.0.alive()
     }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.0.pid()
+    }
 }
 
 impl Drop for Proc {
@@ -58,23 +62,49 @@ pub fn swtpm(dir: &Path) -> Swtpm {
     Swtpm::start(dir).unwrap_or_else(|e| panic!("cannot start swtpm: {e}"))
 }
 
-/// Mosquitto on a free port, anonymous, no persistence.
+/// The password every test spy account uses (test-only; its hash goes into the verifier's
+/// extra password lines).
+pub const SPY_PASSWORD: &str = "vouch-e2e-spy-password";
+/// How many spy accounts (`vouch@spy0` ...) the harness creates: client id = user name, so each
+/// connected spy needs its own.
+pub const SPY_ACCOUNTS: usize = 8;
+
+/// The spy accounts' user names.
+pub fn spy_user(n: usize) -> String {
+    format!("vouch@spy{}", n % SPY_ACCOUNTS)
+}
+
+/// An external Mosquitto on a free port as `deploy/` describes it: authentication against the
+/// verifier's password file, the published ACL (plus the test spies' rights), client id = user.
 #[derive(Debug)]
 pub struct Mosquitto {
     pub port: u16,
-    /// Held so the broker lives as long as this guard.
+    pub pid_file: PathBuf,
     _proc: Proc,
 }
 
 impl Mosquitto {
-    pub fn start(dir: &Path) -> Self {
-        let port = free_port();
+    pub fn start(dir: &Path, port: u16, passwd: &Path) -> Self {
         let conf = dir.join("mosquitto.conf");
+        let acl = dir.join("mosquitto.acl");
+        let deploy_acl =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/mosquitto/vouch.acl");
+        fs::write(
+            &acl,
+            format!("{}{}", fs::read_to_string(deploy_acl).unwrap(), spy_acl()),
+        )
+        .unwrap();
+        let pid_file = dir.join("mosquitto.pid");
         fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-                 max_packet_size 4194304\nlog_dest stderr\n"
+                "per_listener_settings false\nallow_anonymous false\npassword_file {}\n\
+                 acl_file {}\npid_file {}\nuser root\n\
+                 persistence false\nmax_packet_size 1052672\nlog_dest stderr\n\
+                 listener {port} 127.0.0.1\nuse_username_as_clientid true\n",
+                passwd.display(),
+                acl.display(),
+                pid_file.display()
             ),
         )
         .unwrap();
@@ -84,18 +114,32 @@ impl Mosquitto {
             dir.join("mosquitto.log"),
         );
         wait_for_port(port, "mosquitto");
-        Self { port, _proc: proc }
+        Self {
+            port,
+            pid_file,
+            _proc: proc,
+        }
     }
+}
+
+/// ACL lines giving the spies what an attacker who owns the broker has: everything.
+fn spy_acl() -> String {
+    (0..SPY_ACCOUNTS)
+        .map(|n| format!("\nuser {}\ntopic readwrite vouch/v1/#\n", spy_user(n)))
+        .collect()
 }
 
 /// Which broker a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BrokerKind {
+    /// The verifier's own managed Mosquitto (`--mqtt-listen`). (The name predates the managed
+    /// broker; it is kept so tests written against the harness keep compiling.)
     Embedded,
+    /// An external Mosquitto started by the harness (`--mqtt-url`), configured from `deploy/`.
     Mosquitto,
 }
 
-/// A verifier process (plus Mosquitto when asked), its data directory and ports.
+/// A verifier process (plus an external Mosquitto when asked), its data directory and ports.
 #[derive(Debug)]
 pub struct Verifier {
     pub data: PathBuf,
@@ -104,24 +148,61 @@ pub struct Verifier {
     dir: PathBuf,
     kind: BrokerKind,
     proc: Option<Proc>,
-    _mosquitto: Option<Mosquitto>,
+    mosquitto: Option<Mosquitto>,
 }
 
 impl Verifier {
     pub fn start(dir: &Path, kind: BrokerKind) -> Self {
-        let mosquitto = (kind == BrokerKind::Mosquitto).then(|| Mosquitto::start(dir));
-        let mqtt_port = mosquitto.as_ref().map_or_else(free_port, |m| m.port);
+        Self::start_with(dir, kind, "")
+    }
+
+    /// [`Verifier::start`] with extra lines for the verifier's TOML config file.
+    pub fn start_with(dir: &Path, kind: BrokerKind, extra_config: &str) -> Self {
         let mut v = Self {
             data: dir.join("vouch-data"),
-            mqtt_port,
+            mqtt_port: free_port(),
             http_port: free_port(),
             dir: dir.to_owned(),
             kind,
             proc: None,
-            _mosquitto: mosquitto,
+            mosquitto: None,
         };
+        v.write_config(extra_config);
         v.spawn();
         v
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.join("verifier.toml")
+    }
+
+    fn write_config(&self, extra: &str) {
+        let spies = self.dir.join("spies.passwd");
+        let lines: String = (0..SPY_ACCOUNTS)
+            .map(|n| {
+                format!(
+                    "{}:{}\n",
+                    spy_user(n),
+                    vouch_common::mqtt_passwd::hash_random_salt(SPY_PASSWORD).unwrap()
+                )
+            })
+            .collect();
+        fs::write(&spies, lines).unwrap();
+        let spy_acl_path = self.dir.join("spies.acl");
+        fs::write(&spy_acl_path, spy_acl()).unwrap();
+        let mut toml = format!(
+            "mqtt_extra_passwd = {:?}\nmqtt_extra_acl = {:?}\n",
+            spies.display().to_string(),
+            spy_acl_path.display().to_string()
+        );
+        if self.kind == BrokerKind::Mosquitto {
+            toml.push_str(&format!(
+                "mqtt_reload_command = \"kill -HUP $(cat {})\"\n",
+                self.dir.join("mosquitto.pid").display()
+            ));
+        }
+        toml.push_str(extra);
+        fs::write(self.config_path(), toml).unwrap();
     }
 
     fn spawn(&mut self) {
@@ -129,6 +210,8 @@ impl Verifier {
         cmd.arg("run")
             .arg("--data")
             .arg(&self.data)
+            .arg("--config")
+            .arg(self.config_path())
             .arg("--http-listen")
             .arg(format!("127.0.0.1:{}", self.http_port));
         match self.kind {
@@ -137,7 +220,7 @@ impl Verifier {
                 .arg(format!("127.0.0.1:{}", self.mqtt_port)),
             BrokerKind::Mosquitto => cmd.arg("--mqtt-url").arg(self.mqtt_url()),
         };
-        cmd.env("RUST_LOG", "info,rumqttd=warn");
+        cmd.env("RUST_LOG", "info");
         let n = fs::read_dir(&self.dir).map(|d| d.count()).unwrap_or(0);
         self.proc = Some(Proc::spawn(
             "vouch-verifier",
@@ -145,8 +228,46 @@ impl Verifier {
             self.dir.join(format!("verifier-{n}.log")),
         ));
         wait_for_port(self.http_port, "the verifier's HTTP API");
-        // The MQTT side is up once the verifier has subscribed; give the broker a moment.
-        std::thread::sleep(Duration::from_millis(300));
+        if self.kind == BrokerKind::Mosquitto && self.mosquitto.is_none() {
+            // The verifier writes the password file the external broker reads.
+            let passwd = self.data.join("broker/passwd");
+            crate::wait_for(Duration::from_secs(60), "the broker password file", || {
+                passwd.exists().then_some(())
+            });
+            self.mosquitto = Some(Mosquitto::start(&self.dir, self.mqtt_port, &passwd));
+        }
+        self.wait_healthy();
+    }
+
+    /// `GET /v1/health`: the status code and the JSON body.
+    pub fn health(&self) -> (u16, serde_json::Value) {
+        crate::http_get(self.http_port, "/v1/health")
+    }
+
+    /// Waits until `/v1/health` says ok (broker up, verifier connected and subscribed).
+    pub fn wait_healthy(&self) {
+        crate::wait_for(
+            Duration::from_secs(60),
+            "the verifier to be healthy",
+            || {
+                let (code, body) = self.health();
+                (code == 200 && body["ok"] == true).then_some(())
+            },
+        );
+    }
+
+    /// The pid of the external Mosquitto, or of the managed one as the verifier recorded it.
+    pub fn broker_pid(&self) -> Option<u32> {
+        let file = match &self.mosquitto {
+            Some(m) => m.pid_file.clone(),
+            None => self.data.join("broker/mosquitto.pid"),
+        };
+        fs::read_to_string(file).ok()?.trim().parse().ok()
+    }
+
+    /// The verifier process's pid.
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.as_ref().and_then(Proc::pid)
     }
 
     /// Stops the verifier (SIGTERM) and starts it again on the same data and ports.
@@ -160,6 +281,11 @@ impl Verifier {
     /// Whether the verifier process is still running.
     pub fn alive(&mut self) -> bool {
         self.proc.as_mut().is_some_and(Proc::alive)
+    }
+
+    /// The verifier's log so far.
+    pub fn log(&self) -> String {
+        self.proc.as_ref().map(Proc::log).unwrap_or_default()
     }
 
     pub fn mqtt_url(&self) -> String {

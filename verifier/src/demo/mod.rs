@@ -229,7 +229,7 @@ fn play(args: &DemoArgs, dir: &Path, stop: Arc<AtomicBool>, simulated: bool) -> 
         .arg(&data)
         .args(["--mqtt-listen", &format!("127.0.0.1:{mqtt}")])
         .args(["--http-listen", &format!("127.0.0.1:{http}")])
-        .env("RUST_LOG", "info,rumqttd=warn");
+        .env("RUST_LOG", "info");
     demo.verifier = Some(Proc::spawn(
         "vouch-verifier",
         &mut cmd,
