@@ -104,7 +104,7 @@ pub fn check_mqtt_password_hash(hash: &str) -> Result<(), EnrollError> {
 
 /// Decoded length of padded standard base64 text, or `None` if it is not that.
 fn base64_len(s: &str) -> Option<usize> {
-    if s.is_empty() || s.len() % 4 != 0 {
+    if s.is_empty() || !s.len().is_multiple_of(4) {
         return None;
     }
     let body = s.trim_end_matches('=');
