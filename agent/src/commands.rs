@@ -172,3 +172,25 @@ fn session(global: &Global, cfg: RunConfig, mode: Mode) -> Result<Ended> {
         .build()?;
     rt.block_on(session.run())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::lock_session;
+
+    #[test]
+    fn a_second_session_on_one_state_directory_is_refused_naming_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = lock_session(dir.path()).unwrap();
+        let err = format!("{:#}", lock_session(dir.path()).unwrap_err());
+        assert!(
+            err.contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
+        assert!(err.contains("agent.lock"), "{err}");
+        drop(held);
+        assert!(
+            lock_session(dir.path()).is_ok(),
+            "the lock is released on drop"
+        );
+    }
+}

@@ -71,9 +71,12 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// MQTT broker, e.g. mqtt://127.0.0.1:1883
+    /// MQTT broker, e.g. mqtt://127.0.0.1:1883, or mqtts://broker.example:8883 (TLS)
     #[arg(long)]
     pub mqtt_url: Option<String>,
+    /// CA certificate file (PEM) the broker's TLS certificate must chain to (mqtts:// only)
+    #[arg(long)]
+    pub mqtt_ca: Option<PathBuf>,
     /// File holding this terminal's MQTT password (user name = device id), created by `enroll`
     /// [default: STATE/mqtt.password]
     #[arg(long)]
@@ -104,6 +107,7 @@ pub struct FileConfig {
     pub tcti: Option<String>,
     pub mqtt_url: Option<String>,
     pub mqtt_password_file: Option<PathBuf>,
+    pub mqtt_ca: Option<PathBuf>,
     pub verifier_key: Option<PathBuf>,
     #[serde(default)]
     pub firmware: Vec<PathBuf>,
@@ -163,6 +167,8 @@ pub struct RunConfig {
     pub broker: BrokerAddr,
     /// Where the MQTT password is read from (the password itself is not kept in the config).
     pub mqtt_password_file: PathBuf,
+    /// TLS settings for mqtts:// (trusting only the configured CA).
+    pub mqtt_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     pub verifier_key: VerifyingKey,
     pub firmware: Vec<PathBuf>,
     pub interval: Duration,
@@ -184,6 +190,18 @@ impl RunConfig {
             .or_else(|| file.mqtt_url.clone())
             .context("--mqtt-url is required (or mqtt_url in the config file)")?;
         let broker: BrokerAddr = url.parse()?;
+        let mqtt_tls = match (
+            broker.tls,
+            args.mqtt_ca.clone().or_else(|| file.mqtt_ca.clone()),
+        ) {
+            (true, Some(ca)) => Some(vouch_common::mqtt_tls::client_config(&ca)?),
+            (true, None) => bail!(
+                "{url} uses TLS: give --mqtt-ca FILE (or mqtt_ca), the CA certificate that signed \
+                 the broker's certificate"
+            ),
+            (false, Some(_)) => bail!("--mqtt-ca is for mqtts:// broker URLs; {url} is plain MQTT"),
+            (false, None) => None,
+        };
         let key_path = args
             .verifier_key
             .clone()
@@ -231,6 +249,7 @@ impl RunConfig {
             eventlog,
             broker,
             mqtt_password_file,
+            mqtt_tls,
             verifier_key,
             firmware,
             interval: Duration::from_secs(interval),

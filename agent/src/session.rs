@@ -78,6 +78,11 @@ impl Session {
             self.cfg.broker.port,
         );
         o.set_credentials(id, self.mqtt_password.as_str());
+        if let Some(tls) = &self.cfg.mqtt_tls {
+            o.set_transport(rumqttc::Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(tls.clone()),
+            ));
+        }
         o.set_keep_alive(Duration::from_secs(30));
         o.set_clean_session(false);
         let limit = 2 * wire::DEFAULT_MAX_PAYLOAD + 64 * 1024;

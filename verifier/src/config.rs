@@ -81,6 +81,8 @@ pub struct FileConfig {
     pub mqtt_tls_key: Option<PathBuf>,
     /// Managed broker: CA file for client certificates (not required of clients yet).
     pub mqtt_tls_ca: Option<PathBuf>,
+    /// External broker over mqtts://: CA certificate file (PEM) its certificate must chain to.
+    pub mqtt_ca: Option<PathBuf>,
     /// External broker: the verifier's MQTT user name [default: vouch@verifier].
     pub mqtt_username: Option<String>,
     /// External broker: file holding the verifier's MQTT password
@@ -122,6 +124,8 @@ pub struct ManagedBroker {
 #[derive(Debug, Clone)]
 pub struct ExternalBroker {
     pub addr: BrokerAddr,
+    /// TLS settings when `addr` is mqtts://.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     pub username: String,
     pub password_file: Option<PathBuf>,
     pub reload_command: Option<String>,
@@ -244,9 +248,10 @@ fn managed(listen: SocketAddr, file: &FileConfig) -> Result<ManagedBroker> {
     if file.mqtt_username.is_some()
         || file.mqtt_password_file.is_some()
         || file.mqtt_reload_command.is_some()
+        || file.mqtt_ca.is_some()
     {
         bail!(
-            "mqtt_username, mqtt_password_file and mqtt_reload_command are for an external broker \
+            "mqtt_username, mqtt_password_file, mqtt_reload_command and mqtt_ca are for an external broker \
              (mqtt_url); the managed broker's credentials live in DATA/broker"
         );
     }
@@ -304,8 +309,18 @@ fn external(url: &str, file: &FileConfig) -> Result<ExternalBroker> {
     if username.is_empty() || username.contains([':', '\n', '\r', ' ']) {
         bail!("mqtt_username {username:?} must be non-empty without ':' or whitespace");
     }
+    let addr: BrokerAddr = url.parse()?;
+    let tls = match (addr.tls, &file.mqtt_ca) {
+        (true, Some(ca)) => Some(vouch_common::mqtt_tls::client_config(ca)?),
+        (true, None) => bail!(
+            "{url} uses TLS: set mqtt_ca to the CA certificate that signed the broker's certificate"
+        ),
+        (false, Some(_)) => bail!("mqtt_ca is for mqtts:// broker URLs; {url} is plain MQTT"),
+        (false, None) => None,
+    };
     Ok(ExternalBroker {
-        addr: url.parse()?,
+        addr,
+        tls,
         username,
         password_file: file.mqtt_password_file.clone(),
         reload_command: file.mqtt_reload_command.clone(),

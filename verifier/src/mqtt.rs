@@ -49,9 +49,20 @@ pub fn max_packet_size(protocol_max: usize) -> usize {
 /// Client options for the verifier. Client id = user name (the broker enforces it), and the
 /// session is persistent, so messages agents publish while the verifier restarts are delivered
 /// when it comes back.
-pub fn options(addr: &BrokerAddr, user: &str, password: &str, protocol_max: usize) -> MqttOptions {
+pub fn options(
+    addr: &BrokerAddr,
+    user: &str,
+    password: &str,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    protocol_max: usize,
+) -> MqttOptions {
     let mut o = MqttOptions::new(user, addr.host.clone(), addr.port);
     o.set_credentials(user, password);
+    if let Some(tls) = tls {
+        o.set_transport(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(tls),
+        ));
+    }
     o.set_keep_alive(Duration::from_secs(30));
     o.set_clean_session(false);
     // Accept anything the broker forwards (it bounds packets itself) so a message a little over

@@ -10,14 +10,12 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use vouch_common::{fs, keys};
 
-use crate::broker::passwd::{PasswordFile, Reload};
-use crate::broker::{BrokerHealth, BrokerSettings, VERIFIER_USER, conf, supervisor};
+use crate::broker::BrokerHealth;
 use crate::config::{BrokerChoice, ServerConfig};
 use crate::engine::{Engine, Job};
 use crate::http;
 use crate::mqtt::{self, Inbound};
 use crate::store::Store;
-use vouch_common::mqtt_passwd;
 
 /// Jobs the applier takes into one write transaction at most.
 const MAX_BATCH: usize = 512;
@@ -67,77 +65,10 @@ pub async fn run(cfg: ServerConfig, shutdown: watch::Receiver<bool>) -> Result<(
         .with_context(|| format!("cannot listen for HTTP on {}", cfg.http_listen))?;
     let managed = matches!(cfg.broker, BrokerChoice::Managed(_));
     let health = Arc::new(BrokerHealth::new(managed));
-    let default_password = broker_dir.join("verifier.mqtt-password");
-    let (broker_addr, user, password, reload, settings) = match &cfg.broker {
-        BrokerChoice::Managed(m) => {
-            let password = load_or_create_password(&default_password)?;
-            let nofile = crate::broker::raise_nofile_limit();
-            let settings = BrokerSettings {
-                listen: m.listen,
-                tls_listen: m.tls.clone(),
-                dir: broker_dir.clone(),
-                max_packet_size: mqtt::max_packet_size(cfg.engine.max_payload),
-                max_connections: crate::broker::connection_limit(m.max_connections, nofile),
-                as_root: running_as_root(),
-            };
-            let addr = vouch_common::mqtt_url::BrokerAddr {
-                host: m.listen.ip().to_string(),
-                port: m.listen.port(),
-            };
-            let reload = Reload::Managed(health.clone());
-            (
-                addr,
-                VERIFIER_USER.to_owned(),
-                password,
-                reload,
-                Some((settings, m.mosquitto.clone())),
-            )
-        }
-        BrokerChoice::External(x) => {
-            let password = match &x.password_file {
-                Some(p) => read_password(p)?,
-                None => load_or_create_password(&default_password)?,
-            };
-            let reload = x
-                .reload_command
-                .clone()
-                .map_or(Reload::None, Reload::Command);
-            (x.addr.clone(), x.username.clone(), password, reload, None)
-        }
-    };
-    // The verifier's own line: a salt derived from the password for a generated one (stable
-    // file), a random salt for one the operator chose.
-    let operator_chosen =
-        matches!(&cfg.broker, BrokerChoice::External(x) if x.password_file.is_some());
-    let own_hash = if operator_chosen {
-        mqtt_passwd::hash_random_salt(&password)?
-    } else {
-        mqtt_passwd::hash_generated(&password)
-    };
-    let entries = enrolled
-        .into_iter()
-        .chain(cfg.mqtt_extra_users.iter().cloned())
-        .chain([(user.clone(), own_hash)]);
-    let passwd = Arc::new(PasswordFile::create(
-        &broker_dir.join("passwd"),
-        entries,
-        reload,
-    )?);
-    fs::write_atomic(
-        &broker_dir.join("vouch.acl"),
-        format!("{}{}", conf::acl(&user), cfg.mqtt_extra_acl).as_bytes(),
-        0o644,
-    )?;
-    let supervisor_task = match settings {
-        Some((settings, bin)) => {
-            fs::write_atomic(&settings.conf_path(), settings.conf().as_bytes(), 0o600)?;
-            let sup = supervisor::Supervisor {
-                bin,
-                settings,
-                health: health.clone(),
-            };
-            Some(sup.start(shutdown.clone()).await?)
-        }
+    let plan = crate::broker::setup::prepare(&cfg, &broker_dir, enrolled, health.clone())?;
+    let passwd = plan.passwd.clone();
+    let supervisor_task = match plan.supervisor {
+        Some(sup) => Some(sup.start(shutdown.clone()).await?),
         None => {
             // Tell the external broker about enrollments made while the verifier was down.
             if let Err(e) = passwd.reload() {
@@ -147,13 +78,20 @@ pub async fn run(cfg: ServerConfig, shutdown: watch::Receiver<bool>) -> Result<(
         }
     };
 
-    // One bounded queue per worker: at most SHARD_QUEUE payloads (each at most twice the
-    // protocol limit, as the broker enforces) wait per worker.
+    // One bounded queue per worker: at most SHARD_QUEUE payloads (each at most the broker's
+    // packet limit, the protocol limit plus header room) wait per worker.
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..cfg.workers)
         .map(|_| mpsc::channel::<Inbound>(SHARD_QUEUE))
         .unzip();
-    let opts = mqtt::options(&broker_addr, &user, &password, cfg.engine.max_payload);
-    drop(password);
+    let opts = mqtt::options(
+        &plan.addr,
+        &plan.user,
+        &plan.password,
+        plan.tls,
+        cfg.engine.max_payload,
+    );
+    drop(plan.password);
+    let broker_addr = plan.addr;
     let mqtt_task = tokio::spawn(mqtt::run(
         opts,
         senders,
@@ -197,37 +135,6 @@ fn enrolled_credentials(store: &Store) -> Result<Vec<(String, String)>> {
             None => return Ok(out),
         }
     }
-}
-
-/// Whether this process runs as root (owner of /proc/self).
-fn running_as_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
-
-fn read_password(path: &Path) -> Result<zeroize::Zeroizing<String>> {
-    let bytes = zeroize::Zeroizing::new(
-        fs::read_limited(path, 4096)
-            .with_context(|| format!("cannot read the MQTT password file {}", path.display()))?,
-    );
-    let text = String::from_utf8_lossy(&bytes).trim().to_owned();
-    if text.is_empty() {
-        anyhow::bail!(
-            "{} is empty (expected the verifier's MQTT password)",
-            path.display()
-        );
-    }
-    Ok(zeroize::Zeroizing::new(text))
-}
-
-/// The verifier's generated MQTT password, created (mode 0600) on first start.
-fn load_or_create_password(path: &Path) -> Result<zeroize::Zeroizing<String>> {
-    if fs::read_optional(path, 4096)?.is_some() {
-        return read_password(path);
-    }
-    let password = mqtt_passwd::generate_password()?;
-    fs::write_atomic(path, format!("{}\n", password.as_str()).as_bytes(), 0o600)?;
-    Ok(password)
 }
 
 /// Worker threads run `prepare` (signatures, quote crypto) off the MQTT event loop, each on its

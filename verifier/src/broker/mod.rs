@@ -4,10 +4,12 @@
 //!
 //! - `conf`: the mosquitto.conf and ACL text (pure).
 //! - `passwd`: the password file, rebuilt from enrollments and extended on each one.
+//! - `setup`: the verifier's identity and the files, from the validated config.
 //! - `supervisor`: starting, restarting and stopping the Mosquitto child by pid.
 
 pub mod conf;
 pub mod passwd;
+pub mod setup;
 pub mod supervisor;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
