@@ -12,6 +12,7 @@ use vouch_e2e::agent::Terminal;
 use vouch_e2e::procs::{BrokerKind, Swtpm, Verifier, swtpm};
 use vouch_e2e::raw::{self, Raw};
 use vouch_e2e::spy::Spy;
+use vouch_e2e::tls::make_pki;
 use vouch_e2e::wait_for;
 use vouch_protocol::ids::Topic;
 use vouch_protocol::verdict::{DeviceState, Verdict};
@@ -488,4 +489,90 @@ fn managed_broker_killed_comes_back_and_no_evidence_is_lost() {
         "evidence sent by the daemons vs accepted by the verifier"
     );
     let _ = &f.dir;
+}
+
+/// Enrolls `t`, captures its policy and has it attest trusted.
+fn make_trusted(v: &Verifier, t: &Terminal) {
+    t.enroll(v, "T-100");
+    t.attest_expect(4);
+    let out = v.ctl(&["policy", "capture", &t.id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    t.attest_expect(0);
+}
+
+#[test]
+fn agent_and_verifier_connect_over_tls_verifying_the_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki(dir.path(), "good");
+    // The managed broker serves TLS from the configured files; the agent verifies it.
+    let managed = dir.path().join("managed");
+    fs::create_dir_all(&managed).unwrap();
+    let tpm = swtpm(&managed);
+    let v = Verifier::start_tls(&managed, BrokerKind::Embedded, &pki, &pki.ca);
+    let t = Terminal::new(&managed, "term-1", &tpm, &v, "firmware v1");
+    assert!(v.mqtt_url().starts_with("mqtts://"));
+    make_trusted(&v, &t);
+    let tls_port = v.tls_port().unwrap();
+    assert!(
+        v.broker_log().contains(&format!("on port {tls_port}.")),
+        "the agent did not use the TLS listener:\n{}",
+        v.broker_log()
+    );
+    // An external Mosquitto with TLS: the verifier connects over mqtts:// too.
+    let external = dir.path().join("external");
+    fs::create_dir_all(&external).unwrap();
+    let tpm2 = swtpm(&external);
+    let v2 = Verifier::start_tls(&external, BrokerKind::Mosquitto, &pki, &pki.ca);
+    assert!(v2.healthy());
+    let t2 = Terminal::new(&external, "term-2", &tpm2, &v2, "firmware v1");
+    make_trusted(&v2, &t2);
+    let log = v2.broker_log();
+    let port = v2.tls_port().unwrap();
+    assert!(log.contains("as vouch@verifier"), "{log}");
+    assert!(log.contains(&format!("on port {port}.")), "{log}");
+}
+
+#[test]
+fn a_broker_certificate_from_another_ca_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = make_pki(dir.path(), "good");
+    let other = make_pki(dir.path(), "other");
+    let managed = dir.path().join("managed");
+    fs::create_dir_all(&managed).unwrap();
+    let tpm = swtpm(&managed);
+    let v = Verifier::start_tls(&managed, BrokerKind::Embedded, &good, &good.ca);
+    let mut t = Terminal::new(&managed, "term-1", &tpm, &v, "firmware v1");
+    t.enroll(&v, "T-100");
+    // The agent trusting another CA refuses the broker: no MQTT session is ever established.
+    t.mqtt_ca = Some(other.ca.clone());
+    let out = t.attest_once_within(10);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("UnknownIssuer") || text.contains("certificate"),
+        "{text}"
+    );
+    assert!(!v.broker_log().contains("as term-1"), "{}", v.broker_log());
+    // Positive control: with the right CA the same terminal connects (and is pending).
+    t.mqtt_ca = Some(good.ca.clone());
+    t.attest_expect(4);
+    assert!(v.broker_log().contains("as term-1"));
+
+    // A verifier trusting another CA does not connect to its external broker: health says so.
+    let external = dir.path().join("external");
+    fs::create_dir_all(&external).unwrap();
+    let v2 = Verifier::start_tls_unhealthy(&external, BrokerKind::Mosquitto, &good, &other.ca);
+    std::thread::sleep(Duration::from_secs(3));
+    let (code, body) = v2.health();
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("not connected"),
+        "{body}"
+    );
+    assert!(!v2.broker_log().contains("as vouch@verifier"));
+    assert!(v2.log().contains("MQTT connection error"));
 }

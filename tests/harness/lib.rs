@@ -10,6 +10,7 @@ pub mod agent;
 pub mod procs;
 pub mod raw;
 pub mod spy;
+pub mod tls;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 pub use vouch_common::swtpm::Swtpm;
 
+use crate::tls::TestPki;
 use crate::{bin, free_port, wait_for_port};
 
 /// A child process whose log is printed when the test using it fails.
@@ -84,7 +85,8 @@ pub struct Mosquitto {
 }
 
 impl Mosquitto {
-    pub fn start(dir: &Path, port: u16, passwd: &Path) -> Self {
+    /// Starts it on `port` (plain) and, with `tls`, a TLS listener on `tls.0` serving its files.
+    pub fn start(dir: &Path, port: u16, passwd: &Path, tls: Option<(u16, &TestPki)>) -> Self {
         let conf = dir.join("mosquitto.conf");
         let acl = dir.join("mosquitto.acl");
         let deploy_acl =
@@ -101,10 +103,17 @@ impl Mosquitto {
                 "per_listener_settings false\nallow_anonymous false\npassword_file {}\n\
                  acl_file {}\npid_file {}\nuser root\n\
                  persistence false\nmax_packet_size 1052672\nlog_dest stderr\n\
-                 listener {port} 127.0.0.1\nuse_username_as_clientid true\n",
+                 listener {port} 127.0.0.1\nuse_username_as_clientid true\n{}",
                 passwd.display(),
                 acl.display(),
-                pid_file.display()
+                pid_file.display(),
+                tls.map(|(p, pki)| format!(
+                    "listener {p} 127.0.0.1\nuse_username_as_clientid true\ncertfile {}\n\
+                     keyfile {}\n",
+                    pki.cert.display(),
+                    pki.key.display()
+                ))
+                .unwrap_or_default()
             ),
         )
         .unwrap();
@@ -114,6 +123,9 @@ impl Mosquitto {
             dir.join("mosquitto.log"),
         );
         wait_for_port(port, "mosquitto");
+        if let Some((p, _)) = tls {
+            wait_for_port(p, "mosquitto's TLS listener");
+        }
         Self {
             port,
             pid_file,
@@ -147,6 +159,10 @@ pub struct Verifier {
     pub http_port: u16,
     dir: PathBuf,
     kind: BrokerKind,
+    /// With TLS: the broker's TLS port and the certificates it serves.
+    tls: Option<(u16, TestPki)>,
+    /// `spawn` waits for `/v1/health` to say ok.
+    wait: bool,
     proc: Option<Proc>,
     mosquitto: Option<Mosquitto>,
 }
@@ -158,17 +174,73 @@ impl Verifier {
 
     /// [`Verifier::start`] with extra lines for the verifier's TOML config file.
     pub fn start_with(dir: &Path, kind: BrokerKind, extra_config: &str) -> Self {
-        let mut v = Self {
+        Self::start_full(dir, kind, None, extra_config)
+    }
+
+    /// A verifier whose broker also serves TLS with `pki` (managed: `mqtt_tls_listen`;
+    /// external: a TLS listener the verifier itself connects to over mqtts://, trusting
+    /// `verifier_ca`). Terminals connect over TLS, trusting `pki.ca`; spies use the plain port.
+    pub fn start_tls(dir: &Path, kind: BrokerKind, pki: &TestPki, verifier_ca: &Path) -> Self {
+        Self::start_full(dir, kind, Some((pki, verifier_ca)), "")
+    }
+
+    /// [`Verifier::start_tls`] without waiting for health (for a verifier expected not to
+    /// reach its broker).
+    pub fn start_tls_unhealthy(
+        dir: &Path,
+        kind: BrokerKind,
+        pki: &TestPki,
+        verifier_ca: &Path,
+    ) -> Self {
+        let mut v = Self::start_full_no_spawn(dir, kind, Some((pki, verifier_ca)), "");
+        v.wait = false;
+        v.spawn();
+        v
+    }
+
+    fn start_full(
+        dir: &Path,
+        kind: BrokerKind,
+        tls: Option<(&TestPki, &Path)>,
+        extra_config: &str,
+    ) -> Self {
+        let mut v = Self::start_full_no_spawn(dir, kind, tls, extra_config);
+        v.spawn();
+        v
+    }
+
+    fn start_full_no_spawn(
+        dir: &Path,
+        kind: BrokerKind,
+        tls: Option<(&TestPki, &Path)>,
+        extra_config: &str,
+    ) -> Self {
+        let v = Self {
             data: dir.join("vouch-data"),
             mqtt_port: free_port(),
             http_port: free_port(),
             dir: dir.to_owned(),
             kind,
+            tls: tls.map(|(pki, _)| (free_port(), pki.clone())),
+            wait: true,
             proc: None,
             mosquitto: None,
         };
-        v.write_config(extra_config);
-        v.spawn();
+        let mut extra = extra_config.to_owned();
+        if let Some(((port, pki), (_, ca))) = v.tls.as_ref().zip(tls) {
+            extra.push_str(&match kind {
+                BrokerKind::Embedded => format!(
+                    "mqtt_tls_listen = \"127.0.0.1:{port}\"\nmqtt_tls_cert = {:?}\n\
+                     mqtt_tls_key = {:?}\n",
+                    pki.cert.display().to_string(),
+                    pki.key.display().to_string()
+                ),
+                BrokerKind::Mosquitto => {
+                    format!("mqtt_ca = {:?}\n", ca.display().to_string())
+                }
+            });
+        }
+        v.write_config(&extra);
         v
     }
 
@@ -234,9 +306,12 @@ impl Verifier {
             crate::wait_for(Duration::from_secs(60), "the broker password file", || {
                 passwd.exists().then_some(())
             });
-            self.mosquitto = Some(Mosquitto::start(&self.dir, self.mqtt_port, &passwd));
+            let tls = self.tls.as_ref().map(|(p, pki)| (*p, pki));
+            self.mosquitto = Some(Mosquitto::start(&self.dir, self.mqtt_port, &passwd, tls));
         }
-        self.wait_healthy();
+        if self.wait {
+            self.wait_healthy();
+        }
     }
 
     /// `GET /v1/health`: the status code and the JSON body.
@@ -288,8 +363,38 @@ impl Verifier {
         self.proc.as_ref().map(Proc::log).unwrap_or_default()
     }
 
+    /// The URL agents (and, for an external broker, the verifier) connect to: the TLS
+    /// listener when there is one.
     pub fn mqtt_url(&self) -> String {
-        format!("mqtt://127.0.0.1:{}", self.mqtt_port)
+        match &self.tls {
+            Some((port, _)) => format!("mqtts://localhost:{port}"),
+            None => format!("mqtt://127.0.0.1:{}", self.mqtt_port),
+        }
+    }
+
+    /// The broker's log (the managed Mosquitto's, or the harness's external one).
+    pub fn broker_log(&self) -> String {
+        let path = match &self.mosquitto {
+            Some(_) => self.dir.join("mosquitto.log"),
+            None => self.data.join("broker/mosquitto.log"),
+        };
+        fs::read_to_string(path).unwrap_or_default()
+    }
+
+    /// The broker's TLS port, if it serves TLS.
+    pub fn tls_port(&self) -> Option<u16> {
+        self.tls.as_ref().map(|(p, _)| *p)
+    }
+
+    /// The CA terminals trust for the broker's TLS certificate.
+    pub fn mqtt_ca(&self) -> Option<PathBuf> {
+        self.tls.as_ref().map(|(_, pki)| pki.ca.clone())
+    }
+
+    /// Whether `wait_healthy` would pass now.
+    pub fn healthy(&self) -> bool {
+        let (code, body) = self.health();
+        code == 200 && body["ok"] == true
     }
 
     pub fn api(&self) -> String {
