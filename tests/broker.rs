@@ -576,3 +576,59 @@ fn a_broker_certificate_from_another_ca_is_refused() {
     assert!(!v2.broker_log().contains("as vouch@verifier"));
     assert!(v2.log().contains("MQTT connection error"));
 }
+
+/// Whether `pid` is a live process (not gone, not a zombie waiting to be reaped).
+fn process_alive(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
+    })
+}
+
+#[test]
+fn leftover_broker_of_a_killed_verifier_is_ended_on_start() {
+    let mut f = fleet(&["term-1"]);
+    let old = f.v.broker_pid().unwrap();
+    f.v.kill9();
+    // The orphan still runs and holds the port ...
+    assert!(
+        process_alive(old),
+        "the managed broker died with the verifier"
+    );
+    f.v.start_again();
+    // ... until the new verifier ends it, because it runs our configuration, and starts its own.
+    assert!(!process_alive(old), "the leftover broker {old} still runs");
+    let new = f.v.broker_pid().unwrap();
+    assert_ne!(new, old);
+    assert!(
+        f.v.log()
+            .contains("ending the managed Mosquitto a previous verifier left running")
+    );
+    f.terms[0].attest_expect(0);
+}
+
+#[test]
+fn a_stale_broker_pid_file_never_ends_another_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut v = Verifier::start(dir.path(), BrokerKind::Embedded);
+    v.stop();
+    // A recycled pid: the pid file names a process that is not our Mosquitto.
+    let mut bystander = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    fs::write(
+        v.data.join("broker/mosquitto.pid"),
+        format!("{}\n", bystander.id()),
+    )
+    .unwrap();
+    v.start_again();
+    assert!(
+        bystander.try_wait().unwrap().is_none(),
+        "the verifier signalled a process that was not its broker"
+    );
+    assert!(!v.log().contains("left running"));
+    assert!(v.healthy());
+    bystander.kill().unwrap();
+    bystander.wait().unwrap();
+}

@@ -353,6 +353,36 @@ impl Verifier {
         self.spawn();
     }
 
+    /// Stops the verifier with SIGTERM (it stops its managed broker).
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            assert!(p.stop(), "verifier did not exit on SIGTERM");
+        }
+    }
+
+    /// Kills the verifier with SIGKILL, as a crash or the OOM killer would: it cannot stop its
+    /// managed broker, which keeps running. Waits until the verifier is gone.
+    pub fn kill9(&mut self) {
+        let Some(mut p) = self.proc.take() else {
+            return;
+        };
+        let pid = p.pid().expect("the verifier has a pid");
+        let status = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        crate::wait_for(Duration::from_secs(30), "the verifier to die", || {
+            (!p.alive()).then_some(())
+        });
+    }
+
+    /// Starts the verifier again on the same data, ports and broker (after `stop` or `kill9`).
+    pub fn start_again(&mut self) {
+        assert!(self.proc.is_none(), "the verifier is still running");
+        self.spawn();
+    }
+
     /// Whether the verifier process is still running.
     pub fn alive(&mut self) -> bool {
         self.proc.as_mut().is_some_and(Proc::alive)
