@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use vouch_common::fs;
 use vouch_protocol::enrollment::check_mqtt_password_hash;
 
@@ -31,6 +32,9 @@ pub struct PasswordFile {
     path: PathBuf,
     entries: Mutex<BTreeMap<String, String>>,
     reload: Reload,
+    /// The last reload failed: the broker may not have the file's content yet, so the next
+    /// upsert reloads even when it changes nothing (an operator retrying an enrollment).
+    reload_failed: AtomicBool,
 }
 
 impl PasswordFile {
@@ -50,6 +54,7 @@ impl PasswordFile {
             path: path.to_owned(),
             entries: Mutex::new(map),
             reload,
+            reload_failed: AtomicBool::new(false),
         })
     }
 
@@ -66,6 +71,10 @@ impl PasswordFile {
             .lock()
             .map_err(|_| anyhow::anyhow!("password file lock poisoned"))?;
         if map.get(user).is_some_and(|h| h == hash) {
+            drop(map);
+            if self.reload_failed.load(Ordering::SeqCst) {
+                self.reload()?;
+            }
             return Ok(false);
         }
         map.insert(user.to_owned(), hash.to_owned());
@@ -77,6 +86,12 @@ impl PasswordFile {
 
     /// Tells the broker to re-read the password and ACL files.
     pub fn reload(&self) -> Result<()> {
+        let result = self.reload_now();
+        self.reload_failed.store(result.is_err(), Ordering::SeqCst);
+        result
+    }
+
+    fn reload_now(&self) -> Result<()> {
         match &self.reload {
             Reload::Managed(health) => {
                 // No child at the moment (restarting): it reads the new file when it starts.
@@ -157,10 +172,24 @@ mod tests {
     }
 
     #[test]
-    fn a_failing_reload_command_is_an_error() {
+    fn a_failing_reload_command_is_an_error_and_retried_by_the_next_upsert() {
         let dir = tempfile::tempdir().unwrap();
-        let f = PasswordFile::create(&dir.path().join("p"), [], Reload::Command("exit 3".into()))
-            .unwrap();
+        let flag = dir.path().join("broker-down");
+        std::fs::write(&flag, "").unwrap();
+        let count = dir.path().join("reloads");
+        let cmd = format!(
+            "test ! -e {} && echo x >> {}",
+            flag.display(),
+            count.display()
+        );
+        let f = PasswordFile::create(&dir.path().join("p"), [], Reload::Command(cmd)).unwrap();
         assert!(f.upsert("a", H1).is_err());
+        std::fs::remove_file(&flag).unwrap();
+        // Same line again (the operator retries): nothing changed, but the reload is redone.
+        assert!(!f.upsert("a", H1).unwrap());
+        assert_eq!(std::fs::read_to_string(&count).unwrap(), "x\n");
+        // Once it succeeded, an unchanged upsert does not reload again.
+        assert!(!f.upsert("a", H1).unwrap());
+        assert_eq!(std::fs::read_to_string(&count).unwrap(), "x\n");
     }
 }
