@@ -196,7 +196,10 @@ impl Supervisor {
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.changed() => return,
+                    _ = shutdown.changed() => {
+                        let _ = std::fs::remove_file(self.settings.pid_path());
+                        return;
+                    }
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(10));
                 match self.spawn() {
