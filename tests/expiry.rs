@@ -30,7 +30,7 @@ fn audit_of(v: &Verifier, id: &str) -> Vec<(String, String, String)> {
 fn a_trusted_terminal_that_stops_attesting_becomes_unresponsive() {
     let dir = tempfile::tempdir().unwrap();
     let tpm = swtpm(dir.path());
-    let v = Verifier::start_with_config(dir.path(), BrokerKind::Mosquitto, "verdict_ttl = 2\n");
+    let v = Verifier::start_with(dir.path(), BrokerKind::Mosquitto, "verdict_ttl = 2\n");
     let t = Terminal::new(dir.path(), "term-1", &tpm, &v, "firmware v1");
     t.enroll(&v, "T-100");
     t.attest_expect(4);

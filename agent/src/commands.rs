@@ -1,13 +1,16 @@
 //! The agent's commands: each turns validated configuration into real objects (state directory,
 //! attester, protocol core) and runs. Returns the process exit code.
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
+use std::path::Path;
 use std::sync::Arc;
 use vouch_protocol::agent::AgentCore;
 use vouch_protocol::verdict::DeviceState;
 
 use crate::attester::Attester;
-use crate::config::{Cli, Command, FileConfig, Global, RunConfig};
+use crate::config::{Cli, Command, FileConfig, Global, RunConfig, mqtt_password_path};
 use crate::session::{Ended, Mode, Session};
 use crate::state::StateDir;
 use crate::{enroll, status};
@@ -36,7 +39,14 @@ pub fn run(cli: Cli) -> Result<i32> {
             out,
         } => {
             let state = StateDir::open(&global.state)?;
-            enroll::enroll(&global.tcti, &state, device_id, model, out)?;
+            enroll::enroll(
+                &global.tcti,
+                &state,
+                device_id,
+                model,
+                out,
+                &mqtt_password_path(&global.state),
+            )?;
             Ok(0)
         }
         Command::Status { json } => {
@@ -50,7 +60,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Run(args) => {
-            let cfg = RunConfig::resolve(args, None, &file)?;
+            let cfg = RunConfig::resolve(args, None, &file, &global.state)?;
             let ended = session(&global, cfg, Mode::Daemon)?;
             debug_assert!(matches!(ended, Ended::Signal));
             Ok(0)
@@ -60,7 +70,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             run,
             timeout,
         } => {
-            let cfg = RunConfig::resolve(run, *timeout, &file)?;
+            let cfg = RunConfig::resolve(run, *timeout, &file, &global.state)?;
             match session(&global, cfg, Mode::Once)? {
                 Ended::Verdict(v) => {
                     println!(
@@ -81,8 +91,55 @@ pub fn run(cli: Cli) -> Result<i32> {
     }
 }
 
+/// Takes the exclusive session lock of the state directory `root` (file `agent.lock`, holding
+/// the owner's pid), or fails naming the process that holds it. `run` and `attest` both connect
+/// to the broker as the device (client id = user name = device id), so a second one would knock
+/// the first off the broker; the lock also keeps two processes from racing the firmware
+/// measurement's record-then-extend. Released when the returned file is dropped or the process
+/// dies.
+pub fn lock_session(root: &Path) -> Result<File> {
+    let path = root.join("agent.lock");
+    let mut f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match f.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = (&f).take(32).read_to_string(&mut holder);
+            let holder = holder.trim();
+            let who = if holder.is_empty() {
+                "another vouch-agent".to_owned()
+            } else {
+                format!("another vouch-agent (pid {holder})")
+            };
+            bail!(
+                "{who} is already running on state directory {} (it holds the lock {}): a daemon \
+                 and `attest --once` share the terminal's MQTT identity and cannot run at once; \
+                 stop it first",
+                root.display(),
+                path.display()
+            );
+        }
+        Err(TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+        }
+    }
+    f.set_len(0)
+        .and_then(|()| f.rewind())
+        .and_then(|()| writeln!(f, "{}", std::process::id()))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(f)
+}
+
 fn session(global: &Global, cfg: RunConfig, mode: Mode) -> Result<Ended> {
     let state = StateDir::open(&global.state)?;
+    let _lock = lock_session(&global.state)?;
+    let mqtt_password = enroll::read_mqtt_password(&cfg.mqtt_password_file)?;
     let identity = state.require_identity()?;
     let key = state.require_device_key()?;
     let view = state.view(&cfg.verifier_key)?;
@@ -106,6 +163,7 @@ fn session(global: &Global, cfg: RunConfig, mode: Mode) -> Result<Ended> {
     });
     let session = Session {
         mode,
+        mqtt_password,
         cfg,
         attester,
         key,
@@ -117,4 +175,26 @@ fn session(global: &Global, cfg: RunConfig, mode: Mode) -> Result<Ended> {
         .enable_all()
         .build()?;
     rt.block_on(session.run())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lock_session;
+
+    #[test]
+    fn a_second_session_on_one_state_directory_is_refused_naming_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = lock_session(dir.path()).unwrap();
+        let err = format!("{:#}", lock_session(dir.path()).unwrap_err());
+        assert!(
+            err.contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
+        assert!(err.contains("agent.lock"), "{err}");
+        drop(held);
+        assert!(
+            lock_session(dir.path()).is_ok(),
+            "the lock is released on drop"
+        );
+    }
 }

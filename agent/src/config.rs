@@ -71,9 +71,16 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// MQTT broker, e.g. mqtt://127.0.0.1:1883
+    /// MQTT broker, e.g. mqtt://127.0.0.1:1883, or mqtts://broker.example:8883 (TLS)
     #[arg(long)]
     pub mqtt_url: Option<String>,
+    /// CA certificate file (PEM) the broker's TLS certificate must chain to (mqtts:// only)
+    #[arg(long)]
+    pub mqtt_ca: Option<PathBuf>,
+    /// File holding this terminal's MQTT password (user name = device id), created by `enroll`
+    /// [default: STATE/mqtt.password]
+    #[arg(long)]
+    pub mqtt_password_file: Option<PathBuf>,
     /// The verifier's public key (verifier.pub, PEM): only messages it signed are obeyed.
     #[arg(long)]
     pub verifier_key: Option<PathBuf>,
@@ -99,6 +106,8 @@ pub struct FileConfig {
     pub state: Option<PathBuf>,
     pub tcti: Option<String>,
     pub mqtt_url: Option<String>,
+    pub mqtt_password_file: Option<PathBuf>,
+    pub mqtt_ca: Option<PathBuf>,
     pub verifier_key: Option<PathBuf>,
     #[serde(default)]
     pub firmware: Vec<PathBuf>,
@@ -112,6 +121,11 @@ impl FileConfig {
     pub fn load(path: Option<&Path>) -> Result<Self> {
         Ok(vouch_common::config::load_toml(path)?)
     }
+}
+
+/// The default MQTT password file of the state directory `state`.
+pub fn mqtt_password_path(state: &Path) -> PathBuf {
+    state.join("mqtt.password")
 }
 
 /// Where the agent keeps state and reaches its TPM.
@@ -151,6 +165,10 @@ pub struct EventLogSource {
 pub struct RunConfig {
     pub eventlog: EventLogSource,
     pub broker: BrokerAddr,
+    /// Where the MQTT password is read from (the password itself is not kept in the config).
+    pub mqtt_password_file: PathBuf,
+    /// TLS settings for mqtts:// (trusting only the configured CA).
+    pub mqtt_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     pub verifier_key: VerifyingKey,
     pub firmware: Vec<PathBuf>,
     pub interval: Duration,
@@ -159,13 +177,31 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
-    pub fn resolve(args: &RunArgs, timeout: Option<u64>, file: &FileConfig) -> Result<Self> {
+    /// `state` is the state directory, home of the default MQTT password file.
+    pub fn resolve(
+        args: &RunArgs,
+        timeout: Option<u64>,
+        file: &FileConfig,
+        state: &Path,
+    ) -> Result<Self> {
         let url = args
             .mqtt_url
             .clone()
             .or_else(|| file.mqtt_url.clone())
             .context("--mqtt-url is required (or mqtt_url in the config file)")?;
         let broker: BrokerAddr = url.parse()?;
+        let mqtt_tls = match (
+            broker.tls,
+            args.mqtt_ca.clone().or_else(|| file.mqtt_ca.clone()),
+        ) {
+            (true, Some(ca)) => Some(vouch_common::mqtt_tls::client_config(&ca)?),
+            (true, None) => bail!(
+                "{url} uses TLS: give --mqtt-ca FILE (or mqtt_ca), the CA certificate that signed \
+                 the broker's certificate"
+            ),
+            (false, Some(_)) => bail!("--mqtt-ca is for mqtts:// broker URLs; {url} is plain MQTT"),
+            (false, None) => None,
+        };
         let key_path = args
             .verifier_key
             .clone()
@@ -204,9 +240,16 @@ impl RunConfig {
                 required: false,
             },
         };
+        let mqtt_password_file = args
+            .mqtt_password_file
+            .clone()
+            .or_else(|| file.mqtt_password_file.clone())
+            .unwrap_or_else(|| mqtt_password_path(state));
         Ok(Self {
             eventlog,
             broker,
+            mqtt_password_file,
+            mqtt_tls,
             verifier_key,
             firmware,
             interval: Duration::from_secs(interval),

@@ -1,6 +1,11 @@
 //! `vouch-agent enroll`: create or reload the terminal's identity (TPM EK and AK, Ed25519 device
 //! key) and write the signed enrollment request the operator hands to `vouchctl enroll`.
 //! Running it again gives the same keys and the same request content.
+//!
+//! It also creates the terminal's MQTT password (32 random bytes, hex, in the state directory,
+//! mode 0600; reused on every later run) and puts only its Mosquitto password-file hash into the
+//! signed request, so the verifier can give the terminal its broker identity (user name = device
+//! id) without the password ever leaving the terminal.
 
 use anyhow::{Context, Result, bail};
 use std::path::Path;
@@ -13,12 +18,49 @@ use vouch_protocol::wire;
 use crate::state::{StateDir, StoredIdentity};
 use crate::tpm::Tpm;
 
+/// Longest MQTT password file accepted (a vouch password is 64 hex characters).
+const MAX_PASSWORD_FILE: u64 = 4096;
+
+/// Reads the MQTT password at `path` (surrounding whitespace trimmed), refusing an empty one.
+pub fn read_mqtt_password(path: &Path) -> Result<zeroize::Zeroizing<String>> {
+    let bytes =
+        zeroize::Zeroizing::new(fs::read_limited(path, MAX_PASSWORD_FILE).with_context(|| {
+            format!(
+                "cannot read the MQTT password {} (run `vouch-agent enroll` first, or pass \
+                 --mqtt-password-file)",
+                path.display()
+            )
+        })?);
+    let text = std::str::from_utf8(&bytes)
+        .with_context(|| format!("{} is not UTF-8 text", path.display()))?
+        .trim();
+    if text.is_empty() || text.contains(['\n', '\r']) {
+        bail!(
+            "{} must hold one non-empty line (the MQTT password)",
+            path.display()
+        );
+    }
+    Ok(zeroize::Zeroizing::new(text.to_owned()))
+}
+
+/// The MQTT password at `path`, created (mode 0600) if there is none yet.
+fn load_or_create_mqtt_password(path: &Path) -> Result<zeroize::Zeroizing<String>> {
+    if fs::read_optional(path, MAX_PASSWORD_FILE)?.is_some() {
+        return read_mqtt_password(path);
+    }
+    let password = vouch_common::mqtt_passwd::generate_password()?;
+    fs::write_atomic(path, format!("{}\n", password.as_str()).as_bytes(), 0o600)?;
+    tracing::info!(path = %path.display(), "created MQTT password");
+    Ok(password)
+}
+
 pub fn enroll(
     tcti: &str,
     state: &StateDir,
     device_id: &DeviceId,
     model: &str,
     out: &Path,
+    mqtt_password: &Path,
 ) -> Result<()> {
     if model.trim().is_empty() || model.len() > 128 {
         bail!("--model must be 1 to 128 characters");
@@ -59,6 +101,7 @@ pub fn enroll(
     if existing.is_none() {
         state.save_identity(&identity)?;
     }
+    let password = load_or_create_mqtt_password(mqtt_password)?;
     let request = EnrollmentRequest {
         model: model.to_owned(),
         ek_public: identity.ek_public.clone(),
@@ -66,6 +109,7 @@ pub fn enroll(
         ak_public: identity.ak_public.clone(),
         ak_name: identity.ak_name.clone(),
         device_key: Bytes(key.verifying_key().to_bytes().to_vec()),
+        mqtt_password_hash: vouch_common::mqtt_passwd::hash_generated(&password),
     };
     let bytes = wire::seal(device_id, &request, &key);
     fs::write_atomic(out, &bytes, 0o644)?;
@@ -80,6 +124,10 @@ pub fn enroll(
         } else {
             "none in TPM NV"
         }
+    );
+    println!(
+        "MQTT user:    {device_id} (password in {})",
+        mqtt_password.display()
     );
     println!(
         "request:      {} (give it to the operator: vouchctl enroll FILE)",

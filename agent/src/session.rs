@@ -32,6 +32,8 @@ pub enum Mode {
 
 pub struct Session {
     pub mode: Mode,
+    /// The terminal's MQTT password (its user name is the device id).
+    pub mqtt_password: zeroize::Zeroizing<String>,
     pub cfg: RunConfig,
     pub attester: Arc<Attester>,
     pub key: SigningKey,
@@ -66,23 +68,25 @@ fn random_request_id() -> u64 {
 
 impl Session {
     fn options(&self) -> MqttOptions {
+        // Client id = user name = device id: the broker (`use_username_as_clientid`) gives each
+        // terminal exactly one identity, so nobody else can take its id. The daemon and
+        // `attest --once` therefore share one persistent session (the state-directory lock keeps
+        // them from running at once): commands sent while the terminal was offline are delivered
+        // when either reconnects, and a one-shot round does not wipe the daemon's session.
         let id = self.core.device().as_str().to_owned();
-        let (client_id, clean) = match self.mode {
-            // Fixed id and a persistent session: commands sent while the terminal was offline
-            // are delivered when it reconnects (on brokers that keep sessions).
-            Mode::Daemon => (format!("vouch-agent-{id}"), false),
-            Mode::Once => (
-                format!("vouch-agent-{id}-{:08x}", random_request_id() as u32),
-                true,
-            ),
-        };
         let mut o = MqttOptions::new(
-            client_id,
+            id.clone(),
             self.cfg.broker.host.clone(),
             self.cfg.broker.port,
         );
+        o.set_credentials(id, self.mqtt_password.as_str());
+        if let Some(tls) = &self.cfg.mqtt_tls {
+            o.set_transport(rumqttc::Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(tls.clone()),
+            ));
+        }
         o.set_keep_alive(Duration::from_secs(30));
-        o.set_clean_session(clean);
+        o.set_clean_session(false);
         let limit = 2 * wire::DEFAULT_MAX_PAYLOAD + 64 * 1024;
         o.set_max_packet_size(limit, limit);
         o

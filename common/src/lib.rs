@@ -6,6 +6,8 @@ pub mod config;
 pub mod fs;
 pub mod keys;
 pub mod logging;
+pub mod mqtt_passwd;
+pub mod mqtt_tls;
 pub mod mqtt_url;
 pub mod process;
 pub mod swtpm;

@@ -1,22 +1,19 @@
-//! Parsing of `mqtt://host:port` broker URLs given on the command line or in config files.
-//! TLS (`mqtts://`) belongs to the deployment-hardening work and is refused with a clear message
-//! until then, rather than silently connecting in plain text.
+//! Parsing of `mqtt://host:port` and `mqtts://host:port` (TLS) broker URLs given on the command
+//! line or in config files.
 
 /// A broker address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerAddr {
     pub host: String,
     pub port: u16,
+    /// `mqtts://`: connect with TLS, verifying the broker against the configured CA.
+    pub tls: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UrlError {
-    #[error("broker URL \"{0}\" must start with mqtt://")]
+    #[error("broker URL \"{0}\" must start with mqtt:// or mqtts://")]
     Scheme(String),
-    #[error(
-        "broker URL \"{0}\": mqtts:// (TLS) is not supported by this version; use mqtt:// on a protected network or a TLS-terminating proxy"
-    )]
-    Tls(String),
     #[error("broker URL \"{0}\" has no host")]
     Host(String),
     #[error("broker URL \"{0}\" has an invalid port")]
@@ -27,20 +24,23 @@ impl std::str::FromStr for BrokerAddr {
     type Err = UrlError;
 
     fn from_str(url: &str) -> Result<Self, UrlError> {
-        if url.starts_with("mqtts://") {
-            return Err(UrlError::Tls(url.into()));
-        }
-        let rest = url
-            .strip_prefix("mqtt://")
-            .or_else(|| url.strip_prefix("tcp://"))
-            .ok_or_else(|| UrlError::Scheme(url.into()))?;
+        let (rest, tls) = if let Some(r) = url.strip_prefix("mqtts://") {
+            (r, true)
+        } else {
+            let r = url
+                .strip_prefix("mqtt://")
+                .or_else(|| url.strip_prefix("tcp://"))
+                .ok_or_else(|| UrlError::Scheme(url.into()))?;
+            (r, false)
+        };
+        let default_port = if tls { 8883 } else { 1883 };
         let rest = rest.trim_end_matches('/');
         let (host, port) = match rest.rsplit_once(':') {
             // An IPv6 literal without a port, like [::1], has colons but ends in ']'.
             Some((h, p)) if !p.ends_with(']') => {
                 (h, p.parse().map_err(|_| UrlError::Port(url.into()))?)
             }
-            _ => (rest, 1883),
+            _ => (rest, default_port),
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() || host.contains('/') {
@@ -49,6 +49,7 @@ impl std::str::FromStr for BrokerAddr {
         Ok(BrokerAddr {
             host: host.to_owned(),
             port,
+            tls,
         })
     }
 }
@@ -68,15 +69,16 @@ mod tests {
     }
 
     #[test]
-    fn refuses_other_schemes_tls_and_bad_ports() {
+    fn parses_tls_and_refuses_other_schemes_and_bad_ports() {
         assert!(matches!(
             "http://x".parse::<BrokerAddr>(),
             Err(UrlError::Scheme(_))
         ));
-        assert!(matches!(
-            "mqtts://x".parse::<BrokerAddr>(),
-            Err(UrlError::Tls(_))
-        ));
+        let a: BrokerAddr = "mqtts://broker.example".parse().unwrap();
+        assert_eq!((a.port, a.tls), (8883, true));
+        let a: BrokerAddr = "mqtts://localhost:9883".parse().unwrap();
+        assert_eq!((a.host.as_str(), a.port, a.tls), ("localhost", 9883, true));
+        assert!(!"mqtt://x".parse::<BrokerAddr>().unwrap().tls);
         assert!(matches!(
             "mqtt://x:99999".parse::<BrokerAddr>(),
             Err(UrlError::Port(_))

@@ -38,6 +38,11 @@ pub struct Enrollment {
     /// Ed25519 public key of the device.
     pub device_key: Bytes,
     pub enrolled_at: u64,
+    /// The Mosquitto password-file hash of the device's MQTT password (see
+    /// [`check_mqtt_password_hash`]). `None` only for records enrolled before MQTT identities
+    /// existed; such a device cannot connect to a broker that requires authentication.
+    #[serde(default)]
+    pub mqtt_password_hash: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -58,6 +63,60 @@ pub enum EnrollError {
     EkPublic(String),
     #[error("EK certificate of {len} bytes exceeds the {max}-byte limit")]
     EkCertificateSize { len: usize, max: usize },
+    #[error("MQTT password hash: {0}")]
+    MqttPasswordHash(&'static str),
+}
+
+/// Longest MQTT password hash accepted (a 101-iteration `$7$` line is 115 characters).
+pub const MAX_MQTT_PASSWORD_HASH: usize = 256;
+
+/// Checks that `hash` is a Mosquitto `$7$` password-file hash: `$7$<iterations>$<salt>$<hash>`,
+/// iterations 1 to 10,000,000, standard base64 salt of 12 to 64 bytes and a 64-byte
+/// PBKDF2-SHA512 output, bounded in length, with nothing that could break a password-file line
+/// (no `:`, whitespace or control characters: the base64 alphabet has none).
+pub fn check_mqtt_password_hash(hash: &str) -> Result<(), EnrollError> {
+    let err = EnrollError::MqttPasswordHash;
+    if hash.len() > MAX_MQTT_PASSWORD_HASH {
+        return Err(err("longer than 256 characters"));
+    }
+    let rest = hash
+        .strip_prefix("$7$")
+        .ok_or(err("must start with $7$ (PBKDF2-SHA512)"))?;
+    let mut parts = rest.split('$');
+    let (Some(iterations), Some(salt), Some(digest), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(err("must be $7$<iterations>$<salt>$<hash>"));
+    };
+    match iterations.parse::<u32>() {
+        Ok(1..=10_000_000) if !iterations.starts_with('0') => {}
+        _ => return Err(err("iterations must be a number from 1 to 10000000")),
+    }
+    match base64_len(salt) {
+        Some(12..=64) => {}
+        _ => return Err(err("salt must be 12 to 64 bytes of standard base64")),
+    }
+    if base64_len(digest) != Some(64) {
+        return Err(err("hash must be 64 bytes (SHA-512) of standard base64"));
+    }
+    Ok(())
+}
+
+/// Decoded length of padded standard base64 text, or `None` if it is not that.
+fn base64_len(s: &str) -> Option<usize> {
+    if s.is_empty() || !s.len().is_multiple_of(4) {
+        return None;
+    }
+    let body = s.trim_end_matches('=');
+    let pad = s.len() - body.len();
+    if pad > 2
+        || !body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+    {
+        return None;
+    }
+    Some(s.len() / 4 * 3 - pad)
 }
 
 impl Enrollment {
@@ -91,6 +150,7 @@ impl Enrollment {
                 max: MAX_EK_CERT,
             });
         }
+        check_mqtt_password_hash(&req.mqtt_password_hash)?;
         Ok(Enrollment {
             id,
             model: req.model,
@@ -100,6 +160,7 @@ impl Enrollment {
             ak_name: req.ak_name,
             device_key: req.device_key,
             enrolled_at: now,
+            mqtt_password_hash: Some(req.mqtt_password_hash),
         })
     }
 
@@ -108,13 +169,16 @@ impl Enrollment {
         device_key(&self.device_key)
     }
 
-    /// True when `other` names the same keys (re-enrolling the same request is idempotent).
+    /// True when `other` names the same keys and MQTT credential (re-enrolling the same request
+    /// is idempotent; a changed MQTT password hash is a conflict, like a changed key, so an
+    /// enrolled terminal's broker identity cannot be taken over by a new request).
     pub fn same_keys(&self, other: &Enrollment) -> bool {
         self.id == other.id
             && self.model == other.model
             && self.ak_public == other.ak_public
             && self.ek_public == other.ek_public
             && self.device_key == other.device_key
+            && self.mqtt_password_hash == other.mqtt_password_hash
     }
 
     /// The `qualifiedSigner` every quote of this device must carry: the AK's qualified Name
@@ -157,7 +221,56 @@ mod tests {
             ak_public: Bytes(AK_TPMT.to_vec()),
             ak_name: Bytes(AK_NAME.to_vec()),
             device_key: Bytes(key.verifying_key().to_bytes().to_vec()),
+            mqtt_password_hash: HASH.into(),
         }
+    }
+
+    /// `mosquitto_passwd` output for the password "pw1".
+    const HASH: &str = "$7$101$wAYrhYI0sy/Kr09q$Gz3FBqER4IbB4vdN6Pqm4i3pNkRLjmyASs5JnGO+MTVFFcguGwJUZUPY1gjeDtYULDrKDdnUimago4n4sSJ4Rg==";
+
+    #[test]
+    fn enrollment_carries_the_mqtt_password_hash() {
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let e = Enrollment::from_request(&seal(&request(&key), &key), 100).unwrap();
+        assert_eq!(e.mqtt_password_hash.as_deref(), Some(HASH));
+    }
+
+    #[test]
+    fn malformed_mqtt_password_hashes_are_refused() {
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let long = format!("$7$101$wAYrhYI0sy/Kr09q${}", "A".repeat(300));
+        for bad in [
+            "",
+            "pw1",
+            "$6$101$wAYrhYI0sy/Kr09q$Gz3F",
+            "$7$0$wAYrhYI0sy/Kr09q$Gz3FBqER4IbB4vdN6Pqm4i3pNkRLjmyASs5JnGO+MTVFFcguGwJUZUPY1gjeDtYULDrKDdnUimago4n4sSJ4Rg==",
+            "$7$101$wAYr$Gz3FBqER4IbB4vdN6Pqm4i3pNkRLjmyASs5JnGO+MTVFFcguGwJUZUPY1gjeDtYULDrKDdnUimago4n4sSJ4Rg==",
+            "$7$101$wAYrhYI0sy/Kr09q$Gz3FBqER4IbB4vdN6Pqm4i3pNkRLjmyASs5JnGO+MTVFFcguGwJUZUPY1gjeDtYULDrKDdnUimago4n4sSJ4R",
+            "$7$101$wAYrhYI0sy/Kr09q$Gz3FBqER4IbB4vdN6Pqm4i3pNkRLjmyASs5JnGO+MTVFFcguGwJUZUPY1gjeDtYULDrKDdnUimago4n4sSJ4Rg==\nt2:x",
+            "$7$101$wAYrhYI0sy/Kr09q$Gz3FBqER4IbB4vdN6Pqm4i3pNkRLjmyASs5JnGO+MTVFFcguGwJUZUPY1gjeDtYULDrKDdnUimago4n4sSJ4Rg==$x",
+            &long,
+        ] {
+            let mut r = request(&key);
+            r.mqtt_password_hash = bad.into();
+            assert!(
+                matches!(
+                    Enrollment::from_request(&seal(&r, &key), 1),
+                    Err(EnrollError::MqttPasswordHash(_))
+                ),
+                "{bad:?} was accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn a_changed_mqtt_password_hash_is_not_the_same_enrollment() {
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let a = Enrollment::from_request(&seal(&request(&key), &key), 1).unwrap();
+        let mut r = request(&key);
+        r.mqtt_password_hash = r.mqtt_password_hash.replace("Gz3F", "Hz3F");
+        let b = Enrollment::from_request(&seal(&r, &key), 1).unwrap();
+        assert!(a.same_keys(&a.clone()));
+        assert!(!a.same_keys(&b));
     }
 
     fn seal(req: &EnrollmentRequest, key: &SigningKey) -> Vec<u8> {

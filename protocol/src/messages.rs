@@ -239,6 +239,10 @@ pub struct EnrollmentRequest {
     pub ak_name: Bytes,
     /// Ed25519 public key that signs the agent's messages.
     pub device_key: Bytes,
+    /// Mosquitto password-file hash (`$7$` PBKDF2-SHA512) of the terminal's MQTT password: the
+    /// verifier adds `device_id:hash` to its broker's password file. Only the hash is carried;
+    /// the password stays on the terminal.
+    pub mqtt_password_hash: String,
 }
 
 impl Message for EnrollmentRequest {

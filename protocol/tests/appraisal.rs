@@ -35,6 +35,7 @@ fn enrollment() -> Enrollment {
         ak_public: Bytes(vector("ak.tpmt")),
         ak_name: Bytes(vector("ak.name")),
         device_key: Bytes(key.verifying_key().to_bytes().to_vec()),
+        mqtt_password_hash: "$7$101$wAYrhYI0sy/Kr09q$Gz3FBqER4IbB4vdN6Pqm4i3pNkRLjmyASs5JnGO+MTVFFcguGwJUZUPY1gjeDtYULDrKDdnUimago4n4sSJ4Rg==".into(),
     };
     let bytes = wire::seal(&"t1".parse().unwrap(), &req, &key);
     Enrollment::from_request(&bytes, 0).unwrap()

@@ -18,6 +18,8 @@ pub struct Terminal {
     pub firmware: Vec<PathBuf>,
     /// The firmware event log file passed with `--eventlog`, once [`Terminal::boot`] wrote one.
     pub eventlog: Option<PathBuf>,
+    /// The CA passed with `--mqtt-ca` (TLS brokers).
+    pub mqtt_ca: Option<PathBuf>,
     tcti: String,
     mqtt_url: String,
     verifier_pub: PathBuf,
@@ -36,6 +38,7 @@ impl Terminal {
             state: root.join("state"),
             firmware: vec![fw],
             eventlog: None,
+            mqtt_ca: v.mqtt_ca(),
             tcti: tpm.tcti(),
             mqtt_url: v.mqtt_url(),
             verifier_pub: v.verifier_pub(),
@@ -59,6 +62,9 @@ impl Terminal {
             .arg(&self.mqtt_url)
             .arg("--verifier-key")
             .arg(&self.verifier_pub);
+        if let Some(ca) = &self.mqtt_ca {
+            c.arg("--mqtt-ca").arg(ca);
+        }
         for f in &self.firmware {
             c.arg("--firmware").arg(f);
         }

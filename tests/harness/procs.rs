@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 pub use vouch_common::swtpm::Swtpm;
 
+use crate::tls::TestPki;
 use crate::{bin, free_port, wait_for_port};
 
 /// A child process whose log is printed when the test using it fails.
@@ -34,6 +35,10 @@ impl Proc {
     pub fn alive(&mut self) -> bool {
         self.0.alive()
     }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.0.pid()
+    }
 }
 
 impl Drop for Proc {
@@ -58,23 +63,57 @@ pub fn swtpm(dir: &Path) -> Swtpm {
     Swtpm::start(dir).unwrap_or_else(|e| panic!("cannot start swtpm: {e}"))
 }
 
-/// Mosquitto on a free port, anonymous, no persistence.
+/// The password every test spy account uses (test-only; its hash goes into the verifier's
+/// extra password lines).
+pub const SPY_PASSWORD: &str = "vouch-e2e-spy-password";
+/// How many spy accounts (`vouch@spy0` ...) the harness creates: client id = user name, so each
+/// connected spy needs its own.
+pub const SPY_ACCOUNTS: usize = 8;
+
+/// The spy accounts' user names.
+pub fn spy_user(n: usize) -> String {
+    format!("vouch@spy{}", n % SPY_ACCOUNTS)
+}
+
+/// An external Mosquitto on a free port as `deploy/` describes it: authentication against the
+/// verifier's password file, the published ACL (plus the test spies' rights), client id = user.
 #[derive(Debug)]
 pub struct Mosquitto {
     pub port: u16,
-    /// Held so the broker lives as long as this guard.
+    pub pid_file: PathBuf,
     _proc: Proc,
 }
 
 impl Mosquitto {
-    pub fn start(dir: &Path) -> Self {
-        let port = free_port();
+    /// Starts it on `port` (plain) and, with `tls`, a TLS listener on `tls.0` serving its files.
+    pub fn start(dir: &Path, port: u16, passwd: &Path, tls: Option<(u16, &TestPki)>) -> Self {
         let conf = dir.join("mosquitto.conf");
+        let acl = dir.join("mosquitto.acl");
+        let deploy_acl =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/mosquitto/vouch.acl");
+        fs::write(
+            &acl,
+            format!("{}{}", fs::read_to_string(deploy_acl).unwrap(), spy_acl()),
+        )
+        .unwrap();
+        let pid_file = dir.join("mosquitto.pid");
         fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-                 max_packet_size 4194304\nlog_dest stderr\n"
+                "per_listener_settings false\nallow_anonymous false\npassword_file {}\n\
+                 acl_file {}\npid_file {}\nuser root\n\
+                 persistence false\nmax_packet_size 1052672\nlog_dest stderr\n\
+                 listener {port} 127.0.0.1\nuse_username_as_clientid true\n{}",
+                passwd.display(),
+                acl.display(),
+                pid_file.display(),
+                tls.map(|(p, pki)| format!(
+                    "listener {p} 127.0.0.1\nuse_username_as_clientid true\ncertfile {}\n\
+                     keyfile {}\n",
+                    pki.cert.display(),
+                    pki.key.display()
+                ))
+                .unwrap_or_default()
             ),
         )
         .unwrap();
@@ -84,18 +123,35 @@ impl Mosquitto {
             dir.join("mosquitto.log"),
         );
         wait_for_port(port, "mosquitto");
-        Self { port, _proc: proc }
+        if let Some((p, _)) = tls {
+            wait_for_port(p, "mosquitto's TLS listener");
+        }
+        Self {
+            port,
+            pid_file,
+            _proc: proc,
+        }
     }
+}
+
+/// ACL lines giving the spies what an attacker who owns the broker has: everything.
+fn spy_acl() -> String {
+    (0..SPY_ACCOUNTS)
+        .map(|n| format!("\nuser {}\ntopic readwrite vouch/v1/#\n", spy_user(n)))
+        .collect()
 }
 
 /// Which broker a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BrokerKind {
+    /// The verifier's own managed Mosquitto (`--mqtt-listen`). (The name predates the managed
+    /// broker; it is kept so tests written against the harness keep compiling.)
     Embedded,
+    /// An external Mosquitto started by the harness (`--mqtt-url`), configured from `deploy/`.
     Mosquitto,
 }
 
-/// A verifier process (plus Mosquitto when asked), its data directory and ports.
+/// A verifier process (plus an external Mosquitto when asked), its data directory and ports.
 #[derive(Debug)]
 pub struct Verifier {
     pub data: PathBuf,
@@ -103,39 +159,122 @@ pub struct Verifier {
     pub http_port: u16,
     dir: PathBuf,
     kind: BrokerKind,
+    /// With TLS: the broker's TLS port and the certificates it serves.
+    tls: Option<(u16, TestPki)>,
+    /// `spawn` waits for `/v1/health` to say ok.
+    wait: bool,
     proc: Option<Proc>,
-    _mosquitto: Option<Mosquitto>,
-    /// `--config` file, when started with one.
-    config: Option<PathBuf>,
+    mosquitto: Option<Mosquitto>,
 }
 
 impl Verifier {
     pub fn start(dir: &Path, kind: BrokerKind) -> Self {
-        Self::start_with(dir, kind, None)
+        Self::start_with(dir, kind, "")
     }
 
-    /// [`Verifier::start`] with `toml` as the verifier's config file (`--config`).
-    pub fn start_with_config(dir: &Path, kind: BrokerKind, toml: &str) -> Self {
-        let path = dir.join("verifier.toml");
-        fs::write(&path, toml).unwrap();
-        Self::start_with(dir, kind, Some(path))
+    /// [`Verifier::start`] with extra lines for the verifier's TOML config file.
+    pub fn start_with(dir: &Path, kind: BrokerKind, extra_config: &str) -> Self {
+        Self::start_full(dir, kind, None, extra_config)
     }
 
-    fn start_with(dir: &Path, kind: BrokerKind, config: Option<PathBuf>) -> Self {
-        let mosquitto = (kind == BrokerKind::Mosquitto).then(|| Mosquitto::start(dir));
-        let mqtt_port = mosquitto.as_ref().map_or_else(free_port, |m| m.port);
-        let mut v = Self {
+    /// A verifier whose broker also serves TLS with `pki` (managed: `mqtt_tls_listen`;
+    /// external: a TLS listener the verifier itself connects to over mqtts://, trusting
+    /// `verifier_ca`). Terminals connect over TLS, trusting `pki.ca`; spies use the plain port.
+    pub fn start_tls(dir: &Path, kind: BrokerKind, pki: &TestPki, verifier_ca: &Path) -> Self {
+        Self::start_full(dir, kind, Some((pki, verifier_ca)), "")
+    }
+
+    /// [`Verifier::start_tls`] without waiting for health (for a verifier expected not to
+    /// reach its broker).
+    pub fn start_tls_unhealthy(
+        dir: &Path,
+        kind: BrokerKind,
+        pki: &TestPki,
+        verifier_ca: &Path,
+    ) -> Self {
+        let mut v = Self::start_full_no_spawn(dir, kind, Some((pki, verifier_ca)), "");
+        v.wait = false;
+        v.spawn();
+        v
+    }
+
+    fn start_full(
+        dir: &Path,
+        kind: BrokerKind,
+        tls: Option<(&TestPki, &Path)>,
+        extra_config: &str,
+    ) -> Self {
+        let mut v = Self::start_full_no_spawn(dir, kind, tls, extra_config);
+        v.spawn();
+        v
+    }
+
+    fn start_full_no_spawn(
+        dir: &Path,
+        kind: BrokerKind,
+        tls: Option<(&TestPki, &Path)>,
+        extra_config: &str,
+    ) -> Self {
+        let v = Self {
             data: dir.join("vouch-data"),
-            mqtt_port,
+            mqtt_port: free_port(),
             http_port: free_port(),
             dir: dir.to_owned(),
             kind,
+            tls: tls.map(|(pki, _)| (free_port(), pki.clone())),
+            wait: true,
             proc: None,
-            _mosquitto: mosquitto,
-            config,
+            mosquitto: None,
         };
-        v.spawn();
+        let mut extra = extra_config.to_owned();
+        if let Some(((port, pki), (_, ca))) = v.tls.as_ref().zip(tls) {
+            extra.push_str(&match kind {
+                BrokerKind::Embedded => format!(
+                    "mqtt_tls_listen = \"127.0.0.1:{port}\"\nmqtt_tls_cert = {:?}\n\
+                     mqtt_tls_key = {:?}\n",
+                    pki.cert.display().to_string(),
+                    pki.key.display().to_string()
+                ),
+                BrokerKind::Mosquitto => {
+                    format!("mqtt_ca = {:?}\n", ca.display().to_string())
+                }
+            });
+        }
+        v.write_config(&extra);
         v
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.join("verifier.toml")
+    }
+
+    fn write_config(&self, extra: &str) {
+        let spies = self.dir.join("spies.passwd");
+        let lines: String = (0..SPY_ACCOUNTS)
+            .map(|n| {
+                format!(
+                    "{}:{}\n",
+                    spy_user(n),
+                    vouch_common::mqtt_passwd::hash_random_salt(SPY_PASSWORD).unwrap()
+                )
+            })
+            .collect();
+        fs::write(&spies, lines).unwrap();
+        let spy_acl_path = self.dir.join("spies.acl");
+        fs::write(&spy_acl_path, spy_acl()).unwrap();
+        let mut toml = format!(
+            "mqtt_extra_passwd = {:?}\nmqtt_extra_acl = {:?}\n",
+            spies.display().to_string(),
+            spy_acl_path.display().to_string()
+        );
+        if self.kind == BrokerKind::Mosquitto {
+            toml.push_str(&format!(
+                "mqtt_reload_command = \"kill -HUP $(cat {})\"\n",
+                self.dir.join("mosquitto.pid").display()
+            ));
+        }
+        toml.push_str(extra);
+        fs::write(self.config_path(), toml).unwrap();
     }
 
     fn spawn(&mut self) {
@@ -143,6 +282,8 @@ impl Verifier {
         cmd.arg("run")
             .arg("--data")
             .arg(&self.data)
+            .arg("--config")
+            .arg(self.config_path())
             .arg("--http-listen")
             .arg(format!("127.0.0.1:{}", self.http_port));
         match self.kind {
@@ -151,10 +292,7 @@ impl Verifier {
                 .arg(format!("127.0.0.1:{}", self.mqtt_port)),
             BrokerKind::Mosquitto => cmd.arg("--mqtt-url").arg(self.mqtt_url()),
         };
-        if let Some(config) = &self.config {
-            cmd.arg("--config").arg(config);
-        }
-        cmd.env("RUST_LOG", "info,rumqttd=warn");
+        cmd.env("RUST_LOG", "info");
         let n = fs::read_dir(&self.dir).map(|d| d.count()).unwrap_or(0);
         self.proc = Some(Proc::spawn(
             "vouch-verifier",
@@ -162,8 +300,49 @@ impl Verifier {
             self.dir.join(format!("verifier-{n}.log")),
         ));
         wait_for_port(self.http_port, "the verifier's HTTP API");
-        // The MQTT side is up once the verifier has subscribed; give the broker a moment.
-        std::thread::sleep(Duration::from_millis(300));
+        if self.kind == BrokerKind::Mosquitto && self.mosquitto.is_none() {
+            // The verifier writes the password file the external broker reads.
+            let passwd = self.data.join("broker/passwd");
+            crate::wait_for(Duration::from_secs(60), "the broker password file", || {
+                passwd.exists().then_some(())
+            });
+            let tls = self.tls.as_ref().map(|(p, pki)| (*p, pki));
+            self.mosquitto = Some(Mosquitto::start(&self.dir, self.mqtt_port, &passwd, tls));
+        }
+        if self.wait {
+            self.wait_healthy();
+        }
+    }
+
+    /// `GET /v1/health`: the status code and the JSON body.
+    pub fn health(&self) -> (u16, serde_json::Value) {
+        crate::http_get(self.http_port, "/v1/health")
+    }
+
+    /// Waits until `/v1/health` says ok (broker up, verifier connected and subscribed).
+    pub fn wait_healthy(&self) {
+        crate::wait_for(
+            Duration::from_secs(60),
+            "the verifier to be healthy",
+            || {
+                let (code, body) = self.health();
+                (code == 200 && body["ok"] == true).then_some(())
+            },
+        );
+    }
+
+    /// The pid of the external Mosquitto, or of the managed one as the verifier recorded it.
+    pub fn broker_pid(&self) -> Option<u32> {
+        let file = match &self.mosquitto {
+            Some(m) => m.pid_file.clone(),
+            None => self.data.join("broker/mosquitto.pid"),
+        };
+        fs::read_to_string(file).ok()?.trim().parse().ok()
+    }
+
+    /// The verifier process's pid.
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.as_ref().and_then(Proc::pid)
     }
 
     /// Stops the verifier (SIGTERM) and starts it again on the same data and ports.
@@ -174,13 +353,78 @@ impl Verifier {
         self.spawn();
     }
 
+    /// Stops the verifier with SIGTERM (it stops its managed broker).
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            assert!(p.stop(), "verifier did not exit on SIGTERM");
+        }
+    }
+
+    /// Kills the verifier with SIGKILL, as a crash or the OOM killer would: it cannot stop its
+    /// managed broker, which keeps running. Waits until the verifier is gone.
+    pub fn kill9(&mut self) {
+        let Some(mut p) = self.proc.take() else {
+            return;
+        };
+        let pid = p.pid().expect("the verifier has a pid");
+        let status = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        crate::wait_for(Duration::from_secs(30), "the verifier to die", || {
+            (!p.alive()).then_some(())
+        });
+    }
+
+    /// Starts the verifier again on the same data, ports and broker (after `stop` or `kill9`).
+    pub fn start_again(&mut self) {
+        assert!(self.proc.is_none(), "the verifier is still running");
+        self.spawn();
+    }
+
     /// Whether the verifier process is still running.
     pub fn alive(&mut self) -> bool {
         self.proc.as_mut().is_some_and(Proc::alive)
     }
 
+    /// The verifier's log so far.
+    pub fn log(&self) -> String {
+        self.proc.as_ref().map(Proc::log).unwrap_or_default()
+    }
+
+    /// The URL agents (and, for an external broker, the verifier) connect to: the TLS
+    /// listener when there is one.
     pub fn mqtt_url(&self) -> String {
-        format!("mqtt://127.0.0.1:{}", self.mqtt_port)
+        match &self.tls {
+            Some((port, _)) => format!("mqtts://localhost:{port}"),
+            None => format!("mqtt://127.0.0.1:{}", self.mqtt_port),
+        }
+    }
+
+    /// The broker's log (the managed Mosquitto's, or the harness's external one).
+    pub fn broker_log(&self) -> String {
+        let path = match &self.mosquitto {
+            Some(_) => self.dir.join("mosquitto.log"),
+            None => self.data.join("broker/mosquitto.log"),
+        };
+        fs::read_to_string(path).unwrap_or_default()
+    }
+
+    /// The broker's TLS port, if it serves TLS.
+    pub fn tls_port(&self) -> Option<u16> {
+        self.tls.as_ref().map(|(p, _)| *p)
+    }
+
+    /// The CA terminals trust for the broker's TLS certificate.
+    pub fn mqtt_ca(&self) -> Option<PathBuf> {
+        self.tls.as_ref().map(|(_, pki)| pki.ca.clone())
+    }
+
+    /// Whether `wait_healthy` would pass now.
+    pub fn healthy(&self) -> bool {
+        let (code, body) = self.health();
+        code == 200 && body["ok"] == true
     }
 
     pub fn api(&self) -> String {

@@ -119,3 +119,30 @@ pub struct EnrolledView {
 pub struct ErrorBody {
     pub error: String,
 }
+
+/// `GET /v1/health`: 200 with `ok: true` only when everything the verifier needs is up; 503 with
+/// `ok: false` and `error` naming what is down otherwise.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthView {
+    pub ok: bool,
+    /// What is down, `null` when healthy.
+    pub error: Option<String>,
+    pub broker: BrokerHealthView,
+}
+
+/// The broker part of [`HealthView`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerHealthView {
+    /// The verifier runs the broker (Mosquitto) itself.
+    pub managed: bool,
+    /// Managed: the Mosquitto child is running. External: the verifier is connected to it.
+    pub running: bool,
+    /// Pid of the managed Mosquitto.
+    pub pid: Option<u32>,
+    /// Times the managed Mosquitto was restarted after dying.
+    pub restarts: u64,
+    /// The verifier's MQTT client is connected.
+    pub mqtt_connected: bool,
+    /// ... and its subscriptions are in place (it receives terminals' messages).
+    pub mqtt_subscribed: bool,
+}

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use vouch_common::mqtt_url::BrokerAddr;
 use vouch_protocol::{nonce, wire};
 
+use crate::broker::{TlsFiles, VERIFIER_USER, supervisor::DEFAULT_MOSQUITTO};
 use crate::engine::EngineConfig;
 
 /// vouch verifier: appraises terminals' TPM evidence, publishes signed verdicts, quarantines
@@ -22,9 +23,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the verifier (embedded MQTT broker unless --mqtt-url is given).
+    /// Run the verifier (with its own managed Mosquitto broker unless --mqtt-url is given).
     Run(RunArgs),
-    /// Run a demo fleet against a verifier on the embedded defaults and narrate what happens.
+    /// Run a demo fleet against a verifier on the default ports and narrate what happens.
     Demo(crate::demo::DemoArgs),
     /// Measure the verifier engine (store, verification, appraisal) with simulated terminals.
     Bench(crate::bench::BenchArgs),
@@ -35,10 +36,10 @@ pub struct RunArgs {
     /// Data directory (keys, admin token, store) [default: ./vouch-data]
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Run the embedded MQTT broker on this address [default: 127.0.0.1:1883]
+    /// Run the managed MQTT broker (Mosquitto) on this address [default: 127.0.0.1:1883]
     #[arg(long, conflicts_with = "mqtt_url")]
     pub mqtt_listen: Option<SocketAddr>,
-    /// Use an external broker (e.g. Mosquitto) instead of the embedded one: mqtt://host:port
+    /// Use an external broker (Mosquitto, EMQX) instead of the managed one: mqtt://host:port
     #[arg(long)]
     pub mqtt_url: Option<String>,
     /// Operator HTTP API address [default: 127.0.0.1:8080]
@@ -67,8 +68,35 @@ pub struct FileConfig {
     pub challenges_per_minute: Option<u32>,
     /// Worker threads for message checks [default: number of CPUs].
     pub workers: Option<usize>,
-    /// Connection limit of the embedded broker [default: 10010].
-    pub mqtt_max_connections: Option<usize>,
+    /// Connection limit of the managed broker [default: 100000, lowered to what the open-file
+    /// limit allows].
+    pub mqtt_max_connections: Option<u64>,
+    /// The Mosquitto binary the managed broker runs [default: /usr/sbin/mosquitto].
+    pub mosquitto: Option<PathBuf>,
+    /// Managed broker: an additional TLS listener address (needs mqtt_tls_cert and mqtt_tls_key).
+    pub mqtt_tls_listen: Option<SocketAddr>,
+    /// Managed broker: PEM certificate chain of its TLS listener.
+    pub mqtt_tls_cert: Option<PathBuf>,
+    /// Managed broker: PEM private key of its TLS listener.
+    pub mqtt_tls_key: Option<PathBuf>,
+    /// Managed broker: CA file for client certificates (not required of clients yet).
+    pub mqtt_tls_ca: Option<PathBuf>,
+    /// External broker over mqtts://: CA certificate file (PEM) its certificate must chain to.
+    pub mqtt_ca: Option<PathBuf>,
+    /// External broker: the verifier's MQTT user name [default: vouch@verifier].
+    pub mqtt_username: Option<String>,
+    /// External broker: file holding the verifier's MQTT password
+    /// [default: DATA/broker/verifier.mqtt-password, created on first start].
+    pub mqtt_password_file: Option<PathBuf>,
+    /// Extra password-file lines (`user:$7$...`) kept in DATA/broker/passwd besides the
+    /// verifier's and the terminals', e.g. a monitoring account. User names must not be valid
+    /// device ids (use an `@`) or enrollment could not give that id to a terminal.
+    pub mqtt_extra_passwd: Option<PathBuf>,
+    /// Extra ACL lines appended to the generated ACL (rights of the mqtt_extra_passwd users).
+    pub mqtt_extra_acl: Option<PathBuf>,
+    /// External broker: command (run with `sh -c`) that makes it re-read DATA/broker/passwd
+    /// after an enrollment, e.g. "systemctl reload mosquitto".
+    pub mqtt_reload_command: Option<String>,
     /// Quarantine a device after this many consecutive verdict periods without fresh evidence
     /// [default: 0 = never].
     pub quarantine_after_expiries: Option<u32>,
@@ -83,8 +111,27 @@ impl FileConfig {
 /// Which broker the verifier talks to.
 #[derive(Debug, Clone)]
 pub enum BrokerChoice {
-    Embedded(SocketAddr),
-    External(BrokerAddr),
+    /// A Mosquitto child the verifier generates the configuration for and supervises.
+    Managed(ManagedBroker),
+    External(ExternalBroker),
+}
+
+#[derive(Debug, Clone)]
+pub struct ManagedBroker {
+    pub listen: SocketAddr,
+    pub tls: Option<(SocketAddr, TlsFiles)>,
+    pub mosquitto: PathBuf,
+    pub max_connections: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExternalBroker {
+    pub addr: BrokerAddr,
+    /// TLS settings when `addr` is mqtts://.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    pub username: String,
+    pub password_file: Option<PathBuf>,
+    pub reload_command: Option<String>,
 }
 
 /// Validated settings for `run`.
@@ -95,7 +142,10 @@ pub struct ServerConfig {
     pub http_listen: SocketAddr,
     pub engine: EngineConfig,
     pub workers: usize,
-    pub mqtt_max_connections: usize,
+    /// Extra (user, hash) lines for the broker password file.
+    pub mqtt_extra_users: Vec<(String, String)>,
+    /// Extra ACL text appended to the generated ACL.
+    pub mqtt_extra_acl: String,
 }
 
 pub const DEFAULT_MQTT: &str = "127.0.0.1:1883";
@@ -110,14 +160,19 @@ impl ServerConfig {
             s.parse()
                 .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
         };
-        let broker = match (&args.mqtt_url, &args.mqtt_listen) {
-            (Some(url), _) => BrokerChoice::External(url.parse()?),
-            (None, Some(listen)) => BrokerChoice::Embedded(*listen),
-            (None, None) => match (&file.mqtt_url, file.mqtt_listen) {
-                (Some(url), _) => BrokerChoice::External(url.parse()?),
-                (None, Some(l)) => BrokerChoice::Embedded(l),
-                (None, None) => BrokerChoice::Embedded(default_addr(DEFAULT_MQTT)),
-            },
+        let url = match (&args.mqtt_url, &args.mqtt_listen) {
+            (Some(url), _) => Some(url.clone()),
+            (None, Some(_)) => None,
+            (None, None) => file.mqtt_url.clone(),
+        };
+        let broker = match url {
+            Some(url) => BrokerChoice::External(external(&url, &file)?),
+            None => BrokerChoice::Managed(managed(
+                args.mqtt_listen
+                    .or(file.mqtt_listen)
+                    .unwrap_or_else(|| default_addr(DEFAULT_MQTT)),
+                &file,
+            )?),
         };
         let max_payload = file.max_payload.unwrap_or(wire::DEFAULT_MAX_PAYLOAD);
         if !(4096..=64 * 1024 * 1024).contains(&max_payload) {
@@ -152,9 +207,128 @@ impl ServerConfig {
                 quarantine_after_expiries: file.quarantine_after_expiries.unwrap_or(0),
             },
             workers,
-            mqtt_max_connections: file.mqtt_max_connections.unwrap_or(10_010).max(16),
+            mqtt_extra_users: match &file.mqtt_extra_passwd {
+                Some(p) => extra_users(p)?,
+                None => Vec::new(),
+            },
+            mqtt_extra_acl: match &file.mqtt_extra_acl {
+                Some(p) => String::from_utf8(vouch_common::fs::read_limited(p, 1 << 20)?)
+                    .map_err(|_| anyhow::anyhow!("{} is not UTF-8", p.display()))?,
+                None => String::new(),
+            },
         })
     }
+}
+
+/// Parses `user:hash` lines; refuses user names that are device ids.
+fn extra_users(path: &Path) -> Result<Vec<(String, String)>> {
+    let text = String::from_utf8(vouch_common::fs::read_limited(path, 1 << 20)?)
+        .map_err(|_| anyhow::anyhow!("{} is not UTF-8", path.display()))?;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((user, hash)) = line.split_once(':') else {
+            bail!("{} line {}: expected user:hash", path.display(), n + 1);
+        };
+        if user.parse::<vouch_protocol::ids::DeviceId>().is_ok() || user == VERIFIER_USER {
+            bail!(
+                "{} line {}: user {user:?} is a device id or the verifier's name; extra users \
+                 need a name with '@'",
+                path.display(),
+                n + 1
+            );
+        }
+        vouch_protocol::enrollment::check_mqtt_password_hash(hash)
+            .map_err(|e| anyhow::anyhow!("{} line {}: {e}", path.display(), n + 1))?;
+        out.push((user.to_owned(), hash.to_owned()));
+    }
+    Ok(out)
+}
+
+fn managed(listen: SocketAddr, file: &FileConfig) -> Result<ManagedBroker> {
+    if file.mqtt_username.is_some()
+        || file.mqtt_password_file.is_some()
+        || file.mqtt_reload_command.is_some()
+        || file.mqtt_ca.is_some()
+    {
+        bail!(
+            "mqtt_username, mqtt_password_file, mqtt_reload_command and mqtt_ca are for an external broker \
+             (mqtt_url); the managed broker's credentials live in DATA/broker"
+        );
+    }
+    let tls = match (
+        file.mqtt_tls_listen,
+        &file.mqtt_tls_cert,
+        &file.mqtt_tls_key,
+    ) {
+        (None, None, None) => None,
+        (Some(addr), Some(cert), Some(key)) => {
+            if addr == listen {
+                bail!("mqtt_tls_listen must differ from mqtt_listen ({listen})");
+            }
+            for p in [Some(cert), Some(key), file.mqtt_tls_ca.as_ref()]
+                .into_iter()
+                .flatten()
+            {
+                if !crate::broker::conf::printable_path(p) || !p.is_file() {
+                    bail!(
+                        "TLS file {} does not exist or is not a plain path",
+                        p.display()
+                    );
+                }
+            }
+            Some((
+                addr,
+                TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    ca: file.mqtt_tls_ca.clone(),
+                },
+            ))
+        }
+        _ => bail!("a TLS listener needs all of mqtt_tls_listen, mqtt_tls_cert and mqtt_tls_key"),
+    };
+    Ok(ManagedBroker {
+        listen,
+        tls,
+        mosquitto: file
+            .mosquitto
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_MOSQUITTO)),
+        max_connections: file.mqtt_max_connections.unwrap_or(100_000).max(16),
+    })
+}
+
+fn external(url: &str, file: &FileConfig) -> Result<ExternalBroker> {
+    if file.mqtt_tls_listen.is_some() || file.mqtt_tls_cert.is_some() {
+        bail!("mqtt_tls_listen and mqtt_tls_cert configure the managed broker, not mqtt_url");
+    }
+    let username = file
+        .mqtt_username
+        .clone()
+        .unwrap_or_else(|| VERIFIER_USER.to_owned());
+    if username.is_empty() || username.contains([':', '\n', '\r', ' ']) {
+        bail!("mqtt_username {username:?} must be non-empty without ':' or whitespace");
+    }
+    let addr: BrokerAddr = url.parse()?;
+    let tls = match (addr.tls, &file.mqtt_ca) {
+        (true, Some(ca)) => Some(vouch_common::mqtt_tls::client_config(ca)?),
+        (true, None) => bail!(
+            "{url} uses TLS: set mqtt_ca to the CA certificate that signed the broker's certificate"
+        ),
+        (false, Some(_)) => bail!("mqtt_ca is for mqtts:// broker URLs; {url} is plain MQTT"),
+        (false, None) => None,
+    };
+    Ok(ExternalBroker {
+        addr,
+        tls,
+        username,
+        password_file: file.mqtt_password_file.clone(),
+        reload_command: file.mqtt_reload_command.clone(),
+    })
 }
 
 #[cfg(test)]
@@ -172,7 +346,9 @@ mod tests {
         let c = ServerConfig::resolve(&RunArgs::default()).unwrap();
         assert_eq!(c.data, PathBuf::from("./vouch-data"));
         assert_eq!(c.http_listen.to_string(), DEFAULT_HTTP);
-        assert!(matches!(c.broker, BrokerChoice::Embedded(a) if a.to_string() == DEFAULT_MQTT));
+        assert!(
+            matches!(c.broker, BrokerChoice::Managed(ref m) if m.listen.to_string() == DEFAULT_MQTT && m.tls.is_none())
+        );
         assert_eq!(c.engine.max_payload, 1 << 20);
         assert_eq!(c.engine.nonce_ttl, 60);
     }
@@ -184,7 +360,9 @@ mod tests {
             ..RunArgs::default()
         };
         let c = ServerConfig::resolve(&args).unwrap();
-        assert!(matches!(c.broker, BrokerChoice::External(ref b) if b.port == 1999));
+        assert!(
+            matches!(c.broker, BrokerChoice::External(ref b) if b.addr.port == 1999 && b.username == VERIFIER_USER)
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The operator HTTP API (axum): thin handlers that authenticate, parse the request into typed
 //! values, run the engine call on the blocking pool (store writes fsync) and map errors to status
-//! codes. Every error body is `{"error": "..."}` naming what was wrong.
+//! codes. Every error body is `{"error": "..."}` naming what was wrong. `/v1/health` says ok only
+//! when the broker and the verifier's MQTT client are up (503 naming what is down otherwise).
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
@@ -16,7 +17,9 @@ use tokio::sync::watch;
 use vouch_protocol::device::Actor;
 use vouch_protocol::policy::{PolicyScope, ReferenceValues};
 
-use crate::api::{ErrorBody, ReasonBody};
+use crate::api::{ErrorBody, HealthView, ReasonBody};
+use crate::broker::BrokerHealth;
+use crate::broker::passwd::PasswordFile;
 use crate::engine::{ApiError, Engine};
 
 /// Largest accepted request body (enrollment requests and policies are small).
@@ -26,13 +29,23 @@ const MAX_BODY: usize = 256 * 1024;
 struct AppState {
     engine: Arc<Engine>,
     token: Arc<str>,
+    broker: Arc<BrokerHealth>,
+    /// The broker's password file, given each enrolled device's MQTT identity.
+    passwd: Option<Arc<PasswordFile>>,
 }
 
 /// Builds the router. `token` is the admin bearer token.
-pub fn router(engine: Arc<Engine>, token: String) -> Router {
+pub fn router(
+    engine: Arc<Engine>,
+    token: String,
+    broker: Arc<BrokerHealth>,
+    passwd: Option<Arc<PasswordFile>>,
+) -> Router {
     let state = AppState {
         engine,
         token: token.into(),
+        broker,
+        passwd,
     };
     let authed = Router::new()
         .route("/v1/devices", post(enroll).get(devices))
@@ -52,10 +65,7 @@ pub fn router(engine: Arc<Engine>, token: String) -> Router {
         .route("/v1/stats", get(stats))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
-        .route(
-            "/v1/health",
-            get(|| async { Json(serde_json::json!({"ok": true})) }),
-        )
+        .route("/v1/health", get(health))
         .route("/v1/verifier-key", get(verifier_key))
         .merge(authed)
         .fallback(|| async {
@@ -186,14 +196,61 @@ async fn verifier_key(State(s): State<AppState>) -> impl IntoResponse {
     )
 }
 
+async fn health(State(s): State<AppState>) -> Response {
+    let (broker, mut down) = s.broker.view();
+    down.extend(store_problem(&s.engine));
+    let ok = down.is_empty();
+    let view = HealthView {
+        ok,
+        error: (!ok).then(|| down.join("; ")),
+        broker,
+    };
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(view)).into_response()
+}
+
+/// STORE HEALTH JOINS HERE: the store's own health (`Store::health()`, built on another
+/// branch) is added to `/v1/health` at this point when the branches are merged. Until then the
+/// store is not checked by the health endpoint.
+fn store_problem(_engine: &Engine) -> Option<String> {
+    None
+}
+
 async fn enroll(State(s): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
-    let v = blocking(move || s.engine.enroll(&body, &operator())).await?;
+    let passwd = s.passwd.clone();
+    let v = blocking(move || {
+        let v = s.engine.enroll(&body, &operator())?;
+        // After the commit: the store is the source of truth, and the password file is rebuilt
+        // from it on every start, so a crash between the two heals itself.
+        if let Some(passwd) = passwd {
+            grant_mqtt_identity(&passwd, &body)?;
+        }
+        Ok(v)
+    })
+    .await?;
     let status = if v.created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
     Ok((status, Json(v)).into_response())
+}
+
+/// Adds the enrolled device's MQTT identity (user = device id) to the broker's password file.
+fn grant_mqtt_identity(passwd: &PasswordFile, request: &[u8]) -> Result<(), ApiError> {
+    // The engine accepted this request a moment ago; parsing it again only reads it.
+    let e = vouch_protocol::enrollment::Enrollment::from_request(request, 0)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if let Some(hash) = &e.mqtt_password_hash {
+        passwd
+            .upsert(e.id.as_str(), hash)
+            .map_err(|e| ApiError::Internal(e.context("updating the broker password file")))?;
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]

@@ -9,7 +9,7 @@ fn main() {
     // The bench appraises thousands of devices a second: keep per-device lines out of its output.
     let level = match cli.command {
         Command::Bench(_) => "warn",
-        _ => "info,rumqttd=warn",
+        _ => "info",
     };
     vouch_common::logging::init(level);
     let result = match cli.command {

@@ -1,17 +1,20 @@
-//! The verifier's MQTT shell: one client (to the embedded broker or an external one) whose event
-//! loop only moves bytes. Inbound publishes go to the worker pool through bounded channels, one
+//! The verifier's MQTT shell: one authenticated client (to the managed broker or an external
+//! one) whose event loop only moves bytes, and which reports its connection and subscriptions to
+//! the broker health `/v1/health` shows. Inbound publishes go to the worker pool through bounded channels, one
 //! per worker, chosen by device, so one device's messages are checked in the order they arrived
 //! (a full channel pushes back on the broker instead of growing memory); outbound messages come
 //! from the engine through another channel and are published by a separate task, because
 //! rumqttc's event loop must keep being polled while `publish` waits.
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, SubscribeFilter, SubscribeReasonCode};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use vouch_common::mqtt_url::BrokerAddr;
 use vouch_protocol::ids::{Kind, Topic};
 
-use crate::broker::broker_payload_limit;
+use crate::broker::BrokerHealth;
+use crate::broker::conf::PACKET_HEADROOM;
 
 /// A message received on one of the verifier's subscriptions (the payload is shared, not copied).
 #[derive(Debug)]
@@ -38,16 +41,33 @@ pub struct Outgoing {
     pub retain: bool,
 }
 
-/// Client options for the verifier. The client id is fixed and the session persistent, so
-/// messages agents publish while the verifier restarts are delivered when it comes back
-/// (on brokers that keep sessions, e.g. Mosquitto).
-pub fn options(addr: &BrokerAddr, client_id: &str, protocol_max: usize) -> MqttOptions {
-    let mut o = MqttOptions::new(client_id, addr.host.clone(), addr.port);
+/// The largest MQTT packet the broker accepts for payloads of at most `protocol_max` bytes.
+pub fn max_packet_size(protocol_max: usize) -> usize {
+    protocol_max.saturating_add(PACKET_HEADROOM)
+}
+
+/// Client options for the verifier. Client id = user name (the broker enforces it), and the
+/// session is persistent, so messages agents publish while the verifier restarts are delivered
+/// when it comes back.
+pub fn options(
+    addr: &BrokerAddr,
+    user: &str,
+    password: &str,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    protocol_max: usize,
+) -> MqttOptions {
+    let mut o = MqttOptions::new(user, addr.host.clone(), addr.port);
+    o.set_credentials(user, password);
+    if let Some(tls) = tls {
+        o.set_transport(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(tls),
+        ));
+    }
     o.set_keep_alive(Duration::from_secs(30));
     o.set_clean_session(false);
-    // Accept anything the broker forwards (it bounds payloads itself) so an oversized message is
-    // counted as a rejection instead of tearing down the verifier's connection.
-    let limit = broker_payload_limit(protocol_max).saturating_add(64 * 1024);
+    // Accept anything the broker forwards (it bounds packets itself) so a message a little over
+    // the protocol limit is counted as a rejection instead of tearing down the connection.
+    let limit = max_packet_size(protocol_max).saturating_add(64 * 1024);
     o.set_max_packet_size(limit, limit);
     o.set_inflight(200);
     o.set_request_channel_capacity(1024);
@@ -67,6 +87,7 @@ pub async fn run(
     opts: MqttOptions,
     inbound: Vec<mpsc::Sender<Inbound>>,
     mut outbound: mpsc::Receiver<Outgoing>,
+    health: Arc<BrokerHealth>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let (client, mut eventloop) = AsyncClient::new(opts, 1024);
@@ -92,16 +113,31 @@ pub async fn run(
         match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 backoff = Duration::from_millis(200);
+                health.set_connected(true);
                 tracing::info!(
                     session_present = ack.session_present,
                     "connected to MQTT broker"
                 );
-                if !ack.session_present {
-                    for filter in subscriptions() {
-                        if let Err(e) = client.subscribe(filter.clone(), QoS::AtLeastOnce).await {
-                            tracing::error!(%filter, error = %e, "subscribe failed");
-                        }
+                if ack.session_present {
+                    health.set_subscribed();
+                } else {
+                    let filters = subscriptions()
+                        .into_iter()
+                        .map(|f| SubscribeFilter::new(f, QoS::AtLeastOnce));
+                    if let Err(e) = client.try_subscribe_many(filters) {
+                        tracing::error!(error = %e, "subscribe failed");
                     }
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                if ack
+                    .return_codes
+                    .iter()
+                    .all(|c| matches!(c, SubscribeReasonCode::Success(_)))
+                {
+                    health.set_subscribed();
+                } else {
+                    tracing::error!(codes = ?ack.return_codes, "the broker refused the verifier's subscriptions (check its ACL)");
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
@@ -118,6 +154,7 @@ pub async fn run(
             }
             Ok(_) => {}
             Err(e) => {
+                health.set_connected(false);
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "MQTT connection error");
                 tokio::select! {
                     _ = shutdown.changed() => break,
@@ -127,6 +164,7 @@ pub async fn run(
             }
         }
     }
+    health.set_connected(false);
     let _ = client.disconnect().await;
     publisher.abort();
 }

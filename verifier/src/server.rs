@@ -1,7 +1,7 @@
 //! `vouch-verifier run`: builds the real objects from the validated config and wires them
-//! together: data directory and keys, store, engine, broker (embedded or external), MQTT shell,
-//! worker pool and applier, nonce pruning, HTTP API. Takes a shutdown signal so tests and the
-//! demo can start it in-process.
+//! together: data directory and keys, store, engine, broker (managed Mosquitto or external) and
+//! its password file, MQTT shell, worker pool and applier, nonce pruning, HTTP API. Takes a
+//! shutdown signal so tests and the demo can start it in-process.
 
 use anyhow::{Context, Result};
 use std::path::Path;
@@ -10,11 +10,12 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use vouch_common::{fs, keys};
 
+use crate::broker::BrokerHealth;
 use crate::config::{BrokerChoice, ServerConfig};
 use crate::engine::{Engine, Job};
+use crate::http;
 use crate::mqtt::{self, Inbound};
 use crate::store::Store;
-use crate::{broker, http};
 
 /// Jobs the applier takes into one write transaction at most.
 const MAX_BATCH: usize = 512;
@@ -52,39 +53,52 @@ pub async fn run(cfg: ServerConfig, shutdown: watch::Receiver<bool>) -> Result<(
     let fingerprint = keys::fingerprint(&key.verifying_key());
     let token = load_or_create_token(&cfg.data.join("admin.token"))?;
     let store = Store::open(&cfg.data.join("vouch.redb"))?;
+    let broker_dir = cfg.data.join("broker");
+    fs::ensure_private_dir(&broker_dir)?;
+    let enrolled = enrolled_credentials(&store)?;
 
     let (out_tx, out_rx) = mpsc::channel(65_536);
     let engine = Arc::new(Engine::new(store, key, cfg.engine.clone(), out_tx));
 
-    let broker_addr = match &cfg.broker {
-        BrokerChoice::Embedded(listen) => {
-            if !listen.ip().is_loopback() {
-                tracing::warn!(
-                    %listen,
-                    "the embedded broker has no client authentication: anyone who can reach it can \
-                     disconnect clients or clear retained verdicts (signatures keep them from \
-                     forging anything); on shared networks use Mosquitto with authentication"
-                );
-            }
-            broker::start(*listen, cfg.engine.max_payload, cfg.mqtt_max_connections)?;
-            vouch_common::mqtt_url::BrokerAddr {
-                host: listen.ip().to_string(),
-                port: listen.port(),
-            }
-        }
-        BrokerChoice::External(addr) => addr.clone(),
-    };
     let http_listener = tokio::net::TcpListener::bind(cfg.http_listen)
         .await
         .with_context(|| format!("cannot listen for HTTP on {}", cfg.http_listen))?;
+    let managed = matches!(cfg.broker, BrokerChoice::Managed(_));
+    let health = Arc::new(BrokerHealth::new(managed));
+    let plan = crate::broker::setup::prepare(&cfg, &broker_dir, enrolled, health.clone())?;
+    let passwd = plan.passwd.clone();
+    let supervisor_task = match plan.supervisor {
+        Some(sup) => Some(sup.start(shutdown.clone()).await?),
+        None => {
+            // Tell the external broker about enrollments made while the verifier was down.
+            if let Err(e) = passwd.reload() {
+                tracing::warn!(error = %format!("{e:#}"), "reloading the external broker failed");
+            }
+            None
+        }
+    };
 
-    // One bounded queue per worker: at most SHARD_QUEUE payloads (each at most twice the
-    // protocol limit, as the broker enforces) wait per worker.
+    // One bounded queue per worker: at most SHARD_QUEUE payloads (each at most the broker's
+    // packet limit, the protocol limit plus header room) wait per worker.
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..cfg.workers)
         .map(|_| mpsc::channel::<Inbound>(SHARD_QUEUE))
         .unzip();
-    let opts = mqtt::options(&broker_addr, "vouch-verifier", cfg.engine.max_payload);
-    let mqtt_task = tokio::spawn(mqtt::run(opts, senders, out_rx, shutdown.clone()));
+    let opts = mqtt::options(
+        &plan.addr,
+        &plan.user,
+        &plan.password,
+        plan.tls,
+        cfg.engine.max_payload,
+    );
+    drop(plan.password);
+    let broker_addr = plan.addr;
+    let mqtt_task = tokio::spawn(mqtt::run(
+        opts,
+        senders,
+        out_rx,
+        health.clone(),
+        shutdown.clone(),
+    ));
     spawn_pipeline(engine.clone(), receivers)?;
     spawn_pruner(engine.clone(), shutdown.clone());
     let grace = Duration::from_secs(cfg.engine.verdict_ttl);
@@ -97,9 +111,32 @@ pub async fn run(cfg: ServerConfig, shutdown: watch::Receiver<bool>) -> Result<(
         %fingerprint,
         "verifier running"
     );
-    http::serve(http_listener, http::router(engine, token), shutdown).await?;
+    let app = http::router(engine, token, health, Some(passwd));
+    http::serve(http_listener, app, shutdown).await?;
     let _ = mqtt_task.await;
+    if let Some(t) = supervisor_task {
+        let _ = t.await;
+    }
     Ok(())
+}
+
+/// `(device id, password hash)` of every enrolled device that has an MQTT identity.
+fn enrolled_credentials(store: &Store) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    let reader = store.read()?;
+    let mut after: Option<String> = None;
+    loop {
+        let (page, next) = reader.devices(after.as_deref(), 1000)?;
+        for rec in page {
+            if let Some(hash) = &rec.enrollment.mqtt_password_hash {
+                out.push((rec.id().to_string(), hash.clone()));
+            }
+        }
+        match next {
+            Some(n) => after = Some(n),
+            None => return Ok(out),
+        }
+    }
 }
 
 /// Worker threads run `prepare` (signatures, quote crypto) off the MQTT event loop, each on its

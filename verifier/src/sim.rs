@@ -37,6 +37,11 @@ use vouch_protocol::messages::{EnrollmentRequest, Evidence, PcrValue};
 use vouch_protocol::tpm::limits::MAX_HA;
 use vouch_protocol::tpm::{ClockInfo, PCR_COUNT, TPM_GENERATED_VALUE, TPM_RH_ENDORSEMENT, alg, st};
 
+/// A well-formed `$7$` password-file hash whose PBKDF2 output is all zeros: finding a password
+/// that hashes to it is a preimage attack on SHA-512, so it opens no broker account. Simulated
+/// enrollments without a broker carry it.
+pub const LOCKED_MQTT_HASH: &str = "$7$101$AAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==";
+
 /// `TPM_ALG_SHA256`: the name algorithm of both keys, the PCR bank and the signing hash.
 const SHA256: u16 = HashAlg::Sha256.tcg_id();
 /// `TPM_ECC_NIST_P256`.
@@ -159,10 +164,24 @@ impl SimTpm {
 
     /// An enrollment request for this TPM's keys, for the device key `device_key` (the caller
     /// seals it with the matching signing key). No EK certificate: a simulated EK has none.
+    ///
+    /// Its MQTT credential is [`LOCKED_MQTT_HASH`], which no password opens: for engine tests and
+    /// benchmarks without a broker. A simulated terminal that connects to a broker uses
+    /// [`SimTpm::enrollment_request_with_mqtt`].
     pub fn enrollment_request(
         &self,
         model: &str,
         device_key: &ed25519_dalek::VerifyingKey,
+    ) -> EnrollmentRequest {
+        self.enrollment_request_with_mqtt(model, device_key, LOCKED_MQTT_HASH)
+    }
+
+    /// [`SimTpm::enrollment_request`] carrying the Mosquitto hash of the terminal's MQTT password.
+    pub fn enrollment_request_with_mqtt(
+        &self,
+        model: &str,
+        device_key: &ed25519_dalek::VerifyingKey,
+        mqtt_password_hash: &str,
     ) -> EnrollmentRequest {
         EnrollmentRequest {
             model: model.to_owned(),
@@ -171,6 +190,7 @@ impl SimTpm {
             ak_public: Bytes(self.ak_public()),
             ak_name: Bytes(self.ak_name()),
             device_key: Bytes(device_key.to_bytes().to_vec()),
+            mqtt_password_hash: mqtt_password_hash.to_owned(),
         }
     }
 

@@ -220,7 +220,7 @@ fn play(args: &DemoArgs, dir: &Path, stop: Arc<AtomicBool>, simulated: bool) -> 
     };
     println!(
         "vouch demo: {} terminals (model {MODEL}), each {kind},\n\
-         one verifier on the embedded defaults; logs in {}\n",
+         one verifier on the default ports; logs in {}\n",
         args.terminals,
         dir.display()
     );
@@ -229,7 +229,7 @@ fn play(args: &DemoArgs, dir: &Path, stop: Arc<AtomicBool>, simulated: bool) -> 
         .arg(&data)
         .args(["--mqtt-listen", &format!("127.0.0.1:{mqtt}")])
         .args(["--http-listen", &format!("127.0.0.1:{http}")])
-        .env("RUST_LOG", "info,rumqttd=warn");
+        .env("RUST_LOG", "info");
     demo.verifier = Some(Proc::spawn(
         "vouch-verifier",
         &mut cmd,
@@ -259,7 +259,7 @@ fn play(args: &DemoArgs, dir: &Path, stop: Arc<AtomicBool>, simulated: bool) -> 
     demo.say(
         "verifier",
         &format!(
-            "up: embedded MQTT broker on 127.0.0.1:{mqtt}, operator API on http://127.0.0.1:{http}{}",
+            "up: managed MQTT broker (Mosquitto) on 127.0.0.1:{mqtt}, operator API on http://127.0.0.1:{http}{}",
             if defaults { " (the defaults)" } else { " (default ports were busy)" }
         ),
     );

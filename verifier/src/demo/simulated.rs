@@ -37,6 +37,8 @@ struct Device {
     dir: PathBuf,
     tpm: SimTpm,
     key: SigningKey,
+    /// Its MQTT password (user name = device id); the enrollment request carries only its hash.
+    mqtt_password: zeroize::Zeroizing<String>,
     log: Vec<u8>,
     firmware: FirmwareLog,
 }
@@ -57,6 +59,7 @@ impl Device {
             dir: dir.to_owned(),
             tpm: SimTpm::from_seed(seed("tpm", id)),
             key: SigningKey::from_bytes(&seed("device key", id)),
+            mqtt_password: vouch_common::mqtt_passwd::generate_password()?,
             log: Vec::new(),
             firmware: FirmwareLog::default(),
         };
@@ -148,9 +151,11 @@ impl SimulatedTerminal {
         let device = Device::new(id, dir)?;
         let request = wire::seal(
             &device.id,
-            &device
-                .tpm
-                .enrollment_request(MODEL, &device.key.verifying_key()),
+            &device.tpm.enrollment_request_with_mqtt(
+                MODEL,
+                &device.key.verifying_key(),
+                &vouch_common::mqtt_passwd::hash_generated(&device.mqtt_password),
+            ),
             &device.key,
         );
         Ok((
@@ -209,7 +214,9 @@ async fn session(
     interval: Duration,
     mut control: mpsc::UnboundedReceiver<Control>,
 ) {
-    let mut opts = MqttOptions::new(format!("vouch-simulated-{}", device.id), host, port);
+    // Client id = user name = device id, as for a real agent (the broker enforces it).
+    let mut opts = MqttOptions::new(device.id.as_str(), host, port);
+    opts.set_credentials(device.id.as_str(), device.mqtt_password.as_str());
     opts.set_keep_alive(Duration::from_secs(30));
     opts.set_max_packet_size(4 << 20, 4 << 20);
     let (client, mut eventloop) = AsyncClient::new(opts, 64);
