@@ -12,7 +12,9 @@ use redb::{
     Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
 };
 use serde::{Deserialize, Serialize};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use vouch_protocol::bytes::Bytes;
 use vouch_protocol::device::{Actor, AuditAction, DeviceStatus};
 use vouch_protocol::enrollment::Enrollment;
@@ -118,8 +120,37 @@ fn decode<T: for<'de> Deserialize<'de>>(what: &str, bytes: &[u8]) -> Result<T> {
     from_cbor_exact(bytes).map_err(|e| anyhow::anyhow!("stored {what} is corrupt: {e}"))
 }
 
+/// The store: one redb database, reopened in place after an I/O error.
+///
+/// redb latches the first I/O error of a database (a write that hit a full disk, a failed
+/// fsync): from then on every operation of that handle fails with "Previous I/O error
+/// occurred", even after the cause is gone. What was committed before is safe on disk (a
+/// failed commit never becomes visible), so the store drops the failed handle and opens the
+/// file again — on the next write or read, retrying a write's begin once — and meanwhile
+/// reports the cause ([`Store::health`]) instead of redb's latch.
 pub struct Store {
-    db: Database,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    path: PathBuf,
+    /// `None` only while a reopen has failed (the next operation tries again).
+    db: RwLock<Option<Database>>,
+    /// Set when an I/O error latched the handle: the next operation reopens it first.
+    failed: AtomicBool,
+    health: Mutex<StoreHealth>,
+}
+
+/// Whether the store can write, for `/v1/health` and operators.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoreHealth {
+    /// The last write transaction committed (false after a failed commit or reopen, until a
+    /// later commit succeeds).
+    pub ok: bool,
+    /// The most recent write failure, kept after recovery so an operator can see what happened.
+    pub last_error: Option<String>,
+    /// How often the database was reopened after an I/O error since the verifier started.
+    pub reopens: u64,
 }
 
 impl std::fmt::Debug for Store {
@@ -128,9 +159,156 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Poisoned locks only mean another thread panicked while holding them; the data they guard
+/// (a handle, a health record) stays meaningful, so keep going.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn io_cause(io: &std::io::Error) -> String {
+    match io.kind() {
+        std::io::ErrorKind::StorageFull => "no space left on device".to_string(),
+        _ => io.to_string(),
+    }
+}
+
+fn storage_cause(e: &redb::StorageError) -> String {
+    match e {
+        redb::StorageError::Io(io) => io_cause(io),
+        other => other.to_string(),
+    }
+}
+
+/// A short, operator-readable cause of a storage error: "no space left on device" rather than
+/// redb's wrapping of it. redb's errors do not expose their I/O cause as `source()`, so each
+/// wrapper is looked into.
+fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return io_cause(io);
+        }
+        if let Some(s) = err.downcast_ref::<redb::StorageError>() {
+            return storage_cause(s);
+        }
+        let storage = if let Some(redb::CommitError::Storage(s)) = err.downcast_ref() {
+            Some(s)
+        } else if let Some(redb::TransactionError::Storage(s)) = err.downcast_ref() {
+            Some(s)
+        } else if let Some(redb::DatabaseError::Storage(s)) = err.downcast_ref() {
+            Some(s)
+        } else {
+            None
+        };
+        if let Some(s) = storage {
+            return storage_cause(s);
+        }
+        cur = err.source();
+    }
+    e.to_string()
+}
+
+/// Whether `e` means the handle is unusable until reopened (an I/O error now or earlier).
+fn is_io(e: &redb::StorageError) -> bool {
+    matches!(
+        e,
+        redb::StorageError::Io(_)
+            | redb::StorageError::PreviousIo
+            | redb::StorageError::DatabaseClosed
+    )
+}
+
+fn tx_is_io(e: &redb::TransactionError) -> bool {
+    matches!(e, redb::TransactionError::Storage(s) if is_io(s))
+}
+
+impl Shared {
+    fn record_failure(&self, what: &str, cause: String) -> anyhow::Error {
+        let msg = format!("store {what} failed: {cause}");
+        let mut h = lock(&self.health);
+        h.ok = false;
+        h.last_error = Some(msg.clone());
+        anyhow::anyhow!(msg)
+    }
+
+    fn record_success(&self) {
+        lock(&self.health).ok = true;
+    }
+
+    /// Drops the failed handle and opens the file again (if `failed` is still set once the
+    /// handle is ours: another thread may have reopened it meanwhile).
+    fn reopen(&self) -> Result<()> {
+        let mut db = self
+            .db
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !self.failed.load(Ordering::Acquire) && db.is_some() {
+            return Ok(());
+        }
+        // The old handle must be closed before the file can be opened again (redb locks it).
+        drop(db.take());
+        match Store::open_database(&self.path) {
+            Ok(new) => {
+                *db = Some(new);
+                self.failed.store(false, Ordering::Release);
+                lock(&self.health).reopens += 1;
+                tracing::warn!(path = %self.path.display(), "store reopened after an I/O error");
+                Ok(())
+            }
+            Err(e) => {
+                let cause = describe(e.as_ref());
+                Err(self.record_failure("reopen", cause))
+            }
+        }
+    }
+
+    fn reopen_if_failed(&self) -> Result<()> {
+        let missing = self
+            .db
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_none();
+        if missing || self.failed.load(Ordering::Acquire) {
+            self.reopen()?;
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on the open handle.
+    fn with_db<T, E>(&self, f: impl FnOnce(&Database) -> Result<T, E>) -> Result<Result<T, E>> {
+        let db = self
+            .db
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match db.as_ref() {
+            Some(db) => Ok(f(db)),
+            None => Err(anyhow::anyhow!(
+                "store unavailable: it could not be reopened after an I/O error"
+            )),
+        }
+    }
+}
+
 impl Store {
     /// Opens or creates the database; fails clearly if another verifier holds it.
     pub fn open(path: &Path) -> Result<Self> {
+        let db = Self::open_database(path)?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                path: path.to_path_buf(),
+                db: RwLock::new(Some(db)),
+                failed: AtomicBool::new(false),
+                health: Mutex::new(StoreHealth {
+                    ok: true,
+                    last_error: None,
+                    reopens: 0,
+                }),
+            }),
+        })
+    }
+
+    /// Opens the file and makes sure every table exists.
+    fn open_database(path: &Path) -> Result<Database> {
         let db = Database::create(path).with_context(|| {
             format!(
                 "cannot open the store {} (is another verifier using this --data directory?)",
@@ -149,19 +327,56 @@ impl Store {
             w.open_table(META)?;
         }
         w.commit()?;
-        Ok(Self { db })
+        Ok(db)
+    }
+
+    /// Whether the last write succeeded, and the last write error.
+    pub fn health(&self) -> StoreHealth {
+        lock(&self.shared.health).clone()
     }
 
     pub fn read(&self) -> Result<Reader> {
-        Ok(Reader {
-            tx: self.db.begin_read()?,
-        })
+        // A failed reopen leaves nothing to read from; its error says why.
+        self.shared.reopen_if_failed()?;
+        let tx = self.shared.with_db(|db| db.begin_read())?;
+        match tx {
+            Ok(tx) => Ok(Reader { tx }),
+            Err(e) => {
+                if tx_is_io(&e) {
+                    self.shared.failed.store(true, Ordering::Release);
+                }
+                Err(anyhow::anyhow!("store read failed: {}", describe(&e)))
+            }
+        }
     }
 
+    /// Begins a write transaction. A handle an earlier I/O error left unusable is reopened
+    /// first; if beginning still fails with an I/O error, the handle is reopened and the
+    /// begin retried once.
     pub fn write(&self) -> Result<Writer> {
-        Ok(Writer {
-            tx: self.db.begin_write()?,
-        })
+        let shared = &self.shared;
+        let mut retried = false;
+        loop {
+            shared.reopen_if_failed()?;
+            match shared.with_db(|db| db.begin_write())? {
+                Ok(tx) => {
+                    return Ok(Writer {
+                        tx,
+                        shared: Arc::clone(shared),
+                    });
+                }
+                Err(e) if tx_is_io(&e) && !retried => {
+                    shared.failed.store(true, Ordering::Release);
+                    retried = true;
+                }
+                Err(e) => {
+                    if tx_is_io(&e) {
+                        shared.failed.store(true, Ordering::Release);
+                    }
+                    return Err(shared.record_failure("write", describe(&e)));
+                }
+            }
+        }
     }
 }
 
@@ -246,6 +461,7 @@ impl Reader {
 #[allow(missing_debug_implementations)] // wraps a redb transaction, which has no Debug
 pub struct Writer {
     tx: WriteTransaction,
+    shared: Arc<Shared>,
 }
 
 impl Writer {
@@ -364,8 +580,23 @@ impl Writer {
         Ok(next)
     }
 
+    /// Commits durably. A failure is reported as "store write failed: <cause>" and recorded in
+    /// [`Store::health`]; after an I/O error the next operation reopens the database.
     pub fn commit(self) -> Result<()> {
-        self.tx.commit().context("committing to the store")
+        match self.tx.commit() {
+            Ok(()) => {
+                self.shared.record_success();
+                Ok(())
+            }
+            Err(e) => {
+                if matches!(&e, redb::CommitError::Storage(s) if is_io(s)) {
+                    self.shared.failed.store(true, Ordering::Release);
+                }
+                let cause = describe(&e);
+                tracing::error!(error = %cause, "store commit failed; the transaction was dropped");
+                Err(self.shared.record_failure("write", cause))
+            }
+        }
     }
 }
 
