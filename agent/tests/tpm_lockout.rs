@@ -185,3 +185,38 @@ fn quotes_keep_working_in_da_lockout() {
     drop(tpm);
     assert!(in_lockout(&swtpm), "the lockout ended during the test");
 }
+
+#[test]
+fn status_says_whether_the_ak_is_subject_to_lockout() {
+    use vouch_agent::state::{StateDir, StoredIdentity};
+    use vouch_agent::status;
+
+    let swtpm = Swtpm::start();
+    let (identity, blobs) = swtpm.open().load_or_create_identity(None).expect("create");
+    let legacy = legacy_ak(&swtpm);
+    for (ak, want) in [(&blobs, true), (&legacy, false)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::open(dir.path()).expect("state dir");
+        state
+            .save_identity(&StoredIdentity {
+                device_id: "term-1".parse().expect("device id"),
+                model: "T-100".into(),
+                ek_public: identity.ek_public.clone().into(),
+                ek_certificate: None,
+                ak_public: ak.public.clone().into(),
+                ak_name: identity.ak_name.clone().into(),
+                ak_private: ak.private.clone().into(),
+            })
+            .expect("save identity");
+        let view = status::view(&state).expect("status");
+        // `vouch-agent status --json` prints this view.
+        let json = serde_json::to_value(&view).expect("json");
+        assert_eq!(json["ak_no_da"], want, "{json}");
+        let text = status::render(&view);
+        assert_eq!(
+            text.contains("re-create it by enrolling again"),
+            !want,
+            "{text}"
+        );
+    }
+}
