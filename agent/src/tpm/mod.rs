@@ -80,7 +80,8 @@ pub fn ak_exempt_from_lockout(ak_public: &[u8]) -> Option<bool> {
 pub const AK_LOCKOUT_ADVICE: &str = "the attestation key was created without noDA, so TPM \
     dictionary-attack lockout (for example after repeated unclean power cuts) stops its quotes \
     until the lockout recovers; re-create it by enrolling again: move the --state directory \
-    away, run `vouch-agent enroll` and enroll the new request with the verifier";
+    away and run `vouch-agent enroll` (the verifier refuses new keys for a device id it already \
+    enrolled, so enroll the new request under a new device id); see docs/tpm.md";
 
 /// What identifies this TPM and its attestation key to a verifier.
 #[derive(Debug, Clone, PartialEq, Eq)]
