@@ -4,6 +4,8 @@
 //! TPM_RC_LOCKOUT), and the AK still quotes, while an AK made the old way (without noDA, as
 //! AKs enrolled before this change are) is refused — which also shows the lockout is real.
 
+#![allow(clippy::expect_used)]
+
 #[allow(dead_code)] // helpers shared by the agent test files; this one uses a few
 mod common;
 
