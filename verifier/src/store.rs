@@ -135,7 +135,7 @@ pub struct Store {
 struct Shared {
     path: PathBuf,
     /// `None` only while a reopen has failed (the next operation tries again).
-    db: RwLock<Option<Database>>,
+    db: RwLock<Option<Arc<Database>>>,
     /// Set when an I/O error latched the handle: the next operation reopens it first.
     failed: AtomicBool,
     health: Mutex<StoreHealth>,
@@ -236,7 +236,8 @@ impl Shared {
     }
 
     /// Drops the failed handle and opens the file again (if `failed` is still set once the
-    /// handle is ours: another thread may have reopened it meanwhile).
+    /// handle is ours: another thread may have reopened it meanwhile). The tables exist since
+    /// the first open, so reopening writes nothing: it works on a disk that is still full.
     fn reopen(&self) -> Result<()> {
         let mut db = self
             .db
@@ -246,10 +247,25 @@ impl Shared {
             return Ok(());
         }
         // The old handle must be closed before the file can be opened again (redb locks it).
-        drop(db.take());
-        match Store::open_database(&self.path) {
+        // Another thread may be inside a begin on it; then leave it and let a later call
+        // reopen (that thread's begin fails on the latched error and drops its reference).
+        if let Some(old) = db.take() {
+            match Arc::try_unwrap(old) {
+                Ok(old) => drop(old),
+                Err(in_use) => {
+                    *db = Some(in_use);
+                    return Err(self.record_failure(
+                        "reopen",
+                        "the failed handle is still in use; retry".to_string(),
+                    ));
+                }
+            }
+        }
+        let opened = Database::create(&self.path)
+            .with_context(|| format!("cannot reopen the store {}", self.path.display()));
+        match opened {
             Ok(new) => {
-                *db = Some(new);
+                *db = Some(Arc::new(new));
                 self.failed.store(false, Ordering::Release);
                 lock(&self.health).reopens += 1;
                 tracing::warn!(path = %self.path.display(), "store reopened after an I/O error");
@@ -274,18 +290,16 @@ impl Shared {
         Ok(())
     }
 
-    /// Runs `f` on the open handle.
-    fn with_db<T, E>(&self, f: impl FnOnce(&Database) -> Result<T, E>) -> Result<Result<T, E>> {
-        let db = self
-            .db
+    /// The open handle. A clone, so no lock is held while a begin waits for another write
+    /// transaction to end (a reopen could otherwise wait on it forever).
+    fn handle(&self) -> Result<Arc<Database>> {
+        self.db
             .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match db.as_ref() {
-            Some(db) => Ok(f(db)),
-            None => Err(anyhow::anyhow!(
-                "store unavailable: it could not be reopened after an I/O error"
-            )),
-        }
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| {
+                anyhow::anyhow!("store unavailable: it could not be reopened after an I/O error")
+            })
     }
 }
 
@@ -296,7 +310,7 @@ impl Store {
         Ok(Self {
             shared: Arc::new(Shared {
                 path: path.to_path_buf(),
-                db: RwLock::new(Some(db)),
+                db: RwLock::new(Some(Arc::new(db))),
                 failed: AtomicBool::new(false),
                 health: Mutex::new(StoreHealth {
                     ok: true,
@@ -338,7 +352,7 @@ impl Store {
     pub fn read(&self) -> Result<Reader> {
         // A failed reopen leaves nothing to read from; its error says why.
         self.shared.reopen_if_failed()?;
-        let tx = self.shared.with_db(|db| db.begin_read())?;
+        let tx = self.shared.handle()?.begin_read();
         match tx {
             Ok(tx) => Ok(Reader { tx }),
             Err(e) => {
@@ -358,7 +372,7 @@ impl Store {
         let mut retried = false;
         loop {
             shared.reopen_if_failed()?;
-            match shared.with_db(|db| db.begin_write())? {
+            match shared.handle()?.begin_write() {
                 Ok(tx) => {
                     return Ok(Writer {
                         tx,
