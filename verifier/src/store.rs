@@ -12,7 +12,7 @@ use redb::{
     Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
 };
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use vouch_protocol::bytes::Bytes;
@@ -26,6 +26,11 @@ use vouch_protocol::tpm::ClockInfo;
 use vouch_protocol::verdict::Verdict;
 use vouch_protocol::wire;
 use vouch_protocol::wire::{from_cbor_exact, to_cbor};
+
+mod recovery;
+
+pub use recovery::StoreHealth;
+use recovery::{Shared, describe, is_io, lock, tx_is_io};
 
 const DEVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("devices");
 const MODEL_INDEX: TableDefinition<(&str, &str), ()> = TableDefinition::new("model_devices");
@@ -132,174 +137,9 @@ pub struct Store {
     shared: Arc<Shared>,
 }
 
-struct Shared {
-    path: PathBuf,
-    /// `None` only while a reopen has failed (the next operation tries again).
-    db: RwLock<Option<Arc<Database>>>,
-    /// Set when an I/O error latched the handle: the next operation reopens it first.
-    failed: AtomicBool,
-    health: Mutex<StoreHealth>,
-}
-
-/// Whether the store can write, for `/v1/health` and operators.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct StoreHealth {
-    /// The last write transaction committed (false after a failed commit or reopen, until a
-    /// later commit succeeds).
-    pub ok: bool,
-    /// The most recent write failure, kept after recovery so an operator can see what happened.
-    pub last_error: Option<String>,
-    /// How often the database was reopened after an I/O error since the verifier started.
-    pub reopens: u64,
-}
-
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Store")
-    }
-}
-
-/// Poisoned locks only mean another thread panicked while holding them; the data they guard
-/// (a handle, a health record) stays meaningful, so keep going.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn io_cause(io: &std::io::Error) -> String {
-    match io.kind() {
-        std::io::ErrorKind::StorageFull => "no space left on device".to_string(),
-        _ => io.to_string(),
-    }
-}
-
-fn storage_cause(e: &redb::StorageError) -> String {
-    match e {
-        redb::StorageError::Io(io) => io_cause(io),
-        other => other.to_string(),
-    }
-}
-
-/// A short, operator-readable cause of a storage error: "no space left on device" rather than
-/// redb's wrapping of it. redb's errors do not expose their I/O cause as `source()`, so each
-/// wrapper is looked into.
-fn describe(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            return io_cause(io);
-        }
-        if let Some(s) = err.downcast_ref::<redb::StorageError>() {
-            return storage_cause(s);
-        }
-        let storage = if let Some(redb::CommitError::Storage(s)) = err.downcast_ref() {
-            Some(s)
-        } else if let Some(redb::TransactionError::Storage(s)) = err.downcast_ref() {
-            Some(s)
-        } else if let Some(redb::DatabaseError::Storage(s)) = err.downcast_ref() {
-            Some(s)
-        } else {
-            None
-        };
-        if let Some(s) = storage {
-            return storage_cause(s);
-        }
-        cur = err.source();
-    }
-    e.to_string()
-}
-
-/// Whether `e` means the handle is unusable until reopened (an I/O error now or earlier).
-fn is_io(e: &redb::StorageError) -> bool {
-    matches!(
-        e,
-        redb::StorageError::Io(_)
-            | redb::StorageError::PreviousIo
-            | redb::StorageError::DatabaseClosed
-    )
-}
-
-fn tx_is_io(e: &redb::TransactionError) -> bool {
-    matches!(e, redb::TransactionError::Storage(s) if is_io(s))
-}
-
-impl Shared {
-    fn record_failure(&self, what: &str, cause: String) -> anyhow::Error {
-        let msg = format!("store {what} failed: {cause}");
-        let mut h = lock(&self.health);
-        h.ok = false;
-        h.last_error = Some(msg.clone());
-        anyhow::anyhow!(msg)
-    }
-
-    fn record_success(&self) {
-        lock(&self.health).ok = true;
-    }
-
-    /// Drops the failed handle and opens the file again (if `failed` is still set once the
-    /// handle is ours: another thread may have reopened it meanwhile). The tables exist since
-    /// the first open, so reopening writes nothing: it works on a disk that is still full.
-    fn reopen(&self) -> Result<()> {
-        let mut db = self
-            .db
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !self.failed.load(Ordering::Acquire) && db.is_some() {
-            return Ok(());
-        }
-        // The old handle must be closed before the file can be opened again (redb locks it).
-        // Another thread may be inside a begin on it; then leave it and let a later call
-        // reopen (that thread's begin fails on the latched error and drops its reference).
-        if let Some(old) = db.take() {
-            match Arc::try_unwrap(old) {
-                Ok(old) => drop(old),
-                Err(in_use) => {
-                    *db = Some(in_use);
-                    return Err(self.record_failure(
-                        "reopen",
-                        "the failed handle is still in use; retry".to_string(),
-                    ));
-                }
-            }
-        }
-        let opened = Database::create(&self.path)
-            .with_context(|| format!("cannot reopen the store {}", self.path.display()));
-        match opened {
-            Ok(new) => {
-                *db = Some(Arc::new(new));
-                self.failed.store(false, Ordering::Release);
-                lock(&self.health).reopens += 1;
-                tracing::warn!(path = %self.path.display(), "store reopened after an I/O error");
-                Ok(())
-            }
-            Err(e) => {
-                let cause = describe(e.as_ref());
-                Err(self.record_failure("reopen", cause))
-            }
-        }
-    }
-
-    fn reopen_if_failed(&self) -> Result<()> {
-        let missing = self
-            .db
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .is_none();
-        if missing || self.failed.load(Ordering::Acquire) {
-            self.reopen()?;
-        }
-        Ok(())
-    }
-
-    /// The open handle. A clone, so no lock is held while a begin waits for another write
-    /// transaction to end (a reopen could otherwise wait on it forever).
-    fn handle(&self) -> Result<Arc<Database>> {
-        self.db
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-            .ok_or_else(|| {
-                anyhow::anyhow!("store unavailable: it could not be reopened after an I/O error")
-            })
     }
 }
 
