@@ -17,6 +17,9 @@ pub struct StatusView {
     pub quarantined: bool,
     pub quarantine_reason: Option<String>,
     pub last_verdict: Option<VerdictSummary>,
+    /// Whether the AK is exempt from TPM dictionary-attack lockout (noDA). False for AKs
+    /// created before vouch set noDA: lockout stops their quotes; re-enroll to re-create it.
+    pub ak_no_da: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -33,7 +36,9 @@ pub struct VerdictSummary {
 pub fn view(state: &StateDir) -> Result<StatusView> {
     let id = state.require_identity()?;
     let view = state.last_view()?;
+    let ak_no_da = crate::tpm::ak_exempt_from_lockout(&id.ak_public.0).unwrap_or(false);
     Ok(StatusView {
+        ak_no_da,
         device_id: id.device_id.to_string(),
         model: id.model,
         state: view.state(),
@@ -61,6 +66,12 @@ pub fn render(v: &StatusView) -> String {
     ));
     if let Some(r) = &v.quarantine_reason {
         out.push_str(&format!("quarantined:  {r}\n"));
+    }
+    if !v.ak_no_da {
+        out.push_str(&format!(
+            "warning:      {}\n",
+            crate::tpm::AK_LOCKOUT_ADVICE
+        ));
     }
     if let Some(l) = &v.last_verdict {
         out.push_str(&format!(

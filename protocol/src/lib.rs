@@ -5,6 +5,8 @@
 pub mod agent;
 pub mod appraisal;
 pub mod bytes;
+pub mod cbor_scan;
+mod cose;
 pub mod device;
 pub mod digest;
 pub mod enrollment;

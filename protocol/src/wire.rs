@@ -4,15 +4,18 @@
 //!
 //! Decoding is split in two so the cheap checks run first and crypto can run off the MQTT loop:
 //! [`decode`] bounds the size and checks structure, version, kind and topic; [`Unverified::verify`]
-//! then checks the signature with the key the caller looked up for `device`.
+//! then checks the signature with the key the caller looked up for `device`. Before any of it
+//! decodes a value, a bounded pre-scan ([`crate::cbor_scan`]) refuses CBOR deeper, longer or
+//! denser than any message, so unauthenticated bytes cost a small constant each.
 
-use coset::{CoseSign1, CoseSign1Builder, HeaderBuilder, TaggedCborSerializable};
+use coset::{CoseSign1Builder, HeaderBuilder, TaggedCborSerializable};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::WireError;
 use crate::ids::{DeviceId, Kind, Topic, truncate_for_display};
+use crate::{cbor_scan, cose};
 
 /// Protocol version carried in every signed body.
 pub const VERSION: u64 = 1;
@@ -95,7 +98,10 @@ pub fn seal<T: Message>(device: &DeviceId, msg: &T, key: &SigningKey) -> Vec<u8>
 pub struct Unverified {
     device: DeviceId,
     kind: Kind,
-    sign1: CoseSign1,
+    /// The serialized protected header as received: the signature covers these bytes.
+    protected: Vec<u8>,
+    payload: Vec<u8>,
+    signature: Vec<u8>,
 }
 
 impl Unverified {
@@ -112,21 +118,20 @@ impl Unverified {
     /// messages (an enrollment request carries the key that signs it); everything else must
     /// go through [`Unverified::verify`] first.
     pub fn peek_unverified<T: Message>(&self) -> Result<T, WireError> {
-        interpret(self.kind, self.sign1.payload.as_deref().unwrap_or_default())
+        interpret(self.kind, &self.payload)
     }
 
     /// Checks the EdDSA signature with `key` (strict verification: no malleable signatures, no
     /// small-order keys).
     pub fn verify(self, key: &VerifyingKey) -> Result<Verified, WireError> {
-        self.sign1.verify_signature(AAD, |sig, tbs| {
-            let sig = Signature::from_slice(sig).map_err(|_| WireError::BadSignature)?;
-            key.verify_strict(tbs, &sig)
-                .map_err(|_| WireError::BadSignature)
-        })?;
+        let sig = Signature::from_slice(&self.signature).map_err(|_| WireError::BadSignature)?;
+        let tbs = cose::sig_structure(&self.protected, AAD, &self.payload);
+        key.verify_strict(&tbs, &sig)
+            .map_err(|_| WireError::BadSignature)?;
         Ok(Verified {
             device: self.device,
             kind: self.kind,
-            payload: self.sign1.payload.unwrap_or_default(),
+            payload: self.payload,
         })
     }
 }
@@ -200,14 +205,16 @@ pub fn decode_detached(bytes: &[u8], max_len: usize) -> Result<Unverified, WireE
             max: max_len,
         });
     }
-    let sign1 = CoseSign1::from_tagged_slice(bytes).map_err(|e| match e {
-        coset::CoseError::ExtraneousData => WireError::TrailingBytes,
-        other => WireError::NotCoseSign1 {
-            reason: truncate_for_display(&other.to_string()),
-        },
+    // Nothing below builds a CBOR value tree: the envelope is read header by header and the
+    // body is scanned within limits derived from its size before serde touches it, so an
+    // unauthenticated sender pays for every item the verifier walks.
+    let sign1 = cose::parse_sign1(bytes)?;
+    let payload = sign1.payload;
+    cbor_scan::scan(payload, &cbor_scan::Limits::for_body(payload.len())).map_err(|e| {
+        WireError::BodyMalformed {
+            reason: e.to_string(),
+        }
     })?;
-    check_headers(&sign1)?;
-    let payload = sign1.payload.as_deref().ok_or(WireError::MissingPayload)?;
     let body: BodyHead =
         from_cbor_exact(payload).map_err(|reason| WireError::BodyMalformed { reason })?;
     if body.v != VERSION {
@@ -218,27 +225,10 @@ pub fn decode_detached(bytes: &[u8], max_len: usize) -> Result<Unverified, WireE
     Ok(Unverified {
         device,
         kind,
-        sign1,
+        protected: sign1.protected.to_vec(),
+        payload: payload.to_vec(),
+        signature: sign1.signature.to_vec(),
     })
-}
-
-fn check_headers(sign1: &CoseSign1) -> Result<(), WireError> {
-    let expected = coset::RegisteredLabelWithPrivate::Assigned(coset::iana::Algorithm::EdDSA);
-    if sign1.protected.header.alg.as_ref() != Some(&expected) {
-        return Err(WireError::UnsupportedAlgorithm);
-    }
-    let h = &sign1.protected.header;
-    let only_alg = h.crit.is_empty()
-        && h.content_type.is_none()
-        && h.key_id.is_empty()
-        && h.iv.is_empty()
-        && h.partial_iv.is_empty()
-        && h.counter_signatures.is_empty()
-        && h.rest.is_empty();
-    if !only_alg || !sign1.unprotected.is_empty() {
-        return Err(WireError::UnexpectedHeader);
-    }
-    Ok(())
 }
 
 /// Decodes exactly one CBOR item of type `T` from `bytes`; trailing bytes are an error.
@@ -448,5 +438,114 @@ mod tests {
             .open::<Hello>()
             .unwrap_err();
         assert!(matches!(err, WireError::MessageMalformed { .. }), "{err}");
+    }
+
+    /// A valid envelope around `body` (any CBOR), signed by key 1.
+    fn sealed_body(body: Vec<u8>) -> Vec<u8> {
+        signed_by_key_1(body, coset::iana::Algorithm::EdDSA)
+    }
+
+    /// CBOR array header of `n` elements followed by `n` zeros.
+    fn array_of_zeros(n: u32) -> Vec<u8> {
+        let mut v = vec![0x9a];
+        v.extend_from_slice(&n.to_be_bytes());
+        v.resize(5 + n as usize, 0);
+        v
+    }
+
+    /// The body `{v: 1, device: "t1", kind: "hello", msg: <msg>}` with raw CBOR for `msg`.
+    fn body_with_msg(msg: &[u8]) -> Vec<u8> {
+        let mut b = vec![0xa4];
+        b.extend_from_slice(&to_cbor(&"v"));
+        b.push(0x01);
+        b.extend_from_slice(&to_cbor(&"device"));
+        b.extend_from_slice(&to_cbor(&"t1"));
+        b.extend_from_slice(&to_cbor(&"kind"));
+        b.extend_from_slice(&to_cbor(&"hello"));
+        b.extend_from_slice(&to_cbor(&"msg"));
+        b.extend_from_slice(msg);
+        b
+    }
+
+    #[test]
+    fn huge_cbor_array_is_refused_before_building_values() {
+        let t = topic("t1", Kind::Hello);
+        let max = 4 << 20;
+        let refused = |bytes: &[u8]| decode(&t, bytes, max).unwrap_err().to_string();
+
+        // A 1 MB array of zeros as the whole message, tagged or not, and as the signed body's
+        // `msg`: refused at the array's header, naming the limit.
+        let zeros = array_of_zeros(1 << 20);
+        let mut tagged = vec![0xd2];
+        tagged.extend_from_slice(&zeros);
+        for bytes in [zeros.clone(), tagged, sealed_body(body_with_msg(&zeros))] {
+            let err = refused(&bytes);
+            assert!(err.contains("array of 1048576 elements"), "{err}");
+            assert!(err.contains("exceeds the limit of"), "{err}");
+        }
+
+        // Arrays within the per-container limit that together flood the body.
+        let mut flood = vec![0x99, 0x01, 0x00];
+        for _ in 0..256 {
+            flood.extend_from_slice(&array_of_zeros(4096));
+        }
+        let err = refused(&sealed_body(body_with_msg(&flood)));
+        assert!(err.contains("limit for its size"), "{err}");
+
+        // Deep nesting.
+        let mut deep = vec![0x81; 100_000];
+        deep.push(0);
+        for bytes in [deep.clone(), sealed_body(body_with_msg(&deep))] {
+            let err = refused(&bytes);
+            assert!(err.contains("depth limit of"), "{err}");
+        }
+
+        // Lengths that claim far more than the input holds.
+        let huge_bstr = [
+            0xd2, 0x84, 0x5b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        ];
+        let err = refused(&huge_bstr);
+        assert!(err.contains("claims 18446744073709551615 bytes"), "{err}");
+        let huge_map = [0xbb, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+        let err = refused(&sealed_body(body_with_msg(&huge_map)));
+        assert!(
+            err.contains("map of 18446744073709551615 elements"),
+            "{err}"
+        );
+
+        // Indefinite lengths, in the envelope and in the body.
+        let err = refused(&[0xd2, 0x9f, 0xff]);
+        assert!(err.contains("indefinite-length"), "{err}");
+        let err = refused(&sealed_body(body_with_msg(&[0x9f, 0x00, 0xff])));
+        assert!(err.contains("indefinite-length"), "{err}");
+    }
+
+    #[test]
+    fn bodies_at_the_item_limit_still_decode() {
+        // A genuine body with the largest legitimate list: 4096 firmware-like entries.
+        #[derive(Serialize)]
+        struct Entry {
+            path: String,
+            sha256: Option<serde_bytes::ByteBuf>,
+        }
+        let entries: Vec<Entry> = (0..4096)
+            .map(|_| Entry {
+                path: String::new(),
+                sha256: None,
+            })
+            .collect();
+        let body = BodyOut {
+            v: 1,
+            device: &dev("t1"),
+            kind: Kind::Hello,
+            msg: &entries,
+        };
+        let m = decode(
+            &topic("t1", Kind::Hello),
+            &sealed_body(to_cbor(&body)),
+            DEFAULT_MAX_PAYLOAD,
+        )
+        .unwrap();
+        assert!(m.verify(&key(1).verifying_key()).is_ok());
     }
 }

@@ -128,7 +128,11 @@ pub struct HealthView {
     /// What is down, `null` when healthy.
     pub error: Option<String>,
     pub broker: BrokerHealthView,
+    pub store: StoreHealthView,
 }
+
+/// The store part of [`HealthView`]: whether the last write committed, and the last failure.
+pub type StoreHealthView = crate::store::StoreHealth;
 
 /// The broker part of [`HealthView`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,6 +13,8 @@ use redb::{
 };
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use vouch_protocol::bytes::Bytes;
 use vouch_protocol::device::{Actor, AuditAction, DeviceStatus};
 use vouch_protocol::enrollment::Enrollment;
@@ -24,6 +26,11 @@ use vouch_protocol::tpm::ClockInfo;
 use vouch_protocol::verdict::Verdict;
 use vouch_protocol::wire;
 use vouch_protocol::wire::{from_cbor_exact, to_cbor};
+
+mod recovery;
+
+pub use recovery::StoreHealth;
+use recovery::{Shared, describe, is_io, lock, tx_is_io};
 
 const DEVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("devices");
 const MODEL_INDEX: TableDefinition<(&str, &str), ()> = TableDefinition::new("model_devices");
@@ -127,8 +134,16 @@ fn decode<T: for<'de> Deserialize<'de>>(what: &str, bytes: &[u8]) -> Result<T> {
     from_cbor_exact(bytes).map_err(|e| anyhow::anyhow!("stored {what} is corrupt: {e}"))
 }
 
+/// The store: one redb database, reopened in place after an I/O error.
+///
+/// redb latches the first I/O error of a database (a write that hit a full disk, a failed
+/// fsync): from then on every operation of that handle fails with "Previous I/O error
+/// occurred", even after the cause is gone. What was committed before is safe on disk (a
+/// failed commit never becomes visible), so the store drops the failed handle and opens the
+/// file again — on the next write or read, retrying a write's begin once — and meanwhile
+/// reports the cause ([`Store::health`]) instead of redb's latch.
 pub struct Store {
-    db: Database,
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Store {
@@ -140,6 +155,23 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens or creates the database; fails clearly if another verifier holds it.
     pub fn open(path: &Path) -> Result<Self> {
+        let db = Self::open_database(path)?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                path: path.to_path_buf(),
+                db: RwLock::new(Some(Arc::new(db))),
+                failed: AtomicBool::new(false),
+                health: Mutex::new(StoreHealth {
+                    ok: true,
+                    last_error: None,
+                    reopens: 0,
+                }),
+            }),
+        })
+    }
+
+    /// Opens the file and makes sure every table exists.
+    fn open_database(path: &Path) -> Result<Database> {
         let db = Database::create(path).with_context(|| {
             format!(
                 "cannot open the store {} (is another verifier using this --data directory?)",
@@ -159,19 +191,56 @@ impl Store {
             w.open_table(VERDICT_EXPIRY)?;
         }
         w.commit()?;
-        Ok(Self { db })
+        Ok(db)
+    }
+
+    /// Whether the last write succeeded, and the last write error.
+    pub fn health(&self) -> StoreHealth {
+        lock(&self.shared.health).clone()
     }
 
     pub fn read(&self) -> Result<Reader> {
-        Ok(Reader {
-            tx: self.db.begin_read()?,
-        })
+        // A failed reopen leaves nothing to read from; its error says why.
+        self.shared.reopen_if_failed()?;
+        let tx = self.shared.handle()?.begin_read();
+        match tx {
+            Ok(tx) => Ok(Reader { tx }),
+            Err(e) => {
+                if tx_is_io(&e) {
+                    self.shared.failed.store(true, Ordering::Release);
+                }
+                Err(anyhow::anyhow!("store read failed: {}", describe(&e)))
+            }
+        }
     }
 
+    /// Begins a write transaction. A handle an earlier I/O error left unusable is reopened
+    /// first; if beginning still fails with an I/O error, the handle is reopened and the
+    /// begin retried once.
     pub fn write(&self) -> Result<Writer> {
-        Ok(Writer {
-            tx: self.db.begin_write()?,
-        })
+        let shared = &self.shared;
+        let mut retried = false;
+        loop {
+            shared.reopen_if_failed()?;
+            match shared.handle()?.begin_write() {
+                Ok(tx) => {
+                    return Ok(Writer {
+                        tx,
+                        shared: Arc::clone(shared),
+                    });
+                }
+                Err(e) if tx_is_io(&e) && !retried => {
+                    shared.failed.store(true, Ordering::Release);
+                    retried = true;
+                }
+                Err(e) => {
+                    if tx_is_io(&e) {
+                        shared.failed.store(true, Ordering::Release);
+                    }
+                    return Err(shared.record_failure("write", describe(&e)));
+                }
+            }
+        }
     }
 }
 
@@ -256,6 +325,7 @@ impl Reader {
 #[allow(missing_debug_implementations)] // wraps a redb transaction, which has no Debug
 pub struct Writer {
     tx: WriteTransaction,
+    shared: Arc<Shared>,
 }
 
 impl Writer {
@@ -374,8 +444,23 @@ impl Writer {
         Ok(next)
     }
 
+    /// Commits durably. A failure is reported as "store write failed: <cause>" and recorded in
+    /// [`Store::health`]; after an I/O error the next operation reopens the database.
     pub fn commit(self) -> Result<()> {
-        self.tx.commit().context("committing to the store")
+        match self.tx.commit() {
+            Ok(()) => {
+                self.shared.record_success();
+                Ok(())
+            }
+            Err(e) => {
+                if matches!(&e, redb::CommitError::Storage(s) if is_io(s)) {
+                    self.shared.failed.store(true, Ordering::Release);
+                }
+                let cause = describe(&e);
+                tracing::error!(error = %cause, "store commit failed; the transaction was dropped");
+                Err(self.shared.record_failure("write", cause))
+            }
+        }
     }
 }
 

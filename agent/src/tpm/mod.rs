@@ -21,7 +21,8 @@ use std::str::FromStr;
 use sha2::{Digest as _, Sha256};
 use tss_esapi::{
     Context,
-    abstraction::{AsymmetricAlgorithmSelection, DefaultKey, ak},
+    abstraction::{AsymmetricAlgorithmSelection, KeyCustomization, ak},
+    attributes::ObjectAttributesBuilder,
     constants::PropertyTag,
     handles::{KeyHandle, PcrHandle},
     interface_types::{
@@ -52,6 +53,35 @@ const MAX_PCR_COUNT: u32 = 32;
 /// How many read-quote rounds [`Tpm::quote`] tries before giving up on PCRs
 /// that keep changing underneath it.
 const QUOTE_ATTEMPTS: usize = 4;
+
+/// The AK template `create_ak_2` builds (restricted ECDSA signing key, fixedTPM,
+/// fixedParent, sensitiveDataOrigin, userWithAuth), plus noDA: the AK's authorization
+/// (an empty password) then neither counts toward nor is refused by the TPM's
+/// dictionary-attack lockout, so unclean power cuts that put the TPM into lockout cannot
+/// stop quotes. See docs/tpm.md.
+#[derive(Debug, Clone, Copy)]
+struct NoDaAk;
+
+impl KeyCustomization for NoDaAk {
+    fn attributes(&self, attributes: ObjectAttributesBuilder) -> ObjectAttributesBuilder {
+        attributes.with_no_da(true)
+    }
+}
+
+/// Whether the AK with marshalled TPMT_PUBLIC `ak_public` is exempt from dictionary-attack
+/// lockout (noDA set); `None` when the bytes are not a TPMT_PUBLIC.
+pub fn ak_exempt_from_lockout(ak_public: &[u8]) -> Option<bool> {
+    vouch_protocol::tpm::TpmPublic::parse(ak_public)
+        .ok()
+        .map(|p| p.attributes().no_da())
+}
+
+/// What to tell an operator whose AK predates noDA.
+pub const AK_LOCKOUT_ADVICE: &str = "the attestation key was created without noDA, so TPM \
+    dictionary-attack lockout (for example after repeated unclean power cuts) stops its quotes \
+    until the lockout recovers; re-create it by enrolling again: move the --state directory \
+    away and run `vouch-agent enroll` (the verifier refuses new keys for a device id it already \
+    enrolled, so enroll the new request under a new device id); see docs/tpm.md";
 
 /// What identifies this TPM and its attestation key to a verifier.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,6 +172,8 @@ pub struct Tpm {
     select_size: PcrSelectSize,
     /// Which EK to derive, decided once from the EK certificates present.
     ek: Option<EkChoice>,
+    /// Whether the "AK subject to lockout" warning was logged (once per process).
+    warned_lockout: bool,
 }
 
 impl Tpm {
@@ -169,6 +201,7 @@ impl Tpm {
             pcr_count,
             select_size,
             ek: None,
+            warned_lockout: false,
         })
     }
 
@@ -180,8 +213,9 @@ impl Tpm {
     /// P-256 EK certificate (NV 0x01c0000a) but has a P-384 one (0x01c00016, as
     /// `swtpm_setup` provisions), in which case it is the P-384 default
     /// template, so that `ek_certificate` always certifies `ek_public`. The AK
-    /// is ECC P-256, ECDSA/SHA-256, restricted signing, fixedTPM, empty auth.
-    /// Its Name is checked against the TPM's.
+    /// is ECC P-256, ECDSA/SHA-256, restricted signing, fixedTPM, empty auth,
+    /// noDA. Its Name is checked against the TPM's. A saved AK without noDA (from
+    /// before vouch set it) still loads; a warning says how to re-create it.
     pub fn load_or_create_identity(
         &mut self,
         saved_ak: Option<&AkBlobs>,
@@ -206,7 +240,7 @@ impl Tpm {
                     AsymmetricAlgorithmSelection::Ecc(EccCurve::NistP256),
                     SignatureSchemeAlgorithm::EcDsa,
                     None,
-                    DefaultKey,
+                    NoDaAk,
                 )
                 .map_err(TpmError::CreateAk)?;
                 (created.out_private, created.out_public)
@@ -214,6 +248,9 @@ impl Tpm {
         };
         check_ak_template(&public)?;
         let ak_public = marshal_public(&public)?;
+        if ak_exempt_from_lockout(&ak_public) == Some(false) {
+            warn_lockout(&mut self.warned_lockout);
+        }
         let blobs = AkBlobs {
             private: private.value().to_vec(),
             public: ak_public.clone(),
@@ -258,6 +295,9 @@ impl Tpm {
         })?;
         let (private, public) = ak.decode()?;
         check_ak_template(&public)?;
+        if ak_exempt_from_lockout(&ak.public) == Some(false) {
+            warn_lockout(&mut self.warned_lockout);
+        }
         let ek_choice = self.ek_choice()?;
         let select_size = self.select_size;
 
@@ -393,6 +433,14 @@ impl Tpm {
                 })
             }
         })
+    }
+}
+
+/// Logs [`AK_LOCKOUT_ADVICE`] unless `warned` says it was already logged.
+fn warn_lockout(warned: &mut bool) {
+    if !*warned {
+        tracing::warn!(ak_no_da = false, "{AK_LOCKOUT_ADVICE}");
+        *warned = true;
     }
 }
 

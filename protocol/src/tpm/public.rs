@@ -91,6 +91,13 @@ impl ObjectAttributes {
     pub fn sign(self) -> bool {
         self.has(Self::SIGN)
     }
+    /// The object is exempt from dictionary-attack protection: its authorizations neither
+    /// count failures nor are refused while the TPM is in lockout. vouch creates its AK with
+    /// it so that lockout (e.g. after unclean power cuts) cannot stop quotes; an AK without
+    /// it still verifies, but its quotes stop for as long as the TPM is locked out.
+    pub fn no_da(self) -> bool {
+        self.has(Self::NO_DA)
+    }
 }
 
 /// Why a key is not acceptable as an attestation key.

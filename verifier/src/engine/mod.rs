@@ -112,6 +112,11 @@ impl Engine {
         vouch_common::keys::public_pem(&self.key.verifying_key())
     }
 
+    /// Whether the store's last write committed (see `Store::health`), for `/v1/health`.
+    pub fn store_health(&self) -> crate::store::StoreHealth {
+        self.store.health()
+    }
+
     pub fn stats(&self) -> crate::api::StatsView {
         self.stats.view()
     }

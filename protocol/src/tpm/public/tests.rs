@@ -381,3 +381,21 @@ fn decodes_rsa_schemes_and_default_exponent() {
         })
     ));
 }
+
+#[test]
+fn no_da_is_exposed_and_both_ak_generations_are_accepted() {
+    let (x, y) = xy(&signing_key(7));
+    let legacy = TpmPublic::parse(&ecc_tpmt(AK_ATTRS, SYM_NULL, ECDSA_SHA256, 3, &x, &y)).unwrap();
+    assert!(!legacy.attributes().no_da());
+    let no_da = AK_ATTRS | ObjectAttributes::NO_DA;
+    let current = TpmPublic::parse(&ecc_tpmt(no_da, SYM_NULL, ECDSA_SHA256, 3, &x, &y)).unwrap();
+    assert!(current.attributes().no_da());
+    // AKs enrolled before noDA keep verifying; new ones are accepted too.
+    assert_eq!(legacy.check_vouch_attestation_key(), Ok(()));
+    assert_eq!(current.check_vouch_attestation_key(), Ok(()));
+    assert_ne!(
+        legacy.name(),
+        current.name(),
+        "attributes are part of the Name"
+    );
+}

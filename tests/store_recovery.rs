@@ -1,0 +1,132 @@
+//! Issue 6, case 9: a verifier whose `--data` is on a small tmpfs that runs full. Operator
+//! writes (`vouchctl quarantine`) fail with a clear error naming the full disk while it is
+//! full, and succeed again once space is freed — same verifier process, no restart — with
+//! everything committed before still there.
+//!
+//! Needs root (it mounts a tmpfs); it says so and fails if it cannot mount.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use vouch_e2e::agent::Terminal;
+use vouch_e2e::procs::{BrokerKind, Verifier, swtpm};
+
+/// A tmpfs of `size` mounted on `dir` (created); unmounted on drop, after whatever used it.
+struct Tmpfs {
+    dir: PathBuf,
+}
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "this test needs root to mount a tmpfs: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs {
+            dir: dir.to_owned(),
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.dir).status();
+    }
+}
+
+/// Writes zeros into `dir/filler` until the filesystem refuses; returns the file's path.
+fn fill(dir: &Path) -> PathBuf {
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    loop {
+        match f.write(&chunk) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
+            Err(e) => panic!("filling the tmpfs: {e}"),
+        }
+    }
+    let _ = f.sync_all();
+    path
+}
+
+fn quarantine(v: &Verifier, id: &str, reason: &str) -> std::process::Output {
+    v.ctl(&["quarantine", id, "--reason", reason])
+}
+
+#[test]
+fn verifier_store_recovers_after_disk_full_without_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let tpm = swtpm(dir.path());
+    // Declared before the verifier so it is unmounted after the verifier has stopped.
+    let data = Tmpfs::mount(&dir.path().join("vouch-data"), "16m");
+    let mut v = Verifier::start(dir.path(), BrokerKind::Mosquitto);
+    assert_eq!(v.data, data.dir);
+    let t1 = Terminal::new(dir.path(), "term-1", &tpm, &v, "firmware v1");
+    t1.enroll(&v, "T-100");
+    let t2 = Terminal::new(dir.path(), "term-2", &tpm, &v, "firmware v1");
+    t2.enroll(&v, "T-100");
+
+    let filler = fill(&v.data);
+
+    // Operator writes fail, and say why; the state does not change.
+    for attempt in 0..2 {
+        let out = quarantine(&v, "term-1", &format!("while full {attempt}"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "quarantine on a full disk succeeded");
+        assert!(
+            stderr.contains("no space left on device"),
+            "attempt {attempt}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("Previous I/O"),
+            "attempt {attempt}: {stderr}"
+        );
+    }
+    assert!(v.alive(), "the verifier must survive a full disk");
+    // Health tells the truth about the store meanwhile.
+    let (code, body) = v.health();
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(body["store"]["ok"], false, "{body}");
+    assert!(
+        body["error"].as_str().unwrap_or("").contains("store"),
+        "{body}"
+    );
+
+    // Space is freed: the same process writes again.
+    std::fs::remove_file(&filler).unwrap();
+    let out = quarantine(&v, "term-1", "disk has space again");
+    assert!(
+        out.status.success(),
+        "quarantine after freeing space: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let d1 = v.device("term-1");
+    assert_eq!(d1["state"], "quarantined");
+    assert_eq!(d1["quarantine"]["reason"], "disk has space again");
+    let (code, body) = v.health();
+    assert_eq!(code, 200, "health after recovery: {body}");
+    assert_eq!(body["store"]["ok"], true, "{body}");
+    // What was committed before the disk filled is still there.
+    assert_eq!(v.device("term-2")["state"], "pending");
+    let audit = v.ctl_json(&["audit", "--json"]);
+    let text = audit.to_string();
+    assert!(text.contains("term-2"), "{text}");
+    assert!(
+        !text.contains("while full"),
+        "a failed write became visible: {text}"
+    );
+    assert!(v.alive());
+    drop(v);
+}

@@ -1,0 +1,140 @@
+//! The store on a real, tiny filesystem that runs full: writes must fail with a clear error,
+//! `Store::health` must say so, and once space is freed writes must succeed again on the same
+//! `Store` — no reopening by hand, no restart — with every earlier commit still there.
+//!
+//! Needs root (it mounts a 4 MiB tmpfs); it says so and fails if it cannot mount.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use vouch_protocol::device::{Actor, AuditAction};
+use vouch_verifier::store::{AuditRecord, Store};
+
+/// A tmpfs of `size` mounted on a fresh temporary directory; unmounted on drop.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "this test needs root to mount a tmpfs: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+/// Writes zeros into `path` until the filesystem refuses (ENOSPC); returns the file's path.
+fn fill(dir: &Path) -> PathBuf {
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    loop {
+        match f.write(&chunk) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
+            Err(e) => panic!("filling the tmpfs: {e}"),
+        }
+    }
+    // Whatever the page cache still holds must hit the (full) filesystem too.
+    let _ = f.sync_all();
+    path
+}
+
+fn entry(i: u64) -> AuditRecord {
+    AuditRecord {
+        at: i,
+        device: None,
+        action: AuditAction::PolicyChanged,
+        actor: Actor::Verifier,
+        reason: format!("entry {i}: {}", "x".repeat(1000)),
+    }
+}
+
+/// Commits `n` audit entries starting at `from` in one transaction.
+fn append(store: &Store, from: u64, n: u64) -> anyhow::Result<()> {
+    let mut w = store.write()?;
+    for i in from..from + n {
+        w.append_audit(&entry(i))?;
+    }
+    w.commit()
+}
+
+fn audit_ats(store: &Store) -> Vec<u64> {
+    let (entries, next) = store.read().unwrap().audit(None, 1000).unwrap();
+    assert_eq!(next, None);
+    entries.into_iter().map(|(_, r)| r.at).collect()
+}
+
+#[test]
+fn store_recovers_after_disk_full_without_restart() {
+    let fs = Tmpfs::mount("4m");
+    let store = Store::open(&fs.path().join("vouch.redb")).unwrap();
+    append(&store, 0, 100).unwrap();
+    assert!(store.health().ok);
+
+    let filler = fill(fs.path());
+
+    // A batch that needs new pages cannot be written: the error names the cause, not redb's
+    // latch, and so does every later attempt while the disk stays full.
+    let mut errors = Vec::new();
+    for attempt in 0..3 {
+        let err = append(&store, 1000 + attempt * 1000, 500).unwrap_err();
+        errors.push(format!("{err:#}"));
+    }
+    for err in &errors {
+        assert!(
+            err.contains("store write failed: no space left on device")
+                || err.contains("store reopen failed: no space left on device"),
+            "{errors:?}"
+        );
+        assert!(!err.contains("Previous I/O"), "{errors:?}");
+    }
+    let h = store.health();
+    assert!(!h.ok, "{h:?}");
+    assert!(
+        h.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("no space left on device")),
+        "{h:?}"
+    );
+
+    // Reads keep working while the disk is full, and show only what committed.
+    assert_eq!(audit_ats(&store), (0..100).collect::<Vec<_>>());
+
+    // Space comes back: the same Store writes again.
+    std::fs::remove_file(&filler).unwrap();
+    append(&store, 100, 100).unwrap();
+    let h = store.health();
+    assert!(h.ok, "{h:?}");
+    assert!(h.reopens >= 1, "{h:?}");
+    assert!(
+        h.last_error.is_some(),
+        "the last failure stays visible: {h:?}"
+    );
+
+    // Nothing committed was lost, nothing that failed appeared.
+    assert_eq!(audit_ats(&store), (0..200).collect::<Vec<_>>());
+}
