@@ -1,5 +1,5 @@
 //! End-to-end attestation scenarios (foundation issue, section 8), each run once with the
-//! verifier's embedded broker and once with Mosquitto: real swtpm, real binaries, real MQTT.
+//! verifier's managed Mosquitto and once with an external Mosquitto: real swtpm, real binaries, real MQTT.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -282,8 +282,8 @@ fn quarantine_and_release_are_audited(kind: BrokerKind) {
 
 macro_rules! both_brokers {
     ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $( #[test] fn $name() { super::$name(vouch_e2e::procs::BrokerKind::Embedded) } )*
+        mod managed {
+            $( #[test] fn $name() { super::$name(vouch_e2e::procs::BrokerKind::Managed) } )*
         }
         mod mosquitto {
             $( #[test] fn $name() { super::$name(vouch_e2e::procs::BrokerKind::Mosquitto) } )*

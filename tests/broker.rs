@@ -28,7 +28,7 @@ struct Fleet {
 
 fn fleet(ids: &[&str]) -> Fleet {
     let dir = tempfile::tempdir().unwrap();
-    let v = Verifier::start(dir.path(), BrokerKind::Embedded);
+    let v = Verifier::start(dir.path(), BrokerKind::Managed);
     let mut tpms = Vec::new();
     let mut terms = Vec::new();
     for id in ids {
@@ -411,7 +411,7 @@ fn wrong_mqtt_password_is_refused() {
 #[test]
 fn anonymous_client_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let v = Verifier::start(dir.path(), BrokerKind::Embedded);
+    let v = Verifier::start(dir.path(), BrokerKind::Managed);
     let err = Spy::connect_as(v.mqtt_port, "anyone", None).unwrap_err();
     assert!(
         err.contains("NotAuthorized") || err.contains("BadUserNamePassword"),
@@ -512,7 +512,7 @@ fn agent_and_verifier_connect_over_tls_verifying_the_broker() {
     let managed = dir.path().join("managed");
     fs::create_dir_all(&managed).unwrap();
     let tpm = swtpm(&managed);
-    let v = Verifier::start_tls(&managed, BrokerKind::Embedded, &pki, &pki.ca);
+    let v = Verifier::start_tls(&managed, BrokerKind::Managed, &pki, &pki.ca);
     let t = Terminal::new(&managed, "term-1", &tpm, &v, "firmware v1");
     assert!(v.mqtt_url().starts_with("mqtts://"));
     make_trusted(&v, &t);
@@ -544,7 +544,7 @@ fn a_broker_certificate_from_another_ca_is_refused() {
     let managed = dir.path().join("managed");
     fs::create_dir_all(&managed).unwrap();
     let tpm = swtpm(&managed);
-    let v = Verifier::start_tls(&managed, BrokerKind::Embedded, &good, &good.ca);
+    let v = Verifier::start_tls(&managed, BrokerKind::Managed, &good, &good.ca);
     let mut t = Terminal::new(&managed, "term-1", &tpm, &v, "firmware v1");
     t.enroll(&v, "T-100");
     // The agent trusting another CA refuses the broker: no MQTT session is ever established.
@@ -610,7 +610,7 @@ fn leftover_broker_of_a_killed_verifier_is_ended_on_start() {
 #[test]
 fn a_stale_broker_pid_file_never_ends_another_process() {
     let dir = tempfile::tempdir().unwrap();
-    let mut v = Verifier::start(dir.path(), BrokerKind::Embedded);
+    let mut v = Verifier::start(dir.path(), BrokerKind::Managed);
     v.stop();
     // A recycled pid: the pid file names a process that is not our Mosquitto.
     let mut bystander = std::process::Command::new("sleep")

@@ -31,7 +31,7 @@ struct Fleet {
 fn trusted_with_log() -> Fleet {
     let dir = tempfile::tempdir().unwrap();
     let tpm = swtpm(dir.path());
-    let v = Verifier::start(dir.path(), BrokerKind::Embedded);
+    let v = Verifier::start(dir.path(), BrokerKind::Managed);
     let mut t = Terminal::new(dir.path(), "term-1", &tpm, &v, "firmware v1");
     t.boot(&tpm, &TerminalBoot::default().log(), None);
     t.enroll(&v, "T-100");

@@ -144,9 +144,8 @@ fn spy_acl() -> String {
 /// Which broker a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BrokerKind {
-    /// The verifier's own managed Mosquitto (`--mqtt-listen`). (The name predates the managed
-    /// broker; it is kept so tests written against the harness keep compiling.)
-    Embedded,
+    /// The verifier's own managed Mosquitto (`--mqtt-listen`).
+    Managed,
     /// An external Mosquitto started by the harness (`--mqtt-url`), configured from `deploy/`.
     Mosquitto,
 }
@@ -229,7 +228,7 @@ impl Verifier {
         let mut extra = extra_config.to_owned();
         if let Some(((port, pki), (_, ca))) = v.tls.as_ref().zip(tls) {
             extra.push_str(&match kind {
-                BrokerKind::Embedded => format!(
+                BrokerKind::Managed => format!(
                     "mqtt_tls_listen = \"127.0.0.1:{port}\"\nmqtt_tls_cert = {:?}\n\
                      mqtt_tls_key = {:?}\n",
                     pki.cert.display().to_string(),
@@ -287,7 +286,7 @@ impl Verifier {
             .arg("--http-listen")
             .arg(format!("127.0.0.1:{}", self.http_port));
         match self.kind {
-            BrokerKind::Embedded => cmd
+            BrokerKind::Managed => cmd
                 .arg("--mqtt-listen")
                 .arg(format!("127.0.0.1:{}", self.mqtt_port)),
             BrokerKind::Mosquitto => cmd.arg("--mqtt-url").arg(self.mqtt_url()),
