@@ -259,6 +259,14 @@ impl Session {
                         return Some(Ended::Verdict(Box::new(v)));
                     }
                 }
+                // Only the verifier may publish on a terminal's challenge topic (broker ACL), so
+                // an expired challenge is a genuine one that came too late: most often this
+                // terminal's clock is off. Say so where an operator will see it.
+                AgentAction::Ignored(why @ "challenge expired") => tracing::warn!(
+                    why,
+                    "ignored a challenge that is already expired by this terminal's clock; \
+                     check the clock (NTP) if this repeats"
+                ),
                 AgentAction::Ignored(why) => tracing::debug!(why, "ignored message"),
             }
         }
