@@ -91,3 +91,38 @@ fn a_verdict_on_evidence_near_the_payload_limit_fits_the_payload_limit() {
         wire::DEFAULT_MAX_PAYLOAD
     );
 }
+
+#[test]
+fn evidence_near_the_payload_limit_with_4096_firmware_entries_decodes() {
+    use vouch_protocol::bytes::Bytes;
+    use vouch_protocol::ids::Nonce;
+    use vouch_protocol::messages::{Evidence, PcrValue};
+    let device: DeviceId = "term-1".parse().unwrap();
+    let ev = Evidence {
+        nonce: Nonce::from_bytes([1; 32]),
+        attest: Bytes(vec![0; 145]),
+        signature: Bytes(vec![0; 72]),
+        pcrs: (0..=9)
+            .chain([14])
+            .map(|index| PcrValue {
+                index,
+                value: Sha256Digest([0; 32]),
+            })
+            .collect(),
+        firmware_pcr: 14,
+        firmware: (0..MAX_ENTRIES)
+            .map(|i| FirmwareEntry {
+                path: format!("/opt/terminal/{i:05}/{}", "f".repeat(180)),
+                sha256: if i % 2 == 0 { Some(Sha256Digest([1; 32])) } else { None },
+            })
+            .collect(),
+        eventlog: None,
+    };
+    let bytes = wire::seal(&device, &ev, &SigningKey::from_bytes(&[9; 32]));
+    assert!(bytes.len() <= wire::DEFAULT_MAX_PAYLOAD, "{}", bytes.len());
+    let back: Evidence = wire::decode_detached(&bytes, wire::DEFAULT_MAX_PAYLOAD)
+        .unwrap()
+        .peek_unverified()
+        .unwrap();
+    assert_eq!(back, ev);
+}
