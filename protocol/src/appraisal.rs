@@ -310,10 +310,27 @@ pub fn reevaluate(m: &Measurements, policy: Option<Policy<'_>>, subject: &str) -
     Appraisal {
         status: trust.worst(),
         trust,
-        reasons: findings.into_iter().map(|f| f.reason).collect(),
+        reasons: bounded_reasons(findings.into_iter().map(|f| f.reason).collect()),
         policy_id: Some(policy.id.to_owned()),
         quote_accepted: true,
     }
+}
+
+/// Most reasons one appraisal carries. Evidence within the protocol's limits can produce a
+/// finding per firmware entry or event (4096 and more), but the verdict carrying them must pass
+/// the receivers' pre-scan (at most [`crate::cbor_scan::MAX_CONTAINER_LEN`] elements per array)
+/// and fit the payload limit, or nobody — agent, relying party, the verifier's own store — can
+/// read it.
+pub const MAX_REASONS: usize = 64;
+
+/// The first [`MAX_REASONS`] - 1 reasons and a count of the rest, when there are more.
+pub fn bounded_reasons(mut reasons: Vec<String>) -> Vec<String> {
+    if reasons.len() > MAX_REASONS {
+        let more = reasons.len() - (MAX_REASONS - 1);
+        reasons.truncate(MAX_REASONS - 1);
+        reasons.push(format!("and {more} more reasons"));
+    }
+    reasons
 }
 
 fn failed(f: &Failure, policy: Option<Policy<'_>>) -> Appraisal {

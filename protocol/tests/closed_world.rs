@@ -277,3 +277,32 @@ fn a_real_log_satisfies_the_closed_world_reference_captured_from_it() {
     }
     assert!(checked >= 8, "only {checked} sha256 logs in the corpus");
 }
+
+/// Review finding: without `event_types` (every policy stored before closed-world checks, and
+/// the issue's own "PCRs 0-7 pinned plus `ipl`" policy), a kernel command line relabelled from
+/// `EV_IPL` to `EV_EFI_ACTION`, its data set to the very bytes it measured, was skipped as a
+/// harmless action string: the `ipl` class was escaped and the shell boot passed, as long as
+/// another IPL event (GRUB logs one per command) kept the class requirement satisfied.
+#[test]
+fn ipl_relabelled_as_a_digest_bound_action_does_not_escape_ipl_without_event_types() {
+    let with_grub_cmd = |b: TerminalBoot| {
+        let mut log = b.log();
+        log.event(8, 0xd, b"grub_cmd: set root=hd0,gpt2\0");
+        log
+    };
+    let clean = with_grub_cmd(TerminalBoot::default());
+    let mut rv = measurements(&clean.bytes(), quoted(&clean, &[])).capture();
+    rv.pcrs.retain(|i, _| *i <= 7);
+    rv.events.as_mut().unwrap().event_types.clear();
+    let (status, reasons) = appraise(&measurements(&clean.bytes(), quoted(&clean, &[])), &rv);
+    assert_eq!(status, Status::Affirming, "{reasons:?}");
+    let evil = with_grub_cmd(TerminalBoot {
+        kernel_cmdline: "/vmlinuz root=/dev/mmcblk0p2 ro quiet init=/bin/sh".into(),
+        ..TerminalBoot::default()
+    });
+    for relabel in [EventType::EFI_ACTION, EventType::ACTION] {
+        let written = doctor_pcr8_ipl(&evil.bytes(), Some(relabel));
+        let (status, reasons) = appraise(&measurements(&written, quoted(&evil, &[])), &rv);
+        assert_eq!(status, Status::Contraindicated, "{relabel}: {reasons:?}");
+    }
+}

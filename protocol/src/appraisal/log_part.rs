@@ -187,4 +187,73 @@ mod tests {
         )));
         assert!(whole(SentDigest::part_for(grown, 7, None, Some(&sent))));
     }
+
+    /// A TPMS_ATTEST quote (sha256:0) of TPM boot `reset_count`: only its clock is read here.
+    fn attest_of_boot(reset_count: u32) -> Vec<u8> {
+        use crate::tpm::{PcrBank, PcrSelection};
+        let mut b = Vec::new();
+        b.extend_from_slice(&0xff54_4347u32.to_be_bytes());
+        b.extend_from_slice(&0x8018u16.to_be_bytes());
+        b.extend_from_slice(&[0, 0]);
+        b.extend_from_slice(&32u16.to_be_bytes());
+        b.extend_from_slice(&[7; 32]);
+        b.extend_from_slice(&100u64.to_be_bytes());
+        b.extend_from_slice(&reset_count.to_be_bytes());
+        b.extend_from_slice(&[0, 0, 0, 0, 1]);
+        b.extend_from_slice(&0u64.to_be_bytes());
+        let sel = PcrSelection::new(vec![
+            PcrBank::new(crate::digest::HashAlg::Sha256, [0]).expect("bank"),
+        ])
+        .expect("selection");
+        b.extend_from_slice(&sel.to_bytes());
+        b.extend_from_slice(&[0, 32]);
+        b.extend_from_slice(&crate::digest::sha256(&[0; 32]));
+        b
+    }
+
+    /// Review finding: two genuine rounds of one boot in flight (the daemon and `attest --once`),
+    /// each sending the log whole, arrive out of order while the log grew in between. The older
+    /// one's log is a prefix of the held one: it is not "changed within a boot" (that would
+    /// quarantine a healthy terminal), only older — its own quote decides, and the applier
+    /// drops it as superseded.
+    #[test]
+    fn an_older_whole_log_that_the_held_log_extends_is_not_a_rewrite() {
+        use crate::eventlog::build::{EV_IPL, TerminalBoot};
+        let older = TerminalBoot::default().log().bytes();
+        let mut grown = TerminalBoot::default().log();
+        grown.event(9, EV_IPL, b"grub_cmd: loaded later\0");
+        let held = grown.bytes();
+        assert!(held.starts_with(&older) && held.len() > older.len());
+        let ev = Evidence {
+            nonce: crate::ids::Nonce::from_bytes([7; 32]),
+            attest: Bytes(attest_of_boot(5)),
+            signature: Bytes(Vec::new()),
+            pcrs: Vec::new(),
+            firmware_pcr: 14,
+            firmware: Vec::new(),
+            eventlog: Some(EventLogPart {
+                offset: 0,
+                bytes: Bytes(older.clone()),
+            }),
+        };
+        match assemble(&ev, Some((5, &held)), 1 << 22) {
+            Ok(SentLog::Parsed { bytes, .. }) => assert_eq!(bytes, older),
+            other => panic!("{other:?}"),
+        }
+        // A log that neither extends nor is extended by the held one is a rewrite.
+        let mut rewritten = older.clone();
+        let last = rewritten.len() - 2;
+        rewritten[last] ^= 1;
+        let ev = Evidence {
+            eventlog: Some(EventLogPart {
+                offset: 0,
+                bytes: Bytes(rewritten),
+            }),
+            ..ev
+        };
+        assert!(matches!(
+            assemble(&ev, Some((5, &held)), 1 << 22),
+            Ok(SentLog::Defective(Defect::EventLogChanged { boot: 5, .. }))
+        ));
+    }
 }

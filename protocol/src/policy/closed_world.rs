@@ -30,7 +30,7 @@ use super::{Area, Finding};
 use crate::eventlog::EventType;
 
 /// PCRs the PC Client spec leaves to the OS and its boot loaders.
-const OS_PCRS: std::ops::RangeInclusive<u32> = 8..=15;
+pub(super) const OS_PCRS: std::ops::RangeInclusive<u32> = 8..=15;
 
 /// Whether an event of `t` may appear in an OS PCR (8-15).
 pub fn os_pcr_may_carry(t: EventType) -> bool {

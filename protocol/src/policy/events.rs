@@ -23,7 +23,7 @@
 //! Fail closed: an event's type and data are not covered by the PCR extend, so a tampered log can
 //! relabel a patched boot loader's event as something vouch does not classify, or garble its
 //! device path. Every extending event the quote vouches for is therefore either classified (and
-//! judged above), bound to its own data (its digest is the hash of the data shown, like a
+//! judged above), bound to its own data outside the OS PCRs 8-15 (its digest is the hash of the data shown, like a
 //! separator or an action string), or kept as `other`, keyed by its type name — and as soon as
 //! the `events` section constrains anything, `other` events must be listed too.
 //!
@@ -157,8 +157,11 @@ impl LogMeasurements {
                 (Some(kind), Some(c)) => (kind, c.subject().to_owned()),
                 // Its content is the data the log shows, well-formed for its type: nothing hides
                 // behind it. (Undecodable data bound to its digest, such as a whole image logged
-                // as an `EV_POST_CODE`, is judged as `other`.)
+                // as an `EV_POST_CODE`, is judged as `other`.) Not in an OS PCR: there the data
+                // *is* what boot loaders measure (a command line relabelled from `EV_IPL` to
+                // `EV_EFI_ACTION`, its data set to the measured bytes, would escape `ipl`).
                 _ if e.digests_match_data()
+                    && !super::closed_world::OS_PCRS.contains(&e.pcr)
                     && !matches!(e.decoded, EventData::Raw | EventData::Malformed(_)) =>
                 {
                     continue;
