@@ -46,12 +46,17 @@ pub struct Verified {
 pub struct Failure {
     pub claim: FailedClaim,
     pub reason: Defect,
+    /// The clock of the quote when the quote itself verified (signature, nonce, PCR digest,
+    /// signer) and a later check failed: the evidence is genuine TPM output, so it can be told
+    /// apart from tampering when it merely arrived after a newer quote (see [`superseded`]).
+    pub genuine_clock: Option<ClockInfo>,
 }
 
 fn fail(reason: Defect) -> Failure {
     Failure {
         claim: reason.claim(),
         reason,
+        genuine_clock: None,
     }
 }
 
@@ -124,6 +129,20 @@ fn verify(device: &Enrollment, ev: &Evidence, log: LogInput<'_>) -> Result<Verif
         Some(signer) if quote.qualified_signer() == &signer => {}
         _ => return Err(fail(Defect::WrongSigner)),
     }
+    let clock = quote.clock_info();
+    verify_after_quote(ev, log, clock).map_err(|mut f| {
+        f.genuine_clock = Some(clock);
+        f
+    })
+}
+
+/// The checks that follow a verified quote: the event log against the quoted PCRs, and the
+/// firmware list against the firmware PCR.
+fn verify_after_quote(
+    ev: &Evidence,
+    log: LogInput<'_>,
+    clock: ClockInfo,
+) -> Result<Verified, Failure> {
     let pcrs: BTreeMap<u8, Sha256Digest> = ev.pcrs.iter().map(|p| (p.index, p.value)).collect();
     let (firmware_start, eventlog) = match log {
         LogInput::Log(log) => {
@@ -144,18 +163,29 @@ fn verify(device: &Enrollment, ev: &Evidence, log: LogInput<'_>) -> Result<Verif
             firmware: ev.firmware.clone(),
             eventlog,
         },
-        clock: quote.clock_info(),
+        clock,
     })
 }
 
 /// Whether a genuine quote is older than the last one accepted in the same TPM boot (two quotes
 /// in flight arriving out of order). Such evidence is superseded, not a sign of tampering: the
 /// TPM clock cannot go backwards within a boot, so the newer quote already stands for the device.
-pub fn superseded(last: Option<&ClockInfo>, v: &Verified) -> bool {
+///
+/// A genuine quote whose event log fails (say an older round's whole log, which the log held for
+/// the boot has since extended) is judged the same way, by its quote's clock: it is superseded,
+/// not a rewrite of the log.
+pub fn superseded(last: Option<&ClockInfo>, outcome: &Result<Verified, Failure>) -> bool {
+    let clock = match outcome {
+        Ok(v) => &v.clock,
+        Err(f) => match &f.genuine_clock {
+            Some(c) => c,
+            None => return false,
+        },
+    };
     last.is_some_and(|l| {
-        l.reset_count == v.clock.reset_count
-            && l.restart_count == v.clock.restart_count
-            && v.clock.clock <= l.clock
+        l.reset_count == clock.reset_count
+            && l.restart_count == clock.restart_count
+            && clock.clock <= l.clock
     })
 }
 

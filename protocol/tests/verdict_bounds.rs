@@ -35,7 +35,10 @@ fn appraisal_with_path_len(path_len: usize) -> appraisal::Appraisal {
     let mut approved: BTreeMap<String, BTreeSet<Sha256Digest>> = (0..MAX_ENTRIES)
         .map(|i| (path(i), BTreeSet::from([Sha256Digest([2; 32])])))
         .collect();
-    approved.insert("/opt/terminal/retired.bin".into(), [Sha256Digest([3; 32])].into());
+    approved.insert(
+        "/opt/terminal/retired.bin".into(),
+        [Sha256Digest([3; 32])].into(),
+    );
     let rv = ReferenceValues {
         firmware: approved,
         ..ReferenceValues::default()
@@ -113,7 +116,11 @@ fn evidence_near_the_payload_limit_with_4096_firmware_entries_decodes() {
         firmware: (0..MAX_ENTRIES)
             .map(|i| FirmwareEntry {
                 path: format!("/opt/terminal/{i:05}/{}", "f".repeat(180)),
-                sha256: if i % 2 == 0 { Some(Sha256Digest([1; 32])) } else { None },
+                sha256: if i % 2 == 0 {
+                    Some(Sha256Digest([1; 32]))
+                } else {
+                    None
+                },
             })
             .collect(),
         eventlog: None,

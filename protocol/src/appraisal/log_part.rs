@@ -211,14 +211,17 @@ mod tests {
         b
     }
 
-    /// Review finding: two genuine rounds of one boot in flight (the daemon and `attest --once`),
-    /// each sending the log whole, arrive out of order while the log grew in between. The older
-    /// one's log is a prefix of the held one: it is not "changed within a boot" (that would
-    /// quarantine a healthy terminal), only older — its own quote decides, and the applier
-    /// drops it as superseded.
+    /// Review finding: two genuine rounds of one boot in flight arrive out of order while the
+    /// log grew in between. The older one's whole log is a prefix of the held one, which
+    /// `assemble` (knowing no clocks) reports as changed within the boot; but its quote verified,
+    /// so the failure carries the quote's clock, and the applier drops it as superseded instead
+    /// of quarantining a healthy terminal. A genuine quote newer than the last accepted one with
+    /// a changed log, and a failure whose quote never verified, are not superseded.
     #[test]
-    fn an_older_whole_log_that_the_held_log_extends_is_not_a_rewrite() {
+    fn an_older_whole_log_that_the_held_log_extends_is_superseded_not_a_rewrite() {
+        use crate::appraisal::{Failure, superseded};
         use crate::eventlog::build::{EV_IPL, TerminalBoot};
+        use crate::tpm::ClockInfo;
         let older = TerminalBoot::default().log().bytes();
         let mut grown = TerminalBoot::default().log();
         grown.event(9, EV_IPL, b"grub_cmd: loaded later\0");
@@ -236,24 +239,28 @@ mod tests {
                 bytes: Bytes(older.clone()),
             }),
         };
-        match assemble(&ev, Some((5, &held)), 1 << 22) {
-            Ok(SentLog::Parsed { bytes, .. }) => assert_eq!(bytes, older),
-            other => panic!("{other:?}"),
-        }
-        // A log that neither extends nor is extended by the held one is a rewrite.
-        let mut rewritten = older.clone();
-        let last = rewritten.len() - 2;
-        rewritten[last] ^= 1;
-        let ev = Evidence {
-            eventlog: Some(EventLogPart {
-                offset: 0,
-                bytes: Bytes(rewritten),
-            }),
-            ..ev
+        let Ok(SentLog::Defective(defect @ Defect::EventLogChanged { boot: 5, .. })) =
+            assemble(&ev, Some((5, &held)), 1 << 22)
+        else {
+            panic!("a whole log that is not the held one is reported as changed");
         };
-        assert!(matches!(
-            assemble(&ev, Some((5, &held)), 1 << 22),
-            Ok(SentLog::Defective(Defect::EventLogChanged { boot: 5, .. }))
-        ));
+        let clock = |clock| ClockInfo {
+            clock,
+            reset_count: 5,
+            restart_count: 0,
+            safe: true,
+        };
+        let last = clock(2_000);
+        let failure = |genuine_clock| {
+            Err(Failure {
+                claim: defect.claim(),
+                reason: defect.clone(),
+                genuine_clock,
+            })
+        };
+        assert!(superseded(Some(&last), &failure(Some(clock(1_000)))));
+        assert!(!superseded(Some(&last), &failure(Some(clock(3_000)))));
+        assert!(!superseded(Some(&last), &failure(None)));
+        assert!(!superseded(None, &failure(Some(clock(1_000)))));
     }
 }

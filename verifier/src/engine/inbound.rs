@@ -402,9 +402,7 @@ impl Engine {
             w.put_nonce(&ev.nonce, n)?;
         }
         rec.outstanding.retain(|(n, _)| n != &ev.nonce);
-        if let Ok(v) = outcome
-            && appraisal::superseded(rec.last_clock.as_ref(), v)
-        {
+        if appraisal::superseded(rec.last_clock.as_ref(), outcome) {
             w.put_device(&rec)?;
             return Ok(Err(Rejection::Stale));
         }
