@@ -263,6 +263,33 @@ mod tests {
     }
 
     #[test]
+    fn mqtt_hashes_that_stall_or_silently_drop_in_mosquitto_are_refused() {
+        // Mosquitto checks passwords synchronously in its single event loop: a 10,000,000
+        // iteration hash in the password file let any unauthenticated CONNECT with that user
+        // name (and any password) freeze the broker for every terminal for ~6 s (measured with
+        // Mosquitto 2.0.11). And 2.0.11 decodes only 12-byte salts: a longer one is "removed"
+        // from the password file on load, so the terminal is enrolled yet can never connect.
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let digest = "Gz3FBqER4IbB4vdN6Pqm4i3pNkRLjmyASs5JnGO+MTVFFcguGwJUZUPY1gjeDtYULDrKDdnUimago4n4sSJ4Rg==";
+        let slow = format!("$7$10000000$wAYrhYI0sy/Kr09q${digest}");
+        let salt16 = format!("$7$101$wAYrhYI0sy/Kr09qwAYrhA==${digest}");
+        let salt64 = format!("$7$101${}${digest}", "A".repeat(88));
+        for bad in [&slow, &salt16, &salt64] {
+            let mut r = request(&key);
+            r.mqtt_password_hash = bad.clone();
+            assert!(
+                matches!(
+                    Enrollment::from_request(&seal(&r, &key), 1),
+                    Err(EnrollError::MqttPasswordHash(_))
+                ),
+                "{bad:?} was accepted"
+            );
+        }
+        // What vouch and `mosquitto_passwd` write by default still enrolls.
+        assert!(check_mqtt_password_hash(HASH).is_ok());
+    }
+
+    #[test]
     fn a_changed_mqtt_password_hash_is_not_the_same_enrollment() {
         let key = SigningKey::from_bytes(&[3; 32]);
         let a = Enrollment::from_request(&seal(&request(&key), &key), 1).unwrap();
