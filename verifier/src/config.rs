@@ -386,6 +386,23 @@ mod tests {
     }
 
     #[test]
+    fn an_external_verifier_user_name_that_a_terminal_could_enroll_under_is_refused() {
+        // mqtt_username = "verifier" is a valid device id: enrolling a terminal "verifier"
+        // replaced the verifier's password-file line with the terminal's hash, so the terminal
+        // logged in with the verifier's ACL (readwrite vouch/v1/#) and the verifier was locked out.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.toml");
+        std::fs::write(&path, "mqtt_username = \"verifier\"\n").unwrap();
+        let args = RunArgs {
+            config: Some(path),
+            mqtt_url: Some("mqtt://127.0.0.1:1999".into()),
+            ..RunArgs::default()
+        };
+        let err = ServerConfig::resolve(&args).unwrap_err().to_string();
+        assert!(err.contains("device id"), "{err}");
+    }
+
+    #[test]
     fn listen_and_url_conflict() {
         assert!(
             Cli::try_parse_from([
