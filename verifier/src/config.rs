@@ -83,7 +83,8 @@ pub struct FileConfig {
     pub mqtt_tls_ca: Option<PathBuf>,
     /// External broker over mqtts://: CA certificate file (PEM) its certificate must chain to.
     pub mqtt_ca: Option<PathBuf>,
-    /// External broker: the verifier's MQTT user name [default: vouch@verifier].
+    /// External broker: the verifier's MQTT user name [default: vouch@verifier]. It must not be
+    /// a valid device id (use an `@`).
     pub mqtt_username: Option<String>,
     /// External broker: file holding the verifier's MQTT password
     /// [default: DATA/broker/verifier.mqtt-password, created on first start].
@@ -312,6 +313,14 @@ fn external(url: &str, file: &FileConfig) -> Result<ExternalBroker> {
         .unwrap_or_else(|| VERIFIER_USER.to_owned());
     if username.is_empty() || username.contains([':', '\n', '\r', ' ']) {
         bail!("mqtt_username {username:?} must be non-empty without ':' or whitespace");
+    }
+    // Enrolling a terminal under the verifier's user name would replace the verifier's
+    // password-file line: that terminal would log in with the verifier's rights.
+    if username.parse::<vouch_protocol::ids::DeviceId>().is_ok() {
+        bail!(
+            "mqtt_username {username:?} is a valid device id, so a terminal could be enrolled \
+             under it; use a name with '@' (default {VERIFIER_USER})"
+        );
     }
     let addr: BrokerAddr = url.parse()?;
     let tls = match (addr.tls, &file.mqtt_ca) {
