@@ -70,10 +70,20 @@ pub enum EnrollError {
 /// Longest MQTT password hash accepted (a 101-iteration `$7$` line is 115 characters).
 pub const MAX_MQTT_PASSWORD_HASH: usize = 256;
 
+/// Most PBKDF2 iterations accepted in a password hash. Mosquitto verifies passwords
+/// synchronously on its single event loop, before the client is authenticated: every CONNECT
+/// naming a user costs that user's iteration count, whatever password it carries, so a huge
+/// count lets anyone stall the broker for all terminals (10,000,000 took ~6 s per CONNECT on
+/// Mosquitto 2.0.11). vouch and `mosquitto_passwd` write 101.
+pub const MAX_MQTT_HASH_ITERATIONS: u32 = 1000;
+
+/// The only salt length Mosquitto 2.0 decodes; it drops a line with any other from the file.
+pub const MQTT_HASH_SALT_LEN: usize = 12;
+
 /// Checks that `hash` is a Mosquitto `$7$` password-file hash: `$7$<iterations>$<salt>$<hash>`,
-/// iterations 1 to 10,000,000, standard base64 salt of 12 to 64 bytes and a 64-byte
-/// PBKDF2-SHA512 output, bounded in length, with nothing that could break a password-file line
-/// (no `:`, whitespace or control characters: the base64 alphabet has none).
+/// iterations 1 to [`MAX_MQTT_HASH_ITERATIONS`], a standard base64 salt of 12 bytes and a
+/// 64-byte PBKDF2-SHA512 output, bounded in length, with nothing that could break a
+/// password-file line (no `:`, whitespace or control characters: the base64 alphabet has none).
 pub fn check_mqtt_password_hash(hash: &str) -> Result<(), EnrollError> {
     let err = EnrollError::MqttPasswordHash;
     if hash.len() > MAX_MQTT_PASSWORD_HASH {
@@ -89,12 +99,11 @@ pub fn check_mqtt_password_hash(hash: &str) -> Result<(), EnrollError> {
         return Err(err("must be $7$<iterations>$<salt>$<hash>"));
     };
     match iterations.parse::<u32>() {
-        Ok(1..=10_000_000) if !iterations.starts_with('0') => {}
-        _ => return Err(err("iterations must be a number from 1 to 10000000")),
+        Ok(1..=MAX_MQTT_HASH_ITERATIONS) if !iterations.starts_with('0') => {}
+        _ => return Err(err("iterations must be a number from 1 to 1000")),
     }
-    match base64_len(salt) {
-        Some(12..=64) => {}
-        _ => return Err(err("salt must be 12 to 64 bytes of standard base64")),
+    if base64_len(salt) != Some(MQTT_HASH_SALT_LEN) {
+        return Err(err("salt must be 12 bytes of standard base64"));
     }
     if base64_len(digest) != Some(64) {
         return Err(err("hash must be 64 bytes (SHA-512) of standard base64"));
@@ -260,6 +269,33 @@ mod tests {
                 "{bad:?} was accepted"
             );
         }
+    }
+
+    #[test]
+    fn mqtt_hashes_that_stall_or_silently_drop_in_mosquitto_are_refused() {
+        // Mosquitto checks passwords synchronously in its single event loop: a 10,000,000
+        // iteration hash in the password file let any unauthenticated CONNECT with that user
+        // name (and any password) freeze the broker for every terminal for ~6 s (measured with
+        // Mosquitto 2.0.11). And 2.0.11 decodes only 12-byte salts: a longer one is "removed"
+        // from the password file on load, so the terminal is enrolled yet can never connect.
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let digest = "Gz3FBqER4IbB4vdN6Pqm4i3pNkRLjmyASs5JnGO+MTVFFcguGwJUZUPY1gjeDtYULDrKDdnUimago4n4sSJ4Rg==";
+        let slow = format!("$7$10000000$wAYrhYI0sy/Kr09q${digest}");
+        let salt16 = format!("$7$101$wAYrhYI0sy/Kr09qwAYrhA==${digest}");
+        let salt64 = format!("$7$101${}${digest}", "A".repeat(88));
+        for bad in [&slow, &salt16, &salt64] {
+            let mut r = request(&key);
+            r.mqtt_password_hash = bad.clone();
+            assert!(
+                matches!(
+                    Enrollment::from_request(&seal(&r, &key), 1),
+                    Err(EnrollError::MqttPasswordHash(_))
+                ),
+                "{bad:?} was accepted"
+            );
+        }
+        // What vouch and `mosquitto_passwd` write by default still enrolls.
+        assert!(check_mqtt_password_hash(HASH).is_ok());
     }
 
     #[test]

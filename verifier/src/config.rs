@@ -83,7 +83,8 @@ pub struct FileConfig {
     pub mqtt_tls_ca: Option<PathBuf>,
     /// External broker over mqtts://: CA certificate file (PEM) its certificate must chain to.
     pub mqtt_ca: Option<PathBuf>,
-    /// External broker: the verifier's MQTT user name [default: vouch@verifier].
+    /// External broker: the verifier's MQTT user name [default: vouch@verifier]. It must not be
+    /// a valid device id (use an `@`).
     pub mqtt_username: Option<String>,
     /// External broker: file holding the verifier's MQTT password
     /// [default: DATA/broker/verifier.mqtt-password, created on first start].
@@ -313,6 +314,14 @@ fn external(url: &str, file: &FileConfig) -> Result<ExternalBroker> {
     if username.is_empty() || username.contains([':', '\n', '\r', ' ']) {
         bail!("mqtt_username {username:?} must be non-empty without ':' or whitespace");
     }
+    // Enrolling a terminal under the verifier's user name would replace the verifier's
+    // password-file line: that terminal would log in with the verifier's rights.
+    if username.parse::<vouch_protocol::ids::DeviceId>().is_ok() {
+        bail!(
+            "mqtt_username {username:?} is a valid device id, so a terminal could be enrolled \
+             under it; use a name with '@' (default {VERIFIER_USER})"
+        );
+    }
     let addr: BrokerAddr = url.parse()?;
     let tls = match (addr.tls, &file.mqtt_ca) {
         (true, Some(ca)) => Some(vouch_common::mqtt_tls::client_config(ca)?),
@@ -383,6 +392,23 @@ mod tests {
         };
         let c = ServerConfig::resolve(&args).unwrap();
         assert_eq!(c.engine.quarantine_after_expiries, 3);
+    }
+
+    #[test]
+    fn an_external_verifier_user_name_that_a_terminal_could_enroll_under_is_refused() {
+        // mqtt_username = "verifier" is a valid device id: enrolling a terminal "verifier"
+        // replaced the verifier's password-file line with the terminal's hash, so the terminal
+        // logged in with the verifier's ACL (readwrite vouch/v1/#) and the verifier was locked out.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.toml");
+        std::fs::write(&path, "mqtt_username = \"verifier\"\n").unwrap();
+        let args = RunArgs {
+            config: Some(path),
+            mqtt_url: Some("mqtt://127.0.0.1:1999".into()),
+            ..RunArgs::default()
+        };
+        let err = ServerConfig::resolve(&args).unwrap_err().to_string();
+        assert!(err.contains("device id"), "{err}");
     }
 
     #[test]

@@ -128,9 +128,17 @@ fn enrolled_credentials(store: &Store) -> Result<Vec<(String, String)>> {
     loop {
         let (page, next) = reader.devices(after.as_deref(), 1000)?;
         for rec in page {
-            if let Some(hash) = &rec.enrollment.mqtt_password_hash {
-                out.push((rec.id().to_string(), hash.clone()));
+            let Some(hash) = &rec.enrollment.mqtt_password_hash else {
+                continue;
+            };
+            // Enrolled under an older, looser hash check: leaving it out keeps that terminal off
+            // the broker (it must re-enroll) instead of refusing to start for everyone.
+            if let Err(e) = vouch_protocol::enrollment::check_mqtt_password_hash(hash) {
+                tracing::warn!(device_id = %rec.id(), error = %e,
+                    "not giving this device a broker identity: its MQTT password hash is refused");
+                continue;
             }
+            out.push((rec.id().to_string(), hash.clone()));
         }
         match next {
             Some(n) => after = Some(n),
