@@ -98,7 +98,11 @@ impl BrokerSettings {
         );
         let _ = writeln!(s, "max_packet_size {}", self.max_packet_size);
         s.push_str(
+            // max_queued_bytes keeps one client's queue (the verifier's, when it is slow or
+            // away) well below memory_limit: otherwise one terminal flooding its own topics
+            // could fill the broker's whole memory and get every client disconnected.
             "max_queued_messages 1000\n\
+             max_queued_bytes 268435456\n\
              max_inflight_messages 20\n\
              memory_limit 1073741824\n",
         );
