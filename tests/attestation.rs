@@ -29,12 +29,7 @@ fn fleet(kind: BrokerKind) -> Fleet {
     assert_eq!(v.device("term-1")["state"], "pending");
     let out = t.attest_expect(4);
     assert!(out.contains("no reference values"), "{out}");
-    let out = v.ctl(&["policy", "capture", "term-1"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    v.capture("term-1");
     t.attest_expect(0);
     assert_eq!(v.device("term-1")["state"], "trusted");
     Fleet { dir, tpm, v, t }

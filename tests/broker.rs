@@ -38,12 +38,7 @@ fn fleet(ids: &[&str]) -> Fleet {
         let t = Terminal::new(dir.path(), id, &tpm, &v, "firmware v1");
         t.enroll(&v, "T-100");
         t.attest_expect(4);
-        let out = v.ctl(&["policy", "capture", id]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        v.capture(id);
         t.attest_expect(0);
         tpms.push(tpm);
         terms.push(t);
@@ -495,12 +490,7 @@ fn managed_broker_killed_comes_back_and_no_evidence_is_lost() {
 fn make_trusted(v: &Verifier, t: &Terminal) {
     t.enroll(v, "T-100");
     t.attest_expect(4);
-    let out = v.ctl(&["policy", "capture", &t.id]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    v.capture(&t.id);
     t.attest_expect(0);
 }
 

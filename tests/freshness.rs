@@ -30,12 +30,7 @@ fn fleet() -> Fleet {
     let t = Terminal::new(dir.path(), "term-1", &tpm, &v, "firmware v1");
     t.enroll(&v, "T-100");
     t.attest_expect(4);
-    let out = v.ctl(&["policy", "capture", "term-1"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    v.capture("term-1");
     t.attest_expect(0);
     Fleet {
         _dir: dir,

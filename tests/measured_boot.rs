@@ -36,12 +36,7 @@ fn trusted_with_log() -> Fleet {
     t.boot(&tpm, &TerminalBoot::default().log(), None);
     t.enroll(&v, "T-100");
     t.attest_expect(4);
-    let out = v.ctl(&["policy", "capture", "term-1"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    v.capture("term-1");
     t.attest_expect(0);
     Fleet {
         _dir: dir,

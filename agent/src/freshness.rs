@@ -36,16 +36,7 @@ pub fn now_micros() -> u64 {
 }
 
 fn lock(state: &StateDir) -> Result<std::fs::File> {
-    let path = state.path(LOCK_FILE);
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    f.lock()
-        .with_context(|| format!("cannot lock {}", path.display()))?;
-    Ok(f)
+    state.lock_file(LOCK_FILE)
 }
 
 /// Draws the counter for the next hello or status at wall-clock `now_micros` and persists it;

@@ -110,7 +110,13 @@ impl StateDir {
     /// Exclusive lock on the state directory, held while measuring and quoting, so a daemon and
     /// an `attest --once` never extend the same firmware measurement twice. Released on drop.
     pub fn lock(&self) -> Result<std::fs::File> {
-        let path = self.path("lock");
+        self.lock_file("lock")
+    }
+
+    /// Blocks until this process holds the exclusive lock on the state-directory file `name`
+    /// (created if missing); released when the returned file is dropped.
+    pub(crate) fn lock_file(&self, name: &str) -> Result<std::fs::File> {
+        let path = self.path(name);
         let f = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)

@@ -460,6 +460,17 @@ impl Verifier {
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
+    /// `vouchctl policy capture ID`: adopts the device's last verified measurements as its
+    /// reference values; the test fails if the verifier refuses.
+    pub fn capture(&self, id: &str) {
+        let out = self.ctl(&["policy", "capture", id]);
+        assert!(
+            out.status.success(),
+            "policy capture {id}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub fn device(&self, id: &str) -> serde_json::Value {
         self.ctl_json(&["device", id, "--json"])
     }
