@@ -83,7 +83,7 @@ pub struct FileConfig {
     pub mqtt_tls_ca: Option<PathBuf>,
     /// External broker over mqtts://: CA certificate file (PEM) its certificate must chain to.
     pub mqtt_ca: Option<PathBuf>,
-    /// External broker: the verifier's MQTT user name [default: vouch@verifier]. It must not be
+    /// External broker: the verifier's MQTT user name (default: `vouch@verifier`). It must not be
     /// a valid device id (use an `@`).
     pub mqtt_username: Option<String>,
     /// External broker: file holding the verifier's MQTT password

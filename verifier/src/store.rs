@@ -444,7 +444,7 @@ impl Writer {
         Ok(next)
     }
 
-    /// Commits durably. A failure is reported as "store write failed: <cause>" and recorded in
+    /// Commits durably. A failure is reported as `store write failed: <cause>` and recorded in
     /// [`Store::health`]; after an I/O error the next operation reopens the database.
     pub fn commit(self) -> Result<()> {
         match self.tx.commit() {
