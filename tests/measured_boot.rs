@@ -227,24 +227,9 @@ fn garbage_attest_is_contraindicated_not_dropped() {
     assert_quarantined_by_the_verifier(&f, "attestation structure malformed: ");
 }
 
-/// `bytes` (a log) without its PCR 8 EV_IPL record, or with that record's type set to `relabel`.
+/// `bytes` without its PCR 8 EV_IPL record, or with that record's type set to `relabel`.
 fn doctor_pcr8_ipl(bytes: &[u8], relabel: Option<EventType>) -> Vec<u8> {
-    let log = vouch_protocol::eventlog::parse(bytes).unwrap();
-    let i = log
-        .events
-        .iter()
-        .position(|e| e.pcr == 8 && e.event_type == EventType::IPL)
-        .unwrap();
-    let start = log.events[i].offset;
-    let end = log.events.get(i + 1).map_or(bytes.len(), |e| e.offset);
-    let mut out = bytes.to_vec();
-    match relabel {
-        Some(t) => out[start + 4..start + 8].copy_from_slice(&t.0.to_le_bytes()),
-        None => {
-            out.drain(start..end);
-        }
-    }
-    out
+    vouch_protocol::eventlog::build::doctor_event(bytes, 8, EventType::IPL, relabel).unwrap()
 }
 
 /// The device's captured policy without its pins of PCRs 8 and 9: the policy that pins

@@ -189,30 +189,46 @@ fn spawn_pipeline(engine: Arc<Engine>, shards: Vec<mpsc::Receiver<Inbound>>) -> 
     Ok(())
 }
 
-fn spawn_pruner(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => break,
-                _ = tick.tick() => {
-                    let engine = engine.clone();
-                    let now = vouch_common::time::now_unix();
-                    match tokio::task::spawn_blocking(move || engine.prune(now)).await {
-                        Ok(Ok(n)) if n > 0 => tracing::debug!(pruned = n, "pruned expired nonces"),
-                        Ok(Err(e)) => tracing::warn!(error = %format!("{e:#}"), "pruning nonces failed"),
-                        _ => {}
-                    }
+fn spawn_pruner(engine: Arc<Engine>, shutdown: watch::Receiver<bool>) {
+    tokio::spawn(every(
+        Duration::from_secs(60),
+        shutdown,
+        move |now| match engine.prune(now) {
+            Ok(n) if n > 0 => tracing::debug!(pruned = n, "pruned expired nonces"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "pruning nonces failed"),
+        },
+    ));
+}
+
+/// Runs the blocking `job` with the current Unix time every `period` (a missed tick is delayed,
+/// not bunched) on tokio's blocking pool, until `shutdown` flips.
+async fn every(
+    period: Duration,
+    mut shutdown: watch::Receiver<bool>,
+    job: impl Fn(u64) + Send + Sync + 'static,
+) {
+    let job = Arc::new(job);
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            _ = tick.tick() => {
+                let job = job.clone();
+                let now = vouch_common::time::now_unix();
+                if let Err(e) = tokio::task::spawn_blocking(move || job(now)).await {
+                    tracing::error!(error = %e, "a periodic task panicked");
                 }
             }
         }
-    });
+    }
 }
 
 /// How often the verdict expiry sweep runs. An idle sweep is one read of the expiry index.
 const EXPIRY_SWEEP_EVERY: Duration = Duration::from_secs(1);
 
-/// Every `every`, turns verdicts that expired without fresh evidence into the state the core
+/// Every `period`, turns verdicts that expired without fresh evidence into the state the core
 /// decides (unresponsive, renewed verdicts, quarantine after N expiries); see `engine::expiry`.
 /// First indexes verdicts stored before the expiry index existed (once per store), then waits
 /// `grace` (one verdict lifetime): verdicts that expired while the verifier was down say nothing
@@ -220,7 +236,7 @@ const EXPIRY_SWEEP_EVERY: Duration = Duration::from_secs(1);
 fn spawn_expiry_sweep(
     engine: Arc<Engine>,
     grace: Duration,
-    every: Duration,
+    period: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     tokio::spawn(async move {
@@ -236,22 +252,20 @@ fn spawn_expiry_sweep(
             _ = shutdown.changed() => return,
             _ = tokio::time::sleep(grace) => {}
         }
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => break,
-                _ = tick.tick() => {
-                    let engine = engine.clone();
-                    let now = vouch_common::time::now_unix();
-                    match tokio::task::spawn_blocking(move || engine.sweep_expired_verdicts(now)).await {
-                        Ok(Ok(s)) if s.examined > 0 => tracing::debug!(examined = s.examined, renewed = s.renewed, "swept expired verdicts"),
-                        Ok(Err(e)) => tracing::warn!(error = %format!("{e:#}"), "sweeping expired verdicts failed"),
-                        _ => {}
-                    }
+        every(period, shutdown, move |now| {
+            match engine.sweep_expired_verdicts(now) {
+                Ok(s) if s.examined > 0 => tracing::debug!(
+                    examined = s.examined,
+                    renewed = s.renewed,
+                    "swept expired verdicts"
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "sweeping expired verdicts failed")
                 }
             }
-        }
+        })
+        .await;
     });
 }
 

@@ -366,6 +366,36 @@ pub fn typical_boot(banks: &[HashAlg], ipl_events: usize) -> LogBuilder {
     log
 }
 
+/// A tampered copy of the log `bytes`: its first `pcr` event of type `event_type` removed
+/// (`relabel` `None`), or that event's type field rewritten to `relabel` — what a tampered
+/// terminal would send to hide or reclassify a measurement. `None` when `bytes` does not parse
+/// or holds no such event.
+pub fn doctor_event(
+    bytes: &[u8],
+    pcr: u32,
+    event_type: super::EventType,
+    relabel: Option<super::EventType>,
+) -> Option<Vec<u8>> {
+    let log = super::parse(bytes).ok()?;
+    let i = log
+        .events
+        .iter()
+        .position(|e| e.pcr == pcr && e.event_type == event_type)?;
+    let start = log.events.get(i)?.offset;
+    let end = log.events.get(i + 1).map_or(bytes.len(), |e| e.offset);
+    let mut out = bytes.to_vec();
+    match relabel {
+        // TCG_PCR_EVENT2: pcrIndex (u32) then eventType (u32), little-endian.
+        Some(t) => out
+            .get_mut(start + 4..start + 8)?
+            .copy_from_slice(&t.0.to_le_bytes()),
+        None => {
+            out.drain(start..end.min(out.len()));
+        }
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
