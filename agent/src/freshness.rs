@@ -4,9 +4,11 @@
 //! published, so a crash after publishing cannot reuse a value), and a challenge answered before
 //! a restart is not answered again after it.
 //!
-//! A daemon and an `attest --once` may share one state directory; an exclusive lock on
-//! `freshness.lock` serialises their read-modify-write of these files. It is a lock of its own,
-//! not the measuring lock, so drawing a counter never waits for a TPM quote.
+//! `run` and `attest` hold the state directory's session lock (`agent.lock`, see `commands`),
+//! so one agent process at a time uses these files. The exclusive lock on `freshness.lock`
+//! around each read-modify-write is a second line of defence should that ever change (and the
+//! merge of answered nonces keeps a concurrent writer's entries); it is a lock of its own, not
+//! the measuring lock, so drawing a counter never waits for a TPM quote.
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};

@@ -107,8 +107,9 @@ impl StateDir {
         })
     }
 
-    /// Exclusive lock on the state directory, held while measuring and quoting, so a daemon and
-    /// an `attest --once` never extend the same firmware measurement twice. Released on drop.
+    /// Exclusive lock held while measuring and quoting, so two processes never extend the same
+    /// firmware measurement twice. `run` and `attest` already hold the session lock
+    /// (`agent.lock`) for their lifetime; this one also covers any other caller. Released on drop.
     pub fn lock(&self) -> Result<std::fs::File> {
         self.lock_file("lock")
     }

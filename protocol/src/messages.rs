@@ -20,7 +20,7 @@ pub struct Hello {
     /// authoritative value).
     pub reset_count: u32,
     /// Random id the verifier echoes in the challenge it sends back, so that only the agent
-    /// process that asked answers it (a daemon and an `attest --once` may share a device).
+    /// process that asked answers it (not, say, a restarted agent answering its predecessor's).
     pub request: u64,
     /// The device's freshness counter: strictly greater than that of every hello or status
     /// the device sent before (see [`crate::nonce::next_counter`]). The verifier ignores a
