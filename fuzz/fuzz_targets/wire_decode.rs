@@ -8,7 +8,7 @@
 use libfuzzer_sys::fuzz_target;
 use vouch_protocol::enrollment::Enrollment;
 use vouch_protocol::ids::{Kind, Topic};
-use vouch_protocol::messages::{Challenge, Cmd, Evidence, Hello, Status};
+use vouch_protocol::messages::{Challenge, Cmd, Evidence, Hello, StatusReport};
 use vouch_protocol::verdict::Verdict;
 use vouch_protocol::wire;
 
@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
         let topic = Topic::new("fuzz".parse().unwrap_or_else(|_| unreachable!()), kind);
         if let Ok(m) = wire::decode(&topic, data, wire::DEFAULT_MAX_PAYLOAD) {
             let _ = m.peek_unverified::<Hello>();
-            let _ = m.peek_unverified::<Status>();
+            let _ = m.peek_unverified::<StatusReport>();
             let _ = m.peek_unverified::<Evidence>();
             let _ = m.peek_unverified::<Challenge>();
             let _ = m.peek_unverified::<Verdict>();

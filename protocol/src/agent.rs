@@ -18,7 +18,7 @@ use thiserror::Error;
 
 use crate::error::WireError;
 use crate::ids::{DeviceId, Kind, Topic};
-use crate::messages::{Challenge, Cmd, CmdAction, Status};
+use crate::messages::{Challenge, Cmd, CmdAction, StatusReport};
 use crate::nonce::{AnsweredNonces, challenge_expired};
 use crate::verdict::{DeviceState, Verdict};
 use crate::wire;
@@ -163,8 +163,8 @@ impl AgentCore {
 
     /// The periodic status message, carrying request id `request` (see [`Self::open_request`])
     /// and the freshness counter the shell drew and persisted for it.
-    pub fn status(&self, request: u64, counter: u64) -> Status {
-        Status {
+    pub fn status(&self, request: u64, counter: u64) -> StatusReport {
+        StatusReport {
             quarantined: self.view.quarantined.is_some(),
             last_verdict_seq: self.view.last_verdict.as_ref().map(|v| v.seq),
             request,

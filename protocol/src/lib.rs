@@ -19,4 +19,5 @@ pub mod nonce;
 pub mod policy;
 pub mod tpm;
 pub mod verdict;
+pub mod verifier;
 pub mod wire;

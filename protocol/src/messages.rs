@@ -36,7 +36,7 @@ impl Message for Hello {
 /// Agent → verifier every `--interval`: the agent's view, and a request for a fresh challenge.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Status {
+pub struct StatusReport {
     pub quarantined: bool,
     /// `seq` of the newest verdict the agent accepted, if any.
     pub last_verdict_seq: Option<u64>,
@@ -46,7 +46,7 @@ pub struct Status {
     pub counter: u64,
 }
 
-impl Message for Status {
+impl Message for StatusReport {
     const KIND: Kind = Kind::Status;
 }
 
@@ -345,7 +345,7 @@ mod tests {
             counter: 1,
             smuggled: 1,
         });
-        assert!(from_cbor_exact::<Status>(&bytes).is_err());
+        assert!(from_cbor_exact::<StatusReport>(&bytes).is_err());
     }
 
     #[test]
@@ -361,7 +361,7 @@ mod tests {
             last_verdict_seq: None,
             request: 1,
         });
-        assert!(from_cbor_exact::<Status>(&bytes).is_err());
+        assert!(from_cbor_exact::<StatusReport>(&bytes).is_err());
         #[derive(Serialize)]
         struct OldHello {
             agent_version: String,

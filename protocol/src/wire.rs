@@ -123,12 +123,12 @@ impl Unverified {
 
     /// Checks the EdDSA signature with `key` (strict verification: no malleable signatures, no
     /// small-order keys).
-    pub fn verify(self, key: &VerifyingKey) -> Result<Verified, WireError> {
+    pub fn verify(self, key: &VerifyingKey) -> Result<Authenticated, WireError> {
         let sig = Signature::from_slice(&self.signature).map_err(|_| WireError::BadSignature)?;
         let tbs = cose::sig_structure(&self.protected, AAD, &self.payload);
         key.verify_strict(&tbs, &sig)
             .map_err(|_| WireError::BadSignature)?;
-        Ok(Verified {
+        Ok(Authenticated {
             device: self.device,
             kind: self.kind,
             payload: self.payload,
@@ -138,13 +138,13 @@ impl Unverified {
 
 /// A message whose signature verified with the key the caller chose.
 #[derive(Debug)]
-pub struct Verified {
+pub struct Authenticated {
     device: DeviceId,
     kind: Kind,
     payload: Vec<u8>,
 }
 
-impl Verified {
+impl Authenticated {
     pub fn device(&self) -> &DeviceId {
         &self.device
     }

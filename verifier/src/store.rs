@@ -11,20 +11,13 @@ use anyhow::{Context, Result};
 use redb::{
     Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use vouch_protocol::bytes::Bytes;
-use vouch_protocol::device::{Actor, AuditAction, DeviceStatus};
-use vouch_protocol::enrollment::Enrollment;
 use vouch_protocol::ids::{DeviceId, Nonce};
-use vouch_protocol::messages::EventLogHeld;
 use vouch_protocol::nonce::IssuedNonce;
-use vouch_protocol::policy::{Measurements, PolicyScope, ReferenceValues};
-use vouch_protocol::tpm::ClockInfo;
-use vouch_protocol::verdict::Verdict;
-use vouch_protocol::wire;
+use vouch_protocol::policy::{PolicyScope, ReferenceValues};
 use vouch_protocol::wire::{from_cbor_exact, to_cbor};
 
 mod recovery;
@@ -48,80 +41,7 @@ const VERDICT_EXPIRY_BACKFILLED: &str = "verdict_expiry_backfilled";
 const SEQ: &str = "seq";
 const AUDIT_SEQ: &str = "audit_seq";
 
-/// Everything the verifier keeps about one device.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DeviceRecord {
-    pub enrollment: Enrollment,
-    pub status: DeviceStatus,
-    /// TPM clock of the last accepted quote (later quotes must not go backwards).
-    pub last_clock: Option<ClockInfo>,
-    /// Measurements of the last accepted quote (for `policy capture` and re-evaluation).
-    pub measurements: Option<Measurements>,
-    pub measured_at: Option<u64>,
-    /// Challenges issued and not yet answered, with their expiry (bounded per device).
-    pub outstanding: Vec<(Nonce, u64)>,
-    /// The last signed verdict (COSE bytes), as published; its status, expiry and policy are
-    /// read from it (see [`DeviceRecord::last_verdict`]), never kept beside it.
-    pub last_verdict: Option<Bytes>,
-    /// Which boot's event log the store holds for this device, and how much of it (sent in
-    /// challenges so the agent sends only what is new).
-    pub eventlog_held: Option<EventLogHeld>,
-    /// Highest hello/status `counter` accepted from the device (0 before any): a hello or status
-    /// not above it is a replay. Records written before the field existed decode as 0.
-    #[serde(default)]
-    pub last_counter: u64,
-}
-
-/// A device's accepted firmware event log (kept apart from the device record, which stays
-/// small for the hot path).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StoredLog {
-    pub boot: u32,
-    pub bytes: Bytes,
-}
-
-impl DeviceRecord {
-    pub fn new(enrollment: Enrollment) -> Self {
-        Self {
-            enrollment,
-            status: DeviceStatus::new(),
-            last_clock: None,
-            measurements: None,
-            measured_at: None,
-            outstanding: Vec::new(),
-            last_verdict: None,
-            eventlog_held: None,
-            last_counter: 0,
-        }
-    }
-
-    pub fn id(&self) -> &DeviceId {
-        &self.enrollment.id
-    }
-
-    /// The last verdict, decoded. It is the verifier's own signed message, so the signature is
-    /// not checked again; a record whose bytes do not decode reads as having none.
-    pub fn last_verdict(&self) -> Option<Verdict> {
-        let bytes = self.last_verdict.as_ref()?;
-        wire::decode_detached(bytes.as_slice(), wire::DEFAULT_MAX_PAYLOAD)
-            .ok()?
-            .peek_unverified()
-            .ok()
-    }
-}
-
-/// One audit trail entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuditRecord {
-    pub at: u64,
-    pub device: Option<DeviceId>,
-    pub action: AuditAction,
-    pub actor: Actor,
-    pub reason: String,
-}
+pub use vouch_protocol::verifier::{AuditRecord, DeviceRecord, StoredLog};
 
 /// A page of audit entries with their sequence numbers, and the cursor of the next page.
 pub type AuditSlice = (Vec<(u64, AuditRecord)>, Option<u64>);
@@ -543,6 +463,7 @@ fn expired_entries(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vouch_protocol::device::{Actor, AuditAction};
 
     fn rec(n: u8) -> IssuedNonce {
         IssuedNonce {

@@ -17,7 +17,9 @@ use vouch_protocol::appraisal::{self, Failure, Policy, SentLog, Verified, log_pa
 use vouch_protocol::device::Basis;
 use vouch_protocol::error::{IdError, WireError};
 use vouch_protocol::ids::{DeviceId, Kind, Nonce, Sender, Topic};
-use vouch_protocol::messages::{Challenge, EventLogHeld, Evidence, Hello, ReassembleError, Status};
+use vouch_protocol::messages::{
+    Challenge, EventLogHeld, Evidence, Hello, ReassembleError, StatusReport,
+};
 use vouch_protocol::nonce::{self, IssuedNonce, NonceRejection, StaleCounter};
 use vouch_protocol::policy::{PolicyScope, ReferenceValues, policy_id};
 use vouch_protocol::wire;
@@ -178,7 +180,7 @@ impl Engine {
                 })
             }
             Kind::Status => {
-                let s: Status = verified.open()?;
+                let s: StatusReport = verified.open()?;
                 nonce::check_counter(kind, rec.last_counter, s.counter)?;
                 self.stats.accept("status");
                 Ok(Job::Challenge {

@@ -3,7 +3,7 @@
 
 use super::*;
 use vouch_protocol::enrollment::Enrollment;
-use vouch_protocol::messages::Status;
+use vouch_protocol::messages::StatusReport;
 use vouch_verifier::store::DeviceRecord;
 
 /// Messages on `kind` topics among `out`.
@@ -25,7 +25,7 @@ fn accepted(b: &Bench, kind: &str) -> u64 {
 }
 
 fn status(b: &mut Bench, t: &Terminal, counter: u64) -> Inbound {
-    let s = Status {
+    let s = StatusReport {
         quarantined: false,
         last_verdict_seq: None,
         request: 6,
