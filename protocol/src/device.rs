@@ -184,6 +184,26 @@ impl DeviceStatus {
         }
     }
 
+    /// The state as verdicts and the operator API name it.
+    pub fn state(&self) -> DeviceState {
+        self.state
+    }
+
+    /// The quarantine in force, if any.
+    pub fn quarantine_in_force(&self) -> Option<&Quarantine> {
+        self.quarantine.as_ref()
+    }
+
+    /// Whether an operator's release waits for a passing attestation.
+    pub fn release_pending(&self) -> bool {
+        self.release.is_some()
+    }
+
+    /// Reasons of the last verdict.
+    pub fn reasons(&self) -> &[String] {
+        &self.reasons
+    }
+
     /// Applies an appraisal (of fresh evidence, or a re-evaluation after a policy change).
     /// Returns the transition and what the published verdict must say: a quarantined device's
     /// verdict is contraindicated whatever the appraisal said, names the quarantine, and marks

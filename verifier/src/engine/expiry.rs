@@ -130,7 +130,7 @@ impl Engine {
             return Ok(false);
         };
         // State changes are logged (and audited) by `carry_out`; renewals only at debug level.
-        tracing::debug!(device = %device, state = %rec.status.state, status = %a.status, reasons = ?a.reasons, "verdict expired without fresh evidence");
+        tracing::debug!(device = %device, state = %rec.status.state(), status = %a.status, reasons = ?a.reasons, "verdict expired without fresh evidence");
         let renewed_until = now + self.cfg.verdict_ttl;
         self.publish_verdict(w, &mut rec, a, None, now, renewed_until, out)?;
         self.carry_out(w, &mut rec, t, now, out)?;

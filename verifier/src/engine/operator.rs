@@ -54,7 +54,7 @@ impl Engine {
         // A verdict is worth no more than the quote behind it; one saying there is no fresh
         // evidence covers a verdict period from now, like the sweep's renewals.
         let exp = match (basis, rec.measured_at) {
-            _ if rec.status.state == DeviceState::Unresponsive => now + self.cfg.verdict_ttl,
+            _ if rec.status.state() == DeviceState::Unresponsive => now + self.cfg.verdict_ttl,
             (Basis::Stored { .. }, Some(m)) => {
                 (m + self.cfg.verdict_ttl).min(now + self.cfg.verdict_ttl)
             }
@@ -86,7 +86,7 @@ impl Engine {
             trust: a.trust,
             policy_id: a.policy_id.clone(),
             device: rec.id().clone(),
-            state: rec.status.state,
+            state: rec.status.state(),
             reasons: a.reasons,
             nonce,
             seq: w.next_seq()?,
@@ -390,7 +390,7 @@ impl Engine {
                 self.reevaluate(&mut w, &mut rec, now, &mut out)?;
                 reevaluated.push(DeviceStateView {
                     id: id.to_string(),
-                    state: rec.status.state,
+                    state: rec.status.state(),
                 });
             }
             self.commit(w, out)?;

@@ -10,8 +10,8 @@ pub fn device(r: &DeviceRecord) -> DeviceView {
     DeviceView {
         id: r.id().to_string(),
         model: r.enrollment.model.clone(),
-        state: r.status.state,
-        reasons: r.status.reasons.clone(),
+        state: r.status.state(),
+        reasons: r.status.reasons().to_vec(),
         last_verdict_at: r.status.last_verdict_at.map(rfc3339),
         verdict_status: verdict.as_ref().map(|v| v.status),
         verdict_expires_at: verdict.as_ref().map(|v| rfc3339(v.exp)),
@@ -19,12 +19,12 @@ pub fn device(r: &DeviceRecord) -> DeviceView {
             .as_ref()
             .is_some_and(|v| v.exp < vouch_common::time::now_unix()),
         policy_id: verdict.and_then(|v| v.policy_id),
-        quarantine: r.status.quarantine.as_ref().map(|q| QuarantineView {
+        quarantine: r.status.quarantine_in_force().map(|q| QuarantineView {
             reason: q.reason.clone(),
             actor: q.actor.to_string(),
             at: rfc3339(q.at),
         }),
-        release_pending: r.status.release.is_some(),
+        release_pending: r.status.release_pending(),
         enrolled_at: rfc3339(r.enrollment.enrolled_at),
         measured_at: r.measured_at.map(rfc3339),
         ak_name: hex::encode(r.enrollment.ak_name.as_slice()),
