@@ -11,6 +11,8 @@ mod operator;
 mod rate;
 mod record;
 mod rejection;
+#[cfg(test)]
+mod tests;
 
 pub use self::core::{
     Governing, GoverningValues, MAX_OUTSTANDING, NonceSource, NonceUnavailable, Rules,
