@@ -20,7 +20,7 @@ pub use self::core::{
 };
 pub use effects::{Decision, Effects, ExpiryMove, NonceWrite, Outbound, VerdictDraft};
 pub use inbound::{ChallengeRequest, EvidenceInput, InFlight};
-pub use operator::{OperatorAction, OperatorError};
+pub use operator::{EnrollConflict, OperatorAction, OperatorError};
 pub use rate::RateLimiter;
 pub use record::{AuditRecord, DeviceRecord, StoredLog};
 pub use rejection::Rejection;

@@ -1,4 +1,5 @@
-//! Decisions on operator actions: quarantine and release (each withdraws every open challenge,
+//! Decisions on operator actions: enrollment (idempotent for the same keys, a conflict for
+//! different ones), quarantine and release (each withdraws every open challenge,
 //! so evidence quoted before the action cannot count after it; a quarantine publishes the held
 //! contraindicated verdict at once), and re-evaluation of stored measurements after a policy
 //! change (measurements older than a verdict's lifetime can make a device worse off but not
@@ -8,10 +9,12 @@ use thiserror::Error;
 
 use crate::appraisal;
 use crate::device::{Actor, AuditAction, Basis, TransitionError};
+use crate::enrollment::Enrollment;
+use crate::ids::DeviceId;
 
 use super::core::{Governing, NonceSource, NonceUnavailable, VerifierCore};
 use super::effects::Effects;
-use super::record::DeviceRecord;
+use super::record::{AuditRecord, DeviceRecord};
 
 /// What an operator asks of one device.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +33,48 @@ pub enum OperatorError {
     NoNonce(#[from] NonceUnavailable),
 }
 
+/// An enrollment request for a device already enrolled with other keys or another model.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("device {0} is already enrolled with different keys or model")]
+pub struct EnrollConflict(pub DeviceId);
+
 impl VerifierCore {
+    /// A validated enrollment `e` by `actor` at `now`, with the record already held for its
+    /// device id. `None` when the same device is already enrolled with the same keys (enrolling
+    /// is idempotent, so a factory can retry a batch); otherwise the new record and its audit
+    /// entry.
+    pub fn on_enroll(
+        &self,
+        existing: Option<&DeviceRecord>,
+        e: Enrollment,
+        actor: &Actor,
+        now: u64,
+    ) -> Result<Option<Effects>, EnrollConflict> {
+        if let Some(existing) = existing {
+            if existing.enrollment.same_keys(&e) {
+                return Ok(None);
+            }
+            return Err(EnrollConflict(e.id));
+        }
+        let rec = DeviceRecord::new(e);
+        let audit = AuditRecord {
+            at: now,
+            device: Some(rec.id().clone()),
+            action: AuditAction::Enrolled,
+            actor: actor.clone(),
+            reason: format!(
+                "model {}, AK {}",
+                rec.enrollment.model,
+                hex::encode(rec.enrollment.ak_name.as_slice())
+            ),
+        };
+        Ok(Some(Effects {
+            device: Some(rec),
+            audit: vec![audit],
+            ..Effects::default()
+        }))
+    }
+
     /// An operator action on `rec`'s device at `now`.
     pub fn on_operator_action(
         &self,

@@ -55,30 +55,16 @@ impl Engine {
     ) -> Result<(DeviceId, bool), ApiError> {
         let e = Enrollment::from_request(request, now)
             .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-        if let Some(existing) = w.device(&e.id)? {
-            if existing.enrollment.same_keys(&e) {
-                return Ok((e.id, false));
+        let id = e.id.clone();
+        let existing = w.device(&id)?;
+        match self.core.on_enroll(existing.as_ref(), e, actor, now) {
+            Ok(None) => Ok((id, false)),
+            Ok(Some(effects)) => {
+                self.write_effects(w, &id, effects)?;
+                Ok((id, true))
             }
-            return Err(ApiError::Conflict(format!(
-                "device {} is already enrolled with different keys or model",
-                e.id
-            )));
+            Err(conflict) => Err(ApiError::Conflict(conflict.to_string())),
         }
-        let rec = DeviceRecord::new(e);
-        w.append_audit(&AuditRecord {
-            at: now,
-            device: Some(rec.id().clone()),
-            action: AuditAction::Enrolled,
-            actor: actor.clone(),
-            reason: format!(
-                "model {}, AK {}",
-                rec.enrollment.model,
-                hex::encode(rec.enrollment.ak_name.as_slice())
-            ),
-        })?;
-        w.put_device(&rec)?;
-        tracing::info!(device = %rec.id(), model = %rec.enrollment.model, "enrolled");
-        Ok((rec.id().clone(), true))
     }
 
     pub fn enroll(&self, request: &[u8], actor: &Actor) -> Result<EnrolledView, ApiError> {

@@ -178,3 +178,36 @@ fn a_policy_the_stored_measurements_fail_makes_the_device_worse_off() {
     assert_eq!(w.rec.status.state(), DeviceState::Quarantined);
     assert_eq!(kinds(&e), ["verdict", "cmd", "challenge"]);
 }
+
+#[test]
+fn enrolling_the_same_keys_again_is_idempotent_and_other_keys_conflict() {
+    let w = World::new();
+    let e = w.rec.enrollment.clone();
+    let created = w
+        .core
+        .on_enroll(None, e.clone(), &op(), T0)
+        .unwrap()
+        .unwrap();
+    let rec = created.device.clone().unwrap();
+    assert_eq!(rec.status.state(), DeviceState::Pending);
+    assert_eq!(created.audit.len(), 1);
+    assert_eq!(created.audit[0].action, AuditAction::Enrolled);
+    assert_eq!(created.audit[0].reason, "model T, AK 03");
+    assert!(
+        created.messages.is_empty(),
+        "nothing is published at enrollment"
+    );
+    assert_eq!(
+        w.core.on_enroll(Some(&rec), e.clone(), &op(), T0 + 1),
+        Ok(None)
+    );
+    let other = crate::enrollment::Enrollment {
+        ak_public: crate::bytes::Bytes(vec![0xff]),
+        ..e
+    };
+    let conflict = w.core.on_enroll(Some(&rec), other, &op(), T0).unwrap_err();
+    assert_eq!(
+        conflict.to_string(),
+        "device t1 is already enrolled with different keys or model"
+    );
+}
