@@ -33,7 +33,6 @@ use vouch_protocol::wire::{self, Message};
 pub use expiry::{EXPIRY_BATCH, EXPIRY_PER_SWEEP, ExpirySweep};
 pub use inbound::{Job, Refusal};
 pub use stats::Stats;
-pub use vouch_protocol::verifier::MAX_OUTSTANDING;
 
 use crate::mqtt::Outgoing;
 use crate::store::{DeviceRecord, Store, Writer};
