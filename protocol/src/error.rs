@@ -60,22 +60,123 @@ pub enum WireError {
 }
 
 impl WireError {
-    /// A short, stable label for rejection counters and log fields.
-    pub fn label(&self) -> &'static str {
+    /// The rejection counter this error is counted under.
+    pub fn label(&self) -> RejectionLabel {
         match self {
-            WireError::Oversized { .. } => "oversized",
+            WireError::Oversized { .. } => RejectionLabel::Oversized,
             WireError::NotCoseSign1 { .. }
             | WireError::BodyMalformed { .. }
             | WireError::MissingPayload
-            | WireError::MessageMalformed { .. } => "malformed",
-            WireError::TrailingBytes => "trailing_bytes",
-            WireError::UnsupportedAlgorithm | WireError::UnexpectedHeader => "bad_header",
-            WireError::UnsupportedVersion { .. } => "unsupported_version",
-            WireError::Id(IdError::UnknownKind { .. }) => "unknown_kind",
-            WireError::Id(_) => "malformed",
-            WireError::KindMismatch { .. } | WireError::DeviceMismatch { .. } => "wrong_topic",
-            WireError::BadSignature => "bad_signature",
+            | WireError::MessageMalformed { .. } => RejectionLabel::Malformed,
+            WireError::TrailingBytes => RejectionLabel::TrailingBytes,
+            WireError::UnsupportedAlgorithm | WireError::UnexpectedHeader => {
+                RejectionLabel::BadHeader
+            }
+            WireError::UnsupportedVersion { .. } => RejectionLabel::UnsupportedVersion,
+            WireError::Id(IdError::UnknownKind { .. }) => RejectionLabel::UnknownKind,
+            WireError::Id(_) => RejectionLabel::Malformed,
+            WireError::KindMismatch { .. } | WireError::DeviceMismatch { .. } => {
+                RejectionLabel::WrongTopic
+            }
+            WireError::BadSignature => RejectionLabel::BadSignature,
         }
+    }
+}
+
+/// The stable name a rejected message is counted under (`vouchctl stats`, `/v1/stats`, the
+/// `label` log field). Every rejection of every kind maps to exactly one of these; several
+/// rejections share one where an operator would act the same way on them (every kind of replay
+/// is `replay`). The strings are an interface: docs/protocol.md lists them, and a test keeps that
+/// list and this enum equal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RejectionLabel {
+    /// The payload exceeds the size limit (or a reassembled event log exceeds its limit).
+    Oversized,
+    /// Not a COSE_Sign1, or its body or message does not decode.
+    Malformed,
+    /// Bytes after the COSE_Sign1.
+    TrailingBytes,
+    /// A COSE header other than the protected EdDSA `alg`.
+    BadHeader,
+    /// A protocol version this verifier does not speak.
+    UnsupportedVersion,
+    /// A message kind that does not exist.
+    UnknownKind,
+    /// The topic is malformed, is a verifier → agent topic, or disagrees with the signed body.
+    WrongTopic,
+    /// The signature does not verify with the device's enrolled key.
+    BadSignature,
+    /// The topic names a device that is not enrolled.
+    NotEnrolled,
+    /// Evidence for a nonce never issued, withdrawn, or pruned long after its expiry.
+    NonceUnknown,
+    /// Evidence for a nonce issued to another device.
+    NonceWrongDevice,
+    /// Evidence for a nonce past its expiry.
+    NonceExpired,
+    /// A copy: evidence whose nonce was used (or is in flight), a hello/status whose counter is
+    /// not above the highest accepted.
+    Replay,
+    /// A fresh hello/status past the device's challenges per minute.
+    RateLimited,
+    /// An event log delta that does not continue the log held for the boot (re-challenged).
+    EventlogGap,
+    /// Genuine evidence older than the last quote accepted in the same TPM boot (its nonce is
+    /// consumed).
+    Stale,
+    /// The verifier could not do the work (store failure); not the sender's fault.
+    Internal,
+}
+
+impl RejectionLabel {
+    /// Every label, in the order docs/protocol.md lists them.
+    pub const ALL: [RejectionLabel; 17] = [
+        RejectionLabel::Oversized,
+        RejectionLabel::Malformed,
+        RejectionLabel::TrailingBytes,
+        RejectionLabel::BadHeader,
+        RejectionLabel::UnsupportedVersion,
+        RejectionLabel::UnknownKind,
+        RejectionLabel::WrongTopic,
+        RejectionLabel::BadSignature,
+        RejectionLabel::NotEnrolled,
+        RejectionLabel::NonceUnknown,
+        RejectionLabel::NonceWrongDevice,
+        RejectionLabel::NonceExpired,
+        RejectionLabel::Replay,
+        RejectionLabel::RateLimited,
+        RejectionLabel::EventlogGap,
+        RejectionLabel::Stale,
+        RejectionLabel::Internal,
+    ];
+
+    /// The label as counters, logs and the stats JSON spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectionLabel::Oversized => "oversized",
+            RejectionLabel::Malformed => "malformed",
+            RejectionLabel::TrailingBytes => "trailing_bytes",
+            RejectionLabel::BadHeader => "bad_header",
+            RejectionLabel::UnsupportedVersion => "unsupported_version",
+            RejectionLabel::UnknownKind => "unknown_kind",
+            RejectionLabel::WrongTopic => "wrong_topic",
+            RejectionLabel::BadSignature => "bad_signature",
+            RejectionLabel::NotEnrolled => "not_enrolled",
+            RejectionLabel::NonceUnknown => "nonce_unknown",
+            RejectionLabel::NonceWrongDevice => "nonce_wrong_device",
+            RejectionLabel::NonceExpired => "nonce_expired",
+            RejectionLabel::Replay => "replay",
+            RejectionLabel::RateLimited => "rate_limited",
+            RejectionLabel::EventlogGap => "eventlog_gap",
+            RejectionLabel::Stale => "stale",
+            RejectionLabel::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for RejectionLabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -98,4 +199,59 @@ pub enum PolicyError {
     Empty,
     #[error("events: {reason}")]
     Events { reason: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rows of the rejection-label table in docs/protocol.md: the first backquoted word of
+    /// each `| `label` | … |` line between the section's heading and the next heading.
+    fn documented_labels() -> Vec<String> {
+        let doc = include_str!("../../docs/protocol.md");
+        let start = doc
+            .find("## Rejection labels")
+            .expect("docs/protocol.md has a \"## Rejection labels\" section");
+        let section = &doc[start + 1..];
+        let section = &section[..section.find("\n#").unwrap_or(section.len())];
+        section
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("| `"))
+            .filter_map(|l| l.split('`').next())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn documented_rejection_labels_equal_the_enum() {
+        let enum_labels: Vec<&str> = RejectionLabel::ALL.iter().map(|l| l.as_str()).collect();
+        assert_eq!(documented_labels(), enum_labels);
+    }
+
+    #[test]
+    fn rejection_labels_are_distinct() {
+        let mut seen = std::collections::BTreeSet::new();
+        for l in RejectionLabel::ALL {
+            assert!(seen.insert(l.as_str()), "{l} twice");
+        }
+    }
+
+    #[test]
+    fn wire_errors_keep_their_counter_names() {
+        let cases = [
+            (WireError::Oversized { len: 2, max: 1 }, "oversized"),
+            (WireError::TrailingBytes, "trailing_bytes"),
+            (WireError::UnexpectedHeader, "bad_header"),
+            (WireError::BadSignature, "bad_signature"),
+            (
+                WireError::Id(IdError::UnknownKind { kind: "x".into() }),
+                "unknown_kind",
+            ),
+            (WireError::Id(IdError::DeviceIdDots), "malformed"),
+            (WireError::MissingPayload, "malformed"),
+        ];
+        for (e, label) in cases {
+            assert_eq!(e.label().as_str(), label, "{e}");
+        }
+    }
 }

@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::error::RejectionLabel;
 use crate::ids::{DeviceId, Kind, Nonce};
 
 /// Default lifetime of a challenge.
@@ -37,12 +38,13 @@ pub enum NonceRejection {
 }
 
 impl NonceRejection {
-    pub fn label(&self) -> &'static str {
+    /// The rejection counter this is counted under.
+    pub fn label(&self) -> RejectionLabel {
         match self {
-            NonceRejection::Unknown => "nonce_unknown",
-            NonceRejection::WrongDevice => "nonce_wrong_device",
-            NonceRejection::Replay => "replay",
-            NonceRejection::Expired => "nonce_expired",
+            NonceRejection::Unknown => RejectionLabel::NonceUnknown,
+            NonceRejection::WrongDevice => RejectionLabel::NonceWrongDevice,
+            NonceRejection::Replay => RejectionLabel::Replay,
+            NonceRejection::Expired => RejectionLabel::NonceExpired,
         }
     }
 }
@@ -87,8 +89,8 @@ pub struct StaleCounter {
 
 impl StaleCounter {
     /// Counted with the evidence replays: the same attack on another message kind.
-    pub fn label(&self) -> &'static str {
-        "replay"
+    pub fn label(&self) -> RejectionLabel {
+        RejectionLabel::Replay
     }
 }
 
@@ -234,7 +236,7 @@ mod tests {
         assert_eq!(check_counter(Kind::Hello, 0, 1), Ok(()));
         assert_eq!(check_counter(Kind::Status, 10, 11), Ok(()));
         let e = check_counter(Kind::Hello, 10, 10).unwrap_err();
-        assert_eq!(e.label(), "replay");
+        assert_eq!(e.label().as_str(), "replay");
         assert!(e.to_string().contains("hello counter 10"), "{e}");
         assert!(check_counter(Kind::Status, 10, 9).is_err());
         assert!(

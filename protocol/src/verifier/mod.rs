@@ -1,7 +1,26 @@
 //! The verifier's decisions without I/O: what it records about each device and how messages,
 //! operator actions and the clock change it. The verifier's engine loads records, calls in here
-//! and commits what comes back.
+//! with the time and a nonce source, writes the [`Effects`] that come back in one transaction,
+//! and publishes their messages after the commit.
 
+mod core;
+mod effects;
+mod expiry;
+mod inbound;
+mod operator;
+mod rate;
 mod record;
+mod rejection;
+#[cfg(test)]
+mod tests;
 
+pub use self::core::{
+    Governing, GoverningValues, MAX_OUTSTANDING, NonceSource, NonceUnavailable, Rules,
+    VerifierCore, governing, verdict_expiry,
+};
+pub use effects::{Decision, Effects, ExpiryMove, NonceWrite, Outbound, VerdictDraft};
+pub use inbound::{ChallengeRequest, EvidenceInput, InFlight};
+pub use operator::{EnrollConflict, OperatorAction, OperatorError};
+pub use rate::RateLimiter;
 pub use record::{AuditRecord, DeviceRecord, StoredLog};
+pub use rejection::Rejection;

@@ -15,7 +15,7 @@ use crate::verdict::Verdict;
 use crate::wire;
 
 /// Everything the verifier keeps about one device.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceRecord {
     pub enrollment: Enrollment,

@@ -1,5 +1,5 @@
 //! Verdict expiry: the sweep that finds devices whose current verdict expired without fresh
-//! evidence and applies what the state machine decides for them (`DeviceStatus::expire`:
+//! evidence and writes what the verifier core decides for them (`VerifierCore::on_verdict_expired`:
 //! trusted → unresponsive with a renewed `warning` verdict, quarantine after the operator's
 //! number of expiries, a renewed contraindicated verdict for a quarantined device).
 //!
@@ -105,7 +105,7 @@ impl Engine {
             );
             return Ok(false);
         };
-        let mut rec = match w.device(&device) {
+        let rec = match w.device(&device) {
             Ok(Some(rec)) => rec,
             Ok(None) => return Ok(false),
             Err(e) => {
@@ -114,26 +114,17 @@ impl Engine {
                 return Ok(false);
             }
         };
-        let current = rec.last_verdict();
-        // The index moves with each verdict in one transaction, so this holds; an entry that
-        // disagrees with the stored verdict is stale and only dropped.
-        if current.as_ref().map(|v| v.exp) != Some(exp) {
-            return Ok(false);
-        }
-        let policy = current.and_then(|v| v.policy_id);
-        let Some((t, a)) = rec.status.expire(
-            rec.measured_at,
-            now,
-            self.cfg.quarantine_after_expiries,
-            policy,
-        ) else {
+        let effects = self
+            .core
+            .on_verdict_expired(rec, exp, now, &mut **self.nonces())?;
+        let Some(v) = effects.verdict() else {
             return Ok(false);
         };
-        // State changes are logged (and audited) by `carry_out`; renewals only at debug level.
-        tracing::debug!(device = %device, state = %rec.status.state(), status = %a.status, reasons = ?a.reasons, "verdict expired without fresh evidence");
-        let renewed_until = now + self.cfg.verdict_ttl;
-        self.publish_verdict(w, &mut rec, a, None, now, renewed_until, out)?;
-        self.carry_out(w, &mut rec, t, now, out)?;
+        // State changes are logged (and audited) as the effects are written; renewals only at
+        // debug level.
+        tracing::debug!(device = %device, state = %v.state, status = %v.status, reasons = ?v.reasons, "verdict expired without fresh evidence");
+        let (msgs, _) = self.write_effects(w, &device, effects)?;
+        out.extend(msgs);
         Ok(true)
     }
 

@@ -1,13 +1,16 @@
-//! The verifier engine: the single place where messages and operator actions meet the store and
-//! the protocol core. It is I/O-light by design: MQTT and HTTP shells hand it bytes and typed
-//! requests; it returns rejections, commits state changes, and queues signed messages for
-//! publication only after the commit.
+//! The verifier engine: the I/O glue between the MQTT and HTTP shells, the store and the pure
+//! verifier core (`vouch_protocol::verifier`). The core decides; the engine loads what a decision
+//! needs, calls the core with the time and a nonce source, writes the effects it returns in one
+//! write transaction, and queues the signed messages for publication only after the commit.
 //!
 //! Pipeline for MQTT messages (see ARCHITECTURE.md):
 //! - `prepare` (worker threads, many at once): topic, size, envelope, enrollment lookup,
 //!   signature, nonce pre-check, and the expensive stateless evidence checks.
-//! - `apply` (one applier thread, batches): the authoritative nonce check, clock and policy
-//!   appraisal, state transitions, audit; one durable commit per batch, then publication.
+//! - `apply` (one applier thread, batches): the core's decisions on each job, one durable commit
+//!   per batch, then publication.
+//!
+//! The clock and the nonce source are injected ([`EngineDeps`]): production uses the system
+//! clock and the OS RNG; tests drive nonce expiry, verdict expiry and rate limits with their own.
 
 mod expiry;
 mod inbound;
@@ -16,18 +19,23 @@ mod stats;
 mod views;
 
 use ed25519_dalek::SigningKey;
-use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use tokio::sync::mpsc;
+use vouch_protocol::bytes::Bytes;
 use vouch_protocol::ids::{DeviceId, Nonce, Topic};
+use vouch_protocol::messages::Cmd;
+use vouch_protocol::verifier::{
+    Effects, InFlight, NonceSource, NonceUnavailable, NonceWrite, Outbound, RateLimiter, Rules,
+    VerifierCore,
+};
 use vouch_protocol::wire::{self, Message};
 
 pub use expiry::{EXPIRY_BATCH, EXPIRY_PER_SWEEP, ExpirySweep};
-pub use inbound::Job;
+pub use inbound::{Job, Refusal};
 pub use stats::Stats;
 
 use crate::mqtt::Outgoing;
-use crate::store::Store;
+use crate::store::{DeviceRecord, Store, Writer};
 
 /// Tunables, validated by the config layer.
 #[derive(Debug, Clone)]
@@ -47,8 +55,17 @@ pub struct EngineConfig {
     pub quarantine_after_expiries: u32,
 }
 
-/// Challenges a device may have open at once; issuing more retires the oldest.
-pub const MAX_OUTSTANDING: usize = 4;
+impl EngineConfig {
+    /// The rules the verifier core decides with.
+    pub fn rules(&self) -> Rules {
+        Rules {
+            nonce_ttl: self.nonce_ttl,
+            verdict_ttl: self.verdict_ttl,
+            verifier_id: self.verifier_id.clone(),
+            quarantine_after_expiries: self.quarantine_after_expiries,
+        }
+    }
+}
 
 /// How long an expired nonce's record is kept, so a late replay is reported as such.
 pub const NONCE_GRACE: u64 = 3600;
@@ -66,16 +83,68 @@ pub enum ApiError {
     Internal(#[from] anyhow::Error),
 }
 
+/// The time, in Unix seconds, as the engine sees it.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> u64;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> u64 {
+        vouch_common::time::now_unix()
+    }
+}
+
+/// Challenge nonces from the operating system's RNG.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OsNonces;
+
+impl NonceSource for OsNonces {
+    fn draw(&mut self) -> Result<Nonce, NonceUnavailable> {
+        let bytes = vouch_common::keys::random_bytes::<32>()
+            .map_err(|e| NonceUnavailable(e.to_string()))?;
+        Ok(Nonce::from_bytes(*bytes))
+    }
+}
+
+/// What the engine takes from its surroundings besides the store and the key.
+pub struct EngineDeps {
+    pub clock: Box<dyn Clock>,
+    pub nonces: Box<dyn NonceSource + Send>,
+}
+
+impl EngineDeps {
+    /// The system clock and the OS RNG.
+    pub fn system() -> Self {
+        Self {
+            clock: Box::new(SystemClock),
+            nonces: Box::new(OsNonces),
+        }
+    }
+}
+
+impl std::fmt::Debug for EngineDeps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineDeps").finish_non_exhaustive()
+    }
+}
+
 pub struct Engine {
     store: Store,
     key: SigningKey,
     cfg: EngineConfig,
+    core: VerifierCore,
+    clock: Box<dyn Clock>,
+    nonces: Mutex<Box<dyn NonceSource + Send>>,
     stats: Stats,
     out: mpsc::Sender<Outgoing>,
     /// Per-device challenge counts in the current minute (bounded by enrolled devices).
-    rate: Mutex<HashMap<DeviceId, (u64, u32)>>,
+    rate: Mutex<RateLimiter>,
     /// Nonces of evidence between the worker and the applier (bounded by the job queue).
-    in_flight: Mutex<HashSet<Nonce>>,
+    in_flight: Mutex<InFlight>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -87,20 +156,35 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
+    /// An engine on the system clock and the OS RNG.
     pub fn new(
         store: Store,
         key: SigningKey,
         cfg: EngineConfig,
         out: mpsc::Sender<Outgoing>,
     ) -> Self {
+        Self::with_deps(store, key, cfg, out, EngineDeps::system())
+    }
+
+    /// An engine on the given clock and nonce source.
+    pub fn with_deps(
+        store: Store,
+        key: SigningKey,
+        cfg: EngineConfig,
+        out: mpsc::Sender<Outgoing>,
+        deps: EngineDeps,
+    ) -> Self {
         Self {
             store,
             key,
+            core: VerifierCore::new(cfg.rules()),
+            rate: Mutex::new(RateLimiter::new(cfg.challenges_per_minute)),
             cfg,
+            clock: deps.clock,
+            nonces: Mutex::new(deps.nonces),
             stats: Stats::default(),
             out,
-            rate: Mutex::new(HashMap::new()),
-            in_flight: Mutex::new(HashSet::new()),
+            in_flight: Mutex::new(InFlight::default()),
         }
     }
 
@@ -121,6 +205,17 @@ impl Engine {
         self.stats.view()
     }
 
+    /// The engine's clock, Unix seconds.
+    pub fn now(&self) -> u64 {
+        self.clock.now()
+    }
+
+    /// The nonce source, for one core call. A panic while drawing leaves no half-updated state
+    /// behind (a draw is one call), so a poisoned lock is taken over.
+    fn nonces(&self) -> MutexGuard<'_, Box<dyn NonceSource + Send>> {
+        self.nonces.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Signs `msg` for `device` and builds its outgoing MQTT message.
     fn outgoing<T: Message>(&self, device: &DeviceId, msg: &T, retain: bool) -> Outgoing {
         Outgoing {
@@ -128,6 +223,69 @@ impl Engine {
             payload: wire::seal(device, msg, &self.key),
             retain,
         }
+    }
+
+    /// Writes the core's `effects` for `device` into `w`: numbers and signs its messages (the
+    /// signed verdict becomes the record's `last_verdict`), and returns them for publication
+    /// after the commit, with the device record as stored (`None` when it did not change).
+    fn write_effects(
+        &self,
+        w: &mut Writer,
+        device: &DeviceId,
+        effects: Effects,
+    ) -> anyhow::Result<(Vec<Outgoing>, Option<DeviceRecord>)> {
+        let Effects {
+            device: mut rec,
+            nonces,
+            eventlog,
+            verdict_expiry,
+            audit,
+            messages,
+        } = effects;
+        for n in nonces {
+            match n {
+                NonceWrite::Put(nonce, issued) => w.put_nonce(&nonce, &issued)?,
+                NonceWrite::Remove(nonce) => w.remove_nonce(&nonce)?,
+            }
+        }
+        if let Some(log) = eventlog {
+            w.put_eventlog(device, &log)?;
+        }
+        for a in &audit {
+            tracing::info!(device = %device, action = a.action.as_str(), actor = %a.actor, reason = %a.reason, "state change");
+            w.append_audit(a)?;
+        }
+        let mut out = Vec::with_capacity(messages.len());
+        let mut signed_verdict = None;
+        for m in messages {
+            match m {
+                Outbound::Challenge(c) => out.push(self.outgoing(device, &c, false)),
+                Outbound::Verdict(draft) => {
+                    let v = draft.sequenced(w.next_seq()?);
+                    let msg = self.outgoing(device, &v, true);
+                    signed_verdict = Some(Bytes(msg.payload.clone()));
+                    out.push(msg);
+                }
+                Outbound::Cmd { issued_at, action } => {
+                    let cmd = Cmd {
+                        seq: w.next_seq()?,
+                        issued_at,
+                        action,
+                    };
+                    out.push(self.outgoing(device, &cmd, false));
+                }
+            }
+        }
+        if let Some(m) = verdict_expiry {
+            w.index_verdict_expiry(device, m.from, m.to)?;
+        }
+        if let Some(rec) = rec.as_mut() {
+            if signed_verdict.is_some() {
+                rec.last_verdict = signed_verdict;
+            }
+            w.put_device(rec)?;
+        }
+        Ok((out, rec))
     }
 
     /// Queues messages for publication. Called only after the commit they depend on. A full
@@ -141,39 +299,18 @@ impl Engine {
         }
     }
 
-    /// Whether `device` may get another challenge now; counts it if so.
-    fn allow_challenge(&self, device: &DeviceId, now: u64) -> bool {
-        let minute = now / 60;
-        // A poisoned lock means a worker panicked mid-update: refuse rather than let floods in.
-        let Ok(mut rate) = self.rate.lock() else {
-            return false;
-        };
-        let entry = rate.entry(device.clone()).or_insert((minute, 0));
-        if entry.0 != minute {
-            *entry = (minute, 0);
-        }
-        entry.1 += 1;
-        entry.1 <= self.cfg.challenges_per_minute
-    }
-
     /// Marks evidence for `nonce` as on its way to the applier; a second copy is a replay.
-    fn claim_in_flight(&self, nonce: Nonce) -> Result<(), inbound::Rejection> {
+    fn claim_in_flight(&self, nonce: Nonce) -> Result<(), Refusal> {
         let mut set = self
             .in_flight
             .lock()
             .map_err(|_| anyhow::anyhow!("in-flight nonce set poisoned"))?;
-        if set.insert(nonce) {
-            Ok(())
-        } else {
-            Err(vouch_protocol::nonce::NonceRejection::Replay.into())
-        }
+        Ok(set.claim(nonce)?)
     }
 
     fn release_in_flight(&self, nonces: &[Nonce]) {
         if let Ok(mut set) = self.in_flight.lock() {
-            for n in nonces {
-                set.remove(n);
-            }
+            set.release(nonces);
         }
     }
 

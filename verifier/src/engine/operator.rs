@@ -1,19 +1,13 @@
-//! Operator actions (HTTP API) and the shared tail of every appraisal: apply it to the device's
-//! state machine, sign and store the verdict, append the audit trail, and queue the verdict,
-//! commands and challenges for publication after the commit.
+//! Operator actions (HTTP API) through the engine: enrollment, quarantine and release, policy
+//! changes and the re-evaluation they cause, and the read views. The verifier core decides what
+//! an action does to a device (`VerifierCore::on_operator_action`, `on_policy_change`); each
+//! action commits in its own write transaction and publishes after the commit.
 
-use anyhow::Result;
-use vouch_common::time::now_unix;
-use vouch_protocol::appraisal::{self, Appraisal};
-use vouch_protocol::bytes::Bytes;
-use vouch_protocol::device::{
-    Actor, AuditAction, Basis, DeviceStatus, Effect, Transition, TransitionError,
-};
+use vouch_protocol::device::{Actor, AuditAction, TransitionError};
 use vouch_protocol::enrollment::Enrollment;
-use vouch_protocol::ids::{DeviceId, Nonce};
-use vouch_protocol::messages::Cmd;
+use vouch_protocol::ids::DeviceId;
 use vouch_protocol::policy::{PolicyScope, ReferenceValues, policy_id};
-use vouch_protocol::verdict::{DeviceState, PROFILE, Verdict};
+use vouch_protocol::verifier::{OperatorAction, OperatorError, governing};
 
 use super::{ApiError, Engine};
 use crate::api::{AuditPage, DevicePage, DeviceStateView, DeviceView, EnrolledView, PolicyView};
@@ -38,127 +32,6 @@ fn parse_id(id: &str) -> Result<DeviceId, ApiError> {
 }
 
 impl Engine {
-    /// Applies `a` to `rec`, publishes the verdict and carries out the transition's effects.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn finish(
-        &self,
-        w: &mut Writer,
-        rec: &mut DeviceRecord,
-        a: Appraisal,
-        basis: Basis,
-        nonce: Option<Nonce>,
-        now: u64,
-        out: &mut Vec<Outgoing>,
-    ) -> Result<()> {
-        let (t, verdict) = rec.status.apply_appraisal(a, basis, now);
-        // A verdict is worth no more than the quote behind it; one saying there is no fresh
-        // evidence covers a verdict period from now, like the sweep's renewals.
-        let exp = match (basis, rec.measured_at) {
-            _ if rec.status.state() == DeviceState::Unresponsive => now + self.cfg.verdict_ttl,
-            (Basis::Stored { .. }, Some(m)) => {
-                (m + self.cfg.verdict_ttl).min(now + self.cfg.verdict_ttl)
-            }
-            _ => now + self.cfg.verdict_ttl,
-        };
-        self.publish_verdict(w, rec, verdict, nonce, now, exp, out)?;
-        self.carry_out(w, rec, t, now, out)
-    }
-
-    /// Signs and stores `a` as `rec`'s current verdict (queued for publication, retained), and
-    /// moves its entry in the verdict expiry index to `exp` in the same transaction.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn publish_verdict(
-        &self,
-        w: &mut Writer,
-        rec: &mut DeviceRecord,
-        a: Appraisal,
-        nonce: Option<Nonce>,
-        now: u64,
-        exp: u64,
-        out: &mut Vec<Outgoing>,
-    ) -> Result<()> {
-        let verdict = Verdict {
-            profile: PROFILE.into(),
-            iat: now,
-            exp,
-            verifier_id: self.cfg.verifier_id.clone(),
-            status: a.status,
-            trust: a.trust,
-            policy_id: a.policy_id.clone(),
-            device: rec.id().clone(),
-            state: rec.status.state(),
-            reasons: a.reasons,
-            nonce,
-            seq: w.next_seq()?,
-        };
-        let msg = self.outgoing(rec.id(), &verdict, true);
-        let previous_exp = rec.last_verdict().map(|v| v.exp);
-        w.index_verdict_expiry(rec.id(), previous_exp, exp)?;
-        rec.status.last_verdict_at = Some(now);
-        rec.last_verdict = Some(Bytes(msg.payload.clone()));
-        out.push(msg);
-        Ok(())
-    }
-
-    /// Appends the transition's audit entries, stores `rec`, and queues its effects.
-    pub(super) fn carry_out(
-        &self,
-        w: &mut Writer,
-        rec: &mut DeviceRecord,
-        t: Transition,
-        now: u64,
-        out: &mut Vec<Outgoing>,
-    ) -> Result<()> {
-        for c in t.changes {
-            tracing::info!(device = %rec.id(), action = c.action.as_str(), actor = %c.actor, reason = %c.reason, "state change");
-            w.append_audit(&AuditRecord {
-                at: now,
-                device: Some(rec.id().clone()),
-                action: c.action,
-                actor: c.actor,
-                reason: c.reason,
-            })?;
-        }
-        for e in t.effects {
-            match e {
-                Effect::SendCmd(action) => {
-                    let cmd = Cmd {
-                        seq: w.next_seq()?,
-                        issued_at: now,
-                        action,
-                    };
-                    out.push(self.outgoing(rec.id(), &cmd, false));
-                }
-                Effect::SendChallenge => self.issue_challenge(w, rec, 0, now, out)?,
-            }
-        }
-        w.put_device(rec)
-    }
-
-    /// Re-appraises `rec`'s stored measurements against its current policy. Measurements older
-    /// than a verdict's lifetime can make a device worse off but not trusted; such a device is
-    /// challenged for fresh evidence.
-    fn reevaluate(
-        &self,
-        w: &mut Writer,
-        rec: &mut DeviceRecord,
-        now: u64,
-        out: &mut Vec<Outgoing>,
-    ) -> Result<()> {
-        // Never attested: nothing to re-evaluate; its first attestation uses the new policy.
-        let (Some(m), Some(measured_at)) = (rec.measurements.clone(), rec.measured_at) else {
-            return Ok(());
-        };
-        let recent = now.saturating_sub(measured_at) <= self.cfg.verdict_ttl;
-        let governing = self.policy_for(w, rec)?;
-        let a = appraisal::reevaluate(&m, governing.policy(), &governing.subject);
-        self.finish(w, rec, a, Basis::Stored { recent }, None, now, out)?;
-        if !recent {
-            self.issue_challenge(w, rec, 0, now, out)?;
-        }
-        w.put_device(rec)
-    }
-
     /// Commits `w` and publishes `out`.
     fn commit(&self, w: Writer, out: Vec<Outgoing>) -> Result<(), ApiError> {
         w.commit()?;
@@ -182,35 +55,21 @@ impl Engine {
     ) -> Result<(DeviceId, bool), ApiError> {
         let e = Enrollment::from_request(request, now)
             .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-        if let Some(existing) = w.device(&e.id)? {
-            if existing.enrollment.same_keys(&e) {
-                return Ok((e.id, false));
+        let id = e.id.clone();
+        let existing = w.device(&id)?;
+        match self.core.on_enroll(existing.as_ref(), e, actor, now) {
+            Ok(None) => Ok((id, false)),
+            Ok(Some(effects)) => {
+                self.write_effects(w, &id, effects)?;
+                Ok((id, true))
             }
-            return Err(ApiError::Conflict(format!(
-                "device {} is already enrolled with different keys or model",
-                e.id
-            )));
+            Err(conflict) => Err(ApiError::Conflict(conflict.to_string())),
         }
-        let rec = DeviceRecord::new(e);
-        w.append_audit(&AuditRecord {
-            at: now,
-            device: Some(rec.id().clone()),
-            action: AuditAction::Enrolled,
-            actor: actor.clone(),
-            reason: format!(
-                "model {}, AK {}",
-                rec.enrollment.model,
-                hex::encode(rec.enrollment.ak_name.as_slice())
-            ),
-        })?;
-        w.put_device(&rec)?;
-        tracing::info!(device = %rec.id(), model = %rec.enrollment.model, "enrolled");
-        Ok((rec.id().clone(), true))
     }
 
     pub fn enroll(&self, request: &[u8], actor: &Actor) -> Result<EnrolledView, ApiError> {
         let mut w = self.store.write()?;
-        let (id, created) = self.enroll_into(&mut w, request, actor, now_unix())?;
+        let (id, created) = self.enroll_into(&mut w, request, actor, self.now())?;
         self.commit(w, Vec::new())?;
         Ok(EnrolledView {
             id: id.to_string(),
@@ -222,7 +81,7 @@ impl Engine {
     /// enrolled with the same keys are skipped; the first invalid or conflicting request fails
     /// the whole batch, naming it, and nothing is written.
     pub fn enroll_batch(&self, requests: &[Vec<u8>], actor: &Actor) -> Result<usize, ApiError> {
-        let now = now_unix();
+        let now = self.now();
         let mut w = self.store.write()?;
         let mut created = 0;
         for (i, request) in requests.iter().enumerate() {
@@ -258,39 +117,35 @@ impl Engine {
     }
 
     pub fn quarantine(&self, id: &str, reason: &str, actor: Actor) -> Result<DeviceView, ApiError> {
-        self.operator_action(id, |status, now| status.quarantine(reason, actor, now))
+        self.operator_action(id, OperatorAction::Quarantine { reason, actor })
     }
 
     pub fn release(&self, id: &str, reason: &str, actor: Actor) -> Result<DeviceView, ApiError> {
-        self.operator_action(id, |status, now| status.release(reason, actor, now))
+        self.operator_action(id, OperatorAction::Release { reason, actor })
     }
 
-    /// An operator action on one device: `act` moves its state machine. Every open challenge is
-    /// withdrawn, so evidence quoted before the action cannot count after it (a release is
-    /// satisfied only by a challenge it issues itself); a quarantine publishes its verdict at once.
+    /// An operator action on one device, as the core decides it (open challenges withdrawn, a
+    /// quarantine's verdict published at once), in its own transaction.
     fn operator_action(
         &self,
         id: &str,
-        act: impl FnOnce(&mut DeviceStatus, u64) -> Result<Transition, TransitionError>,
+        action: OperatorAction<'_>,
     ) -> Result<DeviceView, ApiError> {
         let id = parse_id(id)?;
-        let now = now_unix();
+        let now = self.now();
         let mut w = self.store.write()?;
-        let mut rec = self.load(&w, &id)?;
-        let t = act(&mut rec.status, now).map_err(|e| transition_error(&id, e))?;
-        let mut out = Vec::new();
-        if t.changes
-            .iter()
-            .any(|c| c.action == AuditAction::Quarantined)
-        {
-            let policy = rec.last_verdict().and_then(|v| v.policy_id);
-            let held = rec.status.held_appraisal(policy);
-            let exp = now + self.cfg.verdict_ttl;
-            self.publish_verdict(&mut w, &mut rec, held, None, now, exp, &mut out)?;
-        }
-        self.retire_challenges(&mut w, &mut rec)?;
-        self.carry_out(&mut w, &mut rec, t, now, &mut out)?;
+        let rec = self.load(&w, &id)?;
+        let effects = self
+            .core
+            .on_operator_action(rec, action, now, &mut **self.nonces())
+            .map_err(|e| match e {
+                OperatorError::Transition(e) => transition_error(&id, e),
+                OperatorError::NoNonce(e) => ApiError::Internal(e.into()),
+            })?;
+        let (out, rec) = self.write_effects(&mut w, &id, effects)?;
         self.commit(w, out)?;
+        // An operator action always stores the record it changed.
+        let rec = rec.ok_or_else(|| anyhow::anyhow!("operator action on {id} stored no record"))?;
         Ok(super::views::device(&rec))
     }
 
@@ -350,7 +205,7 @@ impl Engine {
         actor: Actor,
         how: &str,
     ) -> Result<PolicyView, ApiError> {
-        let now = now_unix();
+        let now = self.now();
         let pid = policy_id(&scope, &rv);
         let mut w = self.store.write()?;
         w.put_policy(&scope, &rv)?;
@@ -384,13 +239,20 @@ impl Engine {
             let mut w = self.store.write()?;
             let mut out = Vec::new();
             for id in chunk {
-                let Some(mut rec) = w.device(id)? else {
+                let Some(rec) = w.device(id)? else {
                     continue;
                 };
-                self.reevaluate(&mut w, &mut rec, now, &mut out)?;
+                let before = rec.status.state();
+                let gov = governing(&rec, |scope| w.policy(scope))?;
+                let effects = self
+                    .core
+                    .on_policy_change(rec, &gov, now, &mut **self.nonces())
+                    .map_err(anyhow::Error::from)?;
+                let (msgs, stored) = self.write_effects(&mut w, id, effects)?;
+                out.extend(msgs);
                 reevaluated.push(DeviceStateView {
                     id: id.to_string(),
-                    state: rec.status.state(),
+                    state: stored.map_or(before, |r| r.status.state()),
                 });
             }
             self.commit(w, out)?;

@@ -3,7 +3,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
-use vouch_common::time::{now_unix, rfc3339};
+use vouch_common::time::rfc3339;
+use vouch_protocol::error::RejectionLabel;
 
 use crate::api::{RejectionView, StatsView};
 
@@ -28,9 +29,10 @@ impl Stats {
         }
     }
 
-    /// Counts and logs a rejected message. `topic` and `reason` may hold attacker-chosen text
-    /// and are already bounded by the caller's decoding.
-    pub fn reject(&self, topic: &str, label: &str, reason: &str) {
+    /// Counts and logs a message rejected at `now` under `label`. `topic` and `reason` may hold
+    /// attacker-chosen text and are already bounded by the caller's decoding.
+    pub fn reject(&self, topic: &str, label: RejectionLabel, reason: &str, now: u64) {
+        let label = label.as_str();
         tracing::warn!(topic, label, reason, "rejected message");
         if let Ok(mut i) = self.inner.lock() {
             *i.rejected.entry(label.to_owned()).or_default() += 1;
@@ -38,7 +40,7 @@ impl Stats {
                 i.recent.pop_front();
             }
             i.recent.push_back(RejectionView {
-                at: rfc3339(now_unix()),
+                at: rfc3339(now),
                 topic: topic.chars().take(200).collect(),
                 label: label.to_owned(),
                 reason: reason.to_owned(),

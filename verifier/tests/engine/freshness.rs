@@ -118,23 +118,40 @@ fn replayed_evidence_cannot_spend_the_rate_limit() {
 #[test]
 fn a_rate_limited_hello_cannot_be_replayed_later() {
     let (mut b, t) = setup_with_rate(2);
-    // Fresh hellos until the limit refuses one (a minute boundary may reset it once).
-    let mut refused = None;
-    for _ in 0..10 {
-        let h = b.hello(&t);
-        let before = b.rejected("rate_limited");
-        b.submit(copy(&h));
-        if b.rejected("rate_limited") > before {
-            refused = Some(h);
-            break;
-        }
-    }
-    let refused = refused.expect("the rate limit never refused a hello");
-    // Its counter was recorded although it got no challenge: a copy is a replay, not a
-    // claim on the next minute's budget.
-    let job = b.engine.prepare(copy(&refused));
-    assert!(job.is_none());
+    // Setup's challenge was the first of this minute; one more is allowed, the next refused.
+    let h = b.hello(&t);
+    b.submit(h);
+    assert_eq!(b.rejected("rate_limited"), 0);
+    let refused = b.hello(&t);
+    b.submit(copy(&refused));
+    assert_eq!(b.rejected("rate_limited"), 1);
+    // Its counter was recorded although it got no challenge: a copy next minute is a replay,
+    // not a claim on the new budget.
+    b.advance(60);
+    assert!(b.engine.prepare(copy(&refused)).is_none());
     assert_eq!(b.rejected("replay"), 1);
+    assert_eq!(b.rejected("rate_limited"), 1);
+}
+
+#[test]
+fn the_rate_limit_renews_each_minute_of_the_engines_clock() {
+    let (mut b, t) = setup_with_rate(2);
+    // Start at a minute boundary, with this minute's budget untouched.
+    let next_minute = (b.now() / 60 + 1) * 60;
+    b.set_now(next_minute);
+    for _ in 0..2 {
+        b.challenge(&t);
+    }
+    let h = b.hello(&t);
+    b.submit(h);
+    assert_eq!(b.rejected("rate_limited"), 1, "the third in one minute");
+    b.advance(59);
+    let h = b.hello(&t);
+    b.submit(h);
+    assert_eq!(b.rejected("rate_limited"), 2, "still the same minute");
+    b.advance(1);
+    b.challenge(&t);
+    assert_eq!(b.rejected("rate_limited"), 2, "a new minute, a new budget");
 }
 
 #[test]

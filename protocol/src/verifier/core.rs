@@ -1,0 +1,276 @@
+//! The verifier core's frame: the rules it applies (lifetimes, quarantine after silence), the
+//! nonce source it draws challenges from, the policy governing a device, and the shared tail of
+//! every decision — issue or withdraw challenges, apply an appraisal to the device's state
+//! machine, issue the verdict with its lifetime, turn the transition into audit entries and
+//! commands. Entry points are in `inbound`, `operator` and `expiry`.
+
+use thiserror::Error;
+
+use crate::appraisal::{Appraisal, Policy};
+use crate::device::{Basis, Effect, Transition};
+use crate::ids::Nonce;
+use crate::messages::Challenge;
+use crate::nonce::IssuedNonce;
+use crate::policy::{PolicyScope, ReferenceValues, policy_id};
+use crate::verdict::DeviceState;
+
+use super::effects::{Effects, ExpiryMove, NonceWrite, Outbound, VerdictDraft};
+use super::record::{AuditRecord, DeviceRecord};
+
+/// Challenges a device may have open at once; issuing more retires the oldest.
+pub const MAX_OUTSTANDING: usize = 4;
+
+/// The operator's tunables the core decides with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rules {
+    /// Lifetime of a challenge nonce (seconds).
+    pub nonce_ttl: u64,
+    /// How long a verdict may be relied on (seconds, at least 1).
+    pub verdict_ttl: u64,
+    /// `ear.verifier-id` of the verdicts.
+    pub verifier_id: String,
+    /// Consecutive verdict periods without fresh evidence after which an unresponsive device is
+    /// quarantined (0 = never).
+    pub quarantine_after_expiries: u32,
+}
+
+/// Where challenge nonces come from: the operating system's RNG in the verifier, a
+/// deterministic sequence in tests. Nonces must be unpredictable to devices in production.
+pub trait NonceSource {
+    fn draw(&mut self) -> Result<Nonce, NonceUnavailable>;
+}
+
+/// The nonce source failed; no challenge can be issued (the shell's RNG is broken).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("no randomness for a challenge nonce: {0}")]
+pub struct NonceUnavailable(pub String);
+
+/// The reference values that govern a device, as the shell looked them up (see [`governing`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Governing {
+    /// Where they were looked for, for the "no reference values" reason.
+    pub subject: String,
+    pub found: Option<GoverningValues>,
+}
+
+/// Reference values with the policy id and scope label verdicts and reasons name them by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoverningValues {
+    pub values: ReferenceValues,
+    pub id: String,
+    pub label: String,
+}
+
+impl Governing {
+    pub fn policy(&self) -> Option<Policy<'_>> {
+        self.found.as_ref().map(|f| Policy {
+            values: &f.values,
+            id: &f.id,
+            label: &f.label,
+        })
+    }
+}
+
+/// The reference values governing `rec`: its own when it has any, else its model's. `lookup`
+/// reads one scope from the store; the model's is looked up only when the device has none.
+pub fn governing<E>(
+    rec: &DeviceRecord,
+    mut lookup: impl FnMut(&PolicyScope) -> Result<Option<ReferenceValues>, E>,
+) -> Result<Governing, E> {
+    let subject = format!("device {} or model {}", rec.id(), rec.enrollment.model);
+    let dev = PolicyScope::Device(rec.id().to_string());
+    let model = PolicyScope::Model(rec.enrollment.model.clone());
+    let found = match lookup(&dev)? {
+        Some(v) => Some((dev, v)),
+        None => lookup(&model)?.map(|v| (model, v)),
+    };
+    Ok(Governing {
+        subject,
+        found: found.map(|(scope, values)| GoverningValues {
+            id: policy_id(&scope, &values),
+            label: scope.label(),
+            values,
+        }),
+    })
+}
+
+/// When a verdict issued at `now` stops being reliable. A verdict is worth no more than the quote
+/// behind it: one re-appraising stored measurements (`Basis::Stored`) expires a verdict lifetime
+/// after they were measured, at the latest a lifetime from now. One saying there is no fresh
+/// evidence (`unresponsive`) covers a lifetime from now, like the sweep's renewals, as does one
+/// on fresh evidence.
+pub fn verdict_expiry(
+    basis: Basis,
+    measured_at: Option<u64>,
+    state: DeviceState,
+    now: u64,
+    verdict_ttl: u64,
+) -> u64 {
+    let from_now = now.saturating_add(verdict_ttl);
+    match (basis, measured_at) {
+        _ if state == DeviceState::Unresponsive => from_now,
+        (Basis::Stored { .. }, Some(m)) => m.saturating_add(verdict_ttl).min(from_now),
+        _ => from_now,
+    }
+}
+
+/// The verifier's decisions. Stateless apart from its rules: every call takes the device record
+/// the shell loaded, the input, `now` and a nonce source, and returns [`Effects`].
+#[derive(Debug, Clone)]
+pub struct VerifierCore {
+    pub(super) rules: Rules,
+}
+
+impl VerifierCore {
+    pub fn new(rules: Rules) -> Self {
+        Self { rules }
+    }
+
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    pub(super) fn step<'a>(
+        &'a self,
+        rec: DeviceRecord,
+        now: u64,
+        nonces: &'a mut dyn NonceSource,
+    ) -> Step<'a> {
+        Step {
+            rules: &self.rules,
+            rec,
+            now,
+            nonces,
+            effects: Effects::default(),
+        }
+    }
+}
+
+/// One decision on one device in progress: the record as it changes and the effects so far.
+pub(super) struct Step<'a> {
+    rules: &'a Rules,
+    pub rec: DeviceRecord,
+    pub now: u64,
+    nonces: &'a mut dyn NonceSource,
+    pub effects: Effects,
+}
+
+impl Step<'_> {
+    /// The effects, storing the record as it now is.
+    pub fn into_effects(mut self) -> Effects {
+        self.effects.device = Some(self.rec);
+        self.effects
+    }
+
+    /// Issues a challenge carrying `request`; past [`MAX_OUTSTANDING`] open ones, the oldest is
+    /// withdrawn (expired ones are forgotten: their records stay until pruned, refused as expired).
+    pub fn issue_challenge(&mut self, request: u64) -> Result<(), NonceUnavailable> {
+        let nonce = self.nonces.draw()?;
+        let now = self.now;
+        let expires_at = now.saturating_add(self.rules.nonce_ttl);
+        self.effects.nonces.push(NonceWrite::Put(
+            nonce,
+            IssuedNonce {
+                device: self.rec.id().clone(),
+                issued_at: now,
+                expires_at,
+                used_at: None,
+            },
+        ));
+        let open = &mut self.rec.outstanding;
+        open.retain(|(_, exp)| *exp >= now);
+        open.push((nonce, expires_at));
+        while open.len() > MAX_OUTSTANDING {
+            let (old, _) = open.remove(0);
+            self.effects.nonces.push(NonceWrite::Remove(old));
+        }
+        self.effects.messages.push(Outbound::Challenge(Challenge {
+            nonce,
+            issued_at: now,
+            expires_at,
+            request,
+            eventlog_held: self.rec.eventlog_held,
+        }));
+        Ok(())
+    }
+
+    /// Withdraws every challenge the device holds, so evidence quoted before this moment (a
+    /// quarantine, a release) can never be counted after it.
+    pub fn retire_challenges(&mut self) {
+        for (nonce, _) in self.rec.outstanding.drain(..) {
+            self.effects.nonces.push(NonceWrite::Remove(nonce));
+        }
+    }
+
+    /// Applies `a` to the device's state machine, issues the verdict (with [`verdict_expiry`]'s
+    /// lifetime) and carries out the transition.
+    pub fn finish(
+        &mut self,
+        a: Appraisal,
+        basis: Basis,
+        nonce: Option<Nonce>,
+    ) -> Result<(), NonceUnavailable> {
+        let (t, verdict) = self.rec.status.apply_appraisal(a, basis, self.now);
+        let exp = verdict_expiry(
+            basis,
+            self.rec.measured_at,
+            self.rec.status.state(),
+            self.now,
+            self.rules.verdict_ttl,
+        );
+        self.issue_verdict(verdict, nonce, exp);
+        self.carry_out(t)
+    }
+
+    /// Issues `a` as the device's current verdict, expiring at `exp`, and moves its entry in the
+    /// verdict-expiry index there.
+    pub fn issue_verdict(&mut self, a: Appraisal, nonce: Option<Nonce>, exp: u64) {
+        let draft = VerdictDraft::new(
+            a,
+            self.rec.id().clone(),
+            self.rec.status.state(),
+            &self.rules.verifier_id,
+            nonce,
+            (self.now, exp),
+        );
+        // The index entry to move is the stored verdict's (a second verdict in one step would
+        // replace the first before anything is written).
+        let from = match self.effects.verdict_expiry {
+            Some(m) => m.from,
+            None => self.rec.last_verdict().map(|v| v.exp),
+        };
+        self.effects.verdict_expiry = Some(ExpiryMove { from, to: exp });
+        self.rec.status.last_verdict_at = Some(self.now);
+        self.effects
+            .messages
+            .push(Outbound::Verdict(Box::new(draft)));
+    }
+
+    /// The verdict lifetime from now, for verdicts that stand for no quote.
+    pub fn lifetime_from_now(&self) -> u64 {
+        self.now.saturating_add(self.rules.verdict_ttl)
+    }
+
+    /// Turns a transition into audit entries, commands and challenges.
+    pub fn carry_out(&mut self, t: Transition) -> Result<(), NonceUnavailable> {
+        for c in t.changes {
+            self.effects.audit.push(AuditRecord {
+                at: self.now,
+                device: Some(self.rec.id().clone()),
+                action: c.action,
+                actor: c.actor,
+                reason: c.reason,
+            });
+        }
+        for e in t.effects {
+            match e {
+                Effect::SendCmd(action) => self.effects.messages.push(Outbound::Cmd {
+                    issued_at: self.now,
+                    action,
+                }),
+                Effect::SendChallenge => self.issue_challenge(0)?,
+            }
+        }
+        Ok(())
+    }
+}

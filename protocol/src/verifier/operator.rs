@@ -1,0 +1,132 @@
+//! Decisions on operator actions: enrollment (idempotent for the same keys, a conflict for
+//! different ones), quarantine and release (each withdraws every open challenge,
+//! so evidence quoted before the action cannot count after it; a quarantine publishes the held
+//! contraindicated verdict at once), and re-evaluation of stored measurements after a policy
+//! change (measurements older than a verdict's lifetime can make a device worse off but not
+//! trusted, and such a device is challenged for fresh evidence).
+
+use thiserror::Error;
+
+use crate::appraisal;
+use crate::device::{Actor, AuditAction, Basis, TransitionError};
+use crate::enrollment::Enrollment;
+use crate::ids::DeviceId;
+
+use super::core::{Governing, NonceSource, NonceUnavailable, VerifierCore};
+use super::effects::Effects;
+use super::record::{AuditRecord, DeviceRecord};
+
+/// What an operator asks of one device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OperatorAction<'a> {
+    Quarantine { reason: &'a str, actor: Actor },
+    Release { reason: &'a str, actor: Actor },
+}
+
+/// Why an operator action could not be carried out.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum OperatorError {
+    /// It does not fit the device's state (or lacks a reason).
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
+    #[error(transparent)]
+    NoNonce(#[from] NonceUnavailable),
+}
+
+/// An enrollment request for a device already enrolled with other keys or another model.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("device {0} is already enrolled with different keys or model")]
+pub struct EnrollConflict(pub DeviceId);
+
+impl VerifierCore {
+    /// A validated enrollment `e` by `actor` at `now`, with the record already held for its
+    /// device id. `None` when the same device is already enrolled with the same keys (enrolling
+    /// is idempotent, so a factory can retry a batch); otherwise the new record and its audit
+    /// entry.
+    pub fn on_enroll(
+        &self,
+        existing: Option<&DeviceRecord>,
+        e: Enrollment,
+        actor: &Actor,
+        now: u64,
+    ) -> Result<Option<Effects>, EnrollConflict> {
+        if let Some(existing) = existing {
+            if existing.enrollment.same_keys(&e) {
+                return Ok(None);
+            }
+            return Err(EnrollConflict(e.id));
+        }
+        let rec = DeviceRecord::new(e);
+        let audit = AuditRecord {
+            at: now,
+            device: Some(rec.id().clone()),
+            action: AuditAction::Enrolled,
+            actor: actor.clone(),
+            reason: format!(
+                "model {}, AK {}",
+                rec.enrollment.model,
+                hex::encode(rec.enrollment.ak_name.as_slice())
+            ),
+        };
+        Ok(Some(Effects {
+            device: Some(rec),
+            audit: vec![audit],
+            ..Effects::default()
+        }))
+    }
+
+    /// An operator action on `rec`'s device at `now`.
+    pub fn on_operator_action(
+        &self,
+        rec: DeviceRecord,
+        action: OperatorAction<'_>,
+        now: u64,
+        nonces: &mut dyn NonceSource,
+    ) -> Result<Effects, OperatorError> {
+        let mut step = self.step(rec, now, nonces);
+        let t = match action {
+            OperatorAction::Quarantine { reason, actor } => {
+                step.rec.status.quarantine(reason, actor, now)?
+            }
+            OperatorAction::Release { reason, actor } => {
+                step.rec.status.release(reason, actor, now)?
+            }
+        };
+        if t.changes
+            .iter()
+            .any(|c| c.action == AuditAction::Quarantined)
+        {
+            // The retained verdict names the quarantine from now on, under the last policy.
+            let policy = step.rec.last_verdict().and_then(|v| v.policy_id);
+            let held = step.rec.status.held_appraisal(policy);
+            let exp = step.lifetime_from_now();
+            step.issue_verdict(held, None, exp);
+        }
+        step.retire_challenges();
+        step.carry_out(t)?;
+        Ok(step.into_effects())
+    }
+
+    /// Re-appraises `rec`'s stored measurements against `governing` after a policy change.
+    /// A device that never attested has nothing to re-evaluate (its first attestation uses the
+    /// new policy): the effects are empty.
+    pub fn on_policy_change(
+        &self,
+        rec: DeviceRecord,
+        governing: &Governing,
+        now: u64,
+        nonces: &mut dyn NonceSource,
+    ) -> Result<Effects, NonceUnavailable> {
+        let (Some(m), Some(measured_at)) = (rec.measurements.clone(), rec.measured_at) else {
+            return Ok(Effects::default());
+        };
+        let recent = now.saturating_sub(measured_at) <= self.rules.verdict_ttl;
+        let mut step = self.step(rec, now, nonces);
+        let a = appraisal::reevaluate(&m, governing.policy(), &governing.subject);
+        step.finish(a, Basis::Stored { recent }, None)?;
+        if !recent {
+            step.issue_challenge(0)?;
+        }
+        Ok(step.into_effects())
+    }
+}

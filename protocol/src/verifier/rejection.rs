@@ -1,0 +1,117 @@
+//! Why the verifier refused a message from a device: every check that can refuse one, each with
+//! the counter label it is counted under. A rejection changes nothing, with the two exceptions
+//! the core records in its effects (a superseded quote consumes its nonce; a fresh but
+//! rate-limited hello or status records its counter).
+
+use thiserror::Error;
+
+use crate::error::{IdError, RejectionLabel, WireError};
+use crate::ids::{DeviceId, Kind};
+use crate::nonce::{NonceRejection, StaleCounter};
+
+/// Why a message was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum Rejection {
+    #[error(transparent)]
+    Topic(IdError),
+    #[error("{0} messages are sent by the verifier, not to it")]
+    Direction(Kind),
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    #[error("device {0} is not enrolled")]
+    NotEnrolled(DeviceId),
+    #[error(transparent)]
+    Nonce(#[from] NonceRejection),
+    #[error(transparent)]
+    Counter(#[from] StaleCounter),
+    #[error("device {0} asked for too many challenges this minute")]
+    RateLimited(DeviceId),
+    #[error(
+        "event log part at offset {offset} does not continue the log held for this boot; asking for the whole log"
+    )]
+    EventLogGap { offset: u64 },
+    #[error("event log of {len} bytes exceeds the {max}-byte limit")]
+    EventLogTooLarge { len: usize, max: usize },
+    #[error("evidence is genuine but older than the last quote accepted in this TPM boot")]
+    Stale,
+}
+
+impl Rejection {
+    /// The rejection counter this is counted under.
+    pub fn label(&self) -> RejectionLabel {
+        match self {
+            Rejection::Topic(IdError::UnknownKind { .. }) => RejectionLabel::UnknownKind,
+            Rejection::Topic(_) | Rejection::Direction(_) => RejectionLabel::WrongTopic,
+            Rejection::Wire(w) => w.label(),
+            Rejection::NotEnrolled(_) => RejectionLabel::NotEnrolled,
+            Rejection::Nonce(n) => n.label(),
+            Rejection::Counter(c) => c.label(),
+            Rejection::RateLimited(_) => RejectionLabel::RateLimited,
+            Rejection::EventLogGap { .. } => RejectionLabel::EventlogGap,
+            Rejection::EventLogTooLarge { .. } => RejectionLabel::Oversized,
+            Rejection::Stale => RejectionLabel::Stale,
+        }
+    }
+
+    /// Whether the device is challenged again after this rejection: an event log delta that
+    /// does not fit the log the verifier holds is answered with a new challenge, which says what
+    /// is held now (so the agent sends the whole log). Every other rejection issues nothing.
+    pub fn rechallenges(&self) -> bool {
+        matches!(self, Rejection::EventLogGap { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_log_gap_and_nothing_else_causes_a_rechallenge() {
+        let d: DeviceId = "t1".parse().unwrap();
+        assert!(Rejection::EventLogGap { offset: 10 }.rechallenges());
+        let others = [
+            Rejection::Stale,
+            Rejection::RateLimited(d.clone()),
+            Rejection::NotEnrolled(d),
+            Rejection::EventLogTooLarge { len: 2, max: 1 },
+            Rejection::Nonce(NonceRejection::Unknown),
+            Rejection::Wire(WireError::BadSignature),
+        ];
+        for r in others {
+            assert!(!r.rechallenges(), "{r}");
+        }
+    }
+
+    #[test]
+    fn rejections_keep_their_counter_names() {
+        let d: DeviceId = "t1".parse().unwrap();
+        let cases = [
+            (
+                Rejection::Topic(IdError::UnknownKind { kind: "x".into() }),
+                "unknown_kind",
+            ),
+            (
+                Rejection::Topic(IdError::Topic { topic: "x".into() }),
+                "wrong_topic",
+            ),
+            (Rejection::Direction(Kind::Verdict), "wrong_topic"),
+            (Rejection::NotEnrolled(d.clone()), "not_enrolled"),
+            (Rejection::Nonce(NonceRejection::Replay), "replay"),
+            (
+                Rejection::Counter(StaleCounter {
+                    kind: Kind::Hello,
+                    counter: 1,
+                    last: 1,
+                }),
+                "replay",
+            ),
+            (Rejection::RateLimited(d), "rate_limited"),
+            (Rejection::EventLogGap { offset: 1 }, "eventlog_gap"),
+            (Rejection::EventLogTooLarge { len: 2, max: 1 }, "oversized"),
+            (Rejection::Stale, "stale"),
+        ];
+        for (r, label) in cases {
+            assert_eq!(r.label().as_str(), label, "{r}");
+        }
+    }
+}
