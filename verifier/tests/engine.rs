@@ -121,24 +121,6 @@ fn setup_with_rate(challenges_per_minute: u32) -> (Bench, Terminal) {
 }
 
 impl Bench {
-    /// Stops the engine, lets `edit` change its store, and starts a new engine on it (a restart).
-    fn restart(self, edit: impl FnOnce(&Store)) -> Bench {
-        let Bench {
-            _dir: dir,
-            engine,
-            counter,
-            ..
-        } = self;
-        drop(engine);
-        let store = Store::open(&dir.path().join("s.redb")).unwrap();
-        edit(&store);
-        // The terminals' counters survive the verifier's restart, as they do on real terminals.
-        Bench {
-            counter,
-            ..engine_on(dir, store, 0)
-        }
-    }
-
     /// Enrolls a terminal and makes it trusted under a policy captured from its first evidence.
     fn trusted_terminal(&mut self, id: &str, seed: u8) -> Terminal {
         let mut t = terminal(id, seed);
@@ -597,27 +579,6 @@ fn expiry_sweep_reads_only_due_devices() {
     );
     assert_eq!(b.engine.verdict_expiry_index_len().unwrap(), index);
     assert_eq!(b.engine.sweep_expired_verdicts(later).unwrap().examined, 0);
-}
-
-#[test]
-fn verdicts_stored_before_the_expiry_index_existed_are_indexed_once() {
-    let (b, _t) = setup();
-    // A store from before the index: the device's verdict has no entry.
-    let b = b.restart(|store| {
-        let mut w = store.write().unwrap();
-        let entries = w.verdicts_expired(u64::MAX, 10).unwrap();
-        assert_eq!(entries.len(), 1);
-        for (exp, id) in entries {
-            w.unindex_verdict_expiry(exp, &id).unwrap();
-        }
-        w.commit().unwrap();
-    });
-    let later = after_expiry();
-    assert_eq!(b.engine.sweep_expired_verdicts(later).unwrap().examined, 0);
-    assert_eq!(b.engine.index_unindexed_verdicts().unwrap(), 1);
-    assert_eq!(b.engine.index_unindexed_verdicts().unwrap(), 0, "only once");
-    assert_eq!(b.engine.sweep_expired_verdicts(later).unwrap().renewed, 1);
-    assert_eq!(b.state(), DeviceState::Unresponsive);
 }
 
 #[test]

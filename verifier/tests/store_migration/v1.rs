@@ -58,7 +58,7 @@ fn enrollment(name: &str, model: &str, n: u8) -> Enrollment {
         id: id(name),
         model: model.into(),
         ek_public: Bytes(vec![0xE0, n, 1, 2, 3]),
-        ek_certificate: (n % 2 == 0).then(|| Bytes(vec![0x30, 0x82, n])),
+        ek_certificate: n.is_multiple_of(2).then(|| Bytes(vec![0x30, 0x82, n])),
         ak_public: Bytes(vec![0xA0, n, 4, 5, 6]),
         ak_name: Bytes(vec![0x00, 0x0b, n]),
         device_key: Bytes(
