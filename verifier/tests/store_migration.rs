@@ -368,3 +368,32 @@ fn an_undecodable_v1_row_is_left_by_the_migration_and_reads_as_corrupt() {
         "{err:#}"
     );
 }
+
+#[test]
+fn a_migration_pages_through_a_fleet_larger_than_one_page() {
+    let (_dir, path) = v1_copy();
+    let extra = v1::add_v1_devices(&path, "q1", "m", 600);
+    let (store, migration) = Store::open_migrating(&path).unwrap();
+    assert_eq!(
+        migration,
+        Migration::Migrated {
+            from: 1,
+            devices: 605,
+            unreadable: 0,
+            indexed: 0,
+        }
+    );
+    let want = v1::fixture();
+    let q1 = want
+        .devices
+        .iter()
+        .find(|d| d.id().as_str() == "q1")
+        .unwrap();
+    let r = store.read().unwrap();
+    for id in &extra {
+        let got = r.device(&id.parse().unwrap()).unwrap().unwrap();
+        assert_eq!(got.id().as_str(), id);
+        assert_eq!(got.status, q1.status, "{id}: status");
+        assert_eq!(got.last_verdict, q1.last_verdict, "{id}: verdict");
+    }
+}

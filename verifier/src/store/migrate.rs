@@ -21,7 +21,7 @@
 //!   the flag goes (schema 2 implies the index is complete);
 //! - the other tables' rows are the same in both schemas and are left as they are.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use redb::{Database, ReadableDatabase, ReadableTable, TableHandle, WriteTransaction};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -100,40 +100,46 @@ pub(super) fn open(db: &Database, path: &Path) -> Result<Migration> {
         w.commit()?;
         return Ok(Migration::Created);
     };
-    if found > SCHEMA_VERSION {
-        return Err(SchemaError::Newer {
-            path: path.to_path_buf(),
+    let path_buf = || path.to_path_buf();
+    match found {
+        // Every table of the current schema was created with its version stamp.
+        SCHEMA_VERSION => Ok(Migration::Current),
+        v if v > SCHEMA_VERSION => Err(SchemaError::Newer {
+            path: path_buf(),
             found,
             known: SCHEMA_VERSION,
         }
-        .into());
+        .into()),
+        0 => Err(SchemaError::Unknown {
+            path: path_buf(),
+            found,
+        }
+        .into()),
+        _ => migrate(db, found).with_context(|| {
+            format!(
+                "migrating the store {} from schema {found} to {SCHEMA_VERSION} failed; the store is unchanged",
+                path.display()
+            )
+        }),
     }
+}
+
+/// Takes a store of schema `from` (older than [`SCHEMA_VERSION`]) to the current one in one
+/// write transaction.
+fn migrate(db: &Database, from: u64) -> Result<Migration> {
     let w = db.begin_write()?;
     create_tables(&w)?;
-    let done = match found {
-        SCHEMA_VERSION => Migration::Current,
-        // A later version adds its step here, each taking the store one version up inside
-        // this same transaction.
-        1 => {
-            let (devices, unreadable, indexed) = v1_to_v2(&w)?;
-            w.open_table(META)?.insert(SCHEMA_KEY, SCHEMA_VERSION)?;
-            Migration::Migrated {
-                from: found,
-                devices,
-                unreadable,
-                indexed,
-            }
-        }
-        _ => {
-            return Err(SchemaError::Unknown {
-                path: path.to_path_buf(),
-                found,
-            }
-            .into());
-        }
-    };
+    // Only schema 1 precedes 2. A later version adds its step after this one, each taking
+    // the store one version up inside this same transaction.
+    let (devices, unreadable, indexed) = v1_to_v2(&w)?;
+    w.open_table(META)?.insert(SCHEMA_KEY, SCHEMA_VERSION)?;
     w.commit()?;
-    Ok(done)
+    Ok(Migration::Migrated {
+        from,
+        devices,
+        unreadable,
+        indexed,
+    })
 }
 
 fn create_tables(w: &WriteTransaction) -> Result<()> {

@@ -411,3 +411,55 @@ pub fn fixture() -> Fixture {
         seq: 5,
     }
 }
+
+/// Adds `n` schema-1 device rows to the store at `path`, copies of the fixture's row `template`
+/// under the ids `{prefix}0000`, `{prefix}0001`, …, each naming its own id (a fleet larger than
+/// a migration page). Returns the ids.
+pub fn add_v1_devices(
+    path: &std::path::Path,
+    template: &str,
+    prefix: &str,
+    n: usize,
+) -> Vec<String> {
+    use ciborium::Value;
+    use redb::ReadableTable;
+    const DEVICES: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("devices");
+    let db = redb::Database::create(path).expect("the copy opens");
+    let w = db.begin_write().expect("write");
+    let mut ids = Vec::with_capacity(n);
+    {
+        let mut t = w.open_table(DEVICES).expect("devices");
+        let bytes = t
+            .get(template)
+            .expect("read")
+            .expect("template row")
+            .value()
+            .to_vec();
+        let row: Value = ciborium::from_reader(bytes.as_slice()).expect("a CBOR row");
+        for i in 0..n {
+            let id = format!("{prefix}{i:04}");
+            let mut copy = row.clone();
+            let Value::Map(fields) = &mut copy else {
+                panic!("a device row is a map")
+            };
+            for (k, v) in fields.iter_mut() {
+                if k.as_text() == Some("enrollment") {
+                    let Value::Map(e) = v else {
+                        panic!("an enrollment is a map")
+                    };
+                    for (k, v) in e.iter_mut() {
+                        if k.as_text() == Some("id") {
+                            *v = Value::Text(id.clone());
+                        }
+                    }
+                }
+            }
+            let mut out = Vec::new();
+            ciborium::into_writer(&copy, &mut out).expect("encode");
+            t.insert(id.as_str(), out.as_slice()).expect("insert");
+            ids.push(id);
+        }
+    }
+    w.commit().expect("commit");
+    ids
+}
