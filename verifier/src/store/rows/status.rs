@@ -73,9 +73,10 @@ pub(in crate::store) struct SilenceRow {
 }
 
 // --- The one place the domain status meets its row. Written against `DeviceStatus`'s public
-// fields as they are today; when the status becomes states-as-types with typed reasons, only
-// these two functions change (and `status_from_row` may then reject a row whose fields do not
-// form a legal state, through `DeviceRow::into_domain`'s caller, as corrupt).
+// fields as they are today. When the status becomes states as types with typed reasons, only
+// these two functions change: `status_to_row` stores each reason's code beside its text, and
+// `status_from_row` becomes fallible, so that `read::device_from` reports a row whose fields
+// form no legal state as corrupt (naming table and key, like any undecodable row).
 
 pub(in crate::store) fn status_to_row(s: &DeviceStatus) -> StatusRow {
     StatusRow {
