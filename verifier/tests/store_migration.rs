@@ -19,16 +19,20 @@ const DEVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("devices");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const VERDICT_EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("verdict_expiry");
 
-fn fixture_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/store-v1.redb")
+fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
 }
 
-/// A copy of the v1 fixture in a fresh directory (opening migrates it: never the original).
-fn v1_copy() -> (tempfile::TempDir, PathBuf) {
+/// A copy of a fixture in a fresh directory (opening may migrate it: never the original).
+fn copy_of(name: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("vouch.redb");
-    std::fs::copy(fixture_path(), &path).unwrap();
+    std::fs::copy(data(name), &path).unwrap();
     (dir, path)
+}
+
+fn v1_copy() -> (tempfile::TempDir, PathBuf) {
+    copy_of("store-v1.redb")
 }
 
 /// Changes the file with redb directly, as another version of vouch (or damage) would.
@@ -221,6 +225,29 @@ fn reopening_a_migrated_store_changes_nothing() {
         "rows rewritten on a second open"
     );
     assert_holds_the_fixture(&Store::open(&path).unwrap());
+}
+
+/// The committed schema-2 fixture: a change to the current rows (or to a type they embed
+/// as-is) that would make stores already written unreadable fails here.
+#[test]
+fn the_v2_fixture_opens_without_migration_and_reads_back_as_written() {
+    let (_dir, path) = copy_of("store-v2.redb");
+    assert_eq!(raw_schema_version(&path), Some(2));
+    let (store, migration) = Store::open_migrating(&path).unwrap();
+    assert_eq!(migration, Migration::Current);
+    assert_holds_the_fixture(&store);
+}
+
+/// Writes `tests/data/store-v2.redb` (`cargo test -p vouch-verifier --test store_migration --
+/// --ignored write_the_v2_fixture`). Only for a store that writes schema 2.
+#[test]
+#[ignore = "writes the committed fixture"]
+fn write_the_v2_fixture() {
+    assert_eq!(SCHEMA_VERSION, 2, "this writes the schema-2 fixture");
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("store-v2.redb");
+    write_fixture(&Store::open(&tmp).unwrap());
+    std::fs::copy(&tmp, data("store-v2.redb")).unwrap();
 }
 
 #[test]
