@@ -20,7 +20,9 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const VERDICT_EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("verdict_expiry");
 
 fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
 }
 
 /// A copy of a fixture in a fresh directory (opening may migrate it: never the original).
