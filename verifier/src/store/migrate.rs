@@ -1,11 +1,12 @@
 //! Schema versions and migration on open. The `meta` table holds `schema_version`; a store
-//! without one is schema 1 (the layout before versions existed; a new file without tables is
-//! created at the current version). [`open`] brings a store up to [`SCHEMA_VERSION`] in ONE write transaction before
-//! anything else reads it: a crash or an error mid-way leaves the file exactly as it was, and
-//! the next start migrates again from the beginning. Memory stays bounded: device rows are
-//! read and rewritten a page at a time ([`PAGE`]), and redb spills a large transaction's dirty
-//! pages to the file under cache pressure (the file grows by about the rewritten tables' size
-//! until the next commit frees the old pages).
+//! without one is schema 1 (the layout before versions existed), and a new file without tables
+//! is created at the current version. [`open`] brings a store up to [`SCHEMA_VERSION`] in ONE
+//! write transaction before anything else reads it: a crash or an error mid-way (a full disk)
+//! leaves the store as it was, and the next start migrates again from the beginning. Memory
+//! stays bounded: device rows are read and rewritten a page at a time ([`PAGE`]), and redb
+//! spills a large transaction's dirty pages to the file under cache pressure (the file grows by
+//! about the rewritten rows' size until a later commit frees the old pages). A store already
+//! at the current version is opened without writing.
 //!
 //! A store stamped with a newer version than this binary knows is refused before anything is
 //! written ([`SchemaError::Newer`]): this binary cannot know what the newer rows mean.
@@ -36,12 +37,12 @@ use super::{
 };
 
 /// The `meta` key holding the schema version.
-pub(super) const SCHEMA_KEY: &str = "schema_version";
+const SCHEMA_KEY: &str = "schema_version";
 /// Schema-1 `meta` key set once the verdicts of a store older than the expiry index were
 /// indexed; folded into the migration to schema 2.
 const VERDICT_EXPIRY_BACKFILLED: &str = "verdict_expiry_backfilled";
 /// Device rows migrated per page.
-pub(super) const PAGE: usize = 256;
+const PAGE: usize = 256;
 
 /// Why a store cannot be used by this binary.
 #[derive(Debug, Error, PartialEq, Eq)]
