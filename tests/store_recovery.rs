@@ -130,3 +130,34 @@ fn verifier_store_recovers_after_disk_full_without_restart() {
     assert!(v.alive());
     drop(v);
 }
+
+/// An upgrade over a data directory written by vouch before versioned stores: the verifier
+/// migrates the schema-1 store on start (`verifier/tests/data/store-v1.redb`, whose content is
+/// listed in `verifier/tests/store_migration/v1.rs`) and serves what it held.
+#[test]
+fn a_verifier_started_on_a_schema_1_store_migrates_it_and_serves_its_devices() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("vouch-data");
+    std::fs::create_dir_all(&data).unwrap();
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../verifier/tests/data/store-v1.redb");
+    std::fs::copy(&fixture, data.join("vouch.redb")).unwrap();
+
+    let v = Verifier::start(dir.path(), BrokerKind::Managed);
+    assert_eq!(v.data, data);
+    assert!(v.log().contains("store migrated"), "{}", v.log());
+
+    let held = v.device("q2-lobby");
+    assert_eq!(held["state"], "quarantined", "{held}");
+    assert_eq!(held["quarantine"]["reason"], "tamper seal broken", "{held}");
+    assert_eq!(held["release_pending"], true, "{held}");
+    assert_eq!(
+        held["reasons"][0], "quarantined by operator:alice: tamper seal broken",
+        "{held}"
+    );
+    assert_eq!(v.device("t1")["state"], "trusted");
+    assert_eq!(v.device("u1")["state"], "unresponsive");
+    assert_eq!(v.device("p1")["state"], "pending");
+    let audit = v.ctl_json(&["audit", "--json"]).to_string();
+    assert!(audit.contains("seal replaced"), "{audit}");
+}

@@ -230,8 +230,8 @@ const EXPIRY_SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// Every `period`, turns verdicts that expired without fresh evidence into the state the core
 /// decides (unresponsive, renewed verdicts, quarantine after N expiries); see `engine::expiry`.
-/// First indexes verdicts stored before the expiry index existed (once per store), then waits
-/// `grace` (one verdict lifetime): verdicts that expired while the verifier was down say nothing
+/// First waits `grace` (one verdict lifetime; opening the store indexed the verdicts of a store
+/// older than the expiry index): verdicts that expired while the verifier was down say nothing
 /// about the terminals, which get one period to attest to the running verifier.
 fn spawn_expiry_sweep(
     engine: Arc<Engine>,
@@ -240,14 +240,6 @@ fn spawn_expiry_sweep(
     mut shutdown: watch::Receiver<bool>,
 ) {
     tokio::spawn(async move {
-        let e = engine.clone();
-        match tokio::task::spawn_blocking(move || e.index_unindexed_verdicts()).await {
-            Ok(Ok(n)) if n > 0 => tracing::info!(indexed = n, "indexed verdict expiries"),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %format!("{e:#}"), "indexing verdict expiries failed")
-            }
-            _ => {}
-        }
         tokio::select! {
             _ = shutdown.changed() => return,
             _ = tokio::time::sleep(grace) => {}

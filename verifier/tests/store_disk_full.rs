@@ -5,6 +5,8 @@
 //! Needs root (it mounts a 4 MiB tmpfs); it says so and fails if it cannot mount.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// The fixture module is shared with `store_migration.rs`, which reads all of it.
+#![allow(dead_code)]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -137,4 +139,91 @@ fn store_recovers_after_disk_full_without_restart() {
 
     // Nothing committed was lost, nothing that failed appeared.
     assert_eq!(audit_ats(&store), (0..200).collect::<Vec<_>>());
+}
+
+#[path = "store_migration/v1.rs"]
+mod v1;
+
+/// The committed state as redb itself reads it: the schema version and every device row.
+fn raw_rows(path: &Path) -> (Option<u64>, Vec<(String, Vec<u8>)>) {
+    use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+    const DEVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("devices");
+    const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+    let db = redb::Database::create(path).unwrap();
+    let r = db.begin_read().unwrap();
+    let version = r
+        .open_table(META)
+        .unwrap()
+        .get("schema_version")
+        .unwrap()
+        .map(|v| v.value());
+    let rows = r
+        .open_table(DEVICES)
+        .unwrap()
+        .iter()
+        .unwrap()
+        .map(|e| {
+            let (k, v) = e.unwrap();
+            (k.value().to_owned(), v.value().to_vec())
+        })
+        .collect();
+    (version, rows)
+}
+
+/// A migration is one transaction: when the disk fills up in the middle of it, the store is
+/// left exactly as the old version wrote it, and the next open, with space back, migrates it.
+#[test]
+fn a_migration_that_runs_out_of_disk_leaves_the_old_store_intact() {
+    use vouch_verifier::store::Migration;
+    let fs = Tmpfs::mount("32m");
+    let path = fs.path().join("vouch.redb");
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/store-v1.redb");
+    std::fs::copy(&fixture, &path).unwrap();
+    v1::add_v1_devices(&path, "q1", "m", 3000);
+    let before = raw_rows(&path);
+
+    let filler = fill(fs.path());
+    let err = Store::open(&path).unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("migrating the store")
+            && msg.contains("the store is unchanged")
+            && msg.contains("No space left on device"),
+        "{msg}"
+    );
+    std::fs::remove_file(&filler).unwrap();
+    // Uncommitted pages may have been written to free space; what is committed is unchanged.
+    let after = raw_rows(&path);
+    assert_eq!(after.0, None, "still schema 1");
+    assert!(
+        after == before,
+        "the failed migration changed the stored rows"
+    );
+
+    let (store, migration) = Store::open_migrating(&path).unwrap();
+    assert!(
+        matches!(
+            migration,
+            Migration::Migrated {
+                from: 1,
+                devices: 3005,
+                unreadable: 0,
+                ..
+            }
+        ),
+        "{migration:?}"
+    );
+    let q1 = store
+        .read()
+        .unwrap()
+        .device(&"q1".parse().unwrap())
+        .unwrap();
+    let want = v1::fixture();
+    assert_eq!(
+        q1.map(|d| d.status),
+        want.devices
+            .into_iter()
+            .find(|d| d.id().as_str() == "q1")
+            .map(|d| d.status)
+    );
 }

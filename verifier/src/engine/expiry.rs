@@ -128,40 +128,6 @@ impl Engine {
         Ok(true)
     }
 
-    /// Indexes the verdicts of a store written before the expiry index existed (once; later
-    /// calls return at once). A device whose verdict changes meanwhile leaves a stale entry,
-    /// which the sweep drops.
-    pub fn index_unindexed_verdicts(&self) -> Result<usize> {
-        if self.store.write()?.verdict_expiry_backfilled()? {
-            return Ok(0);
-        }
-        let mut entries = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let (page, next) = self.store.read()?.devices(after.as_deref(), 1000)?;
-            for rec in &page {
-                if let Some(v) = rec.last_verdict() {
-                    entries.push((rec.id().clone(), v.exp));
-                }
-            }
-            match next {
-                Some(n) => after = Some(n),
-                None => break,
-            }
-        }
-        for chunk in entries.chunks(10_000) {
-            let mut w = self.store.write()?;
-            for (id, exp) in chunk {
-                w.index_verdict_expiry(id, None, *exp)?;
-            }
-            w.commit()?;
-        }
-        let mut w = self.store.write()?;
-        w.set_verdict_expiry_backfilled()?;
-        w.commit()?;
-        Ok(entries.len())
-    }
-
     /// Entries in the verdict expiry index (one per device holding a verdict).
     pub fn verdict_expiry_index_len(&self) -> Result<u64> {
         self.store.read()?.verdict_expiry_len()

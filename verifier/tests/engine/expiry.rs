@@ -260,27 +260,6 @@ fn expiry_sweep_reads_only_due_devices() {
 }
 
 #[test]
-fn verdicts_stored_before_the_expiry_index_existed_are_indexed_once() {
-    let (b, _t) = setup();
-    // A store from before the index: the device's verdict has no entry.
-    let mut b = b.restart(|store| {
-        let mut w = store.write().unwrap();
-        let entries = w.verdicts_expired(u64::MAX, 10).unwrap();
-        assert_eq!(entries.len(), 1);
-        for (exp, id) in entries {
-            w.unindex_verdict_expiry(exp, &id).unwrap();
-        }
-        w.commit().unwrap();
-    });
-    let later = b.after_expiry();
-    assert_eq!(b.sweep(later).examined, 0);
-    assert_eq!(b.engine.index_unindexed_verdicts().unwrap(), 1);
-    assert_eq!(b.engine.index_unindexed_verdicts().unwrap(), 0, "only once");
-    assert_eq!(b.sweep(later).renewed, 1);
-    assert_eq!(b.state(), DeviceState::Unresponsive);
-}
-
-#[test]
 fn a_policy_change_does_not_make_an_unresponsive_device_trusted() {
     let (mut b, _t) = setup();
     b.sweep(b.after_expiry());

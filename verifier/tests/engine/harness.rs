@@ -45,7 +45,6 @@ pub struct Bench {
     /// The terminals' last hello/status freshness counter (one sequence serves every terminal).
     pub counter: u64,
     clock: TestClock,
-    nonces: NumberedNonces,
 }
 
 pub struct Terminal {
@@ -67,23 +66,18 @@ pub fn bench_with(quarantine_after_expiries: u32, seed: impl FnOnce(&Store)) -> 
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("s.redb")).unwrap();
     seed(&store);
-    engine_on(dir, store, quarantine_after_expiries, 1000, None)
+    engine_on(dir, store, quarantine_after_expiries, 1000)
 }
 
-/// An engine on `store`; a restarted one keeps the bench's clock and nonce sequence.
+/// An engine on `store`, with its own test clock and nonce sequence.
 fn engine_on(
     dir: tempfile::TempDir,
     store: Store,
     quarantine_after_expiries: u32,
     challenges_per_minute: u32,
-    carried: Option<(TestClock, NumberedNonces)>,
 ) -> Bench {
-    let (clock, nonces) = carried.unwrap_or_else(|| {
-        (
-            TestClock(Arc::new(AtomicU64::new(T0))),
-            NumberedNonces(Arc::new(AtomicU64::new(0))),
-        )
-    });
+    let clock = TestClock(Arc::new(AtomicU64::new(T0)));
+    let nonces = NumberedNonces(Arc::new(AtomicU64::new(0)));
     let (tx, out) = mpsc::channel(1 << 16);
     let cfg = EngineConfig {
         max_payload: wire::DEFAULT_MAX_PAYLOAD,
@@ -95,7 +89,7 @@ fn engine_on(
     };
     let deps = EngineDeps {
         clock: Box::new(clock.clone()),
-        nonces: Box::new(nonces.clone()),
+        nonces: Box::new(nonces),
     };
     let engine = Engine::with_deps(store, SigningKey::from_bytes(&[1; 32]), cfg, tx, deps);
     Bench {
@@ -104,7 +98,6 @@ fn engine_on(
         out,
         counter: 0,
         clock,
-        nonces,
     }
 }
 
@@ -139,7 +132,7 @@ pub fn setup() -> (Bench, Terminal) {
 pub fn setup_with_rate(challenges_per_minute: u32) -> (Bench, Terminal) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("s.redb")).unwrap();
-    let mut b = engine_on(dir, store, 0, challenges_per_minute, None);
+    let mut b = engine_on(dir, store, 0, challenges_per_minute);
     let t = b.trusted_terminal("t1", 7);
     (b, t)
 }
@@ -158,26 +151,6 @@ impl Bench {
     /// Sets the engine's clock.
     pub fn set_now(&mut self, now: u64) {
         self.clock.0.store(now, Ordering::SeqCst);
-    }
-
-    /// Stops the engine, lets `edit` change its store, and starts a new engine on it (a restart).
-    pub fn restart(self, edit: impl FnOnce(&Store)) -> Bench {
-        let Bench {
-            _dir: dir,
-            engine,
-            counter,
-            clock,
-            nonces,
-            ..
-        } = self;
-        drop(engine);
-        let store = Store::open(&dir.path().join("s.redb")).unwrap();
-        edit(&store);
-        // The terminals' counters survive the verifier's restart, as they do on real terminals.
-        Bench {
-            counter,
-            ..engine_on(dir, store, 0, 1000, Some((clock, nonces)))
-        }
     }
 
     /// Enrolls a terminal and makes it trusted under a policy captured from its first evidence.

@@ -1,0 +1,221 @@
+//! Schema versions and migration on open. The `meta` table holds `schema_version`; a store
+//! without one is schema 1 (the layout before versions existed), and a new file without tables
+//! is created at the current version. [`open`] brings a store up to [`SCHEMA_VERSION`] in ONE
+//! write transaction before anything else reads it: a crash or an error mid-way (a full disk)
+//! leaves the store as it was, and the next start migrates again from the beginning. Memory
+//! stays bounded: device rows are read and rewritten a page at a time ([`PAGE`]), and redb
+//! spills a large transaction's dirty pages to the file under cache pressure (the file grows by
+//! about the rewritten rows' size until a later commit frees the old pages). A store already
+//! at the current version is opened without writing.
+//!
+//! A store stamped with a newer version than this binary knows is refused before anything is
+//! written ([`SchemaError::Newer`]): this binary cannot know what the newer rows mean.
+//!
+//! The `meta` table's shape (`&str` → `u64`) and the `schema_version` key are the one thing
+//! every version keeps, so any binary can read any store's version.
+//!
+//! Schema 1 → 2:
+//! - device rows: the status's reasons (and the quarantine's) become `{code, text}` rows, with
+//!   no code (schema 1 stored text only); every other field carries over unchanged;
+//! - the verdict expiry index: a schema-1 store that never recorded `verdict_expiry_backfilled`
+//!   (written before the index existed) gets an entry for each device's current verdict, and
+//!   the flag goes (schema 2 implies the index is complete);
+//! - the other tables' rows are the same in both schemas and are left as they are.
+
+use anyhow::{Context, Result};
+use redb::{Database, ReadableDatabase, ReadableTable, TableHandle, WriteTransaction};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+use vouch_protocol::bytes::Bytes;
+use vouch_protocol::verdict::Verdict;
+use vouch_protocol::wire;
+
+use super::rows::v1::DeviceV1;
+use super::rows::{self, SCHEMA_VERSION};
+use super::{
+    AUDIT, DEVICES, EVENTLOGS, META, MODEL_INDEX, NONCE_EXPIRY, NONCES, POLICIES, VERDICT_EXPIRY,
+};
+
+/// The `meta` key holding the schema version.
+const SCHEMA_KEY: &str = "schema_version";
+/// Schema-1 `meta` key set once the verdicts of a store older than the expiry index were
+/// indexed; folded into the migration to schema 2.
+const VERDICT_EXPIRY_BACKFILLED: &str = "verdict_expiry_backfilled";
+/// Device rows migrated per page.
+const PAGE: usize = 256;
+
+/// Why a store cannot be used by this binary.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum SchemaError {
+    #[error(
+        "store {} was written by a newer vouch (schema {found}, this binary knows up to {known}); upgrade vouch or restore a backup",
+        path.display()
+    )]
+    Newer {
+        path: PathBuf,
+        found: u64,
+        known: u64,
+    },
+    /// No vouch ever wrote this version (schemas start at 1).
+    #[error("store {} has schema version {found}, which no vouch writes: the meta table is damaged", path.display())]
+    Unknown { path: PathBuf, found: u64 },
+}
+
+/// What opening did to the schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Migration {
+    /// A new store, created at [`SCHEMA_VERSION`].
+    Created,
+    /// The store was already at [`SCHEMA_VERSION`].
+    Current,
+    /// The store was migrated from schema `from`.
+    Migrated {
+        from: u64,
+        /// Device rows rewritten.
+        devices: u64,
+        /// Device rows left as they were because they did not decode as schema `from`; each
+        /// reads as corrupt, naming its key, as it would have before.
+        unreadable: u64,
+        /// Verdict expiry entries added for a store older than the index.
+        indexed: u64,
+    },
+}
+
+/// The store's schema version, read without writing: `None` for a new file (no tables yet),
+/// 1 for a store without a version.
+fn stored_version(db: &Database) -> Result<Option<u64>> {
+    let r = db.begin_read()?;
+    match r.open_table(META) {
+        Ok(t) => Ok(Some(t.get(SCHEMA_KEY)?.map_or(1, |v| v.value()))),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Makes sure every table exists and the store is at [`SCHEMA_VERSION`]; see the module.
+pub(super) fn open(db: &Database, path: &Path) -> Result<Migration> {
+    let Some(found) = stored_version(db)? else {
+        let w = db.begin_write()?;
+        create_tables(&w)?;
+        w.open_table(META)?.insert(SCHEMA_KEY, SCHEMA_VERSION)?;
+        w.commit()?;
+        return Ok(Migration::Created);
+    };
+    let path_buf = || path.to_path_buf();
+    match found {
+        // Every table of the current schema was created with its version stamp.
+        SCHEMA_VERSION => Ok(Migration::Current),
+        v if v > SCHEMA_VERSION => Err(SchemaError::Newer {
+            path: path_buf(),
+            found,
+            known: SCHEMA_VERSION,
+        }
+        .into()),
+        0 => Err(SchemaError::Unknown {
+            path: path_buf(),
+            found,
+        }
+        .into()),
+        _ => migrate(db, found).with_context(|| {
+            format!(
+                "migrating the store {} from schema {found} to {SCHEMA_VERSION} failed; the store is unchanged",
+                path.display()
+            )
+        }),
+    }
+}
+
+/// Takes a store of schema `from` (older than [`SCHEMA_VERSION`]) to the current one in one
+/// write transaction.
+fn migrate(db: &Database, from: u64) -> Result<Migration> {
+    let w = db.begin_write()?;
+    create_tables(&w)?;
+    // Only schema 1 precedes 2. A later version adds its step after this one, each taking
+    // the store one version up inside this same transaction.
+    let (devices, unreadable, indexed) = v1_to_v2(&w)?;
+    w.open_table(META)?.insert(SCHEMA_KEY, SCHEMA_VERSION)?;
+    w.commit()?;
+    Ok(Migration::Migrated {
+        from,
+        devices,
+        unreadable,
+        indexed,
+    })
+}
+
+fn create_tables(w: &WriteTransaction) -> Result<()> {
+    w.open_table(DEVICES)?;
+    w.open_table(MODEL_INDEX)?;
+    w.open_table(POLICIES)?;
+    w.open_table(NONCES)?;
+    w.open_table(NONCE_EXPIRY)?;
+    w.open_table(AUDIT)?;
+    w.open_table(EVENTLOGS)?;
+    w.open_table(META)?;
+    w.open_table(VERDICT_EXPIRY)?;
+    Ok(())
+}
+
+/// The expiry of a stored verdict (the verifier's own signed bytes; see
+/// `DeviceRecord::last_verdict`), or `None` if they do not decode.
+fn verdict_exp(bytes: &Bytes) -> Option<u64> {
+    let v: Verdict = wire::decode_detached(bytes.as_slice(), wire::DEFAULT_MAX_PAYLOAD)
+        .ok()?
+        .peek_unverified()
+        .ok()?;
+    Some(v.exp)
+}
+
+/// Rewrites every device row in schema 2, a page at a time; returns (rewritten, unreadable,
+/// expiry entries added).
+fn v1_to_v2(w: &WriteTransaction) -> Result<(u64, u64, u64)> {
+    let backfill = w
+        .open_table(META)?
+        .get(VERDICT_EXPIRY_BACKFILLED)?
+        .is_none();
+    let (mut devices, mut unreadable, mut indexed) = (0, 0, 0);
+    let mut after: Option<String> = None;
+    loop {
+        let page: Vec<(String, Vec<u8>)> = {
+            let t = w.open_table(DEVICES)?;
+            let range = match &after {
+                Some(a) => t.range::<&str>((
+                    std::ops::Bound::Excluded(a.as_str()),
+                    std::ops::Bound::Unbounded,
+                ))?,
+                None => t.range::<&str>(..)?,
+            };
+            let mut page = Vec::with_capacity(PAGE);
+            for item in range.take(PAGE) {
+                let (k, v) = item?;
+                page.push((k.value().to_owned(), v.value().to_vec()));
+            }
+            page
+        };
+        let Some((last, _)) = page.last() else {
+            break;
+        };
+        after = Some(last.clone());
+        let mut t = w.open_table(DEVICES)?;
+        let mut expiry = w.open_table(VERDICT_EXPIRY)?;
+        for (key, bytes) in &page {
+            let old: DeviceV1 = match rows::decode(DEVICES.name(), key, bytes) {
+                Ok(old) => old,
+                Err(e) => {
+                    tracing::warn!(device = %key, error = %format!("{e:#}"), "device row left unmigrated");
+                    unreadable += 1;
+                    continue;
+                }
+            };
+            let row = old.into_v2();
+            if backfill && let Some(exp) = row.last_verdict.as_ref().and_then(verdict_exp) {
+                expiry.insert((exp, key.as_str()), ())?;
+                indexed += 1;
+            }
+            t.insert(key.as_str(), rows::encode(&row).as_slice())?;
+            devices += 1;
+        }
+    }
+    w.open_table(META)?.remove(VERDICT_EXPIRY_BACKFILLED)?;
+    Ok((devices, unreadable, indexed))
+}

@@ -1,0 +1,428 @@
+//! The store's on-disk format across versions. `tests/data/store-v1.redb` was written by the
+//! store of schema version 1 (see `tests/data/README.md`) from the values in
+//! `store_migration/v1.rs`; these tests open copies of it with this binary and check that it
+//! migrates to the current schema in one step, that every record reads back exactly as it was
+//! written, that reopening changes nothing, that a newer store is refused with a message that
+//! says so (not "corrupt"), and that a damaged row is reported naming its table and key.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use vouch_verifier::store::{DeviceRecord, Migration, SCHEMA_VERSION, SchemaError, Store};
+
+#[path = "store_migration/v1.rs"]
+mod v1;
+
+const DEVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("devices");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const VERDICT_EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("verdict_expiry");
+
+fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+/// A copy of a fixture in a fresh directory (opening may migrate it: never the original).
+fn copy_of(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vouch.redb");
+    std::fs::copy(data(name), &path).unwrap();
+    (dir, path)
+}
+
+fn v1_copy() -> (tempfile::TempDir, PathBuf) {
+    copy_of("store-v1.redb")
+}
+
+/// Changes the file with redb directly, as another version of vouch (or damage) would.
+fn raw_edit(path: &Path, edit: impl FnOnce(&redb::WriteTransaction)) {
+    let db = Database::create(path).unwrap();
+    let w = db.begin_write().unwrap();
+    edit(&w);
+    w.commit().unwrap();
+}
+
+fn raw_schema_version(path: &Path) -> Option<u64> {
+    let db = Database::create(path).unwrap();
+    let r = db.begin_read().unwrap();
+    let t = r.open_table(META).unwrap();
+    t.get("schema_version").unwrap().map(|v| v.value())
+}
+
+/// Every device row's stored bytes, by key.
+fn raw_devices(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let db = Database::create(path).unwrap();
+    let r = db.begin_read().unwrap();
+    let t = r.open_table(DEVICES).unwrap();
+    t.iter()
+        .unwrap()
+        .map(|e| {
+            let (k, v) = e.unwrap();
+            (k.value().to_owned(), v.value().to_vec())
+        })
+        .collect()
+}
+
+fn assert_device_eq(got: &DeviceRecord, want: &DeviceRecord) {
+    let id = want.id();
+    assert_eq!(got.enrollment, want.enrollment, "{id}: enrollment");
+    assert_eq!(got.status, want.status, "{id}: status");
+    assert_eq!(got.last_clock, want.last_clock, "{id}: last_clock");
+    assert_eq!(got.measurements, want.measurements, "{id}: measurements");
+    assert_eq!(got.measured_at, want.measured_at, "{id}: measured_at");
+    assert_eq!(got.outstanding, want.outstanding, "{id}: outstanding");
+    assert_eq!(got.last_verdict, want.last_verdict, "{id}: last_verdict");
+    assert_eq!(got.eventlog_held, want.eventlog_held, "{id}: eventlog_held");
+    assert_eq!(got.last_counter, want.last_counter, "{id}: last_counter");
+}
+
+/// Every record of the fixture reads back from `store` as the fixture wrote it, and the
+/// sequence counters continue where it left them.
+fn assert_holds_the_fixture(store: &Store) {
+    let want = v1::fixture();
+    let r = store.read().unwrap();
+    let (devices, next) = r.devices(None, 100).unwrap();
+    assert_eq!(next, None);
+    let mut expected: Vec<&DeviceRecord> = want.devices.iter().collect();
+    expected.sort_by(|a, b| a.id().as_str().cmp(b.id().as_str()));
+    assert_eq!(
+        devices
+            .iter()
+            .map(|d| d.id().to_string())
+            .collect::<Vec<_>>(),
+        expected
+            .iter()
+            .map(|d| d.id().to_string())
+            .collect::<Vec<_>>(),
+        "device ids"
+    );
+    for (got, want) in devices.iter().zip(&expected) {
+        assert_device_eq(got, want);
+        assert_device_eq(&r.device(want.id()).unwrap().unwrap(), want);
+    }
+    for (id, log) in &want.logs {
+        assert_eq!(
+            r.eventlog(id).unwrap().as_ref(),
+            Some(log),
+            "event log of {id}"
+        );
+    }
+    for (n, rec) in &want.nonces {
+        assert_eq!(
+            r.nonce(n).unwrap().as_ref(),
+            Some(rec),
+            "nonce of {}",
+            rec.device
+        );
+    }
+    for (scope, rv) in &want.policies {
+        assert_eq!(
+            r.policy(scope).unwrap().as_ref(),
+            Some(rv),
+            "policy {scope}"
+        );
+    }
+    let (audit, next) = r.audit(None, 100).unwrap();
+    assert_eq!(next, None);
+    let numbered: Vec<_> = (1u64..).zip(want.audit.iter().cloned()).collect();
+    assert_eq!(audit, numbered, "audit trail");
+    assert_eq!(
+        r.verdicts_expired(u64::MAX, 100).unwrap(),
+        want.verdict_expiry,
+        "verdict expiry index"
+    );
+    drop(r);
+    let mut w = store.write().unwrap();
+    // Device-of-model lookups go through the model index, which migration must keep.
+    let mut t100: Vec<String> = w
+        .devices_of_model("T-100")
+        .unwrap()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    t100.sort();
+    assert_eq!(t100, ["p1", "q1", "t1", "u1"]);
+    assert_eq!(
+        w.next_seq().unwrap(),
+        want.seq + 1,
+        "verdict sequence continues"
+    );
+    let audit_seq = w.append_audit(&want.audit[0]).unwrap();
+    assert_eq!(
+        audit_seq,
+        want.audit.len() as u64 + 1,
+        "audit sequence continues"
+    );
+    // Dropped without commit: the probes change nothing.
+}
+
+/// Writes the fixture's values with this binary's store. The v1 fixture was written by this
+/// same sequence at the commit named in `tests/data/README.md` (plus the then-current
+/// `verdict_expiry_backfilled` flag, which schema 2 folds into the migration).
+fn write_fixture(store: &Store) {
+    let f = v1::fixture();
+    let mut w = store.write().unwrap();
+    for d in &f.devices {
+        w.put_device(d).unwrap();
+    }
+    for (id, log) in &f.logs {
+        w.put_eventlog(id, log).unwrap();
+    }
+    for (n, rec) in &f.nonces {
+        w.put_nonce(n, rec).unwrap();
+    }
+    for a in &f.audit {
+        w.append_audit(a).unwrap();
+    }
+    for (scope, rv) in &f.policies {
+        w.put_policy(scope, rv).unwrap();
+    }
+    for _ in 0..f.seq {
+        w.next_seq().unwrap();
+    }
+    for (exp, id) in &f.verdict_expiry {
+        w.index_verdict_expiry(&id.parse().unwrap(), None, *exp)
+            .unwrap();
+    }
+    w.commit().unwrap();
+}
+
+#[test]
+fn the_v1_fixture_migrates_to_the_current_schema_and_reads_back_as_written() {
+    let (_dir, path) = v1_copy();
+    assert_eq!(
+        raw_schema_version(&path),
+        None,
+        "the fixture predates versions"
+    );
+    let (store, migration) = Store::open_migrating(&path).unwrap();
+    assert_eq!(
+        migration,
+        Migration::Migrated {
+            from: 1,
+            devices: 5,
+            unreadable: 0,
+            indexed: 0,
+        }
+    );
+    assert_holds_the_fixture(&store);
+    drop(store);
+    assert_eq!(raw_schema_version(&path), Some(SCHEMA_VERSION));
+}
+
+#[test]
+fn reopening_a_migrated_store_changes_nothing() {
+    let (_dir, path) = v1_copy();
+    drop(Store::open(&path).unwrap());
+    let migrated = raw_devices(&path);
+    let (store, again) = Store::open_migrating(&path).unwrap();
+    assert_eq!(again, Migration::Current);
+    drop(store);
+    assert_eq!(
+        raw_devices(&path),
+        migrated,
+        "rows rewritten on a second open"
+    );
+    assert_holds_the_fixture(&Store::open(&path).unwrap());
+}
+
+/// The committed schema-2 fixture: a change to the current rows (or to a type they embed
+/// as-is) that would make stores already written unreadable fails here.
+#[test]
+fn the_v2_fixture_opens_without_migration_and_reads_back_as_written() {
+    let (_dir, path) = copy_of("store-v2.redb");
+    assert_eq!(raw_schema_version(&path), Some(2));
+    let (store, migration) = Store::open_migrating(&path).unwrap();
+    assert_eq!(migration, Migration::Current);
+    assert_holds_the_fixture(&store);
+}
+
+/// Writes `tests/data/store-v2.redb` (`cargo test -p vouch-verifier --test store_migration --
+/// --ignored write_the_v2_fixture`). Only for a store that writes schema 2.
+#[test]
+#[ignore = "writes the committed fixture"]
+fn write_the_v2_fixture() {
+    assert_eq!(SCHEMA_VERSION, 2, "this writes the schema-2 fixture");
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("store-v2.redb");
+    write_fixture(&Store::open(&tmp).unwrap());
+    std::fs::copy(&tmp, data("store-v2.redb")).unwrap();
+}
+
+#[test]
+fn records_written_by_the_current_schema_read_back_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vouch.redb");
+    let (store, created) = Store::open_migrating(&path).unwrap();
+    assert_eq!(created, Migration::Created);
+    write_fixture(&store);
+    assert_holds_the_fixture(&store);
+    drop(store);
+    assert_eq!(raw_schema_version(&path), Some(SCHEMA_VERSION));
+    assert_holds_the_fixture(&Store::open(&path).unwrap());
+}
+
+/// A store from before the verdict expiry index (schema 1 without the
+/// `verdict_expiry_backfilled` flag): the migration indexes every current verdict, so the
+/// expiry sweep finds them. Replaces the engine's one-time backfill at start.
+#[test]
+fn a_v1_store_older_than_the_expiry_index_gets_its_verdicts_indexed_by_the_migration() {
+    let (_dir, path) = v1_copy();
+    raw_edit(&path, |w| {
+        let mut idx = w.open_table(VERDICT_EXPIRY).unwrap();
+        idx.retain(|_, _| false).unwrap();
+        w.open_table(META)
+            .unwrap()
+            .remove("verdict_expiry_backfilled")
+            .unwrap();
+    });
+    let (store, migration) = Store::open_migrating(&path).unwrap();
+    let want = v1::fixture().verdict_expiry;
+    assert_eq!(
+        migration,
+        Migration::Migrated {
+            from: 1,
+            devices: 5,
+            unreadable: 0,
+            indexed: want.len() as u64,
+        }
+    );
+    assert_eq!(
+        store
+            .read()
+            .unwrap()
+            .verdicts_expired(u64::MAX, 100)
+            .unwrap(),
+        want
+    );
+    assert_holds_the_fixture(&store);
+}
+
+#[test]
+fn a_store_of_a_newer_schema_is_refused_with_a_clear_message_and_left_untouched() {
+    let (_dir, path) = v1_copy();
+    drop(Store::open(&path).unwrap());
+    raw_edit(&path, |w| {
+        w.open_table(META)
+            .unwrap()
+            .insert("schema_version", 99)
+            .unwrap();
+    });
+    let rows = raw_devices(&path);
+    let err = Store::open(&path).unwrap_err();
+    assert_eq!(
+        err.downcast_ref::<SchemaError>(),
+        Some(&SchemaError::Newer {
+            path: path.clone(),
+            found: 99,
+            known: SCHEMA_VERSION,
+        })
+    );
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("written by a newer vouch (schema 99, this binary knows up to 2)")
+            && msg.contains("upgrade vouch or restore a backup")
+            && !msg.contains("corrupt"),
+        "{msg}"
+    );
+    assert_eq!(raw_schema_version(&path), Some(99));
+    assert_eq!(raw_devices(&path), rows);
+}
+
+#[test]
+fn a_row_with_a_field_its_schema_does_not_have_is_reported_as_corrupt_naming_table_and_key() {
+    let (_dir, path) = v1_copy();
+    drop(Store::open(&path).unwrap());
+    raw_edit(&path, |w| {
+        let mut t = w.open_table(DEVICES).unwrap();
+        let bytes = t.get("t1").unwrap().unwrap().value().to_vec();
+        let mut row: ciborium::Value = ciborium::from_reader(bytes.as_slice()).unwrap();
+        let ciborium::Value::Map(fields) = &mut row else {
+            panic!("a device row is a map")
+        };
+        fields.push(("surprise".into(), 1.into()));
+        let mut out = Vec::new();
+        ciborium::into_writer(&row, &mut out).unwrap();
+        t.insert("t1", out.as_slice()).unwrap();
+    });
+    let store = Store::open(&path).unwrap();
+    let r = store.read().unwrap();
+    let id: vouch_protocol::ids::DeviceId = "t1".parse().unwrap();
+    for err in [
+        r.device(&id).unwrap_err(),
+        r.devices(None, 100).unwrap_err(),
+    ] {
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("row t1 of table devices is corrupt") && msg.contains("surprise"),
+            "{msg}"
+        );
+    }
+    // The other rows are unaffected.
+    assert!(r.device(&"p1".parse().unwrap()).unwrap().is_some());
+}
+
+/// A schema-1 row that does not decode is not a reason to refuse to start (the old binary
+/// started and reported it on access): the migration leaves it, and it keeps reading as
+/// corrupt, naming its key.
+#[test]
+fn an_undecodable_v1_row_is_left_by_the_migration_and_reads_as_corrupt() {
+    let (_dir, path) = v1_copy();
+    raw_edit(&path, |w| {
+        w.open_table(DEVICES)
+            .unwrap()
+            .insert("zz-broken", [0xa1, 0x01].as_slice())
+            .unwrap();
+    });
+    let (store, migration) = Store::open_migrating(&path).unwrap();
+    assert_eq!(
+        migration,
+        Migration::Migrated {
+            from: 1,
+            devices: 5,
+            unreadable: 1,
+            indexed: 0,
+        }
+    );
+    let err = store
+        .read()
+        .unwrap()
+        .device(&"zz-broken".parse().unwrap())
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("row zz-broken of table devices is corrupt"),
+        "{err:#}"
+    );
+}
+
+#[test]
+fn a_migration_pages_through_a_fleet_larger_than_one_page() {
+    let (_dir, path) = v1_copy();
+    let extra = v1::add_v1_devices(&path, "q1", "m", 600);
+    let (store, migration) = Store::open_migrating(&path).unwrap();
+    assert_eq!(
+        migration,
+        Migration::Migrated {
+            from: 1,
+            devices: 605,
+            unreadable: 0,
+            indexed: 0,
+        }
+    );
+    let want = v1::fixture();
+    let q1 = want
+        .devices
+        .iter()
+        .find(|d| d.id().as_str() == "q1")
+        .unwrap();
+    let r = store.read().unwrap();
+    for id in &extra {
+        let got = r.device(&id.parse().unwrap()).unwrap().unwrap();
+        assert_eq!(got.id().as_str(), id);
+        assert_eq!(got.status, q1.status, "{id}: status");
+        assert_eq!(got.last_verdict, q1.last_verdict, "{id}: verdict");
+    }
+}
