@@ -21,7 +21,7 @@ use vouch_protocol::wire;
 use vouch_verifier::api::AuditView;
 use vouch_verifier::engine::{Engine, EngineConfig};
 use vouch_verifier::mqtt::{Inbound, Outgoing};
-use vouch_verifier::sim::SimTpm;
+use vouch_sim::SimTpm;
 use vouch_verifier::store::{DeviceRecord, Store};
 
 const FW_PCR: u8 = 14;

@@ -1,6 +1,6 @@
-//! A *simulated* TPM, for demos and benchmarks only. It exists so that `vouch-verifier demo` can
-//! show the whole protocol on a machine without swtpm, and so that scale benchmarks can stand in
-//! for thousands of terminals without a TPM process each. It is not a TPM and proves nothing: its
+//! A *simulated* TPM, for demos, benchmarks and engine tests only. It exists so that `vouch-demo`
+//! can show the whole protocol on a machine without swtpm, and so that scale benchmarks can stand
+//! in for thousands of terminals without a TPM process each. It is not a TPM and proves nothing: its
 //! keys are derived from a seed the caller chooses, live in ordinary memory and can be recomputed
 //! by anyone who knows the seed. The real agent never uses it (it talks to a TPM through
 //! tss-esapi); nothing here may ever be offered as a way to enroll a real terminal.
