@@ -154,7 +154,7 @@ fn session(global: &Global, cfg: RunConfig, mode: Mode) -> Result<Ended> {
         vouch_common::time::now_unix(),
     )?);
     let attester = Arc::new(Attester {
-        tcti: global.tcti.clone(),
+        tpm: Arc::new(crate::tpm::Tcti(global.tcti.clone())),
         state: state.clone(),
         identity,
         firmware: cfg.firmware.clone(),

@@ -10,7 +10,7 @@ use vouch_protocol::bytes::Sha256Digest;
 use vouch_protocol::firmware::{FirmwareEntry, FirmwareLog};
 
 use crate::state::StateDir;
-use crate::tpm::Tpm;
+use crate::tpm::AgentTpm;
 
 /// Hashes every configured file. A missing or unreadable file is measured as absent (the
 /// verifier reports it) rather than failing the attestation, so a terminal with a broken file
@@ -41,7 +41,7 @@ fn hash_file(path: &Path) -> io::Result<Sha256Digest> {
 /// Brings the application PCR and the stored list up to date for the current TPM boot and
 /// returns the full list to send with the evidence.
 pub fn measure(
-    tpm: &mut Tpm,
+    tpm: &mut dyn AgentTpm,
     state: &StateDir,
     pcr: u8,
     start: &Sha256Digest,
@@ -78,7 +78,7 @@ pub fn measure(
     Ok(log)
 }
 
-fn read_pcr(tpm: &mut Tpm, pcr: u8) -> Result<Sha256Digest> {
+fn read_pcr(tpm: &mut dyn AgentTpm, pcr: u8) -> Result<Sha256Digest> {
     let values = tpm
         .pcr_read(&[pcr])
         .context("reading the application PCR")?;
@@ -89,7 +89,7 @@ fn read_pcr(tpm: &mut Tpm, pcr: u8) -> Result<Sha256Digest> {
     Ok(Sha256Digest(v))
 }
 
-fn extend(tpm: &mut Tpm, pcr: u8, e: &FirmwareEntry) -> Result<()> {
+fn extend(tpm: &mut dyn AgentTpm, pcr: u8, e: &FirmwareEntry) -> Result<()> {
     tpm.pcr_extend(pcr, &e.event_digest().0)
         .with_context(|| format!("extending PCR {pcr} with {}", e.path))
 }

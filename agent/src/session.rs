@@ -53,7 +53,7 @@ impl std::fmt::Debug for Session {
 /// How a session ended.
 #[derive(Debug)]
 pub enum Ended {
-    /// SIGTERM or SIGINT.
+    /// SIGTERM or SIGINT (or the shutdown given to [`Session::run_until`]).
     Signal,
     /// `attest --once` got the verdict for its evidence.
     Verdict(Box<Verdict>),
@@ -145,21 +145,35 @@ impl Session {
         self.publish(client, &status);
     }
 
-    /// Runs until a signal, or (once) until the verdict for this round arrives or the timeout.
-    pub async fn run(mut self) -> Result<Ended> {
+    /// Runs until SIGTERM or SIGINT, or (once) until the verdict for this round arrives or the
+    /// timeout.
+    pub async fn run(self) -> Result<Ended> {
+        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        let signalled = async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        };
+        self.run_until(signalled).await
+    }
+
+    /// [`Session::run`], ended by `shutdown` completing instead of a signal (it then says
+    /// goodbye to the broker and returns [`Ended::Signal`]). The demo's in-process terminals
+    /// stop this way.
+    pub async fn run_until(mut self, shutdown: impl Future<Output = ()>) -> Result<Ended> {
+        tokio::pin!(shutdown);
         let (client, mut eventloop) = AsyncClient::new(self.options(), 64);
         let (work_tx, mut work_rx) = mpsc::channel::<(Nonce, Result<Evidence>)>(4);
         let mut answered: Option<Nonce> = None;
-        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-        let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
         let mut tick =
             tokio::time::interval_at(Instant::now() + self.cfg.interval, self.cfg.interval);
         let deadline = Instant::now() + self.cfg.timeout;
         let mut backoff = Duration::from_millis(250);
         loop {
             tokio::select! {
-                _ = term.recv() => return self.stop(&client, &mut eventloop).await,
-                _ = int.recv() => return self.stop(&client, &mut eventloop).await,
+                () = &mut shutdown => return self.stop(&client, &mut eventloop).await,
                 _ = tokio::time::sleep_until(deadline), if self.mode == Mode::Once => {
                     return Err(anyhow!(
                         "no verdict within {} s (is the device enrolled and the verifier running? \
@@ -211,8 +225,7 @@ impl Session {
                     Err(e) => {
                         tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "MQTT connection error");
                         tokio::select! {
-                            _ = term.recv() => return Ok(Ended::Signal),
-                            _ = int.recv() => return Ok(Ended::Signal),
+                            () = &mut shutdown => return Ok(Ended::Signal),
                             _ = tokio::time::sleep(backoff) => {}
                         }
                         backoff = (backoff * 2).min(Duration::from_secs(60));
