@@ -34,6 +34,9 @@ pub struct Attester {
     pub state: StateDir,
     pub identity: StoredIdentity,
     pub firmware: Vec<PathBuf>,
+    /// Where relative `firmware` paths are read from; `None` (what `vouch-agent` uses): the
+    /// working directory. The demo runs several terminals in one process, each with its own.
+    pub firmware_dir: Option<PathBuf>,
     pub firmware_pcr: u8,
     pub eventlog: EventLogSource,
 }
@@ -72,7 +75,7 @@ impl Attester {
             self.firmware_pcr,
             &start,
             clock.reset_count,
-            &self.firmware,
+            (&self.firmware, self.firmware_dir.as_deref()),
         )?;
         let pcrs: Vec<u8> = QUOTED_PCRS.chain([self.firmware_pcr]).collect();
         let quote = tpm

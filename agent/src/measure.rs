@@ -14,12 +14,15 @@ use crate::tpm::AgentTpm;
 
 /// Hashes every configured file. A missing or unreadable file is measured as absent (the
 /// verifier reports it) rather than failing the attestation, so a terminal with a broken file
-/// system is quarantined rather than silent.
-pub fn hash_files(paths: &[PathBuf]) -> Vec<FirmwareEntry> {
+/// system is quarantined rather than silent. A relative path is read from `base` when given
+/// (else from the working directory); the entry keeps the path as configured, which is the name
+/// reference values use.
+pub fn hash_files(paths: &[PathBuf], base: Option<&Path>) -> Vec<FirmwareEntry> {
     paths
         .iter()
         .map(|p| {
-            let sha256 = match hash_file(p) {
+            let at = base.map_or_else(|| p.clone(), |b| b.join(p));
+            let sha256 = match hash_file(&at) {
                 Ok(d) => Some(d),
                 Err(e) => {
                     tracing::warn!(path = %p.display(), error = %e, "firmware file cannot be read; measuring it as missing");
@@ -39,14 +42,15 @@ fn hash_file(path: &Path) -> io::Result<Sha256Digest> {
 }
 
 /// Brings the application PCR and the stored list up to date for the current TPM boot and
-/// returns the full list to send with the evidence.
+/// returns the full list to send with the evidence. `files` are read as [`hash_files`] reads
+/// them.
 pub fn measure(
     tpm: &mut dyn AgentTpm,
     state: &StateDir,
     pcr: u8,
     start: &Sha256Digest,
     reset_count: u32,
-    files: &[PathBuf],
+    files: (&[PathBuf], Option<&Path>),
 ) -> Result<FirmwareLog> {
     let mut log = state.firmware_log()?;
     if log.reset_count == reset_count {
@@ -65,7 +69,7 @@ pub fn measure(
             ),
         }
     }
-    let fresh = hash_files(files);
+    let fresh = hash_files(files.0, files.1);
     let new = log.plan(reset_count, &fresh);
     if !new.is_empty() {
         // Record first, then extend: a crash in between is repaired by `unextended` above.

@@ -6,6 +6,7 @@
 use anyhow::{Context, Result, anyhow};
 use ed25519_dalek::SigningKey;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
@@ -22,6 +23,7 @@ use crate::attester::Attester;
 use crate::config::RunConfig;
 use crate::freshness;
 use crate::state::StateDir;
+use crate::tpm::TpmConnector;
 
 /// Daemon or one round.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +69,54 @@ fn random_request_id() -> u64 {
 }
 
 impl Session {
+    /// The session of the enrolled terminal whose state directory is `state`, on the TPM `tpm`
+    /// reaches: its identity, device key, the verifier's last view and the answered challenges
+    /// come from the state directory. The caller holds the session lock
+    /// ([`crate::commands::lock_session`]) where another process could share the directory.
+    pub fn open(
+        state: StateDir,
+        tpm: Arc<dyn TpmConnector>,
+        mqtt_password: zeroize::Zeroizing<String>,
+        cfg: RunConfig,
+        mode: Mode,
+    ) -> Result<Self> {
+        let identity = state.require_identity()?;
+        let key = state.require_device_key()?;
+        let view = state.view(&cfg.verifier_key)?;
+        let core = AgentCore::new(
+            identity.device_id.clone(),
+            cfg.verifier_key,
+            view,
+            mode == Mode::Daemon,
+        )
+        .with_answered(freshness::load_answered(&state, now_unix())?);
+        let attester = Arc::new(Attester {
+            tpm,
+            state: state.clone(),
+            identity,
+            firmware: cfg.firmware.clone(),
+            firmware_dir: None,
+            firmware_pcr: cfg.firmware_pcr,
+            eventlog: cfg.eventlog.clone(),
+        });
+        Ok(Session {
+            mode,
+            mqtt_password,
+            cfg,
+            attester,
+            key,
+            state,
+            core,
+        })
+    }
+
+    /// Reads relative firmware paths from `dir` instead of the working directory (see
+    /// [`Attester::firmware_dir`]).
+    pub fn with_firmware_dir(mut self, dir: PathBuf) -> Self {
+        Arc::make_mut(&mut self.attester).firmware_dir = Some(dir);
+        self
+    }
+
     fn options(&self) -> MqttOptions {
         // Client id = user name = device id: the broker (`use_username_as_clientid`) gives each
         // terminal exactly one identity, so nobody else can take its id. The daemon and

@@ -80,3 +80,30 @@ pub fn fill(dir: &Path) -> io::Result<PathBuf> {
     let _ = f.sync_all();
     Ok(path)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+
+    #[test]
+    fn a_filled_tmpfs_refuses_writes_until_the_filler_is_removed_and_is_unmounted_on_drop() {
+        let fs = Tmpfs::mount_temp("1m").unwrap();
+        let dir = fs.path().to_owned();
+        let filler = fill(&dir).unwrap();
+        let more = std::fs::write(dir.join("more"), vec![0u8; 256 * 1024]);
+        assert_eq!(
+            more.unwrap_err().kind(),
+            io::ErrorKind::StorageFull,
+            "a full tmpfs must refuse more data"
+        );
+        std::fs::remove_file(filler).unwrap();
+        std::fs::write(dir.join("more"), vec![0u8; 256 * 1024]).unwrap();
+        drop(fs);
+        assert!(
+            !dir.exists(),
+            "the mount point (a temporary directory) is gone after drop"
+        );
+    }
+}
