@@ -64,7 +64,15 @@ pub fn enroll(
 ) -> Result<()> {
     let tpm = Tcti(tcti.to_owned());
     let mut stdout = std::io::stdout();
-    enroll_on(&tpm, state, device_id, model, out, mqtt_password, &mut stdout)
+    enroll_on(
+        &tpm,
+        state,
+        device_id,
+        model,
+        out,
+        mqtt_password,
+        &mut stdout,
+    )
 }
 
 /// [`enroll`] on the TPM `tpm` reaches, writing the summary for the operator to `report`.
@@ -131,7 +139,11 @@ pub fn enroll_on(
     writeln!(report, "device id:    {device_id}")?;
     writeln!(report, "model:        {model}")?;
     writeln!(report, "AK name:      {}", hex::encode(&identity.ak_name.0))?;
-    writeln!(report, "device key:   {}", keys::fingerprint(&key.verifying_key()))?;
+    writeln!(
+        report,
+        "device key:   {}",
+        keys::fingerprint(&key.verifying_key())
+    )?;
     writeln!(
         report,
         "EK cert:      {}",

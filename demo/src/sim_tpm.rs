@@ -7,8 +7,8 @@
 use std::sync::{Mutex, MutexGuard};
 
 use vouch_agent::tpm::{AgentTpm, AkBlobs, ClockInfo, Quote, TpmConnector, TpmError, TpmIdentity};
-use vouch_sim::{SimError, SimTpm};
 use vouch_protocol::tpm::PCR_COUNT;
+use vouch_sim::{SimError, SimTpm};
 
 /// A simulated TPM shared between the demo (which boots it) and the agent shell (which opens
 /// it per round).

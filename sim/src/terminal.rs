@@ -76,7 +76,9 @@ impl SimTerminal {
     /// This terminal's enrollment request for `model`, sealed with its device key. Its MQTT
     /// credential opens no broker account (see [`crate::LOCKED_MQTT_HASH`]).
     pub fn enrollment_request(&self, model: &str) -> Vec<u8> {
-        let request = self.tpm.enrollment_request(model, &self.key.verifying_key());
+        let request = self
+            .tpm
+            .enrollment_request(model, &self.key.verifying_key());
         self.seal(&request)
     }
 
@@ -124,8 +126,8 @@ mod tests {
         assert_eq!(evidence.firmware.len(), 1);
         let sealed = t.seal(&evidence);
         let topic = Topic::new(t.id().clone(), Kind::Evidence);
-        let device_key = ed25519_dalek::VerifyingKey::try_from(enrollment.device_key.0.as_slice())
-            .unwrap();
+        let device_key =
+            ed25519_dalek::VerifyingKey::try_from(enrollment.device_key.0.as_slice()).unwrap();
         let opened: Evidence = wire::decode(&topic, &sealed, wire::DEFAULT_MAX_PAYLOAD)
             .unwrap()
             .verify(&device_key)

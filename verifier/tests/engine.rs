@@ -18,10 +18,10 @@ use vouch_protocol::messages::{Challenge, Hello};
 use vouch_protocol::policy::PolicyScope;
 use vouch_protocol::verdict::{DeviceState, Status, TrustVector, Verdict};
 use vouch_protocol::wire;
+use vouch_sim::SimTpm;
 use vouch_verifier::api::AuditView;
 use vouch_verifier::engine::{Engine, EngineConfig};
 use vouch_verifier::mqtt::{Inbound, Outgoing};
-use vouch_sim::SimTpm;
 use vouch_verifier::store::{DeviceRecord, Store};
 
 const FW_PCR: u8 = 14;

@@ -55,9 +55,7 @@ impl Swtpm {
     /// Runs a tpm2-tools command against this swtpm. No `Tpm` may be open:
     /// swtpm serves one client connection at a time.
     pub fn tpm2(&self, tool: &str, args: &[&str]) -> Output {
-        self.tpm
-            .tpm2(tool, args)
-            .unwrap_or_else(|e| panic!("{e}"))
+        self.tpm.tpm2(tool, args).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// A TPM reset as on a reboot: `TPM2_Init` via the control channel, then

@@ -20,7 +20,9 @@ mod simulated;
 
 use anyhow::{Result, bail};
 use clap::Parser;
+use real::RealTerminal;
 use serde_json::Value;
+use simulated::SimulatedTerminal;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -30,8 +32,6 @@ use vouch_test_kit::eventlog::TerminalBoot;
 use vouch_test_kit::process::{Proc, free_port, have, wait_for_port};
 use vouch_verifier::api::{AuditPage, DevicePage, DeviceView, EnrolledView, PolicyView};
 use vouch_verifier::ctl::client::Client;
-use real::RealTerminal;
-use simulated::SimulatedTerminal;
 
 /// vouch demo: a verifier and a fleet of terminals on this machine; two get tampered with and
 /// are quarantined with the reason, while the rest stay trusted.
