@@ -97,3 +97,34 @@ fn extend(tpm: &mut dyn AgentTpm, pcr: u8, e: &FirmwareEntry) -> Result<()> {
     tpm.pcr_extend(pcr, &e.event_digest().0)
         .with_context(|| format!("extending PCR {pcr} with {}", e.path))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+
+    #[test]
+    fn relative_firmware_paths_are_read_from_the_base_and_keep_their_configured_name() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("firmware.bin"), b"fw").unwrap();
+        let paths = [PathBuf::from("firmware.bin")];
+        let [entry] = hash_files(&paths, Some(dir.path())).try_into().unwrap();
+        assert_eq!(entry.path, "firmware.bin");
+        assert_eq!(
+            entry.sha256,
+            Some(Sha256Digest(
+                vouch_common::fs::sha256_file(&dir.path().join("firmware.bin")).unwrap()
+            ))
+        );
+        // An absolute path ignores the base, and without a base the working directory is used
+        // (where this file does not exist: measured as absent, not an error).
+        let absolute = [dir.path().join("firmware.bin")];
+        let [entry] = hash_files(&absolute, Some(Path::new("/nonexistent")))
+            .try_into()
+            .unwrap();
+        assert!(entry.sha256.is_some());
+        let [entry] = hash_files(&paths, None).try_into().unwrap();
+        assert_eq!(entry.sha256, None);
+    }
+}

@@ -27,7 +27,7 @@ use vouch_verifier::store::Store;
 /// vouch bench: measure the verifier engine (store, verification, appraisal) with simulated
 /// terminals.
 #[derive(Debug, Parser)]
-#[command(name = "vouch-bench", version, about, long_about = None)]
+#[command(name = "vouch-bench", version)]
 pub struct BenchArgs {
     /// Simulated terminals.
     #[arg(long, default_value_t = 2000)]

@@ -36,7 +36,7 @@ use vouch_verifier::ctl::client::Client;
 /// vouch demo: a verifier and a fleet of terminals on this machine; two get tampered with and
 /// are quarantined with the reason, while the rest stay trusted.
 #[derive(Debug, Parser)]
-#[command(name = "vouch-demo", version, about, long_about = None)]
+#[command(name = "vouch-demo", version)]
 pub struct DemoArgs {
     /// Number of terminals in the fleet.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(2..=16))]
