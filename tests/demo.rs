@@ -1,5 +1,5 @@
-//! The README's main job: `vouch-verifier demo`, with swtpm-backed terminals and with simulated
-//! ones, must run to the end, quarantine exactly the two tampered terminals with reasons that
+//! The README's main job: `vouch-demo` (what `./scripts/demo` runs), with swtpm-backed terminals
+//! and with simulated ones (the agent shell over the simulated TPM), must run to the end, quarantine exactly the two tampered terminals with reasons that
 //! name what changed, and leave nothing behind. Both variants run in one test because both want
 //! the embedded default ports.
 
@@ -9,8 +9,8 @@ use std::process::Command;
 use vouch_e2e::bin;
 
 fn demo(extra: &[&str]) -> String {
-    let out = Command::new(bin("vouch-verifier"))
-        .args(["demo", "--interval", "2"])
+    let out = Command::new(bin("vouch-demo"))
+        .args(["--interval", "2"])
         .args(extra)
         .env("RUST_LOG", "warn")
         .output()

@@ -9,6 +9,7 @@
 
 use anyhow::{Context, Result};
 use std::path::PathBuf;
+use std::sync::Arc;
 use vouch_protocol::appraisal::{self, SentDigest};
 use vouch_protocol::bytes::Sha256Digest;
 use vouch_protocol::eventlog;
@@ -17,7 +18,7 @@ use vouch_protocol::messages::{Challenge, Evidence, PcrValue};
 use crate::config::EventLogSource;
 use crate::measure;
 use crate::state::{StateDir, StoredIdentity};
-use crate::tpm::Tpm;
+use crate::tpm::TpmConnector;
 
 /// PCRs every quote covers: the boot chain (0-7: firmware, configuration, boot manager, Secure
 /// Boot policy) and the boot loader's (8-9: its commands, kernel command line, files).
@@ -28,10 +29,14 @@ const MAX_EVENTLOG: u64 = 4 << 20;
 
 #[derive(Debug, Clone)]
 pub struct Attester {
-    pub tcti: String,
+    /// The terminal's TPM: `tpm::Tcti` in `vouch-agent`, a simulated TPM in the demo.
+    pub tpm: Arc<dyn TpmConnector>,
     pub state: StateDir,
     pub identity: StoredIdentity,
     pub firmware: Vec<PathBuf>,
+    /// Where relative `firmware` paths are read from; `None` (what `vouch-agent` uses): the
+    /// working directory. The demo runs several terminals in one process, each with its own.
+    pub firmware_dir: Option<PathBuf>,
     pub firmware_pcr: u8,
     pub eventlog: EventLogSource,
 }
@@ -62,15 +67,15 @@ impl Attester {
             .and_then(|l| appraisal::log_pcr_value(&l, self.firmware_pcr))
             .unwrap_or(Sha256Digest::ZERO);
         let _lock = self.state.lock()?;
-        let mut tpm = Tpm::open(&self.tcti)?;
+        let mut tpm = self.tpm.open()?;
         let clock = tpm.clock_info().context("reading the TPM clock")?;
         let firmware = measure::measure(
-            &mut tpm,
+            tpm.as_mut(),
             &self.state,
             self.firmware_pcr,
             &start,
             clock.reset_count,
-            &self.firmware,
+            (&self.firmware, self.firmware_dir.as_deref()),
         )?;
         let pcrs: Vec<u8> = QUOTED_PCRS.chain([self.firmware_pcr]).collect();
         let quote = tpm

@@ -6,10 +6,8 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::path::Path;
 use std::sync::Arc;
-use vouch_protocol::agent::AgentCore;
 use vouch_protocol::verdict::DeviceState;
 
-use crate::attester::Attester;
 use crate::config::{Cli, Command, FileConfig, Global, RunConfig, mqtt_password_path};
 use crate::session::{Ended, Mode, Session};
 use crate::state::StateDir;
@@ -140,36 +138,8 @@ fn session(global: &Global, cfg: RunConfig, mode: Mode) -> Result<Ended> {
     let state = StateDir::open(&global.state)?;
     let _lock = lock_session(&global.state)?;
     let mqtt_password = enroll::read_mqtt_password(&cfg.mqtt_password_file)?;
-    let identity = state.require_identity()?;
-    let key = state.require_device_key()?;
-    let view = state.view(&cfg.verifier_key)?;
-    let core = AgentCore::new(
-        identity.device_id.clone(),
-        cfg.verifier_key,
-        view,
-        mode == Mode::Daemon,
-    )
-    .with_answered(crate::freshness::load_answered(
-        &state,
-        vouch_common::time::now_unix(),
-    )?);
-    let attester = Arc::new(Attester {
-        tcti: global.tcti.clone(),
-        state: state.clone(),
-        identity,
-        firmware: cfg.firmware.clone(),
-        firmware_pcr: cfg.firmware_pcr,
-        eventlog: cfg.eventlog.clone(),
-    });
-    let session = Session {
-        mode,
-        mqtt_password,
-        cfg,
-        attester,
-        key,
-        state,
-        core,
-    };
+    let tpm = Arc::new(crate::tpm::Tcti(global.tcti.clone()));
+    let session = Session::open(state, tpm, mqtt_password, cfg, mode)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

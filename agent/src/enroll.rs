@@ -16,7 +16,7 @@ use vouch_protocol::messages::EnrollmentRequest;
 use vouch_protocol::wire;
 
 use crate::state::{StateDir, StoredIdentity};
-use crate::tpm::Tpm;
+use crate::tpm::{Tcti, TpmConnector};
 
 /// Longest MQTT password file accepted (a vouch password is 64 hex characters).
 const MAX_PASSWORD_FILE: u64 = 4096;
@@ -62,6 +62,29 @@ pub fn enroll(
     out: &Path,
     mqtt_password: &Path,
 ) -> Result<()> {
+    let tpm = Tcti(tcti.to_owned());
+    let mut stdout = std::io::stdout();
+    enroll_on(
+        &tpm,
+        state,
+        device_id,
+        model,
+        out,
+        mqtt_password,
+        &mut stdout,
+    )
+}
+
+/// [`enroll`] on the TPM `tpm` reaches, writing the summary for the operator to `report`.
+pub fn enroll_on(
+    tpm: &dyn TpmConnector,
+    state: &StateDir,
+    device_id: &DeviceId,
+    model: &str,
+    out: &Path,
+    mqtt_password: &Path,
+    report: &mut dyn std::io::Write,
+) -> Result<()> {
     if model.trim().is_empty() || model.len() > 128 {
         bail!("--model must be 1 to 128 characters");
     }
@@ -77,7 +100,7 @@ pub fn enroll(
         );
     }
     let key = state.device_key()?;
-    let mut tpm = Tpm::open(tcti)?;
+    let mut tpm = tpm.open()?;
     let saved = existing.as_ref().map(StoredIdentity::ak_blobs);
     let (ident, blobs) = tpm
         .load_or_create_identity(saved.as_ref())
@@ -113,25 +136,32 @@ pub fn enroll(
     };
     let bytes = wire::seal(device_id, &request, &key);
     fs::write_atomic(out, &bytes, 0o644)?;
-    println!("device id:    {device_id}");
-    println!("model:        {model}");
-    println!("AK name:      {}", hex::encode(&identity.ak_name.0));
-    println!("device key:   {}", keys::fingerprint(&key.verifying_key()));
-    println!(
+    writeln!(report, "device id:    {device_id}")?;
+    writeln!(report, "model:        {model}")?;
+    writeln!(report, "AK name:      {}", hex::encode(&identity.ak_name.0))?;
+    writeln!(
+        report,
+        "device key:   {}",
+        keys::fingerprint(&key.verifying_key())
+    )?;
+    writeln!(
+        report,
         "EK cert:      {}",
         if identity.ek_certificate.is_some() {
             "present"
         } else {
             "none in TPM NV"
         }
-    );
-    println!(
+    )?;
+    writeln!(
+        report,
         "MQTT user:    {device_id} (password in {})",
         mqtt_password.display()
-    );
-    println!(
+    )?;
+    writeln!(
+        report,
         "request:      {} (give it to the operator: vouchctl enroll FILE)",
         out.display()
-    );
+    )?;
     Ok(())
 }

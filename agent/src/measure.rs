@@ -10,16 +10,19 @@ use vouch_protocol::bytes::Sha256Digest;
 use vouch_protocol::firmware::{FirmwareEntry, FirmwareLog};
 
 use crate::state::StateDir;
-use crate::tpm::Tpm;
+use crate::tpm::AgentTpm;
 
 /// Hashes every configured file. A missing or unreadable file is measured as absent (the
 /// verifier reports it) rather than failing the attestation, so a terminal with a broken file
-/// system is quarantined rather than silent.
-pub fn hash_files(paths: &[PathBuf]) -> Vec<FirmwareEntry> {
+/// system is quarantined rather than silent. A relative path is read from `base` when given
+/// (else from the working directory); the entry keeps the path as configured, which is the name
+/// reference values use.
+pub fn hash_files(paths: &[PathBuf], base: Option<&Path>) -> Vec<FirmwareEntry> {
     paths
         .iter()
         .map(|p| {
-            let sha256 = match hash_file(p) {
+            let at = base.map_or_else(|| p.clone(), |b| b.join(p));
+            let sha256 = match hash_file(&at) {
                 Ok(d) => Some(d),
                 Err(e) => {
                     tracing::warn!(path = %p.display(), error = %e, "firmware file cannot be read; measuring it as missing");
@@ -39,14 +42,15 @@ fn hash_file(path: &Path) -> io::Result<Sha256Digest> {
 }
 
 /// Brings the application PCR and the stored list up to date for the current TPM boot and
-/// returns the full list to send with the evidence.
+/// returns the full list to send with the evidence. `files` are read as [`hash_files`] reads
+/// them.
 pub fn measure(
-    tpm: &mut Tpm,
+    tpm: &mut dyn AgentTpm,
     state: &StateDir,
     pcr: u8,
     start: &Sha256Digest,
     reset_count: u32,
-    files: &[PathBuf],
+    files: (&[PathBuf], Option<&Path>),
 ) -> Result<FirmwareLog> {
     let mut log = state.firmware_log()?;
     if log.reset_count == reset_count {
@@ -65,7 +69,7 @@ pub fn measure(
             ),
         }
     }
-    let fresh = hash_files(files);
+    let fresh = hash_files(files.0, files.1);
     let new = log.plan(reset_count, &fresh);
     if !new.is_empty() {
         // Record first, then extend: a crash in between is repaired by `unextended` above.
@@ -78,7 +82,7 @@ pub fn measure(
     Ok(log)
 }
 
-fn read_pcr(tpm: &mut Tpm, pcr: u8) -> Result<Sha256Digest> {
+fn read_pcr(tpm: &mut dyn AgentTpm, pcr: u8) -> Result<Sha256Digest> {
     let values = tpm
         .pcr_read(&[pcr])
         .context("reading the application PCR")?;
@@ -89,7 +93,38 @@ fn read_pcr(tpm: &mut Tpm, pcr: u8) -> Result<Sha256Digest> {
     Ok(Sha256Digest(v))
 }
 
-fn extend(tpm: &mut Tpm, pcr: u8, e: &FirmwareEntry) -> Result<()> {
+fn extend(tpm: &mut dyn AgentTpm, pcr: u8, e: &FirmwareEntry) -> Result<()> {
     tpm.pcr_extend(pcr, &e.event_digest().0)
         .with_context(|| format!("extending PCR {pcr} with {}", e.path))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+
+    #[test]
+    fn relative_firmware_paths_are_read_from_the_base_and_keep_their_configured_name() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("firmware.bin"), b"fw").unwrap();
+        let paths = [PathBuf::from("firmware.bin")];
+        let [entry] = hash_files(&paths, Some(dir.path())).try_into().unwrap();
+        assert_eq!(entry.path, "firmware.bin");
+        assert_eq!(
+            entry.sha256,
+            Some(Sha256Digest(
+                vouch_common::fs::sha256_file(&dir.path().join("firmware.bin")).unwrap()
+            ))
+        );
+        // An absolute path ignores the base, and without a base the working directory is used
+        // (where this file does not exist: measured as absent, not an error).
+        let absolute = [dir.path().join("firmware.bin")];
+        let [entry] = hash_files(&absolute, Some(Path::new("/nonexistent")))
+            .try_into()
+            .unwrap();
+        assert!(entry.sha256.is_some());
+        let [entry] = hash_files(&paths, None).try_into().unwrap();
+        assert_eq!(entry.sha256, None);
+    }
 }

@@ -6,6 +6,7 @@
 use anyhow::{Context, Result, anyhow};
 use ed25519_dalek::SigningKey;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
@@ -22,6 +23,7 @@ use crate::attester::Attester;
 use crate::config::RunConfig;
 use crate::freshness;
 use crate::state::StateDir;
+use crate::tpm::TpmConnector;
 
 /// Daemon or one round.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +55,7 @@ impl std::fmt::Debug for Session {
 /// How a session ended.
 #[derive(Debug)]
 pub enum Ended {
-    /// SIGTERM or SIGINT.
+    /// SIGTERM or SIGINT (or the shutdown given to [`Session::run_until`]).
     Signal,
     /// `attest --once` got the verdict for its evidence.
     Verdict(Box<Verdict>),
@@ -67,6 +69,54 @@ fn random_request_id() -> u64 {
 }
 
 impl Session {
+    /// The session of the enrolled terminal whose state directory is `state`, on the TPM `tpm`
+    /// reaches: its identity, device key, the verifier's last view and the answered challenges
+    /// come from the state directory. The caller holds the session lock
+    /// ([`crate::commands::lock_session`]) where another process could share the directory.
+    pub fn open(
+        state: StateDir,
+        tpm: Arc<dyn TpmConnector>,
+        mqtt_password: zeroize::Zeroizing<String>,
+        cfg: RunConfig,
+        mode: Mode,
+    ) -> Result<Self> {
+        let identity = state.require_identity()?;
+        let key = state.require_device_key()?;
+        let view = state.view(&cfg.verifier_key)?;
+        let core = AgentCore::new(
+            identity.device_id.clone(),
+            cfg.verifier_key,
+            view,
+            mode == Mode::Daemon,
+        )
+        .with_answered(freshness::load_answered(&state, now_unix())?);
+        let attester = Arc::new(Attester {
+            tpm,
+            state: state.clone(),
+            identity,
+            firmware: cfg.firmware.clone(),
+            firmware_dir: None,
+            firmware_pcr: cfg.firmware_pcr,
+            eventlog: cfg.eventlog.clone(),
+        });
+        Ok(Session {
+            mode,
+            mqtt_password,
+            cfg,
+            attester,
+            key,
+            state,
+            core,
+        })
+    }
+
+    /// Reads relative firmware paths from `dir` instead of the working directory (see
+    /// [`Attester::firmware_dir`]).
+    pub fn with_firmware_dir(mut self, dir: PathBuf) -> Self {
+        Arc::make_mut(&mut self.attester).firmware_dir = Some(dir);
+        self
+    }
+
     fn options(&self) -> MqttOptions {
         // Client id = user name = device id: the broker (`use_username_as_clientid`) gives each
         // terminal exactly one identity, so nobody else can take its id. The daemon and
@@ -145,21 +195,35 @@ impl Session {
         self.publish(client, &status);
     }
 
-    /// Runs until a signal, or (once) until the verdict for this round arrives or the timeout.
-    pub async fn run(mut self) -> Result<Ended> {
+    /// Runs until SIGTERM or SIGINT, or (once) until the verdict for this round arrives or the
+    /// timeout.
+    pub async fn run(self) -> Result<Ended> {
+        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        let signalled = async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        };
+        self.run_until(signalled).await
+    }
+
+    /// [`Session::run`], ended by `shutdown` completing instead of a signal (it then says
+    /// goodbye to the broker and returns [`Ended::Signal`]). The demo's in-process terminals
+    /// stop this way.
+    pub async fn run_until(mut self, shutdown: impl Future<Output = ()>) -> Result<Ended> {
+        tokio::pin!(shutdown);
         let (client, mut eventloop) = AsyncClient::new(self.options(), 64);
         let (work_tx, mut work_rx) = mpsc::channel::<(Nonce, Result<Evidence>)>(4);
         let mut answered: Option<Nonce> = None;
-        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-        let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
         let mut tick =
             tokio::time::interval_at(Instant::now() + self.cfg.interval, self.cfg.interval);
         let deadline = Instant::now() + self.cfg.timeout;
         let mut backoff = Duration::from_millis(250);
         loop {
             tokio::select! {
-                _ = term.recv() => return self.stop(&client, &mut eventloop).await,
-                _ = int.recv() => return self.stop(&client, &mut eventloop).await,
+                () = &mut shutdown => return self.stop(&client, &mut eventloop).await,
                 _ = tokio::time::sleep_until(deadline), if self.mode == Mode::Once => {
                     return Err(anyhow!(
                         "no verdict within {} s (is the device enrolled and the verifier running? \
@@ -211,8 +275,7 @@ impl Session {
                     Err(e) => {
                         tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "MQTT connection error");
                         tokio::select! {
-                            _ = term.recv() => return Ok(Ended::Signal),
-                            _ = int.recv() => return Ok(Ended::Signal),
+                            () = &mut shutdown => return Ok(Ended::Signal),
                             _ = tokio::time::sleep(backoff) => {}
                         }
                         backoff = (backoff * 2).min(Duration::from_secs(60));

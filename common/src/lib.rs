@@ -9,6 +9,4 @@ pub mod logging;
 pub mod mqtt_passwd;
 pub mod mqtt_tls;
 pub mod mqtt_url;
-pub mod process;
-pub mod swtpm;
 pub mod time;

@@ -45,6 +45,8 @@ pub fn bin(name: &str) -> PathBuf {
             "vouch-agent",
             "-p",
             "vouch-verifier",
+            "-p",
+            "vouch-demo",
         ])
         .current_dir(env!("CARGO_MANIFEST_DIR"));
         if dir.file_name().is_some_and(|p| p == "release") {

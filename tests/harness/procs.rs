@@ -6,19 +6,19 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
-pub use vouch_common::swtpm::Swtpm;
+pub use vouch_test_kit::swtpm::Swtpm;
 
 use crate::tls::TestPki;
 use crate::{bin, free_port, wait_for_port};
 
 /// A child process whose log is printed when the test using it fails.
 #[derive(Debug)]
-pub struct Proc(vouch_common::process::Proc);
+pub struct Proc(vouch_test_kit::process::Proc);
 
 impl Proc {
     pub fn spawn(name: &str, cmd: &mut Command, log: PathBuf) -> Self {
         Self(
-            vouch_common::process::Proc::spawn(name, cmd, &log)
+            vouch_test_kit::process::Proc::spawn(name, cmd, &log)
                 .unwrap_or_else(|e| panic!("cannot start {name}: {e}")),
         )
     }

@@ -25,10 +25,6 @@ pub struct Cli {
 pub enum Command {
     /// Run the verifier (with its own managed Mosquitto broker unless --mqtt-url is given).
     Run(RunArgs),
-    /// Run a demo fleet against a verifier on the default ports and narrate what happens.
-    Demo(crate::demo::DemoArgs),
-    /// Measure the verifier engine (store, verification, appraisal) with simulated terminals.
-    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, Args, Default)]

@@ -1,17 +1,13 @@
-//! vouch-verifier: the verifier service (`run`) and the demo fleet (`demo`).
+//! vouch-verifier: the verifier service (`run`). The demo fleet and the scale bench are
+//! `vouch-demo` and `vouch-bench` (crate `vouch-demo`).
 
 use clap::Parser;
 use vouch_verifier::config::{Cli, Command, ServerConfig};
-use vouch_verifier::{bench, demo, server};
+use vouch_verifier::server;
 
 fn main() {
     let cli = Cli::parse();
-    // The bench appraises thousands of devices a second: keep per-device lines out of its output.
-    let level = match cli.command {
-        Command::Bench(_) => "warn",
-        _ => "info",
-    };
-    vouch_common::logging::init(level);
+    vouch_common::logging::init("info");
     let result = match cli.command {
         Command::Run(args) => ServerConfig::resolve(&args).and_then(|cfg| {
             let rt = tokio::runtime::Runtime::new()?;
@@ -20,8 +16,6 @@ fn main() {
                 server::run(cfg, shutdown).await
             })
         }),
-        Command::Demo(args) => demo::run(args),
-        Command::Bench(args) => bench::run(args),
     };
     if let Err(e) = result {
         eprintln!("vouch-verifier: {e:#}");

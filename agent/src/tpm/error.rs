@@ -79,4 +79,12 @@ pub enum TpmError {
     /// The TPM answered with something that contradicts the request.
     #[error("unexpected TPM response: {0}")]
     UnexpectedResponse(&'static str),
+    /// An [`AgentTpm`](super::AgentTpm) that is not reached through tss-esapi (the demo's
+    /// simulated TPM) failed; its own error is the source.
+    #[error("{what} failed")]
+    Backend {
+        what: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }

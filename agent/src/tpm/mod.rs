@@ -1,4 +1,5 @@
-//! The terminal agent's only door to the TPM. [`Tpm`] wraps one tss-esapi
+//! The terminal agent's only door to the TPM. The shell sees it through [`AgentTpm`] (opened
+//! per round by a [`TpmConnector`]); [`Tpm`], the one implementation in this crate, wraps one tss-esapi
 //! [`Context`] for the agent's lifetime and exposes the handful of operations
 //! attestation needs: deriving the endorsement key (EK) and an attestation key
 //! (AK) under it, quoting PCRs with the AK, extending and reading PCRs, and
@@ -161,6 +162,70 @@ pub struct ClockInfo {
     pub restart_count: u32,
     /// Whether `clock` is known not to have gone backwards.
     pub safe: bool,
+}
+
+/// The TPM operations the agent's shell performs (enrollment, measurement, attestation). [`Tpm`]
+/// implements them over tss-esapi; the demo's simulated terminals implement them over a software
+/// TPM, so one agent shell ([`crate::session`], [`crate::attester`]) drives both. Every byte
+/// string crossing it is the TPM-marshalled structure documented on [`TpmIdentity`] and
+/// [`Quote`], which the verifier parses without a TSS.
+pub trait AgentTpm {
+    /// See [`Tpm::load_or_create_identity`].
+    fn load_or_create_identity(
+        &mut self,
+        saved_ak: Option<&AkBlobs>,
+    ) -> Result<(TpmIdentity, AkBlobs), TpmError>;
+    /// See [`Tpm::quote`].
+    fn quote(&mut self, ak: &AkBlobs, nonce: &[u8], pcrs: &[u8]) -> Result<Quote, TpmError>;
+    /// See [`Tpm::pcr_extend`].
+    fn pcr_extend(&mut self, pcr: u8, digest: &[u8; 32]) -> Result<(), TpmError>;
+    /// See [`Tpm::pcr_read`].
+    fn pcr_read(&mut self, pcrs: &[u8]) -> Result<Vec<(u8, [u8; 32])>, TpmError>;
+    /// See [`Tpm::clock_info`].
+    fn clock_info(&mut self) -> Result<ClockInfo, TpmError>;
+}
+
+/// How the agent reaches its TPM. It opens a connection per enrollment or attestation round and
+/// drops it after, so other TPM clients (and swtpm, which serves one client at a time) are not
+/// locked out between rounds.
+pub trait TpmConnector: fmt::Debug + Send + Sync {
+    fn open(&self) -> Result<Box<dyn AgentTpm + '_>, TpmError>;
+}
+
+/// A TPM reached through a TCTI string (`device:/dev/tpmrm0`, `swtpm:host=...,port=...`): what
+/// `vouch-agent` uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tcti(pub String);
+
+impl TpmConnector for Tcti {
+    fn open(&self) -> Result<Box<dyn AgentTpm + '_>, TpmError> {
+        Ok(Box::new(Tpm::open(&self.0)?))
+    }
+}
+
+impl AgentTpm for Tpm {
+    fn load_or_create_identity(
+        &mut self,
+        saved_ak: Option<&AkBlobs>,
+    ) -> Result<(TpmIdentity, AkBlobs), TpmError> {
+        Tpm::load_or_create_identity(self, saved_ak)
+    }
+
+    fn quote(&mut self, ak: &AkBlobs, nonce: &[u8], pcrs: &[u8]) -> Result<Quote, TpmError> {
+        Tpm::quote(self, ak, nonce, pcrs)
+    }
+
+    fn pcr_extend(&mut self, pcr: u8, digest: &[u8; 32]) -> Result<(), TpmError> {
+        Tpm::pcr_extend(self, pcr, digest)
+    }
+
+    fn pcr_read(&mut self, pcrs: &[u8]) -> Result<Vec<(u8, [u8; 32])>, TpmError> {
+        Tpm::pcr_read(self, pcrs)
+    }
+
+    fn clock_info(&mut self) -> Result<ClockInfo, TpmError> {
+        Tpm::clock_info(self)
+    }
 }
 
 /// An open TPM. Keep one for the agent's lifetime; it holds no TPM objects

@@ -1,24 +1,24 @@
-//! Test harness shared by the integration tests: a private swtpm per test on
-//! a free loopback port pair, killed by pid and its state directory removed
-//! on drop, plus a minimal reader for the TPM structures the tests inspect.
+//! Test harness shared by the agent's integration tests: a private swtpm per test (the test
+//! kit's, on a free loopback port pair, ended by pid) whose directory is removed on drop, plus a
+//! minimal reader for the TPM structures the tests inspect.
 
 // clippy's allow-expect-in-tests covers #[test] functions only, not these
 // helpers, which should panic loudly too.
 #![allow(clippy::expect_used)]
 
-use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use vouch_agent::tpm::Tpm;
 
-/// A running swtpm, killed and its state removed on drop.
+/// A running swtpm (the test kit's, ended by its pid) in its own temporary directory, removed
+/// on drop after the TPM has stopped.
 pub struct Swtpm {
+    // Declared first, so it is dropped (stopped) before its directory is removed.
+    tpm: vouch_test_kit::swtpm::Swtpm,
     dir: tempfile::TempDir,
-    port: u16,
-    pid: u32,
 }
 
 impl Swtpm {
@@ -31,82 +31,17 @@ impl Swtpm {
     /// signed by a throwaway swtpm_localca, all inside the temporary directory.
     pub fn start_provisioned() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let d = dir.path();
-        for sub in ["state", "ca"] {
-            std::fs::create_dir(d.join(sub)).expect("mkdir");
-        }
-        let write = |name: &str, text: String| std::fs::write(d.join(name), text).expect("write");
-        write(
-            "swtpm_setup.conf",
-            format!(
-                "create_certs_tool = /usr/bin/swtpm_localca\n\
-                 create_certs_tool_config = {0}/swtpm-localca.conf\n\
-                 create_certs_tool_options = {0}/swtpm-localca.options\n\
-                 active_pcr_banks = sha256\n",
-                d.display()
-            ),
-        );
-        write(
-            "swtpm-localca.conf",
-            format!(
-                "statedir = {0}/ca\nsigningkey = {0}/ca/signkey.pem\n\
-                 issuercert = {0}/ca/issuercert.pem\ncertserial = {0}/ca/certserial\n",
-                d.display()
-            ),
-        );
-        write(
-            "swtpm-localca.options",
-            "--platform-manufacturer vouch-test\n--platform-version 2.1\n--platform-model swtpm\n"
-                .to_owned(),
-        );
-        let out = Command::new("swtpm_setup")
-            .arg("--tpm2")
-            .arg("--tpmstate")
-            .arg(d.join("state"))
-            .arg("--config")
-            .arg(d.join("swtpm_setup.conf"))
-            .args(["--create-ek-cert", "--create-platform-cert"])
-            .args(["--pcr-banks", "sha256"])
-            .output()
-            .expect("run swtpm_setup");
-        assert_success("swtpm_setup", &out);
+        vouch_test_kit::swtpm::provision(dir.path()).expect("swtpm_setup");
         Self::start_in(dir)
     }
 
     fn start_in(dir: tempfile::TempDir) -> Self {
-        let state = dir.path().join("state");
-        std::fs::create_dir_all(&state).expect("mkdir state");
-        let pid_file = state.join("swtpm.pid");
-        for _ in 0..10 {
-            let port = free_port_pair();
-            let out = Command::new("swtpm")
-                .args(["socket", "--tpm2", "--daemon"])
-                .arg("--tpmstate")
-                .arg(format!("dir={}", state.display()))
-                .arg("--server")
-                .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
-                .arg("--ctrl")
-                .arg(format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1))
-                .args(["--flags", "not-need-init,startup-clear"])
-                .arg("--pid")
-                .arg(format!("file={}", pid_file.display()))
-                .output()
-                .expect("run swtpm");
-            if !out.status.success() {
-                continue; // lost a race for the port pair; try another
-            }
-            let pid = std::fs::read_to_string(&pid_file)
-                .expect("swtpm pid file")
-                .trim()
-                .parse()
-                .expect("swtpm pid");
-            return Self { dir, port, pid };
-        }
-        panic!("could not start swtpm");
+        let tpm = vouch_test_kit::swtpm::Swtpm::start(dir.path()).expect("start swtpm");
+        Self { tpm, dir }
     }
 
     pub fn tcti(&self) -> String {
-        format!("swtpm:host=127.0.0.1,port={}", self.port)
+        self.tpm.tcti()
     }
 
     pub fn open(&self) -> Tpm {
@@ -120,60 +55,13 @@ impl Swtpm {
     /// Runs a tpm2-tools command against this swtpm. No `Tpm` may be open:
     /// swtpm serves one client connection at a time.
     pub fn tpm2(&self, tool: &str, args: &[&str]) -> Output {
-        let out = Command::new(tool)
-            .args(args)
-            .env("TPM2TOOLS_TCTI", self.tcti())
-            .output()
-            .expect("run tpm2-tools");
-        assert_success(tool, &out);
-        out
+        self.tpm.tpm2(tool, args).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// A TPM reset as on a reboot: `TPM2_Init` via the control channel, then
     /// `TPM2_Startup(CLEAR)` as firmware would send.
     pub fn reboot(&self) {
-        let out = Command::new("swtpm_ioctl")
-            .args(["--tcp", &format!("127.0.0.1:{}", self.port + 1), "-i"])
-            .output()
-            .expect("run swtpm_ioctl");
-        assert_success("swtpm_ioctl -i", &out);
-        self.tpm2("tpm2_startup", &["-c"]);
-    }
-}
-
-impl Drop for Swtpm {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg(self.pid.to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while is_running(self.pid) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if is_running(self.pid) {
-            let _ = Command::new("kill")
-                .args(["-9", &self.pid.to_string()])
-                .status();
-        }
-    }
-}
-
-/// Whether `pid` is alive (a zombie awaiting its reaper counts as gone).
-pub fn is_running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|stat| {
-            stat.rsplit_once(')')
-                .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
-}
-
-/// A loopback port P such that P and P+1 were both free a moment ago.
-pub fn free_port_pair() -> u16 {
-    loop {
-        let first = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = first.local_addr().expect("addr").port();
-        if port < u16::MAX && TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
-            return port;
-        }
+        self.tpm.reboot().unwrap_or_else(|e| panic!("{e}"));
     }
 }
 

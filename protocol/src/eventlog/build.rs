@@ -1,34 +1,33 @@
 //! Synthesis of well-formed TCG event logs: a builder for crypto-agile logs and encoders for the
-//! UEFI structures their events carry. Tests, fuzz seeds, benchmarks and the demo use it, and so
-//! do the end-to-end tests, which extend the very digests a synthesized log records into a
+//! UEFI structures their events carry. Compiled only for this crate's tests and with the
+//! `eventlog-builder` feature, which `vouch-test-kit` turns on and re-exports as
+//! `vouch_test_kit::eventlog`: tests, fuzz seeds, benchmarks and the demo use it, and so do the
+//! end-to-end tests, which extend the very digests a synthesized log records into a
 //! software TPM (see [`LogBuilder::extends`]) so that a real quote and a log agree.
 
 use crate::digest::HashAlg;
+use crate::eventlog::{EventType, Guid};
 
-pub const EV_NO_ACTION: u32 = 0x3;
-pub const EV_SEPARATOR: u32 = 0x4;
-pub const EV_S_CRTM_VERSION: u32 = 0x8;
-pub const EV_IPL: u32 = 0xd;
-pub const EV_POST_CODE: u32 = 0x1;
-pub const EV_EFI_VARIABLE_DRIVER_CONFIG: u32 = 0x8000_0001;
-pub const EV_EFI_VARIABLE_BOOT: u32 = 0x8000_0002;
-pub const EV_EFI_BOOT_SERVICES_APPLICATION: u32 = 0x8000_0003;
-pub const EV_EFI_ACTION: u32 = 0x8000_0007;
-pub const EV_EFI_PLATFORM_FIRMWARE_BLOB: u32 = 0x8000_0008;
-pub const EV_EFI_VARIABLE_AUTHORITY: u32 = 0x8000_00E0;
+// The event types and GUIDs are the parser's ([`EventType`], [`Guid`]): one definition, here
+// only as the raw values a log carries.
+pub const EV_NO_ACTION: u32 = EventType::NO_ACTION.0;
+pub const EV_SEPARATOR: u32 = EventType::SEPARATOR.0;
+pub const EV_S_CRTM_VERSION: u32 = EventType::S_CRTM_VERSION.0;
+pub const EV_IPL: u32 = EventType::IPL.0;
+pub const EV_POST_CODE: u32 = EventType::POST_CODE.0;
+pub const EV_EFI_VARIABLE_DRIVER_CONFIG: u32 = EventType::EFI_VARIABLE_DRIVER_CONFIG.0;
+pub const EV_EFI_VARIABLE_BOOT: u32 = EventType::EFI_VARIABLE_BOOT.0;
+pub const EV_EFI_BOOT_SERVICES_APPLICATION: u32 = EventType::EFI_BOOT_SERVICES_APPLICATION.0;
+pub const EV_EFI_ACTION: u32 = EventType::EFI_ACTION.0;
+pub const EV_EFI_PLATFORM_FIRMWARE_BLOB: u32 = EventType::EFI_PLATFORM_FIRMWARE_BLOB.0;
+pub const EV_EFI_VARIABLE_AUTHORITY: u32 = EventType::EFI_VARIABLE_AUTHORITY.0;
 
 /// `EFI_GLOBAL_VARIABLE` in its in-memory byte order.
-pub const GLOBAL_VARIABLE: [u8; 16] = [
-    0x61, 0xdf, 0xe4, 0x8b, 0xca, 0x93, 0xd2, 0x11, 0xaa, 0x0d, 0x00, 0xe0, 0x98, 0x03, 0x2b, 0x8c,
-];
+pub const GLOBAL_VARIABLE: [u8; 16] = Guid::GLOBAL_VARIABLE.0;
 /// `EFI_IMAGE_SECURITY_DATABASE_GUID` in its in-memory byte order.
-pub const IMAGE_SECURITY_DATABASE: [u8; 16] = [
-    0xcb, 0xb2, 0x19, 0xd7, 0x3a, 0x3d, 0x96, 0x45, 0xa3, 0xbc, 0xda, 0xd0, 0x0e, 0x67, 0x65, 0x6f,
-];
+pub const IMAGE_SECURITY_DATABASE: [u8; 16] = Guid::IMAGE_SECURITY_DATABASE.0;
 /// `EFI_CERT_SHA256_GUID` in its in-memory byte order.
-pub const CERT_SHA256: [u8; 16] = [
-    0x26, 0x16, 0xc4, 0xc1, 0x4c, 0x50, 0x92, 0x40, 0xac, 0xa9, 0x41, 0xf9, 0x36, 0x93, 0x43, 0x28,
-];
+pub const CERT_SHA256: [u8; 16] = Guid::CERT_SHA256.0;
 
 fn le32(n: usize) -> [u8; 4] {
     u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes()

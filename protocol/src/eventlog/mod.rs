@@ -27,6 +27,7 @@
 //! * Event data never makes parsing fail: [`EventData`] holds the decoded form when vouch knows
 //!   it, and the raw bytes stay in [`Event::data`].
 
+#[cfg(any(test, feature = "eventlog-builder"))]
 pub mod build;
 mod class;
 mod data;

@@ -20,10 +20,10 @@ use vouch_protocol::messages::{Challenge, Hello};
 use vouch_protocol::policy::PolicyScope;
 use vouch_protocol::verdict::{DeviceState, Status, TrustVector, Verdict};
 use vouch_protocol::wire;
+use vouch_sim::SimTpm;
 use vouch_verifier::api::AuditView;
 use vouch_verifier::engine::Engine;
 use vouch_verifier::mqtt::{Inbound, Outgoing};
-use vouch_verifier::sim::SimTpm;
 use vouch_verifier::store::{DeviceRecord, Store};
 
 mod harness;

@@ -1,4 +1,4 @@
-//! Per-evidence CPU cost of the verifier, measured on evidence from the *simulated* TPM (`sim`, a
+//! Per-evidence CPU cost of the verifier, measured on evidence from the *simulated* TPM (`vouch-sim`, a
 //! stand-in for demos and benchmarks that emits byte-exact TPM structures from a software key).
 //! It exists to size a deployment: how many evidence messages one core appraises per second,
 //! against the 333/s that 100,000 terminals attesting every 300 s produce.
@@ -9,7 +9,7 @@
 //! 3 firmware entries), (d) what the engine does before that for each message: `wire::decode`,
 //! the enrolled Ed25519 key, `Unverified::verify` and `open::<Evidence>()`, and (e) (d) + (c).
 //!
-//! Run: `cargo bench --bench verify -- --warm-up-time 1 --measurement-time 3`.
+//! Run: `cargo bench -p vouch-sim --bench verify -- --warm-up-time 1 --measurement-time 3`.
 
 #![allow(clippy::unwrap_used, reason = "benchmark setup fails loudly")]
 
@@ -26,7 +26,7 @@ use vouch_protocol::ids::{DeviceId, Kind, Nonce, Topic};
 use vouch_protocol::messages::Evidence;
 use vouch_protocol::tpm::{self, PcrValues, TpmPublic};
 use vouch_protocol::wire;
-use vouch_verifier::sim::SimTpm;
+use vouch_sim::SimTpm;
 
 const NONCE: [u8; 32] = [0x5a; 32];
 const FIRMWARE_PCR: u8 = 14;

@@ -1,9 +1,10 @@
-//! A *simulated* TPM, for demos and benchmarks only. It exists so that `vouch-verifier demo` can
-//! show the whole protocol on a machine without swtpm, and so that scale benchmarks can stand in
-//! for thousands of terminals without a TPM process each. It is not a TPM and proves nothing: its
+//! A *simulated* TPM, for demos, benchmarks and engine tests only. It exists so that `vouch-demo`
+//! can show the whole protocol on a machine without swtpm, and so that scale benchmarks can stand
+//! in for thousands of terminals without a TPM process each. It is not a TPM and proves nothing: its
 //! keys are derived from a seed the caller chooses, live in ordinary memory and can be recomputed
-//! by anyone who knows the seed. The real agent never uses it (it talks to a TPM through
-//! tss-esapi); nothing here may ever be offered as a way to enroll a real terminal.
+//! by anyone who knows the seed. The `vouch-agent` binary never contains it (it talks to a TPM
+//! through tss-esapi); the demo runs the agent's shell over it only for terminals it labels
+//! SIMULATED. Nothing here may ever be offered as a way to enroll a real terminal.
 //!
 //! What it does reproduce, byte for byte, are the structures a TPM 2.0 emits and vouch's verifier
 //! parses: the TPMT_PUBLIC of an ECC P-256 endorsement key in the TCG default EK template shape
@@ -69,7 +70,8 @@ pub const FIRMWARE_VERSION: u64 = u64::from_be_bytes(*b"vouchSIM");
 pub const QUOTE_DURATION_MS: u64 = 30;
 
 /// Domain separator of the key derivation, so simulator keys never collide with keys derived
-/// from the same bytes for any other purpose.
+/// from the same bytes for any other purpose. `tests/lean_binaries.rs` looks for these bytes in
+/// the production executables: keep them a distinctive string.
 const KDF_DOMAIN: &[u8] = b"vouch-sim-v1\0";
 
 /// Why a simulated TPM command failed (the same conditions a real TPM refuses).

@@ -6,10 +6,10 @@ use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-use vouch_common::process::Proc;
-use vouch_common::swtpm::Swtpm;
 use vouch_protocol::digest::HashAlg;
-use vouch_protocol::eventlog::build::TerminalBoot;
+use vouch_test_kit::eventlog::TerminalBoot;
+use vouch_test_kit::process::Proc;
+use vouch_test_kit::swtpm::Swtpm;
 
 use super::{EVENTLOG, FIRMWARE, MODEL, Setup};
 

@@ -1,13 +1,15 @@
-//! `vouch-verifier demo`: the main job, end to end, on the embedded defaults. It starts a
-//! verifier (embedded MQTT broker and store), a small fleet of terminals, each a real
-//! `vouch-agent` daemon on its own software TPM (swtpm, driven through tss-esapi exactly like a
-//! hardware TPM) booted with a firmware event log whose digests are extended into its PCRs,
+//! `vouch-demo` (what `./scripts/demo` runs): the main job, end to end, on the default ports. It
+//! starts a `vouch-verifier` (its managed MQTT broker and store), a small fleet of terminals,
+//! each a real `vouch-agent` daemon on its own software TPM (swtpm, driven through tss-esapi
+//! exactly like a hardware TPM) booted with a firmware event log whose digests are extended into
+//! its PCRs,
 //! shows them attested and trusted, then tampers with one terminal's firmware file and reboots
 //! another into a patched boot loader, and shows each quarantined with the reason while the rest
 //! of the fleet stays trusted.
 //!
 //! Where swtpm (or tpm2-tools) is missing, or with `--simulated`, the terminals are SIMULATED
-//! instead (see `simulated`), and every line says so.
+//! instead (the same agent shell in this process over a software TPM, see `simulated`), and
+//! every line says so.
 //!
 //! Everything runs as child processes (or, for simulated terminals, threads) in a private
 //! directory and is ended when the demo finishes or is interrupted (Ctrl-C), so nothing is left
@@ -17,23 +19,24 @@ mod real;
 mod simulated;
 
 use anyhow::{Result, bail};
-use clap::Args;
+use clap::Parser;
+use real::RealTerminal;
 use serde_json::Value;
+use simulated::SimulatedTerminal;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use vouch_common::process::{Proc, free_port, have, wait_for_port};
-use vouch_protocol::eventlog::build::TerminalBoot;
+use vouch_test_kit::eventlog::TerminalBoot;
+use vouch_test_kit::process::{Proc, free_port, have, wait_for_port};
+use vouch_verifier::api::{AuditPage, DevicePage, DeviceView, EnrolledView, PolicyView};
+use vouch_verifier::ctl::client::Client;
 
-use crate::api::{AuditPage, DevicePage, DeviceView, EnrolledView, PolicyView};
-use crate::ctl::client::Client;
-use real::RealTerminal;
-use simulated::SimulatedTerminal;
-
-/// Run a demo fleet and narrate what happens.
-#[derive(Debug, Args)]
+/// vouch demo: a verifier and a fleet of terminals on this machine; two get tampered with and
+/// are quarantined with the reason, while the rest stay trusted.
+#[derive(Debug, Parser)]
+#[command(name = "vouch-demo", version)]
 pub struct DemoArgs {
     /// Number of terminals in the fleet.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(2..=16))]
@@ -51,6 +54,8 @@ pub struct DemoArgs {
 
 const MODEL: &str = "T-100";
 const FIRMWARE: &str = "firmware.bin";
+/// The PCR the terminals' agents measure firmware files into (the agent's default).
+const FIRMWARE_PCR: u8 = vouch_agent::config::DEFAULT_FIRMWARE_PCR;
 const EVENTLOG: &str = "binary_bios_measurements";
 
 /// A flag set by SIGINT/SIGTERM; every wait in the demo checks it.
@@ -84,8 +89,6 @@ fn interrupt_flag() -> Result<Arc<AtomicBool>> {
 pub(crate) struct Setup {
     agent_bin: PathBuf,
     mqtt_url: String,
-    mqtt_host: String,
-    mqtt_port: u16,
     verifier_pub: PathBuf,
     verifier_key: ed25519_dalek::VerifyingKey,
     interval: u64,
@@ -122,7 +125,7 @@ impl Terminal {
     fn reboot_into(&mut self, setup: &Setup, boot: &TerminalBoot) -> Result<()> {
         match &mut self.backend {
             Backend::Real(t) => t.reboot_into(setup, &self.id, boot),
-            Backend::Simulated(t) => t.reboot_into(boot),
+            Backend::Simulated(t) => t.reboot_into(setup, boot),
         }
     }
 
@@ -182,7 +185,7 @@ fn sibling(name: &str) -> Result<PathBuf> {
     let p = exe.with_file_name(name);
     if !p.exists() {
         bail!(
-            "{} not found next to {} (build the whole workspace)",
+            "{} not found next to {} (build the whole workspace: cargo build --bins)",
             name,
             exe.display()
         );
@@ -224,7 +227,7 @@ fn play(args: &DemoArgs, dir: &Path, stop: Arc<AtomicBool>, simulated: bool) -> 
         args.terminals,
         dir.display()
     );
-    let mut cmd = Command::new(std::env::current_exe()?);
+    let mut cmd = Command::new(sibling("vouch-verifier")?);
     cmd.args(["run", "--data"])
         .arg(&data)
         .args(["--mqtt-listen", &format!("127.0.0.1:{mqtt}")])
@@ -250,8 +253,6 @@ fn play(args: &DemoArgs, dir: &Path, stop: Arc<AtomicBool>, simulated: bool) -> 
             sibling("vouch-agent")?
         },
         mqtt_url: format!("mqtt://127.0.0.1:{mqtt}"),
-        mqtt_host: "127.0.0.1".into(),
-        mqtt_port: mqtt,
         verifier_key: vouch_common::keys::read_public(&data.join("verifier.pub"))?,
         verifier_pub: data.join("verifier.pub"),
         interval: args.interval,
@@ -522,8 +523,6 @@ impl Demo {
         Ok(())
     }
 
-    /// Stops agents first (they say goodbye to the broker), then the verifier. TPMs and any
-    /// remaining process are ended by their guards' `Drop`.
     /// Stops terminals first (their agents say goodbye to the broker), then the verifier; any
     /// remaining process is ended by its guard's `Drop`.
     fn shutdown(&mut self) {

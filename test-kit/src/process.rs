@@ -1,5 +1,5 @@
 //! Child processes that are ended by their own pid: spawn with output to a log file, stop with
-//! SIGTERM and, after a grace period, SIGKILL. Used by the demo and the end-to-end tests, which
+//! SIGTERM and, after a grace period, SIGKILL. Used by the demo and the test suites, which
 //! must leave no process behind and must never signal a process they did not start.
 
 use std::fs;

@@ -1,32 +1,33 @@
-//! `vouch-verifier bench`: drives the real engine (redb store, worker stage, batched applier)
+//! `vouch-bench`: drives the real engine (redb store, worker stage, batched applier)
 //! with simulated terminals and prints throughput and memory, so the scale target (100,000
 //! terminals attesting every 300 s, i.e. 333 evidence/s) is a measured figure, not a hope.
 //! MQTT is left out (the broker is a separate process at scale); everything after it is in.
 //!
-//! Terminals are software TPMs (`sim`): their quotes are byte-exact TPM structures the verifier
+//! Terminals are simulated (`vouch_sim::SimTerminal`): their quotes are byte-exact TPM structures the verifier
 //! checks exactly as it checks a hardware TPM's.
 
 use anyhow::{Context, Result, bail};
-use clap::Args;
-use ed25519_dalek::SigningKey;
+use clap::Parser;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use vouch_protocol::bytes::Sha256Digest;
 use vouch_protocol::device::Actor;
 use vouch_protocol::firmware::FirmwareEntry;
-use vouch_protocol::ids::{DeviceId, Kind, Topic};
+use vouch_protocol::ids::{Kind, Topic};
 use vouch_protocol::messages::{Challenge, Hello};
 use vouch_protocol::policy::{PolicyScope, ReferenceValues};
 use vouch_protocol::wire;
 
-use crate::engine::{Engine, EngineConfig, Job};
-use crate::mqtt::{Inbound, Outgoing};
-use crate::sim::SimTpm;
-use crate::store::Store;
+use vouch_sim::SimTerminal;
+use vouch_verifier::engine::{Engine, EngineConfig, Job};
+use vouch_verifier::mqtt::{Inbound, Outgoing};
+use vouch_verifier::store::Store;
 
-/// Measure the verifier engine with simulated terminals.
-#[derive(Debug, Args)]
+/// vouch bench: measure the verifier engine (store, verification, appraisal) with simulated
+/// terminals.
+#[derive(Debug, Parser)]
+#[command(name = "vouch-bench", version)]
 pub struct BenchArgs {
     /// Simulated terminals.
     #[arg(long, default_value_t = 2000)]
@@ -39,29 +40,15 @@ pub struct BenchArgs {
 const FIRMWARE_PCR: u8 = 14;
 const BATCH: usize = 512;
 
-struct Terminal {
-    id: DeviceId,
-    tpm: SimTpm,
-    key: SigningKey,
-    firmware: Vec<FirmwareEntry>,
-}
-
-fn terminal(i: usize) -> Result<Terminal> {
+fn terminal(i: usize) -> Result<SimTerminal> {
     let mut seed = [0u8; 32];
     seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
-    let mut tpm = SimTpm::from_seed(seed);
-    let firmware = vec![FirmwareEntry {
+    let mut t = SimTerminal::from_seed(format!("bench-{i:06}").parse()?, seed, FIRMWARE_PCR);
+    t.measure(&[FirmwareEntry {
         path: "/opt/terminal/firmware.bin".into(),
         sha256: Some(Sha256Digest([0x42; 32])),
-    }];
-    tpm.measure_firmware(FIRMWARE_PCR, &firmware)?;
-    seed[31] = 1;
-    Ok(Terminal {
-        id: format!("bench-{i:06}").parse()?,
-        tpm,
-        key: SigningKey::from_bytes(&seed),
-        firmware,
-    })
+    }])?;
+    Ok(t)
 }
 
 fn rss_mib() -> Option<f64> {
@@ -160,13 +147,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
 
     let requests: Vec<Vec<u8>> = terminals
         .iter()
-        .map(|t| {
-            wire::seal(
-                &t.id,
-                &t.tpm.enrollment_request("T-100", &t.key.verifying_key()),
-                &t.key,
-            )
-        })
+        .map(|t| t.enrollment_request("T-100"))
         .collect();
     let t = Instant::now();
     engine
@@ -212,8 +193,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
                     counter: round,
                 };
                 Inbound {
-                    topic: Topic::new(t.id.clone(), Kind::Hello).to_string(),
-                    payload: wire::seal(&t.id, &h, &t.key).into(),
+                    topic: Topic::new(t.id().clone(), Kind::Hello).to_string(),
+                    payload: t.seal(&h).into(),
                 }
             })
             .collect();
@@ -237,15 +218,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
         let mut evidence = Vec::with_capacity(n);
         for t in &mut terminals {
             let nonce = nonces
-                .get(&t.id)
-                .with_context(|| format!("no challenge for {}", t.id))?;
-            let pcrs: Vec<u8> = (0..=7).chain([FIRMWARE_PCR]).collect();
-            let ev = t
-                .tpm
-                .evidence(nonce, &pcrs, FIRMWARE_PCR, t.firmware.clone())?;
+                .get(t.id())
+                .with_context(|| format!("no challenge for {}", t.id()))?;
+            let ev = t.evidence(nonce)?;
             evidence.push(Inbound {
-                topic: Topic::new(t.id.clone(), Kind::Evidence).to_string(),
-                payload: wire::seal(&t.id, &ev, &t.key).into(),
+                topic: Topic::new(t.id().clone(), Kind::Evidence).to_string(),
+                payload: t.seal(&ev).into(),
             });
         }
         let t = Instant::now();
