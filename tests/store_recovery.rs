@@ -7,58 +7,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+use vouch_test_kit::tmpfs::{self, Tmpfs};
 
 use vouch_e2e::agent::Terminal;
 use vouch_e2e::procs::{BrokerKind, Verifier, swtpm};
 
-/// A tmpfs of `size` mounted on `dir` (created); unmounted on drop, after whatever used it.
-struct Tmpfs {
-    dir: PathBuf,
-}
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(dir).unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "this test needs root to mount a tmpfs: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Tmpfs {
-            dir: dir.to_owned(),
-        }
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.dir).status();
-    }
-}
-
-/// Writes zeros into `dir/filler` until the filesystem refuses; returns the file's path.
+/// Writes `dir` full; the test fails (says why) if it cannot.
 fn fill(dir: &Path) -> PathBuf {
-    let path = dir.join("filler");
-    let mut f = std::fs::File::create(&path).unwrap();
-    let chunk = vec![0u8; 64 * 1024];
-    loop {
-        match f.write(&chunk) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
-            Err(e) => panic!("filling the tmpfs: {e}"),
-        }
-    }
-    let _ = f.sync_all();
-    path
+    tmpfs::fill(dir).expect("filling the tmpfs")
 }
 
 fn quarantine(v: &Verifier, id: &str, reason: &str) -> std::process::Output {
@@ -70,9 +28,10 @@ fn verifier_store_recovers_after_disk_full_without_restart() {
     let dir = tempfile::tempdir().unwrap();
     let tpm = swtpm(dir.path());
     // Declared before the verifier so it is unmounted after the verifier has stopped.
-    let data = Tmpfs::mount(&dir.path().join("vouch-data"), "16m");
+    let data = Tmpfs::mount(&dir.path().join("vouch-data"), "16m")
+        .expect("this test needs root to mount a tmpfs");
     let mut v = Verifier::start(dir.path(), BrokerKind::Mosquitto);
-    assert_eq!(v.data, data.dir);
+    assert_eq!(v.data, data.path());
     let t1 = Terminal::new(dir.path(), "term-1", &tpm, &v, "firmware v1");
     t1.enroll(&v, "T-100");
     let t2 = Terminal::new(dir.path(), "term-2", &tpm, &v, "firmware v1");

@@ -8,61 +8,20 @@
 // The fixture module is shared with `store_migration.rs`, which reads all of it.
 #![allow(dead_code)]
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+use vouch_test_kit::tmpfs::{self, Tmpfs};
 
 use vouch_protocol::device::{Actor, AuditAction};
 use vouch_verifier::store::{AuditRecord, Store};
 
-/// A tmpfs of `size` mounted on a fresh temporary directory; unmounted on drop.
-struct Tmpfs {
-    dir: tempfile::TempDir,
+/// A tmpfs of `size` on a fresh temporary directory; the test fails (says why) without root.
+fn tmpfs(size: &str) -> Tmpfs {
+    Tmpfs::mount_temp(size).expect("this test needs root to mount a tmpfs")
 }
 
-impl Tmpfs {
-    fn mount(size: &str) -> Tmpfs {
-        let dir = tempfile::tempdir().unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "this test needs root to mount a tmpfs: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Tmpfs { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-    }
-}
-
-/// Writes zeros into `path` until the filesystem refuses (ENOSPC); returns the file's path.
 fn fill(dir: &Path) -> PathBuf {
-    let path = dir.join("filler");
-    let mut f = std::fs::File::create(&path).unwrap();
-    let chunk = vec![0u8; 64 * 1024];
-    loop {
-        match f.write(&chunk) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
-            Err(e) => panic!("filling the tmpfs: {e}"),
-        }
-    }
-    // Whatever the page cache still holds must hit the (full) filesystem too.
-    let _ = f.sync_all();
-    path
+    tmpfs::fill(dir).expect("filling the tmpfs")
 }
 
 fn entry(i: u64) -> AuditRecord {
@@ -92,7 +51,7 @@ fn audit_ats(store: &Store) -> Vec<u64> {
 
 #[test]
 fn store_recovers_after_disk_full_without_restart() {
-    let fs = Tmpfs::mount("4m");
+    let fs = tmpfs("4m");
     let store = Store::open(&fs.path().join("vouch.redb")).unwrap();
     append(&store, 0, 100).unwrap();
     assert!(store.health().ok);
@@ -175,7 +134,7 @@ fn raw_rows(path: &Path) -> (Option<u64>, Vec<(String, Vec<u8>)>) {
 #[test]
 fn a_migration_that_runs_out_of_disk_leaves_the_old_store_intact() {
     use vouch_verifier::store::Migration;
-    let fs = Tmpfs::mount("32m");
+    let fs = tmpfs("32m");
     let path = fs.path().join("vouch.redb");
     let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/store-v1.redb");
     std::fs::copy(&fixture, &path).unwrap();
