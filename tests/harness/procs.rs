@@ -298,8 +298,8 @@ impl Verifier {
             &mut cmd,
             self.dir.join(format!("verifier-{n}.log")),
         ));
-        // The verifier serves its API once its store is open and its broker files are written,
-        // before it connects: from here on `/v1/health` answers, `ready: false` until then.
+        // The verifier serves its API once its store is open, its broker files are written and
+        // a managed broker listens; `/v1/health` says `ready: false` until it is subscribed.
         crate::wait_for(Duration::from_secs(60), "the verifier's HTTP API", || {
             (self.health().0 != 0).then_some(())
         });

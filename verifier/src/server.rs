@@ -161,8 +161,7 @@ impl Tasks {
     }
 }
 
-/// Opens the store, prepares the broker, and starts every task into `tasks`. The HTTP API is
-/// served before the broker comes up, so `/v1/health` answers `ready: false` meanwhile.
+/// Opens the store, prepares and starts the broker, and starts every task into `tasks`.
 async fn start(
     cfg: &ServerConfig,
     listeners: Listeners,
@@ -192,15 +191,6 @@ async fn start(
     let plan = crate::broker::setup::prepare(cfg, &broker_dir, enrolled, health.clone())?;
     let passwd = plan.passwd.clone();
 
-    let http_addr = listeners.http.local_addr()?;
-    let app = http::router(engine.clone(), token, health.clone(), Some(passwd.clone()));
-    let http_stopped = stopped.clone();
-    tasks.spawn("HTTP server", async move {
-        http::serve(listeners.http, app, http_stopped)
-            .await
-            .context("serving HTTP")
-    });
-
     match plan.supervisor {
         Some(sup) => {
             let supervise = sup.start(stopped.clone()).await?;
@@ -216,6 +206,18 @@ async fn start(
             }
         }
     }
+
+    // Served once the managed broker listens, as before readiness existed: whoever takes the
+    // API's port answering for "the broker is up" stays right, and `ready` (in `/v1/health`)
+    // then says when the verifier's subscriptions are in place.
+    let http_addr = listeners.http.local_addr()?;
+    let app = http::router(engine.clone(), token, health.clone(), Some(passwd));
+    let http_stopped = stopped.clone();
+    tasks.spawn("HTTP server", async move {
+        http::serve(listeners.http, app, http_stopped)
+            .await
+            .context("serving HTTP")
+    });
 
     // One bounded queue per worker: at most SHARD_QUEUE payloads (each at most the broker's
     // packet limit, the protocol limit plus header room) wait per worker.

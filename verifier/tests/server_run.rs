@@ -203,3 +203,50 @@ async fn a_startup_failure_returns_the_error_and_releases_the_listener() {
     std::net::TcpListener::bind(addr).expect("the HTTP port is still held after run failed");
     Store::open(&data.join("vouch.redb")).expect("the store is still open after run failed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_while_the_broker_starts_returns_ok_and_kills_the_half_started_child() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // A "broker" that starts but never listens: `run` waits for it (up to 30 s, then an error).
+    let fake = dir.path().join("mosquitto");
+    std::fs::write(&fake, "#!/bin/sh\nexec sleep 120\n").unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cfg = config(
+        &data,
+        RunArgs {
+            mqtt_listen: Some(format!("127.0.0.1:{}", free_port()).parse().unwrap()),
+            ..RunArgs::default()
+        },
+    );
+    if let vouch_verifier::config::BrokerChoice::Managed(m) = &mut cfg.broker {
+        m.mosquitto = fake;
+    }
+    let (addr, trigger, running) = start(cfg).await;
+    let pid_file = data.join("broker/mosquitto.pid");
+    let start = Instant::now();
+    let pid: u32 = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+        {
+            break pid;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "no broker pid file");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(pid_alive(pid));
+    // Shutdown now: `run` returns Ok (not the "did not start listening" error after 30 s).
+    stop(trigger, running).await;
+    let start = Instant::now();
+    while pid_alive(pid) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the half-started broker {pid} outlived run"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    std::net::TcpListener::bind(addr).expect("the HTTP port is still held after run returned");
+    Store::open(&data.join("vouch.redb")).expect("the store is still open after run returned");
+}
