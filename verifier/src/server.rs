@@ -108,6 +108,10 @@ pub async fn run(
     result
 }
 
+/// How long tasks get to end by themselves after shutdown (the broker supervisor's SIGTERM to
+/// SIGKILL takes up to 5 s of it).
+const STOP_GRACE: Duration = Duration::from_secs(15);
+
 /// Everything `run` started, joined on the way out.
 #[derive(Default)]
 struct Tasks {
@@ -138,13 +142,32 @@ impl Tasks {
         }
     }
 
-    /// Waits for every task, then every thread (after `stop` was sent).
+    /// Waits for every task, then every thread (after `stop` was sent). Tasks still running
+    /// after [`STOP_GRACE`] (an HTTP client that never finishes its request, say) are aborted
+    /// and then joined, so shutdown cannot hang on them.
     async fn join(mut self) {
-        while let Some(r) = self.tasks.join_next().await {
-            match r {
-                Ok((_, Ok(()))) => {}
-                Ok((name, Err(e))) => tracing::warn!(error = %format!("{e:#}"), "the {name} ended with an error"),
-                Err(e) => tracing::error!(error = %e, "a verifier task panicked"),
+        let mut grace = std::pin::pin!(tokio::time::sleep(STOP_GRACE));
+        let mut aborted = false;
+        loop {
+            tokio::select! {
+                r = self.tasks.join_next() => match r {
+                    None => break,
+                    Some(Ok((_, Ok(())))) => {}
+                    Some(Ok((name, Err(e)))) => {
+                        tracing::warn!(error = %format!("{e:#}"), "the {name} ended with an error")
+                    }
+                    Some(Err(e)) if e.is_cancelled() => {}
+                    Some(Err(e)) => tracing::error!(error = %e, "a verifier task panicked"),
+                },
+                _ = &mut grace, if !aborted => {
+                    tracing::warn!(
+                        left = self.tasks.len(),
+                        "tasks still running {} s after shutdown; aborting them",
+                        STOP_GRACE.as_secs()
+                    );
+                    self.tasks.abort_all();
+                    aborted = true;
+                }
             }
         }
         let threads = std::mem::take(&mut self.threads);
@@ -233,7 +256,7 @@ async fn start(
     );
     drop(plan.password);
     let broker_addr = plan.addr;
-    tasks.threads = spawn_pipeline(engine.clone(), receivers)?;
+    spawn_pipeline(engine.clone(), receivers, &mut tasks.threads)?;
     tasks.spawn(
         "MQTT shell",
         mqtt::run(opts, senders, out_rx, health, stopped.clone()),
@@ -287,11 +310,12 @@ fn enrolled_credentials(store: &Store) -> Result<Vec<(String, String)>> {
 /// results in batches. No thread or task per device. The workers end when their shard's sender
 /// (held by the MQTT shell) is gone and they have drained it; the applier ends after the last
 /// worker, once it has applied what they handed it.
+/// The handles go into `threads` as each thread starts, so even a failed start joins them.
 fn spawn_pipeline(
     engine: Arc<Engine>,
     shards: Vec<mpsc::Receiver<Inbound>>,
-) -> Result<Vec<std::thread::JoinHandle<()>>> {
-    let mut threads = Vec::with_capacity(shards.len() + 1);
+    threads: &mut Vec<std::thread::JoinHandle<()>>,
+) -> Result<()> {
     let (job_tx, job_rx) = std_mpsc::sync_channel::<Job>(4096);
     for (i, mut inbound) in shards.into_iter().enumerate() {
         let engine = engine.clone();
@@ -329,7 +353,7 @@ fn spawn_pipeline(
         })
         .context("starting the applier thread")?;
     threads.push(applier);
-    Ok(threads)
+    Ok(())
 }
 
 /// Deletes expired nonces every minute until `shutdown` flips.
