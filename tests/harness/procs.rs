@@ -306,7 +306,10 @@ impl Verifier {
         if self.kind == BrokerKind::Mosquitto && self.mosquitto.is_none() {
             // The verifier wrote the password file the external broker reads.
             let passwd = self.data.join("broker/passwd");
-            assert!(passwd.exists(), "the verifier answers but wrote no {passwd:?}");
+            assert!(
+                passwd.exists(),
+                "the verifier answers but wrote no {passwd:?}"
+            );
             let tls = self.tls.as_ref().map(|(p, pki)| (*p, pki));
             self.mosquitto = Some(Mosquitto::start(&self.dir, self.mqtt_port, &passwd, tls));
         }

@@ -261,7 +261,10 @@ async fn start(
         "MQTT shell",
         mqtt::run(opts, senders, out_rx, health, stopped.clone()),
     );
-    tasks.spawn("nonce pruner", prune_nonces(engine.clone(), stopped.clone()));
+    tasks.spawn(
+        "nonce pruner",
+        prune_nonces(engine.clone(), stopped.clone()),
+    );
     let grace = Duration::from_secs(cfg.engine.verdict_ttl);
     tasks.spawn(
         "verdict expiry sweep",
@@ -358,15 +361,13 @@ fn spawn_pipeline(
 
 /// Deletes expired nonces every minute until `shutdown` flips.
 async fn prune_nonces(engine: Arc<Engine>, shutdown: watch::Receiver<bool>) -> Result<()> {
-    every(
-        Duration::from_secs(60),
-        shutdown,
-        move |now| match engine.prune(now) {
+    every(Duration::from_secs(60), shutdown, move |now| {
+        match engine.prune(now) {
             Ok(n) if n > 0 => tracing::debug!(pruned = n, "pruned expired nonces"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %format!("{e:#}"), "pruning nonces failed"),
-        },
-    )
+        }
+    })
     .await
 }
 

@@ -233,7 +233,10 @@ async fn shutdown_while_the_broker_starts_returns_ok_and_kills_the_half_started_
         {
             break pid;
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "no broker pid file");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no broker pid file"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(pid_alive(pid));
