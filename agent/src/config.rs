@@ -220,15 +220,7 @@ impl RunConfig {
         if interval == 0 {
             bail!("--interval must be at least 1 second");
         }
-        let firmware_pcr = args
-            .firmware_pcr
-            .or(file.firmware_pcr)
-            .unwrap_or(DEFAULT_FIRMWARE_PCR);
-        if !(8..=23).contains(&firmware_pcr) {
-            bail!(
-                "--firmware-pcr must be an OS PCR from 8 to 23 (0-7 belong to the firmware), got {firmware_pcr}"
-            );
-        }
+        let firmware_pcr = firmware_pcr(args, file)?;
         let timeout = timeout.or(file.timeout).unwrap_or(DEFAULT_TIMEOUT_SECS);
         let eventlog = match args.eventlog.clone().or_else(|| file.eventlog.clone()) {
             Some(path) => EventLogSource {
@@ -257,6 +249,17 @@ impl RunConfig {
             timeout: Duration::from_secs(timeout.max(1)),
         })
     }
+}
+
+/// The firmware PCR from the flag, the file or the default, checked by the protocol's one rule
+/// (the verifier rejects evidence in any other PCR, so an agent must not start with one).
+fn firmware_pcr(args: &RunArgs, file: &FileConfig) -> Result<u8> {
+    let pcr = args
+        .firmware_pcr
+        .or(file.firmware_pcr)
+        .unwrap_or(DEFAULT_FIRMWARE_PCR);
+    vouch_protocol::firmware::check_pcr(pcr).context("--firmware-pcr (firmware_pcr)")?;
+    Ok(pcr)
 }
 
 #[cfg(test)]
@@ -297,5 +300,37 @@ mod tests {
             "x",
         ]);
         assert!(r.is_err());
+    }
+
+    fn run_args(flags: &[&str]) -> RunArgs {
+        let cli = Cli::try_parse_from(["vouch-agent", "run"].iter().chain(flags)).unwrap();
+        match cli.command {
+            Command::Run(args) => args,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn firmware_pcrs_17_to_22_are_refused_with_the_protocols_error() {
+        // They start all-ones and need localities 1-4: the verifier rejects evidence in them,
+        // so the agent refused only 0-7 and 24+ and started with a PCR no verdict could pass.
+        for pcr in 17..=22u8 {
+            let flag = run_args(&["--firmware-pcr", &pcr.to_string()]);
+            let err = firmware_pcr(&flag, &FileConfig::default()).unwrap_err();
+            let protocol = vouch_protocol::firmware::UnusablePcr(pcr).to_string();
+            assert!(format!("{err:#}").contains(&protocol), "{err:#}");
+            let file: FileConfig = toml::from_str(&format!("firmware_pcr = {pcr}")).unwrap();
+            let err = firmware_pcr(&run_args(&[]), &file).unwrap_err();
+            assert!(format!("{err:#}").contains(&protocol), "{err:#}");
+        }
+        // Positive controls: the default and the other usable PCRs pass.
+        assert_eq!(
+            firmware_pcr(&run_args(&[]), &FileConfig::default()).unwrap(),
+            DEFAULT_FIRMWARE_PCR
+        );
+        for pcr in [8u8, 16, 23] {
+            let args = run_args(&["--firmware-pcr", &pcr.to_string()]);
+            assert_eq!(firmware_pcr(&args, &FileConfig::default()).unwrap(), pcr);
+        }
     }
 }

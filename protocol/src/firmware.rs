@@ -20,10 +20,28 @@ pub const MAX_PATH: usize = 4096;
 
 const DOMAIN: &[u8] = b"vouch-firmware-v1\0";
 
-/// Whether `pcr` can hold firmware measurements: an OS PCR that starts at zero and that software
-/// at locality 0 can extend (8-16 and 23; PCRs 17-22 start all-ones and need localities 1-4).
+/// A PCR that cannot hold firmware measurements (see [`check_pcr`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "PCR {0} cannot hold firmware measurements: use 8-16 or 23 (0-7 belong to the platform \
+     firmware, 17-22 start all-ones and only localities 1-4 can extend them)"
+)]
+pub struct UnusablePcr(pub u8);
+
+/// The one check of a firmware PCR, used by the agent's config, the verifier's appraisal and
+/// policies alike: an OS PCR that starts at zero and that software at locality 0 can extend
+/// (8-16 and 23; PCRs 17-22 start all-ones and need localities 1-4).
+pub fn check_pcr(pcr: u8) -> Result<(), UnusablePcr> {
+    if matches!(pcr, 8..=16 | 23) {
+        Ok(())
+    } else {
+        Err(UnusablePcr(pcr))
+    }
+}
+
+/// Whether `pcr` can hold firmware measurements ([`check_pcr`] as a predicate).
 pub fn usable_pcr(pcr: u8) -> bool {
-    matches!(pcr, 8..=16 | 23)
+    check_pcr(pcr).is_ok()
 }
 
 /// One measurement: the file's path as configured, and its SHA-256 (`None` when the file was
@@ -226,6 +244,11 @@ mod tests {
     fn only_resettable_locality_0_pcrs_are_usable() {
         assert!(usable_pcr(14) && usable_pcr(8) && usable_pcr(16) && usable_pcr(23));
         assert!(!usable_pcr(7) && !usable_pcr(17) && !usable_pcr(22) && !usable_pcr(24));
+        for pcr in 0..=u8::MAX {
+            assert_eq!(check_pcr(pcr).is_ok(), usable_pcr(pcr), "PCR {pcr}");
+        }
+        let e = check_pcr(17).unwrap_err().to_string();
+        assert!(e.contains("PCR 17") && e.contains("8-16 or 23"), "{e}");
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Differential test: logs synthesized here must replay, in vouch, to the PCR values the
 //! reference C implementation (`tpm2_eventlog` of tpm2-tools) computes for them.
 //!
-//! Skipped, with a message, when `tpm2_eventlog` is not installed.
+//! Skipped, with a message, when `tpm2_eventlog` is not installed, except under CI (`CI=true`),
+//! where a missing tool fails every test here naming it: a differential test that compares
+//! nothing must not pass there.
 //!
 //! tpm2-tools before 5.6 (Debian's is 5.4) departs from the TCG PC Client spec in one way,
 //! found by these tests: it extends the digests of `EV_NO_ACTION` events (all but the Spec ID
@@ -28,23 +30,44 @@ const TOOL: &str = "tpm2_eventlog";
 /// bank name → PCR index → lower-case hex.
 type Banks = BTreeMap<String, BTreeMap<u32, String>>;
 
-/// `tpm2_eventlog`'s version as (major, minor), or `None` if it is not installed.
-fn tool_version() -> Option<(u32, u32)> {
-    let out = Command::new(TOOL).arg("--version").output().ok()?;
+/// `tpm2_eventlog`'s version as (major, minor), or why it cannot be had.
+fn tool_version() -> Result<(u32, u32), String> {
+    let out = Command::new(TOOL)
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("`{TOOL}` (tpm2-tools) is not installed or not on PATH ({e})"))?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let version = text.split("version=\"").nth(1)?.split('"').next()?;
+    let unreadable = || format!("`{TOOL} --version` printed no version=\"X.Y\": {text:?}");
+    let version = text
+        .split("version=\"")
+        .nth(1)
+        .and_then(|v| v.split('"').next())
+        .ok_or_else(unreadable)?;
     let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
-    Some((parts.next()??, parts.next().flatten().unwrap_or(0)))
+    let major = parts.next().flatten().ok_or_else(unreadable)?;
+    Ok((major, parts.next().flatten().unwrap_or(0)))
 }
 
+/// Whether this runs under CI (`CI=true`, as CI services set it), where a missing tool must
+/// fail the test rather than let it pass without comparing anything.
+fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+}
+
+/// The tool's version; without the tool, `None` after saying the test is skipped, or under CI
+/// a failure naming the missing tool.
 fn skip_without_tool() -> Option<(u32, u32)> {
-    let version = tool_version();
-    if version.is_none() {
-        println!(
-            "SKIPPED: `{TOOL}` (tpm2-tools) is not installed; install tpm2-tools to run this differential test"
-        );
+    match tool_version() {
+        Ok(version) => Some(version),
+        Err(why) if under_ci() => panic!(
+            "{why}: CI=true, so this differential test must run; install tpm2-tools \
+             (scripts/setup does)"
+        ),
+        Err(why) => {
+            println!("SKIPPED: {why}; install tpm2-tools to run this differential test");
+            None
+        }
     }
-    version
 }
 
 /// Runs `tpm2_eventlog` on `log` and returns the `pcrs:` section of its YAML output.

@@ -2,7 +2,7 @@
 //! vouch-verifier and vouch-agent binaries) on free loopback ports in a private temporary
 //! directory, and ends exactly the processes it started, by pid, when dropped.
 //!
-//! The binaries are the ones `cargo test` built for this workspace (target/<profile>/).
+//! The binaries are the ones `cargo test` built for this workspace (`target/<profile>/`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -160,7 +160,7 @@ pub struct Verifier {
     kind: BrokerKind,
     /// With TLS: the broker's TLS port and the certificates it serves.
     tls: Option<(u16, TestPki)>,
-    /// `spawn` waits for `/v1/health` to say ok.
+    /// `spawn` waits for `/v1/health` to say `ready`.
     wait: bool,
     proc: Option<Proc>,
     mosquitto: Option<Mosquitto>,
@@ -298,18 +298,23 @@ impl Verifier {
             &mut cmd,
             self.dir.join(format!("verifier-{n}.log")),
         ));
-        wait_for_port(self.http_port, "the verifier's HTTP API");
+        // The verifier serves its API once its store is open, its broker files are written and
+        // a managed broker listens; `/v1/health` says `ready: false` until it is subscribed.
+        crate::wait_for(Duration::from_secs(60), "the verifier's HTTP API", || {
+            (self.health().0 != 0).then_some(())
+        });
         if self.kind == BrokerKind::Mosquitto && self.mosquitto.is_none() {
-            // The verifier writes the password file the external broker reads.
+            // The verifier wrote the password file the external broker reads.
             let passwd = self.data.join("broker/passwd");
-            crate::wait_for(Duration::from_secs(60), "the broker password file", || {
-                passwd.exists().then_some(())
-            });
+            assert!(
+                passwd.exists(),
+                "the verifier answers but wrote no {passwd:?}"
+            );
             let tls = self.tls.as_ref().map(|(p, pki)| (*p, pki));
             self.mosquitto = Some(Mosquitto::start(&self.dir, self.mqtt_port, &passwd, tls));
         }
         if self.wait {
-            self.wait_healthy();
+            self.wait_ready();
         }
     }
 
@@ -318,7 +323,16 @@ impl Verifier {
         crate::http_get(self.http_port, "/v1/health")
     }
 
-    /// Waits until `/v1/health` says ok (broker up, verifier connected and subscribed).
+    /// Waits until `/v1/health` says `ready`: the verifier's MQTT client is connected and the
+    /// broker acknowledged its subscriptions, so what terminals publish from now on reaches it.
+    pub fn wait_ready(&self) {
+        crate::wait_for(Duration::from_secs(60), "the verifier to be ready", || {
+            let (_, body) = self.health();
+            (body["ready"] == true).then_some(())
+        });
+    }
+
+    /// Waits until `/v1/health` says ok (ready, and the broker and the store are up).
     pub fn wait_healthy(&self) {
         crate::wait_for(
             Duration::from_secs(60),

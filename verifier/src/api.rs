@@ -125,6 +125,11 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthView {
     pub ok: bool,
+    /// The verifier takes terminals' messages: its store is open (always, once the API answers:
+    /// `run` opens it first) and its MQTT client is connected with every subscription granted
+    /// by a SUBACK on this connection. False while starting and while the broker is away; wait
+    /// on this instead of sleeping.
+    pub ready: bool,
     /// What is down, `null` when healthy.
     pub error: Option<String>,
     pub broker: BrokerHealthView,

@@ -1,7 +1,8 @@
 //! The operator HTTP API (axum): thin handlers that authenticate, parse the request into typed
 //! values, run the engine call on the blocking pool (store writes fsync) and map errors to status
 //! codes. Every error body is `{"error": "..."}` naming what was wrong. `/v1/health` says ok only
-//! when the broker and the verifier's MQTT client are up (503 naming what is down otherwise).
+//! when the broker and the verifier's MQTT client are up and the store's last write committed
+//! (503 naming what is down otherwise); its `ready` says the verifier takes messages.
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
@@ -208,9 +209,11 @@ async fn health(State(s): State<AppState>) -> Response {
                 .unwrap_or("the last write failed")
         ));
     }
+    let ready = broker.mqtt_connected && broker.mqtt_subscribed;
     let ok = down.is_empty();
     let view = HealthView {
         ok,
+        ready,
         error: (!ok).then(|| down.join("; ")),
         broker,
         store,

@@ -13,7 +13,8 @@ fn main() {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(async {
                 let shutdown = server::shutdown_on_signals()?;
-                server::run(cfg, shutdown).await
+                let listeners = server::Listeners::bind(&cfg).await?;
+                server::run(cfg, listeners, shutdown).await
             })
         }),
     };

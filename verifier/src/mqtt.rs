@@ -82,14 +82,19 @@ pub fn subscriptions() -> Vec<String> {
         .collect()
 }
 
-/// Runs until `shutdown` flips to true. Reconnects with backoff on broker errors.
+/// Runs until `shutdown` flips to true (then `Ok`), or until the workers are gone (an error:
+/// nothing would check what arrives). Reconnects with backoff on broker errors. On every CONNACK
+/// it (re)subscribes, also when the broker kept the session: only a SUBACK granting every filter
+/// on this connection marks the subscriptions in place (`/v1/health` `ready`), so a session
+/// whose subscriptions were refused or lost is never taken for ready. Re-subscribing to a
+/// filter a session already holds replaces it; queued messages are kept.
 pub async fn run(
     opts: MqttOptions,
     inbound: Vec<mpsc::Sender<Inbound>>,
     mut outbound: mpsc::Receiver<Outgoing>,
     health: Arc<BrokerHealth>,
     mut shutdown: watch::Receiver<bool>,
-) {
+) -> anyhow::Result<()> {
     let (client, mut eventloop) = AsyncClient::new(opts, 1024);
     let publisher = {
         let client = client.clone();
@@ -105,9 +110,9 @@ pub async fn run(
         })
     };
     let mut backoff = Duration::from_millis(200);
-    loop {
+    let ended = loop {
         let event = tokio::select! {
-            _ = shutdown.changed() => break,
+            _ = shutdown.changed() => break Ok(()),
             e = eventloop.poll() => e,
         };
         match event {
@@ -118,15 +123,11 @@ pub async fn run(
                     session_present = ack.session_present,
                     "connected to MQTT broker"
                 );
-                if ack.session_present {
-                    health.set_subscribed();
-                } else {
-                    let filters = subscriptions()
-                        .into_iter()
-                        .map(|f| SubscribeFilter::new(f, QoS::AtLeastOnce));
-                    if let Err(e) = client.try_subscribe_many(filters) {
-                        tracing::error!(error = %e, "subscribe failed");
-                    }
+                let filters = subscriptions()
+                    .into_iter()
+                    .map(|f| SubscribeFilter::new(f, QoS::AtLeastOnce));
+                if let Err(e) = client.try_subscribe_many(filters) {
+                    tracing::error!(error = %e, "subscribe failed");
                 }
             }
             Ok(Event::Incoming(Packet::SubAck(ack))) => {
@@ -142,14 +143,14 @@ pub async fn run(
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let Some(tx) = inbound.get(shard(&p.topic, inbound.len())) else {
-                    break;
+                    break Err(anyhow::anyhow!("no worker to check messages"));
                 };
                 let msg = Inbound {
                     topic: p.topic,
                     payload: p.payload,
                 };
                 if tx.send(msg).await.is_err() {
-                    break;
+                    break Err(anyhow::anyhow!("a worker thread is gone"));
                 }
             }
             Ok(_) => {}
@@ -157,16 +158,21 @@ pub async fn run(
                 health.set_connected(false);
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "MQTT connection error");
                 tokio::select! {
-                    _ = shutdown.changed() => break,
+                    _ = shutdown.changed() => break Ok(()),
                     _ = tokio::time::sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(10));
             }
         }
-    }
+    };
     health.set_connected(false);
-    let _ = client.disconnect().await;
+    // No DISCONNECT: the event loop is not polled any more (polling it would read, and acknowledge,
+    // publishes nobody would check), so the connection just closes and what the broker has not
+    // delivered yet stays in the verifier's persistent session for the next start.
+    drop(eventloop);
     publisher.abort();
+    let _ = publisher.await;
+    ended
 }
 
 #[cfg(test)]

@@ -1,13 +1,17 @@
 //! `vouch-verifier run`: builds the real objects from the validated config and wires them
 //! together: data directory and keys, store, engine, broker (managed Mosquitto or external) and
-//! its password file, MQTT shell, worker pool and applier, nonce pruning, HTTP API. Takes a
-//! shutdown signal so tests and the demo can start it in-process.
+//! its password file, MQTT shell, worker pool and applier, nonce pruning, expiry sweep, HTTP API.
+//! In the mini-redis style it takes what it serves on (bound listeners) and a shutdown future as
+//! arguments, so a test starts it in-process on port 0, waits for `/v1/health` to say `ready`,
+//! and ends it; on shutdown it joins every task and thread it started before returning.
 
 use anyhow::{Context, Result};
+use std::future::Future;
 use std::path::Path;
 use std::sync::{Arc, mpsc as std_mpsc};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
 use vouch_common::{fs, keys};
 
 use crate::broker::BrokerHealth;
@@ -40,8 +44,153 @@ pub fn load_or_create_token(path: &Path) -> Result<String> {
     Ok(token)
 }
 
-/// Runs until `shutdown` flips to true.
-pub async fn run(cfg: ServerConfig, shutdown: watch::Receiver<bool>) -> Result<()> {
+/// What `run` serves on, bound by the caller: `vouch-verifier run` binds what the config names
+/// ([`Listeners::bind`]); a test binds port 0 and reads the address back before `run` starts.
+///
+/// The managed broker's MQTT port is not among them: Mosquitto is a separate process that binds
+/// its own listeners (handing it a bound socket needs descriptor passing, which the workspace's
+/// `unsafe_code = "forbid"` rules out, and Mosquitto has no socket activation), so its address
+/// stays in [`ServerConfig`] and a test picks a free one there.
+#[derive(Debug)]
+pub struct Listeners {
+    /// The operator HTTP API.
+    pub http: tokio::net::TcpListener,
+}
+
+impl Listeners {
+    /// Binds the addresses `cfg` names.
+    pub async fn bind(cfg: &ServerConfig) -> Result<Self> {
+        let http = tokio::net::TcpListener::bind(cfg.http_listen)
+            .await
+            .with_context(|| format!("cannot listen for HTTP on {}", cfg.http_listen))?;
+        Ok(Self { http })
+    }
+}
+
+/// Runs the verifier until `shutdown` completes, then stops and joins everything it started:
+/// HTTP API, MQTT shell, broker supervisor (which stops the managed Mosquitto), nonce pruner,
+/// expiry sweep, worker and applier threads. When it returns, no task or thread of it is left,
+/// the listeners are closed and the store is closed (another `run` can open the same data).
+///
+/// A task that ends before `shutdown` (the HTTP server failing, the MQTT shell losing its
+/// workers) is an error: everything else is stopped and the error returned, rather than running
+/// on half-dead.
+pub async fn run(
+    cfg: ServerConfig,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = Tasks::default();
+    let mut shutdown = std::pin::pin!(shutdown);
+    let result = async {
+        tokio::select! {
+            started = start(&cfg, listeners, stopped, &mut tasks) => started?,
+            // Startup waits for the managed broker; dropping it there kills that child
+            // (`kill_on_drop`), and what it already spawned is joined below.
+            _ = &mut shutdown => {
+                tracing::info!("shutting down during startup");
+                return Ok(());
+            }
+        }
+        tokio::select! {
+            _ = &mut shutdown => {
+                tracing::info!("shutting down");
+                Ok(())
+            }
+            ended = tasks.first_to_end() => Err(ended),
+        }
+    }
+    .await;
+    let _ = stop.send(true);
+    tasks.join().await;
+    tracing::info!("verifier stopped");
+    result
+}
+
+/// How long tasks get to end by themselves after shutdown (the broker supervisor's SIGTERM to
+/// SIGKILL takes up to 5 s of it).
+const STOP_GRACE: Duration = Duration::from_secs(15);
+
+/// Everything `run` started, joined on the way out.
+#[derive(Default)]
+struct Tasks {
+    /// Async tasks, each named for the error when it ends early.
+    tasks: JoinSet<(&'static str, Result<()>)>,
+    /// Worker and applier threads: they end once the MQTT shell (and with it their input) is gone.
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Tasks {
+    fn spawn(
+        &mut self,
+        name: &'static str,
+        task: impl Future<Output = Result<()>> + Send + 'static,
+    ) {
+        self.tasks.spawn(async move { (name, task.await) });
+    }
+
+    /// Waits for the first task to end and says which one and why (none ends before shutdown
+    /// unless something failed).
+    async fn first_to_end(&mut self) -> anyhow::Error {
+        match self.tasks.join_next().await {
+            Some(Ok((name, Ok(())))) => anyhow::anyhow!("the {name} stopped unexpectedly"),
+            Some(Ok((name, Err(e)))) => e.context(format!("the {name} failed")),
+            Some(Err(e)) => anyhow::anyhow!("a verifier task panicked: {e}"),
+            // `start` always spawns the HTTP server, so the set is never empty here.
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Waits for every task, then every thread (after `stop` was sent). Tasks still running
+    /// after [`STOP_GRACE`] (an HTTP client that never finishes its request, say) are aborted
+    /// and then joined, so shutdown cannot hang on them.
+    async fn join(mut self) {
+        let mut grace = std::pin::pin!(tokio::time::sleep(STOP_GRACE));
+        let mut aborted = false;
+        loop {
+            tokio::select! {
+                r = self.tasks.join_next() => match r {
+                    None => break,
+                    Some(Ok((_, Ok(())))) => {}
+                    Some(Ok((name, Err(e)))) => {
+                        tracing::warn!(error = %format!("{e:#}"), "the {name} ended with an error")
+                    }
+                    Some(Err(e)) if e.is_cancelled() => {}
+                    Some(Err(e)) => tracing::error!(error = %e, "a verifier task panicked"),
+                },
+                _ = &mut grace, if !aborted => {
+                    tracing::warn!(
+                        left = self.tasks.len(),
+                        "tasks still running {} s after shutdown; aborting them",
+                        STOP_GRACE.as_secs()
+                    );
+                    self.tasks.abort_all();
+                    aborted = true;
+                }
+            }
+        }
+        let threads = std::mem::take(&mut self.threads);
+        let joined = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                if t.join().is_err() {
+                    tracing::error!("a worker or applier thread panicked");
+                }
+            }
+        });
+        if let Err(e) = joined.await {
+            tracing::error!(error = %e, "joining the worker threads failed");
+        }
+    }
+}
+
+/// Opens the store, prepares and starts the broker, and starts every task into `tasks`.
+async fn start(
+    cfg: &ServerConfig,
+    listeners: Listeners,
+    stopped: watch::Receiver<bool>,
+    tasks: &mut Tasks,
+) -> Result<()> {
     fs::ensure_private_dir(&cfg.data)?;
     let (key, created) = keys::load_or_create(
         &cfg.data.join("verifier.key"),
@@ -60,23 +209,38 @@ pub async fn run(cfg: ServerConfig, shutdown: watch::Receiver<bool>) -> Result<(
     let (out_tx, out_rx) = mpsc::channel(65_536);
     let engine = Arc::new(Engine::new(store, key, cfg.engine.clone(), out_tx));
 
-    let http_listener = tokio::net::TcpListener::bind(cfg.http_listen)
-        .await
-        .with_context(|| format!("cannot listen for HTTP on {}", cfg.http_listen))?;
     let managed = matches!(cfg.broker, BrokerChoice::Managed(_));
     let health = Arc::new(BrokerHealth::new(managed));
-    let plan = crate::broker::setup::prepare(&cfg, &broker_dir, enrolled, health.clone())?;
+    let plan = crate::broker::setup::prepare(cfg, &broker_dir, enrolled, health.clone())?;
     let passwd = plan.passwd.clone();
-    let supervisor_task = match plan.supervisor {
-        Some(sup) => Some(sup.start(shutdown.clone()).await?),
+
+    match plan.supervisor {
+        Some(sup) => {
+            let supervise = sup.start(stopped.clone()).await?;
+            tasks.spawn("broker supervisor", async move {
+                supervise.await;
+                Ok(())
+            });
+        }
         None => {
             // Tell the external broker about enrollments made while the verifier was down.
             if let Err(e) = passwd.reload() {
                 tracing::warn!(error = %format!("{e:#}"), "reloading the external broker failed");
             }
-            None
         }
-    };
+    }
+
+    // Served once the managed broker listens, as before readiness existed: whoever takes the
+    // API's port answering for "the broker is up" stays right, and `ready` (in `/v1/health`)
+    // then says when the verifier's subscriptions are in place.
+    let http_addr = listeners.http.local_addr()?;
+    let app = http::router(engine.clone(), token, health.clone(), Some(passwd));
+    let http_stopped = stopped.clone();
+    tasks.spawn("HTTP server", async move {
+        http::serve(listeners.http, app, http_stopped)
+            .await
+            .context("serving HTTP")
+    });
 
     // One bounded queue per worker: at most SHARD_QUEUE payloads (each at most the broker's
     // packet limit, the protocol limit plus header room) wait per worker.
@@ -92,31 +256,28 @@ pub async fn run(cfg: ServerConfig, shutdown: watch::Receiver<bool>) -> Result<(
     );
     drop(plan.password);
     let broker_addr = plan.addr;
-    let mqtt_task = tokio::spawn(mqtt::run(
-        opts,
-        senders,
-        out_rx,
-        health.clone(),
-        shutdown.clone(),
-    ));
-    spawn_pipeline(engine.clone(), receivers)?;
-    spawn_pruner(engine.clone(), shutdown.clone());
+    spawn_pipeline(engine.clone(), receivers, &mut tasks.threads)?;
+    tasks.spawn(
+        "MQTT shell",
+        mqtt::run(opts, senders, out_rx, health, stopped.clone()),
+    );
+    tasks.spawn(
+        "nonce pruner",
+        prune_nonces(engine.clone(), stopped.clone()),
+    );
     let grace = Duration::from_secs(cfg.engine.verdict_ttl);
-    spawn_expiry_sweep(engine.clone(), grace, EXPIRY_SWEEP_EVERY, shutdown.clone());
+    tasks.spawn(
+        "verdict expiry sweep",
+        sweep_expired_verdicts(engine, grace, EXPIRY_SWEEP_EVERY, stopped),
+    );
 
     tracing::info!(
         data = %cfg.data.display(),
         broker = %format!("{}:{}", broker_addr.host, broker_addr.port),
-        http = %cfg.http_listen,
+        http = %http_addr,
         %fingerprint,
         "verifier running"
     );
-    let app = http::router(engine, token, health, Some(passwd));
-    http::serve(http_listener, app, shutdown).await?;
-    let _ = mqtt_task.await;
-    if let Some(t) = supervisor_task {
-        let _ = t.await;
-    }
     Ok(())
 }
 
@@ -149,13 +310,20 @@ fn enrolled_credentials(store: &Store) -> Result<Vec<(String, String)>> {
 
 /// Worker threads run `prepare` (signatures, quote crypto) off the MQTT event loop, each on its
 /// own shard of devices so a device's messages keep their order; one applier thread commits their
-/// results in batches. No thread or task per device.
-fn spawn_pipeline(engine: Arc<Engine>, shards: Vec<mpsc::Receiver<Inbound>>) -> Result<()> {
+/// results in batches. No thread or task per device. The workers end when their shard's sender
+/// (held by the MQTT shell) is gone and they have drained it; the applier ends after the last
+/// worker, once it has applied what they handed it.
+/// The handles go into `threads` as each thread starts, so even a failed start joins them.
+fn spawn_pipeline(
+    engine: Arc<Engine>,
+    shards: Vec<mpsc::Receiver<Inbound>>,
+    threads: &mut Vec<std::thread::JoinHandle<()>>,
+) -> Result<()> {
     let (job_tx, job_rx) = std_mpsc::sync_channel::<Job>(4096);
     for (i, mut inbound) in shards.into_iter().enumerate() {
         let engine = engine.clone();
         let job_tx = job_tx.clone();
-        std::thread::Builder::new()
+        let worker = std::thread::Builder::new()
             .name(format!("verify-{i}"))
             .spawn(move || {
                 while let Some(msg) = inbound.blocking_recv() {
@@ -167,9 +335,10 @@ fn spawn_pipeline(engine: Arc<Engine>, shards: Vec<mpsc::Receiver<Inbound>>) -> 
                 }
             })
             .context("starting a worker thread")?;
+        threads.push(worker);
     }
     drop(job_tx);
-    std::thread::Builder::new()
+    let applier = std::thread::Builder::new()
         .name("apply".into())
         .spawn(move || {
             while let Ok(first) = job_rx.recv() {
@@ -186,39 +355,41 @@ fn spawn_pipeline(engine: Arc<Engine>, shards: Vec<mpsc::Receiver<Inbound>>) -> 
             }
         })
         .context("starting the applier thread")?;
+    threads.push(applier);
     Ok(())
 }
 
-fn spawn_pruner(engine: Arc<Engine>, shutdown: watch::Receiver<bool>) {
-    tokio::spawn(every(
-        Duration::from_secs(60),
-        shutdown,
-        move |now| match engine.prune(now) {
+/// Deletes expired nonces every minute until `shutdown` flips.
+async fn prune_nonces(engine: Arc<Engine>, shutdown: watch::Receiver<bool>) -> Result<()> {
+    every(Duration::from_secs(60), shutdown, move |now| {
+        match engine.prune(now) {
             Ok(n) if n > 0 => tracing::debug!(pruned = n, "pruned expired nonces"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %format!("{e:#}"), "pruning nonces failed"),
-        },
-    ));
+        }
+    })
+    .await
 }
 
 /// Runs the blocking `job` with the current Unix time every `period` (a missed tick is delayed,
-/// not bunched) on tokio's blocking pool, until `shutdown` flips.
+/// not bunched) on tokio's blocking pool, until `shutdown` flips. A run in progress is waited
+/// for, so nothing of it is left when this returns.
 async fn every(
     period: Duration,
     mut shutdown: watch::Receiver<bool>,
     job: impl Fn(u64) + Send + Sync + 'static,
-) {
+) -> Result<()> {
     let job = Arc::new(job);
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = shutdown.changed() => break,
+            _ = shutdown.changed() => return Ok(()),
             _ = tick.tick() => {
                 let job = job.clone();
                 let now = vouch_common::time::now_unix();
                 if let Err(e) = tokio::task::spawn_blocking(move || job(now)).await {
-                    tracing::error!(error = %e, "a periodic task panicked");
+                    anyhow::bail!("a periodic job panicked: {e}");
                 }
             }
         }
@@ -233,47 +404,42 @@ const EXPIRY_SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// First waits `grace` (one verdict lifetime; opening the store indexed the verdicts of a store
 /// older than the expiry index): verdicts that expired while the verifier was down say nothing
 /// about the terminals, which get one period to attest to the running verifier.
-fn spawn_expiry_sweep(
+async fn sweep_expired_verdicts(
     engine: Arc<Engine>,
     grace: Duration,
     period: Duration,
     mut shutdown: watch::Receiver<bool>,
-) {
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = shutdown.changed() => return,
-            _ = tokio::time::sleep(grace) => {}
-        }
-        every(period, shutdown, move |now| {
-            match engine.sweep_expired_verdicts(now) {
-                Ok(s) if s.examined > 0 => tracing::debug!(
-                    examined = s.examined,
-                    renewed = s.renewed,
-                    "swept expired verdicts"
-                ),
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), "sweeping expired verdicts failed")
-                }
+) -> Result<()> {
+    tokio::select! {
+        _ = shutdown.changed() => return Ok(()),
+        _ = tokio::time::sleep(grace) => {}
+    }
+    every(period, shutdown, move |now| {
+        match engine.sweep_expired_verdicts(now) {
+            Ok(s) if s.examined > 0 => tracing::debug!(
+                examined = s.examined,
+                renewed = s.renewed,
+                "swept expired verdicts"
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "sweeping expired verdicts failed")
             }
-        })
-        .await;
-    });
+        }
+    })
+    .await
 }
 
-/// A shutdown channel flipped by SIGTERM or SIGINT.
-pub fn shutdown_on_signals() -> Result<watch::Receiver<bool>> {
+/// Completes on the first SIGTERM or SIGINT. The handlers are installed by this call (before
+/// `run` starts), so a signal during startup is not lost or fatal.
+pub fn shutdown_on_signals() -> Result<impl Future<Output = ()> + Send + 'static> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (tx, rx) = watch::channel(false);
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    tokio::spawn(async move {
+    Ok(async move {
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}
         }
-        tracing::info!("shutting down");
-        let _ = tx.send(true);
-    });
-    Ok(rx)
+    })
 }

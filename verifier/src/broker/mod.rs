@@ -54,16 +54,14 @@ impl BrokerHealth {
         self.restarts.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// The MQTT client got a CONNACK (`true`) or lost the connection (`false`, which also
-    /// clears `subscribed`).
+    /// The MQTT client got a CONNACK (`true`) or lost the connection (`false`). Either way
+    /// `subscribed` is cleared: a new connection is subscribed only once its own SUBACK came.
     pub fn set_connected(&self, up: bool) {
         self.connected.store(up, Ordering::SeqCst);
-        if !up {
-            self.subscribed.store(false, Ordering::SeqCst);
-        }
+        self.subscribed.store(false, Ordering::SeqCst);
     }
 
-    /// The verifier's subscriptions are in place on the current connection.
+    /// The broker granted every subscription (SUBACK) on the current connection.
     pub fn set_subscribed(&self) {
         self.subscribed.store(true, Ordering::SeqCst);
     }
@@ -152,6 +150,19 @@ mod tests {
         h.set_connected(false);
         assert!(!h.view().0.mqtt_subscribed);
         assert!(!h.view().1.is_empty());
+    }
+
+    #[test]
+    fn a_reconnection_is_not_subscribed_until_its_own_suback() {
+        let h = BrokerHealth::new(false);
+        h.set_connected(true);
+        h.set_subscribed();
+        assert!(h.view().1.is_empty());
+        // A CONNACK without the error in between (the client reconnected at once).
+        h.set_connected(true);
+        let (v, down) = h.view();
+        assert!(v.mqtt_connected && !v.mqtt_subscribed, "{v:?}");
+        assert_eq!(down.len(), 1, "{down:?}");
     }
 
     #[test]

@@ -102,11 +102,12 @@ pub struct Supervisor {
 impl Supervisor {
     /// Ends a leftover child, starts the broker and waits until it accepts connections; a
     /// broker that exits first (port taken, bad TLS files) is a startup error quoting its log.
-    /// Returns the task that keeps it running until `shutdown` and then stops it.
+    /// Returns the future that keeps it running until `shutdown` and then stops it (the caller
+    /// spawns and joins it).
     pub async fn start(
         self,
         shutdown: watch::Receiver<bool>,
-    ) -> Result<tokio::task::JoinHandle<()>> {
+    ) -> Result<impl std::future::Future<Output = ()> + Send + 'static> {
         if !self.bin.is_file() {
             bail!(
                 "{} not found: the verifier runs Mosquitto as its MQTT broker; install it \
@@ -137,7 +138,7 @@ impl Supervisor {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         tracing::info!(%listen, pid = ?child.id(), "managed Mosquitto listening");
-        Ok(tokio::spawn(self.supervise(child, shutdown)))
+        Ok(self.supervise(child, shutdown))
     }
 
     fn spawn(&self) -> Result<Child> {

@@ -81,7 +81,7 @@ pub enum Command {
     Eventlog {
         /// The log, e.g. a copy of /sys/kernel/security/tpm0/binary_bios_measurements.
         file: PathBuf,
-        /// Print {"pcrs": {"<bank>": {"<index>": "<hex>"}}, "events": [...]} instead of a table.
+        /// Print {"pcrs": {"BANK": {"INDEX": "HEX"}}, "events": [...]} instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -112,7 +112,7 @@ pub struct PolicyTarget {
 pub struct PolicySetArgs {
     #[command(flatten)]
     pub target: PolicyTarget,
-    /// JSON: {"pcrs": {"sha256": {"0": "<hex>", ...}}, "firmware": {"<path>": ["<hex>", ...]}}
+    /// JSON: {"pcrs": {"sha256": {"0": "HEX", ...}}, "firmware": {"PATH": ["HEX", ...]}}
     pub file: PathBuf,
 }
 
