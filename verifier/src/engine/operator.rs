@@ -87,7 +87,7 @@ impl Engine {
             policy_id: a.policy_id.clone(),
             device: rec.id().clone(),
             state: rec.status.state(),
-            reasons: a.reasons,
+            reasons: vouch_protocol::reason::texts(&a.reasons),
             nonce,
             seq: w.next_seq()?,
         };

@@ -1,6 +1,7 @@
 //! Store records as the operator API shows them (RFC 3339 times, hex names).
 
 use vouch_common::time::rfc3339;
+use vouch_protocol::reason;
 
 use crate::api::{AuditView, DeviceView, QuarantineView};
 use crate::store::{AuditRecord, DeviceRecord};
@@ -11,7 +12,7 @@ pub fn device(r: &DeviceRecord) -> DeviceView {
         id: r.id().to_string(),
         model: r.enrollment.model.clone(),
         state: r.status.state(),
-        reasons: r.status.reasons().to_vec(),
+        reasons: reason::texts(r.status.reasons()),
         last_verdict_at: r.status.last_verdict_at.map(rfc3339),
         verdict_status: verdict.as_ref().map(|v| v.status),
         verdict_expires_at: verdict.as_ref().map(|v| rfc3339(v.exp)),
@@ -20,7 +21,7 @@ pub fn device(r: &DeviceRecord) -> DeviceView {
             .is_some_and(|v| v.exp < vouch_common::time::now_unix()),
         policy_id: verdict.and_then(|v| v.policy_id),
         quarantine: r.status.quarantine_in_force().map(|q| QuarantineView {
-            reason: q.reason.clone(),
+            reason: q.text(),
             actor: q.actor.to_string(),
             at: rfc3339(q.at),
         }),
