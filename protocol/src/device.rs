@@ -125,7 +125,7 @@ impl Quarantine {
         reason::join(&self.reasons)
     }
 
-    /// The reason a held device's verdicts carry: "quarantined by <actor>: <reasons>".
+    /// The reason a held device's verdicts carry: `quarantined by <actor>: <reasons>`.
     pub fn held(&self) -> Reason {
         Reason::Quarantined {
             actor: self.actor.clone(),
