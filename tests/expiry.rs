@@ -56,6 +56,7 @@ fn a_trusted_terminal_that_stops_attesting_becomes_unresponsive() {
         d["measured_at"].as_str().unwrap()
     );
     assert_eq!(d["verdict_status"], "warning");
+    assert_eq!(d["reason_codes"][0], "no_fresh_evidence", "{d:#}");
     assert_eq!(d["reasons"][0], reason.as_str(), "{d:#}");
     let audit = audit_of(&v, "term-1");
     assert!(

@@ -28,6 +28,7 @@ use crate::firmware;
 use crate::messages::Evidence;
 use crate::policy::events::LogMeasurements;
 use crate::policy::{Area, Measurements, ReferenceValues, evaluate};
+use crate::reason::Reason;
 use crate::tpm::{self, ClockInfo, PcrValues, TpmPublic};
 use crate::verdict::{Status, TrustVector, claim};
 
@@ -101,7 +102,7 @@ pub fn verify_evidence_with_log(
 
 fn verify(device: &Enrollment, ev: &Evidence, log: LogInput<'_>) -> Result<Verified, Failure> {
     let ak = TpmPublic::parse(device.ak_public.as_slice())
-        .map_err(|e| fail(Defect::EnrolledAkUnusable(e)))?;
+        .map_err(|e| fail(Defect::EnrolledAkUnusable(e.to_string())))?;
     if !firmware::usable_pcr(ev.firmware_pcr) {
         return Err(fail(Defect::FirmwarePcrUnusable(ev.firmware_pcr)));
     }
@@ -274,7 +275,7 @@ pub struct Policy<'a> {
 pub struct Appraisal {
     pub status: Status,
     pub trust: TrustVector,
-    pub reasons: Vec<String>,
+    pub reasons: Vec<Reason>,
     pub policy_id: Option<String>,
     /// The quote itself was accepted (crypto, signer, replay and clock checks passed), so its
     /// measurements and clock may be recorded as the device's latest, whatever the policy says.
@@ -313,7 +314,9 @@ pub fn reevaluate(m: &Measurements, policy: Option<Policy<'_>>, subject: &str) -
         return Appraisal {
             status: Status::Warning,
             trust,
-            reasons: vec![format!("no reference values for {subject}")],
+            reasons: vec![Reason::NoReferenceValues {
+                subject: subject.to_owned(),
+            }],
             policy_id: None,
             quote_accepted: true,
         };
@@ -354,11 +357,11 @@ pub fn reevaluate(m: &Measurements, policy: Option<Policy<'_>>, subject: &str) -
 pub const MAX_REASONS: usize = 64;
 
 /// The first [`MAX_REASONS`] - 1 reasons and a count of the rest, when there are more.
-pub fn bounded_reasons(mut reasons: Vec<String>) -> Vec<String> {
+pub fn bounded_reasons(mut reasons: Vec<Reason>) -> Vec<Reason> {
     if reasons.len() > MAX_REASONS {
-        let more = reasons.len() - (MAX_REASONS - 1);
+        let count = reasons.len() - (MAX_REASONS - 1);
         reasons.truncate(MAX_REASONS - 1);
-        reasons.push(format!("and {more} more reasons"));
+        reasons.push(Reason::MoreReasons { count });
     }
     reasons
 }
@@ -377,7 +380,7 @@ fn failed(f: &Failure, policy: Option<Policy<'_>>) -> Appraisal {
     Appraisal {
         status: Status::Contraindicated,
         trust,
-        reasons: vec![f.reason.to_string()],
+        reasons: vec![Reason::Evidence(f.reason.clone())],
         policy_id: policy.map(|p| p.id.to_owned()),
         quote_accepted: false,
     }

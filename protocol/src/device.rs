@@ -7,6 +7,11 @@
 //! by an attestation that passes; an attestation passing on its own never un-quarantines. A
 //! trusted device whose verdict expires without fresh evidence is `unresponsive` until fresh
 //! evidence passes; quarantine outranks it (an expiry never changes a quarantined device).
+//!
+//! States are types: [`Lifecycle`] gives each state exactly its data (a quarantine and a pending
+//! release only while quarantined, a silence only while unresponsive), and reasons are
+//! [`Reason`] values, compared as values. Storage takes a status apart into [`StatusParts`] and
+//! rebuilds it from them, rejecting combinations no transition produces.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -14,7 +19,12 @@ use thiserror::Error;
 
 use crate::appraisal::Appraisal;
 use crate::messages::CmdAction;
+use crate::reason::{self, Reason};
 use crate::verdict::{DeviceState, Status, TrustVector, claim};
+
+mod parts;
+
+pub use parts::{StatusError, StatusParts};
 
 /// Who caused a change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,13 +108,30 @@ pub enum Effect {
     SendChallenge,
 }
 
-/// Why a quarantine is in force.
+/// Why a quarantine is in force: the failed appraisal's reasons (actor `verifier`), an
+/// operator's words ([`Reason::Operator`]), or the verdict periods that passed without fresh
+/// evidence ([`Reason::Unresponsive`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "parts::StoredQuarantine")]
 pub struct Quarantine {
-    pub reason: String,
+    pub reasons: Vec<Reason>,
     pub actor: Actor,
     pub at: u64,
+}
+
+impl Quarantine {
+    /// The reasons as one line, as audit entries, commands and the API show them.
+    pub fn text(&self) -> String {
+        reason::join(&self.reasons)
+    }
+
+    /// The reason a held device's verdicts carry: `quarantined by <actor>: <reasons>`.
+    pub fn held(&self) -> Reason {
+        Reason::Quarantined {
+            actor: self.actor.clone(),
+            reasons: self.reasons.clone(),
+        }
+    }
 }
 
 /// An operator's release, waiting for a passing attestation.
@@ -127,8 +154,37 @@ pub struct Silence {
 
 impl Silence {
     /// The reason carried by the audit entry and the verdicts while it lasts.
-    pub fn reason(&self) -> String {
-        format!("no fresh evidence since {}", rfc3339(self.since))
+    pub fn reason(&self) -> Reason {
+        Reason::NoFreshEvidence { since: self.since }
+    }
+}
+
+/// Where a device stands, with exactly the data that state has: only a quarantined device has
+/// a quarantine and perhaps a release waiting, only an unresponsive one a silence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lifecycle {
+    /// Enrolled; no reference values yet, or not yet attested against them.
+    Pending,
+    /// Its last attestation passed.
+    Trusted,
+    /// Was trusted; its verdicts expired without fresh evidence.
+    Unresponsive { silence: Silence },
+    /// Cut off, until an operator's release is followed by a passing attestation.
+    Quarantined {
+        why: Quarantine,
+        release: Option<ReleaseRequest>,
+    },
+}
+
+impl Lifecycle {
+    /// The state as verdicts and the operator API name it.
+    pub fn state(&self) -> DeviceState {
+        match self {
+            Lifecycle::Pending => DeviceState::Pending,
+            Lifecycle::Trusted => DeviceState::Trusted,
+            Lifecycle::Unresponsive { .. } => DeviceState::Unresponsive,
+            Lifecycle::Quarantined { .. } => DeviceState::Quarantined,
+        }
     }
 }
 
@@ -143,19 +199,15 @@ pub enum TransitionError {
     EmptyReason,
 }
 
-/// The verifier's view of one device.
+/// The verifier's view of one device. Stored as its [`StatusParts`] (see there).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(into = "StatusParts", try_from = "StatusParts")]
 pub struct DeviceStatus {
-    pub state: DeviceState,
-    pub quarantine: Option<Quarantine>,
-    pub release: Option<ReleaseRequest>,
+    lifecycle: Lifecycle,
     /// Reasons of the last verdict.
-    pub reasons: Vec<String>,
+    reasons: Vec<Reason>,
+    /// When the last verdict was issued (the engine stamps it when it publishes one).
     pub last_verdict_at: Option<u64>,
-    /// Set exactly while the state is `unresponsive` (absent in records written before it existed).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub silence: Option<Silence>,
 }
 
 /// The outcome of one transition.
@@ -175,32 +227,53 @@ impl DeviceStatus {
     /// A freshly enrolled device.
     pub fn new() -> Self {
         Self {
-            state: DeviceState::Pending,
-            quarantine: None,
-            release: None,
+            lifecycle: Lifecycle::Pending,
             reasons: Vec::new(),
             last_verdict_at: None,
-            silence: None,
         }
+    }
+
+    /// The state with its data.
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
     }
 
     /// The state as verdicts and the operator API name it.
     pub fn state(&self) -> DeviceState {
-        self.state
+        self.lifecycle.state()
     }
 
     /// The quarantine in force, if any.
     pub fn quarantine_in_force(&self) -> Option<&Quarantine> {
-        self.quarantine.as_ref()
+        match &self.lifecycle {
+            Lifecycle::Quarantined { why, .. } => Some(why),
+            _ => None,
+        }
+    }
+
+    /// The operator's release waiting for a passing attestation, if any.
+    pub fn release_request(&self) -> Option<&ReleaseRequest> {
+        match &self.lifecycle {
+            Lifecycle::Quarantined { release, .. } => release.as_ref(),
+            _ => None,
+        }
     }
 
     /// Whether an operator's release waits for a passing attestation.
     pub fn release_pending(&self) -> bool {
-        self.release.is_some()
+        self.release_request().is_some()
+    }
+
+    /// Since when, and for how many verdict periods, an unresponsive device has been silent.
+    pub fn silence(&self) -> Option<&Silence> {
+        match &self.lifecycle {
+            Lifecycle::Unresponsive { silence } => Some(silence),
+            _ => None,
+        }
     }
 
     /// Reasons of the last verdict.
-    pub fn reasons(&self) -> &[String] {
+    pub fn reasons(&self) -> &[Reason] {
         &self.reasons
     }
 
@@ -216,7 +289,7 @@ impl DeviceStatus {
     ) -> (Transition, Appraisal) {
         let (t, status, reasons) = self.transition(a.status, &a.reasons, basis, now);
         let mut trust = a.trust;
-        if self.state == DeviceState::Quarantined && a.status != Status::Contraindicated {
+        if self.state() == DeviceState::Quarantined && a.status != Status::Contraindicated {
             trust.instance_identity = claim::UNTRUSTWORTHY_INSTANCE;
         }
         let verdict = Appraisal {
@@ -247,108 +320,101 @@ impl DeviceStatus {
     fn transition(
         &mut self,
         status: Status,
-        reasons: &[String],
+        reasons: &[Reason],
         basis: Basis,
         now: u64,
-    ) -> (Transition, Status, Vec<String>) {
+    ) -> (Transition, Status, Vec<Reason>) {
         let mut t = Transition::default();
-        let joined = || reasons.join("; ");
-        match (self.state, status) {
-            (DeviceState::Quarantined, Status::Contraindicated) => {
-                if let Some(rel) = self.release.take() {
-                    t.changes.push(Change {
-                        action: AuditAction::ReleaseFailed,
-                        actor: Actor::Verifier,
-                        reason: format!(
+        let joined = || reason::join(reasons);
+        let verifier = |action, reason| Change {
+            action,
+            actor: Actor::Verifier,
+            reason,
+        };
+        let before = std::mem::replace(&mut self.lifecycle, Lifecycle::Pending);
+        self.lifecycle = match (before, status) {
+            (Lifecycle::Quarantined { why, release }, Status::Contraindicated) => {
+                if let Some(rel) = release {
+                    t.changes.push(verifier(
+                        AuditAction::ReleaseFailed,
+                        format!(
                             "attestation after release ({}) failed: {}",
                             rel.reason,
                             joined()
                         ),
-                    });
+                    ));
                     t.effects
                         .push(Effect::SendCmd(CmdAction::Quarantine { reason: joined() }));
                 }
+                Lifecycle::Quarantined { why, release: None }
             }
             (_, Status::Contraindicated) => {
-                self.state = DeviceState::Quarantined;
-                self.quarantine = Some(Quarantine {
-                    reason: joined(),
-                    actor: Actor::Verifier,
-                    at: now,
-                });
-                t.changes.push(Change {
-                    action: AuditAction::Quarantined,
-                    actor: Actor::Verifier,
-                    reason: joined(),
-                });
+                t.changes.push(verifier(AuditAction::Quarantined, joined()));
                 t.effects
                     .push(Effect::SendCmd(CmdAction::Quarantine { reason: joined() }));
-            }
-            (DeviceState::Quarantined, Status::Affirming) if basis == Basis::Fresh => {
-                if let Some(rel) = self.release.take() {
-                    self.state = DeviceState::Trusted;
-                    self.quarantine = None;
-                    t.changes.push(Change {
-                        action: AuditAction::Trusted,
+                Lifecycle::Quarantined {
+                    why: Quarantine {
+                        reasons: reasons.to_vec(),
                         actor: Actor::Verifier,
-                        reason: format!("attestation after release ({}) passed", rel.reason),
-                    });
+                        at: now,
+                    },
+                    release: None,
                 }
             }
-            (DeviceState::Unresponsive, Status::Affirming) if basis == Basis::Fresh => {
-                self.state = DeviceState::Trusted;
-                let since = self
-                    .silence
-                    .map_or_else(String::new, |s| format!(" after {}", s.reason()));
-                t.changes.push(Change {
-                    action: AuditAction::Trusted,
-                    actor: Actor::Verifier,
-                    reason: format!("attestation passed{since}"),
-                });
+            (
+                Lifecycle::Quarantined {
+                    release: Some(rel), ..
+                },
+                Status::Affirming,
+            ) if basis == Basis::Fresh => {
+                t.changes.push(verifier(
+                    AuditAction::Trusted,
+                    format!("attestation after release ({}) passed", rel.reason),
+                ));
+                Lifecycle::Trusted
             }
-            (DeviceState::Pending, Status::Affirming) if basis.may_trust() => {
-                self.state = DeviceState::Trusted;
-                t.changes.push(Change {
-                    action: AuditAction::Trusted,
-                    actor: Actor::Verifier,
-                    reason: "attestation passed".into(),
-                });
+            (Lifecycle::Unresponsive { silence }, Status::Affirming) if basis == Basis::Fresh => {
+                t.changes.push(verifier(
+                    AuditAction::Trusted,
+                    format!("attestation passed after {}", silence.reason()),
+                ));
+                Lifecycle::Trusted
             }
-            (DeviceState::Trusted | DeviceState::Unresponsive, Status::Warning | Status::None) => {
-                self.state = DeviceState::Pending;
-                t.changes.push(Change {
-                    action: AuditAction::Pending,
-                    actor: Actor::Verifier,
-                    reason: joined(),
-                });
+            (Lifecycle::Pending, Status::Affirming) if basis.may_trust() => {
+                t.changes
+                    .push(verifier(AuditAction::Trusted, "attestation passed".into()));
+                Lifecycle::Trusted
+            }
+            (
+                Lifecycle::Trusted | Lifecycle::Unresponsive { .. },
+                Status::Warning | Status::None,
+            ) => {
+                t.changes.push(verifier(AuditAction::Pending, joined()));
+                Lifecycle::Pending
             }
             // Nothing changes: already trusted, still without reference values, or an affirming
             // appraisal whose basis cannot lift a quarantine, vouch for a pending device or
             // stand in for the fresh evidence an unresponsive device owes.
-            (DeviceState::Trusted | DeviceState::Unresponsive, Status::Affirming)
-            | (DeviceState::Pending | DeviceState::Quarantined, _) => {}
-        }
-        if self.state != DeviceState::Unresponsive {
-            self.silence = None;
-        }
+            (unchanged, _) => unchanged,
+        };
         self.last_verdict_at = Some(now);
-        let (status, reasons) = match (&self.state, &self.quarantine, &self.silence) {
-            (DeviceState::Unresponsive, _, Some(s)) => {
+        let (status, reasons) = match &self.lifecycle {
+            Lifecycle::Unresponsive { silence } => {
                 // Stored measurements re-appraised: still no fresh evidence, so no affirmation.
-                let mut r = vec![s.reason()];
-                r.extend(reasons.iter().cloned());
+                let mut r = vec![silence.reason()];
+                r.extend_from_slice(reasons);
                 (Status::Warning, r)
             }
-            (DeviceState::Quarantined, Some(q), _) => {
+            Lifecycle::Quarantined { why, .. } => {
                 // Name the quarantine unless this very appraisal is what it says.
                 let mut r = Vec::new();
-                if q.reason != reasons.join("; ") {
-                    r.push(format!("quarantined by {}: {}", q.actor, q.reason));
+                if !Reason::same(&why.reasons, reasons) {
+                    r.push(why.held());
                 }
-                r.extend(reasons.iter().cloned());
+                r.extend_from_slice(reasons);
                 (Status::Contraindicated, r)
             }
-            _ => (status, reasons.to_vec()),
+            Lifecycle::Pending | Lifecycle::Trusted => (status, reasons.to_vec()),
         };
         self.reasons = reasons.clone();
         (t, status, reasons)
@@ -364,34 +430,32 @@ impl DeviceStatus {
         if reason.trim().is_empty() {
             return Err(TransitionError::EmptyReason);
         }
-        if let Some(q) = &self.quarantine {
-            return Err(TransitionError::AlreadyQuarantined {
-                reason: q.reason.clone(),
-            });
+        if let Some(q) = self.quarantine_in_force() {
+            return Err(TransitionError::AlreadyQuarantined { reason: q.text() });
         }
-        Ok(self.enter_quarantine(reason, actor, now))
+        let why = vec![Reason::Operator {
+            text: reason.to_owned(),
+        }];
+        Ok(self.enter_quarantine(why, actor, now))
     }
 
     /// Quarantines the device (the caller checked it is not already).
-    fn enter_quarantine(&mut self, reason: &str, actor: Actor, now: u64) -> Transition {
-        self.state = DeviceState::Quarantined;
-        self.release = None;
-        self.silence = None;
-        self.quarantine = Some(Quarantine {
-            reason: reason.to_owned(),
+    fn enter_quarantine(&mut self, reasons: Vec<Reason>, actor: Actor, now: u64) -> Transition {
+        let why = Quarantine {
+            reasons,
             actor: actor.clone(),
             at: now,
-        });
-        self.reasons = vec![format!("quarantined by {actor}: {reason}")];
+        };
+        let text = why.text();
+        self.reasons = vec![why.held()];
+        self.lifecycle = Lifecycle::Quarantined { why, release: None };
         Transition {
             changes: vec![Change {
                 action: AuditAction::Quarantined,
                 actor,
-                reason: reason.to_owned(),
+                reason: text.clone(),
             }],
-            effects: vec![Effect::SendCmd(CmdAction::Quarantine {
-                reason: reason.to_owned(),
-            })],
+            effects: vec![Effect::SendCmd(CmdAction::Quarantine { reason: text })],
         }
     }
 
@@ -419,40 +483,37 @@ impl DeviceStatus {
         policy_id: Option<String>,
     ) -> Option<(Transition, Appraisal)> {
         let mut t = Transition::default();
-        let silence = match (self.state, self.silence) {
-            (DeviceState::Pending, _) => return None,
-            (DeviceState::Quarantined, _) => return Some((t, self.held_appraisal(policy_id))),
-            (DeviceState::Unresponsive, Some(s)) => Silence {
-                expiries: s.expiries.saturating_add(1),
-                ..s
+        let silence = match &self.lifecycle {
+            Lifecycle::Pending => return None,
+            Lifecycle::Quarantined { .. } => return Some((t, self.held_appraisal(policy_id))),
+            Lifecycle::Unresponsive { silence } => Silence {
+                expiries: silence.expiries.saturating_add(1),
+                ..*silence
             },
-            // Trusted (or an unresponsive record missing its silence): a new silence starts.
-            (DeviceState::Trusted | DeviceState::Unresponsive, _) => {
+            Lifecycle::Trusted => {
                 let s = Silence {
                     since: last_evidence.or(self.last_verdict_at).unwrap_or(now),
                     expiries: 1,
                 };
-                self.state = DeviceState::Unresponsive;
                 t.changes.push(Change {
                     action: AuditAction::Unresponsive,
                     actor: Actor::Verifier,
-                    reason: s.reason(),
+                    reason: s.reason().to_string(),
                 });
                 s
             }
         };
         if quarantine_after > 0 && silence.expiries >= quarantine_after {
-            let reason = format!(
-                "unresponsive: {} verdict periods without fresh evidence",
-                silence.expiries
-            );
-            let q = self.enter_quarantine(&reason, Actor::Verifier, now);
+            let why = vec![Reason::Unresponsive {
+                expiries: silence.expiries,
+            }];
+            let q = self.enter_quarantine(why, Actor::Verifier, now);
             t.changes.extend(q.changes);
             t.effects.extend(q.effects);
             self.reasons.push(silence.reason());
             return Some((t, self.held_appraisal(policy_id)));
         }
-        self.silence = Some(silence);
+        self.lifecycle = Lifecycle::Unresponsive { silence };
         self.reasons = vec![silence.reason()];
         let verdict = Appraisal {
             status: Status::Warning,
@@ -474,10 +535,12 @@ impl DeviceStatus {
         if reason.trim().is_empty() {
             return Err(TransitionError::EmptyReason);
         }
-        if self.state != DeviceState::Quarantined {
-            return Err(TransitionError::NotQuarantined { state: self.state });
-        }
-        self.release = Some(ReleaseRequest {
+        let Lifecycle::Quarantined { release, .. } = &mut self.lifecycle else {
+            return Err(TransitionError::NotQuarantined {
+                state: self.state(),
+            });
+        };
+        *release = Some(ReleaseRequest {
             reason: reason.to_owned(),
             actor: actor.clone(),
             at: now,
@@ -500,7 +563,7 @@ impl DeviceStatus {
 
 /// RFC 3339 in UTC (`1970-01-01T00:00:00Z`) for reasons; the core has no time library, and
 /// this is the proleptic Gregorian calendar of Howard Hinnant's `civil_from_days`.
-fn rfc3339(unix: u64) -> String {
+pub(crate) fn rfc3339(unix: u64) -> String {
     let (days, secs) = (unix / 86_400, unix % 86_400);
     let z = days + 719_468;
     let era = z / 146_097;

@@ -14,6 +14,7 @@ use vouch_protocol::messages::{
     EnrollmentRequest, EventLogPart, Evidence, PcrValue, ReassembleError,
 };
 use vouch_protocol::policy::ReferenceValues;
+use vouch_protocol::reason::{self, Reason};
 use vouch_protocol::verdict::Status;
 use vouch_protocol::wire;
 
@@ -101,7 +102,9 @@ fn no_reference_values_is_a_warning_that_names_them() {
     assert_eq!(a.status, Status::Warning);
     assert_eq!(
         a.reasons,
-        vec!["no reference values for device t1 or model T-100".to_string()]
+        vec![Reason::NoReferenceValues {
+            subject: "device t1 or model T-100".into()
+        }]
     );
 }
 
@@ -111,7 +114,7 @@ fn wrong_nonce_is_a_crypto_failure() {
     ev.nonce = nonce("nonce1.hex");
     let f = appraisal::verify_evidence(&enrollment(), &ev, None).unwrap_err();
     assert_eq!(f.claim, FailedClaim::Crypto);
-    assert!(f.reason.to_string().contains("nonce"), "{}", f.reason);
+    assert_eq!(f.reason.code(), "quote_nonce_mismatch", "{}", f.reason);
 }
 
 #[test]
@@ -120,7 +123,7 @@ fn reported_pcr_that_differs_from_the_quote_is_caught() {
     ev.pcrs[4].value = Sha256Digest([9; 32]);
     let f = appraisal::verify_evidence(&enrollment(), &ev, None).unwrap_err();
     assert_eq!(f.claim, FailedClaim::Crypto);
-    assert!(f.reason.to_string().contains("digest"), "{}", f.reason);
+    assert_eq!(f.reason.code(), "quote_pcr_digest_mismatch", "{}", f.reason);
 }
 
 #[test]
@@ -140,7 +143,7 @@ fn firmware_list_that_does_not_replay_names_the_pcr() {
     };
     let f = appraisal::verify_evidence(&enrollment(), &ev, None).unwrap_err();
     assert_eq!(f.claim, FailedClaim::Executables);
-    assert!(f.reason.to_string().contains("PCR 14"), "{}", f.reason);
+    assert_eq!(f.reason, Defect::FirmwareReplayMismatch(14));
 }
 
 #[test]
@@ -148,7 +151,7 @@ fn evidence_missing_a_boot_pcr_is_refused() {
     let mut ev = reset_evidence();
     ev.pcrs.retain(|p| p.index != 7);
     let f = appraisal::verify_evidence(&enrollment(), &ev, None).unwrap_err();
-    assert!(f.reason.to_string().contains("PCR 7"), "{}", f.reason);
+    assert_eq!(f.reason, Defect::PcrNotCovered(7));
 }
 
 #[test]
@@ -167,7 +170,7 @@ fn clock_going_backwards_is_contraindicated() {
     later.clock += 1000;
     let a = appraisal::appraise(&Ok(verified), Some(&later), None, "t1");
     assert_eq!(a.status, Status::Contraindicated);
-    assert!(a.reasons[0].starts_with("TPM clock"), "{:?}", a.reasons);
+    assert_eq!(reason::codes(&a.reasons), ["clock"], "{:?}", a.reasons);
 }
 
 #[test]
@@ -178,7 +181,9 @@ fn changed_pcr_against_policy_names_it() {
     let a = appraisal::appraise(&Ok(verified), None, Some(policy(&rv)), "t1");
     assert_eq!(a.status, Status::Contraindicated);
     assert!(
-        a.reasons.iter().any(|r| r.starts_with("PCR 4 ")),
+        a.reasons
+            .iter()
+            .any(|r| matches!(r, Reason::PcrMismatch { index: 4, .. })),
         "{:?}",
         a.reasons
     );
@@ -215,11 +220,7 @@ fn sha1_only_event_log_cannot_be_checked() {
         vouch_protocol::eventlog::build::LogBuilder::new(&[vouch_protocol::digest::HashAlg::Sha1]);
     let log = vouch_protocol::eventlog::parse(&sha1.bytes()).unwrap();
     let f = appraisal::verify_evidence(&enrollment(), &reset_evidence(), Some(&log)).unwrap_err();
-    assert!(
-        f.reason.to_string().contains("no sha256 bank"),
-        "{}",
-        f.reason
-    );
+    assert_eq!(f.reason, Defect::EventLogNoSha256);
 }
 
 #[test]
@@ -228,11 +229,7 @@ fn firmware_pcr_outside_the_usable_range_is_refused() {
         let mut ev = reset_evidence();
         ev.firmware_pcr = pcr;
         let f = appraisal::verify_evidence(&enrollment(), &ev, None).unwrap_err();
-        assert!(
-            f.reason.to_string().contains("cannot hold measurements"),
-            "{pcr}: {}",
-            f.reason
-        );
+        assert_eq!(f.reason, Defect::FirmwarePcrUnusable(pcr));
     }
 }
 
@@ -276,13 +273,7 @@ fn garbage_attest_is_a_defect_even_with_a_delta() {
     let f = appraisal::verify_evidence_with_log(&enrollment(), &ev, &SentLog::Defective(d))
         .unwrap_err();
     assert_eq!(f.claim, FailedClaim::Evidence);
-    assert!(
-        f.reason
-            .to_string()
-            .starts_with("attestation structure malformed: "),
-        "{}",
-        f.reason
-    );
+    assert_eq!(f.reason.code(), "attest_malformed", "{}", f.reason);
 }
 
 fn header_only_log() -> Vec<u8> {
@@ -296,7 +287,6 @@ fn a_log_that_does_not_parse_is_a_defect_naming_the_parser() {
     let truncated = &log[..log.len() - 3];
     let d = defect(log_part::assemble(&with_log(0, truncated), None, 1 << 20));
     assert_eq!(d.code(), "eventlog_malformed");
-    assert!(d.to_string().starts_with("event log malformed: "), "{d}");
     // A delta that makes the held log unparsable is the same defect.
     let d = defect(log_part::assemble(
         &with_log(log.len() as u64, &[1, 2, 3]),
@@ -324,10 +314,6 @@ fn a_whole_log_that_does_not_extend_the_held_one_changed_within_the_boot() {
             boot,
             held: held.len() as u64
         }
-    );
-    assert!(
-        d.to_string().starts_with("log changed within a boot"),
-        "{d}"
     );
     // The same log whole, or the held log of another boot: accepted for parsing.
     assert!(matches!(

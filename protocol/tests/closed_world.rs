@@ -13,7 +13,9 @@ use vouch_protocol::bytes::Sha256Digest;
 use vouch_protocol::digest::HashAlg;
 use vouch_protocol::eventlog::EventType;
 use vouch_protocol::eventlog::build::{LogBuilder, TerminalBoot};
+use vouch_protocol::policy::events::EventKind;
 use vouch_protocol::policy::{Measurements, ReferenceValues};
+use vouch_protocol::reason::Reason;
 use vouch_protocol::verdict::Status;
 
 const FIRMWARE_PCR: u8 = 14;
@@ -64,7 +66,7 @@ fn boot_events_policy() -> ReferenceValues {
     rv
 }
 
-fn appraise(m: &Measurements, rv: &ReferenceValues) -> (Status, Vec<String>) {
+fn appraise(m: &Measurements, rv: &ReferenceValues) -> (Status, Vec<Reason>) {
     let policy = Policy {
         values: rv,
         id: "p",
@@ -98,9 +100,12 @@ fn the_clean_boot_and_the_honest_shell_boot_are_told_apart() {
     let (status, reasons) = appraise(&measurements(&evil.bytes(), quoted(&evil, &[])), &rv);
     assert_eq!(status, Status::Contraindicated);
     assert!(
-        reasons
-            .iter()
-            .any(|r| r.starts_with("PCR 8 EV_IPL kernel_cmdline: ") && r.contains("init=/bin/sh")),
+        reasons.iter().any(|r| matches!(
+            r,
+            Reason::EventNotInReference { pcr: 8, event_type, subject, .. }
+                if event_type == "EV_IPL" && subject.starts_with("kernel_cmdline: ")
+                    && subject.contains("init=/bin/sh")
+        )),
         "{reasons:?}"
     );
 }
@@ -113,13 +118,14 @@ fn omitted_ipl_event_does_not_pass_a_policy_pinning_boot_events() {
     let (status, reasons) = appraise(&measurements(&written, quoted(&evil, &[])), &rv);
     assert_eq!(status, Status::Contraindicated, "{reasons:?}");
     assert!(
-        reasons.contains(&"quoted PCR 8 is not explained by the event log".to_string()),
+        reasons.contains(&Reason::ClosedWorldPcrUnexplained { pcr: 8 }),
         "{reasons:?}"
     );
     assert!(
-        reasons
-            .iter()
-            .any(|r| r.starts_with("the reference for model T-100 requires ipl events")),
+        reasons.contains(&Reason::EventClassMissing {
+            kind: EventKind::Ipl,
+            scope: "model T-100".into()
+        }),
         "an approved class the policy lists is required: {reasons:?}"
     );
 }
@@ -136,7 +142,11 @@ fn relabelled_ipl_event_does_not_escape_its_class() {
         let written = doctor_pcr8_ipl(&evil.bytes(), Some(relabel));
         let (status, reasons) = appraise(&measurements(&written, quoted(&evil, &[])), &rv);
         assert_eq!(status, Status::Contraindicated, "{relabel}: {reasons:?}");
-        let want = format!("PCR 8 {relabel} event is not in the reference for model T-100");
+        let want = Reason::ClosedWorldEventType {
+            pcr: 8,
+            event_type: relabel.to_string(),
+            scope: "model T-100".into(),
+        };
         assert!(reasons.contains(&want), "{reasons:?}");
     }
     // Firmware types in OS PCRs are named as relabelled even where a reference lists them.
@@ -151,9 +161,10 @@ fn relabelled_ipl_event_does_not_escape_its_class() {
     let (status, reasons) = appraise(&measurements(&written, quoted(&evil, &[])), &lenient);
     assert_eq!(status, Status::Contraindicated);
     assert!(
-        reasons
-            .iter()
-            .any(|r| r.starts_with("PCR 8 EV_POST_CODE event: a firmware event type")),
+        reasons.contains(&Reason::FirmwareEventInOsPcr {
+            pcr: 8,
+            event_type: "EV_POST_CODE".into()
+        }),
         "{reasons:?}"
     );
 }
@@ -167,18 +178,16 @@ fn quoted_pcr_without_events_fails_when_constrained() {
     let pcrs = quoted(&clean, &[(9, [0x42; 32])]);
     let (status, reasons) = appraise(&measurements(&clean.bytes(), pcrs.clone()), &rv);
     assert_eq!(status, Status::Contraindicated, "{reasons:?}");
-    assert_eq!(
-        reasons,
-        vec!["quoted PCR 9 is not explained by the event log".to_string()]
-    );
+    assert_eq!(reasons, vec![Reason::ClosedWorldPcrUnexplained { pcr: 9 }]);
     // A constrained PCR the evidence does not quote is named too.
     let mut m = measurements(&clean.bytes(), pcrs);
     m.pcrs.remove(&9);
     let (_, reasons) = appraise(&m, &rv);
     assert!(
-        reasons.contains(
-            &"PCR 9 is constrained by the reference for model T-100 but was not quoted".into()
-        ),
+        reasons.contains(&Reason::ClosedWorldPcrNotQuoted {
+            pcr: 9,
+            scope: "model T-100".into()
+        }),
         "{reasons:?}"
     );
 }
@@ -192,7 +201,9 @@ fn measurements_recorded_before_closed_world_checks_need_fresh_evidence() {
     let (status, reasons) = appraise(&m, &rv);
     assert_eq!(status, Status::Contraindicated);
     assert!(
-        reasons.iter().any(|r| r.contains("fresh evidence")),
+        reasons.contains(&Reason::ClosedWorldStaleMeasurements {
+            scope: "model T-100".into()
+        }),
         "{reasons:?}"
     );
 }
@@ -252,7 +263,7 @@ fn a_real_log_satisfies_the_closed_world_reference_captured_from_it() {
         let (status, reasons) = appraise(&m, &rv);
         // Logs with events in PCRs the quote does not cover (sd-boot's PCR 12, shim's 14) are
         // named as such; nothing else may be found.
-        let unchecked = |r: &String| r.contains("cannot be checked: the quote does not reproduce");
+        let unchecked = |r: &Reason| r.code() == "events_unverifiable";
         assert!(
             reasons.iter().all(unchecked),
             "{}: {status:?} {reasons:?}",

@@ -63,7 +63,7 @@ fn sealed(a: &appraisal::Appraisal) -> Vec<u8> {
         policy_id: a.policy_id.clone(),
         device: device.clone(),
         state: DeviceState::Quarantined,
-        reasons: a.reasons.clone(),
+        reasons: vouch_protocol::reason::texts(&a.reasons),
         nonce: None,
         seq: 1,
     };
@@ -74,6 +74,12 @@ fn sealed(a: &appraisal::Appraisal) -> Vec<u8> {
 fn a_verdict_on_a_4096_entry_firmware_list_decodes_within_the_limits() {
     let a = appraisal_with_path_len(8);
     assert_eq!(a.status, Status::Contraindicated);
+    // 4097 findings: the first 63 and a count of the rest.
+    assert_eq!(a.reasons.len(), appraisal::MAX_REASONS);
+    assert_eq!(
+        a.reasons.last(),
+        Some(&vouch_protocol::reason::Reason::MoreReasons { count: 4034 })
+    );
     let bytes = sealed(&a);
     let msg = wire::decode_detached(&bytes, wire::DEFAULT_MAX_PAYLOAD)
         .expect("the verifier's own verdict must pass the pre-scan");

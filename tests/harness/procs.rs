@@ -501,6 +501,18 @@ impl Verifier {
             .unwrap_or_default()
     }
 
+    /// The codes of those reasons, in the same order (`reason_codes`; docs/protocol.md).
+    pub fn reason_codes(&self, id: &str) -> Vec<String> {
+        self.device(id)["reason_codes"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|r| r.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub fn stats(&self) -> serde_json::Value {
         self.ctl_json(&["stats", "--json"])
     }

@@ -14,6 +14,10 @@ pub struct DeviceView {
     pub state: DeviceState,
     /// Reasons of the last verdict; they name the PCR index or firmware path at fault.
     pub reasons: Vec<String>,
+    /// The stable codes of `reasons`, in the same order (docs/protocol.md, "Reason codes"):
+    /// what tools and tests match on. Absent in answers of a verifier that predates them.
+    #[serde(default)]
+    pub reason_codes: Vec<String>,
     /// RFC 3339 time of the last verdict, `null` before the first.
     pub last_verdict_at: Option<String>,
     /// `ear.status` of the last verdict.

@@ -3,10 +3,15 @@
 //! counters, a human reason ([`std::fmt::Display`], what verdicts carry in `reasons`), and the
 //! trustworthiness claim it counts against ([`Defect::claim`]). Every defect makes the verdict
 //! `contraindicated`: the device's own key vouched for evidence that is wrong inside.
+//!
+//! A defect is stored with the device (as a [`crate::reason::Reason`]), so it holds plain data:
+//! a parser's or quote check's own error is kept as its text, which is what the reason shows.
+//! Serde: tagged with the code (`{"code": "pcr_not_covered", "detail": 7}`).
 
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
-use crate::tpm::{ClockError, QuoteError, TpmError};
+use crate::tpm::{ClockError, QuoteError};
 
 /// Which claim a failed check counts against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,11 +27,13 @@ pub enum FailedClaim {
 }
 
 /// Something wrong inside device-signed evidence.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "code", content = "detail", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Defect {
-    /// The enrolled AK public area does not parse (a verifier-side problem, reported as such).
-    EnrolledAkUnusable(TpmError),
+    /// The enrolled AK public area does not parse (a verifier-side problem, reported as such);
+    /// the parser's reason.
+    EnrolledAkUnusable(String),
     /// The evidence names a firmware PCR that cannot hold measurements.
     FirmwarePcrUnusable(u8),
     /// The firmware measurement list breaks its bounds.
@@ -37,23 +44,35 @@ pub enum Defect {
     PcrNotCovered(u8),
     /// `attest` is not a TPMS_ATTEST quote structure.
     AttestMalformed(String),
-    /// The quote fails a check (signature, nonce, PCR digest, key, selection).
-    Quote(QuoteError),
+    /// The quote's signature does not verify with the enrolled AK.
+    QuoteSignatureInvalid,
+    /// The quote's extraData is not the nonce the verifier issued.
+    QuoteNonceMismatch,
+    /// The quote's pcrDigest is not the digest of the reported PCR values (the check's text).
+    QuotePcrDigestMismatch(String),
+    /// The quote fails another check (key, signature scheme, selection); the check's text.
+    QuoteInvalid(String),
     /// The quote's qualified signer is not the enrolled AK under the enrolled EK.
     WrongSigner,
     /// The firmware list does not replay to the firmware PCR.
     FirmwareReplayMismatch(u8),
     /// The (reassembled) event log does not parse.
+    #[serde(rename = "eventlog_malformed")]
     EventLogMalformed(String),
     /// The event log has no sha256 bank to check against the sha256 quote.
+    #[serde(rename = "eventlog_no_sha256")]
     EventLogNoSha256,
     /// The event log's replay differs from these quoted PCRs.
+    #[serde(rename = "eventlog_mismatch")]
     EventLogMismatch(Vec<u8>),
     /// The event log cannot be replayed for this PCR (an event lacks its sha256 digest).
+    #[serde(rename = "eventlog_unreplayable")]
     EventLogUnreplayable(u8),
     /// A whole log sent for a TPM boot whose log the verifier holds does not extend it.
+    #[serde(rename = "eventlog_changed")]
     EventLogChanged { boot: u32, held: u64 },
     /// A log part continues a log of a TPM boot the verifier holds none of.
+    #[serde(rename = "eventlog_unknown_boot")]
     EventLogUnknownBoot { boot: u32, offset: u64 },
     /// The TPM clock is inconsistent with the last accepted quote.
     Clock(ClockError),
@@ -69,10 +88,10 @@ impl Defect {
             Defect::PcrValuesMalformed(_) => "pcr_values_malformed",
             Defect::PcrNotCovered(_) => "pcr_not_covered",
             Defect::AttestMalformed(_) => "attest_malformed",
-            Defect::Quote(QuoteError::SignatureInvalid) => "quote_signature_invalid",
-            Defect::Quote(QuoteError::NonceMismatch) => "quote_nonce_mismatch",
-            Defect::Quote(QuoteError::PcrDigestMismatch { .. }) => "quote_pcr_digest_mismatch",
-            Defect::Quote(_) => "quote_invalid",
+            Defect::QuoteSignatureInvalid => "quote_signature_invalid",
+            Defect::QuoteNonceMismatch => "quote_nonce_mismatch",
+            Defect::QuotePcrDigestMismatch(_) => "quote_pcr_digest_mismatch",
+            Defect::QuoteInvalid(_) => "quote_invalid",
             Defect::WrongSigner => "wrong_signer",
             Defect::FirmwareReplayMismatch(_) => "firmware_replay_mismatch",
             Defect::EventLogMalformed(_) => "eventlog_malformed",
@@ -88,11 +107,9 @@ impl Defect {
     /// The claim this defect counts against.
     pub fn claim(&self) -> FailedClaim {
         match self {
-            Defect::Quote(
-                QuoteError::SignatureInvalid
-                | QuoteError::NonceMismatch
-                | QuoteError::PcrDigestMismatch { .. },
-            ) => FailedClaim::Crypto,
+            Defect::QuoteSignatureInvalid
+            | Defect::QuoteNonceMismatch
+            | Defect::QuotePcrDigestMismatch(_) => FailedClaim::Crypto,
             Defect::WrongSigner | Defect::Clock(_) => FailedClaim::Hardware,
             Defect::FirmwareReplayMismatch(_)
             | Defect::EventLogMismatch(_)
@@ -109,7 +126,10 @@ impl Defect {
             QuoteError::BadMagic { .. } | QuoteError::NotAQuote { .. } => {
                 Defect::AttestMalformed(e.to_string())
             }
-            other => Defect::Quote(other),
+            QuoteError::SignatureInvalid => Defect::QuoteSignatureInvalid,
+            QuoteError::NonceMismatch => Defect::QuoteNonceMismatch,
+            QuoteError::PcrDigestMismatch { .. } => Defect::QuotePcrDigestMismatch(e.to_string()),
+            other => Defect::QuoteInvalid(other.to_string()),
         }
     }
 }
@@ -125,7 +145,9 @@ impl fmt::Display for Defect {
             Defect::PcrValuesMalformed(r) => write!(f, "PCR values: {r}"),
             Defect::PcrNotCovered(p) => write!(f, "evidence does not cover PCR {p}"),
             Defect::AttestMalformed(r) => write!(f, "attestation structure malformed: {r}"),
-            Defect::Quote(e) => write!(f, "quote: {e}"),
+            Defect::QuoteSignatureInvalid => write!(f, "quote: {}", QuoteError::SignatureInvalid),
+            Defect::QuoteNonceMismatch => write!(f, "quote: {}", QuoteError::NonceMismatch),
+            Defect::QuotePcrDigestMismatch(e) | Defect::QuoteInvalid(e) => write!(f, "quote: {e}"),
             Defect::WrongSigner => {
                 f.write_str("quote was not signed by the enrolled AK under the enrolled EK")
             }

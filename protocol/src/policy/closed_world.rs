@@ -28,6 +28,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::events::{EventReference, LogMeasurements};
 use super::{Area, Finding};
 use crate::eventlog::EventType;
+use crate::reason::Reason;
 
 /// PCRs the PC Client spec leaves to the OS and its boot loaders.
 pub(super) const OS_PCRS: std::ops::RangeInclusive<u32> = 8..=15;
@@ -54,28 +55,35 @@ pub(super) fn findings(
     let Some(explained) = &lm.explained_pcrs else {
         out.push(Finding {
             area: Area::Executables,
-            reason: format!(
-                "the measurements predate closed-world event checks, which the reference for \
-                 {scope} needs: fresh evidence is required"
-            ),
+            reason: Reason::ClosedWorldStaleMeasurements {
+                scope: scope.to_owned(),
+            },
         });
         return out;
     };
     for (pcr, allowed) in &r.event_types {
-        let reason = if !quoted.contains(pcr) {
-            format!("PCR {pcr} is constrained by the reference for {scope} but was not quoted")
-        } else if !explained.contains(pcr) {
-            if lm.unverified_pcrs.contains(pcr) {
-                format!("event log does not match the quote: PCR {pcr}")
+        let pcr = *pcr;
+        let reason = if !quoted.contains(&pcr) {
+            Reason::ClosedWorldPcrNotQuoted {
+                pcr,
+                scope: scope.to_owned(),
+            }
+        } else if !explained.contains(&pcr) {
+            if lm.unverified_pcrs.contains(&pcr) {
+                Reason::ClosedWorldPcrMismatch { pcr }
             } else {
-                format!("quoted PCR {pcr} is not explained by the event log")
+                Reason::ClosedWorldPcrUnexplained { pcr }
             }
         } else {
-            for t in lm.event_types.get(pcr).into_iter().flatten() {
+            for t in lm.event_types.get(&pcr).into_iter().flatten() {
                 if !allowed.contains(t) {
                     out.push(Finding {
                         area: Area::Executables,
-                        reason: format!("PCR {pcr} {t} event is not in the reference for {scope}"),
+                        reason: Reason::ClosedWorldEventType {
+                            pcr,
+                            event_type: t.clone(),
+                            scope: scope.to_owned(),
+                        },
                     });
                 }
             }
@@ -100,11 +108,10 @@ fn relabelled(types: &BTreeMap<u32, BTreeSet<String>>) -> Vec<Finding> {
             if EventType::from_name(name).is_some_and(|t| !os_pcr_may_carry(t)) {
                 out.push(Finding {
                     area: Area::Executables,
-                    reason: format!(
-                        "PCR {pcr} {name} event: a firmware event type in a PCR the PC Client \
-                         spec leaves to the OS, so a boot-loader measurement relabelled to \
-                         escape its class"
-                    ),
+                    reason: Reason::FirmwareEventInOsPcr {
+                        pcr: *pcr,
+                        event_type: name.clone(),
+                    },
                 });
             }
         }

@@ -41,6 +41,7 @@ use crate::digest::HashAlg;
 use crate::error::PolicyError;
 use crate::eventlog::{EventClass, EventData, EventLog, EventType};
 use crate::policy::MAX_PCR;
+use crate::reason::Reason;
 
 /// The event classes reference values can constrain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -67,7 +68,7 @@ impl EventKind {
     }
 
     /// The JSON key of the class (`boot_application`).
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             EventKind::FirmwareBlob => "firmware_blob",
             EventKind::BootApplication => "boot_application",
@@ -366,9 +367,9 @@ pub fn evaluate(
     let Some(lm) = lm else {
         return vec![Finding {
             area: Area::Configuration,
-            reason: format!(
-                "evidence carries no event log, but the reference for {scope} constrains boot events"
-            ),
+            reason: Reason::EventLogMissing {
+                scope: scope.to_owned(),
+            },
         }];
     };
     let mut out = super::closed_world::findings(r, lm, quoted, scope);
@@ -376,8 +377,8 @@ pub fn evaluate(
         out.push(Finding {
             area: Area::Configuration,
             reason: match lm.secure_boot {
-                Some(false) => "Secure Boot is disabled".to_owned(),
-                _ => "Secure Boot state is not in the event log".to_owned(),
+                Some(false) => Reason::SecureBootDisabled,
+                _ => Reason::SecureBootUnknown,
             },
         });
     }
@@ -386,11 +387,15 @@ pub fn evaluate(
             Some(n) if n >= min => {}
             Some(n) => out.push(Finding {
                 area: Area::Configuration,
-                reason: format!("dbx has {n} entries, fewer than the {min} of the reference for {scope}: revocations were removed"),
+                reason: Reason::DbxShrunk {
+                    entries: n,
+                    min,
+                    scope: scope.to_owned(),
+                },
             }),
             None => out.push(Finding {
                 area: Area::Configuration,
-                reason: "dbx is not in the event log".to_owned(),
+                reason: Reason::DbxMissing,
             }),
         }
     }
@@ -409,19 +414,15 @@ pub fn evaluate(
         {
             continue;
         }
-        let subject = if e.subject.is_empty() {
-            String::new()
-        } else {
-            format!(" {}", e.subject)
-        };
         out.push(Finding {
             area: e.kind.area(),
-            reason: format!(
-                "PCR {} {}{subject} digest {}… not in reference for {scope}",
-                e.pcr,
-                e.event_type,
-                e.digest.short()
-            ),
+            reason: Reason::EventNotInReference {
+                pcr: e.pcr,
+                event_type: e.event_type.clone(),
+                subject: e.subject.clone(),
+                digest: e.digest,
+                scope: scope.to_owned(),
+            },
         });
     }
     for (kind, subjects) in &r.digests {
@@ -430,24 +431,19 @@ pub fn evaluate(
         if *kind != EventKind::Other && listed && !lm.events.iter().any(|e| judged(&e)) {
             out.push(Finding {
                 area: kind.area(),
-                reason: format!(
-                    "the reference for {scope} requires {} events, but the event log shows none \
-                     that the quote vouches for",
-                    kind.name()
-                ),
+                reason: Reason::EventClassMissing {
+                    kind: *kind,
+                    scope: scope.to_owned(),
+                },
             });
         }
     }
     if !r.digests.is_empty() && !lm.unverified_pcrs.is_empty() {
-        let list = lm
-            .unverified_pcrs
-            .iter()
-            .map(u32::to_string)
-            .collect::<Vec<_>>()
-            .join(", ");
         out.push(Finding {
             area: Area::Configuration,
-            reason: format!("event log entries in PCR {list} cannot be checked: the quote does not reproduce them"),
+            reason: Reason::EventsUnverifiable {
+                pcrs: lm.unverified_pcrs.clone(),
+            },
         });
     }
     out
@@ -487,12 +483,24 @@ mod tests {
         };
         let f = evaluate(&r, Some(&measured(&evil)), &quoted(), "model T-100");
         assert_eq!(f.len(), 1, "{f:?}");
-        assert!(
-            f[0].reason.starts_with(
-                "PCR 4 EV_EFI_BOOT_SERVICES_APPLICATION \\EFI\\BOOT\\BOOTX64.EFI digest "
-            ) && f[0].reason.ends_with("not in reference for model T-100"),
-            "{}",
-            f[0].reason
+        let Reason::EventNotInReference {
+            pcr,
+            event_type,
+            subject,
+            scope,
+            ..
+        } = &f[0].reason
+        else {
+            panic!("{f:?}");
+        };
+        assert_eq!(
+            (*pcr, event_type.as_str(), subject.as_str(), scope.as_str()),
+            (
+                4,
+                "EV_EFI_BOOT_SERVICES_APPLICATION",
+                "\\EFI\\BOOT\\BOOTX64.EFI",
+                "model T-100"
+            )
         );
         assert_eq!(f[0].area, Area::Executables);
     }
@@ -506,8 +514,8 @@ mod tests {
         };
         let f = evaluate(&r, Some(&measured(&off)), &quoted(), "model T-100");
         assert_eq!(
-            f.iter().map(|f| f.reason.as_str()).collect::<Vec<_>>(),
-            vec!["Secure Boot is disabled"]
+            f.into_iter().map(|f| f.reason).collect::<Vec<_>>(),
+            vec![Reason::SecureBootDisabled]
         );
         let shrunk = TerminalBoot {
             dbx_entries: 300,
@@ -515,11 +523,13 @@ mod tests {
         };
         let f = evaluate(&r, Some(&measured(&shrunk)), &quoted(), "model T-100");
         assert_eq!(f.len(), 1);
-        assert!(
-            f[0].reason
-                .starts_with("dbx has 300 entries, fewer than the 371"),
-            "{}",
-            f[0].reason
+        assert_eq!(
+            f[0].reason,
+            Reason::DbxShrunk {
+                entries: 300,
+                min: 371,
+                scope: "model T-100".into()
+            }
         );
         // More revocations are fine.
         let grown = TerminalBoot {
@@ -556,9 +566,8 @@ mod tests {
             let lm = LogMeasurements::from_log(&parsed, |_| true);
             let f = evaluate(&r, Some(&lm), &quoted(), "model T-100");
             assert!(
-                f.iter().any(
-                    |f| f.reason.starts_with("PCR 4 ") && f.reason.contains("not in reference")
-                ),
+                f.iter()
+                    .any(|f| matches!(f.reason, Reason::EventNotInReference { pcr: 4, .. })),
                 "{f:?}"
             );
         }
@@ -576,9 +585,11 @@ mod tests {
         let lm = LogMeasurements::from_log(&parsed, |_| true);
         let f = evaluate(&r, Some(&lm), &quoted(), "model T-100");
         assert!(
-            f.iter().any(|f| f
-                .reason
-                .starts_with("PCR 0 EV_POST_CODE EV_POST_CODE digest")),
+            f.iter().any(|f| matches!(
+                &f.reason,
+                Reason::EventNotInReference { pcr: 0, event_type, subject, .. }
+                    if event_type == "EV_POST_CODE" && subject == "EV_POST_CODE"
+            )),
             "{f:?}"
         );
         // A POST code description bound to its digest stays harmless.
@@ -595,14 +606,20 @@ mod tests {
     #[test]
     fn missing_log_and_unverified_pcrs_are_reported() {
         let r = measured(&TerminalBoot::default()).capture();
-        assert_eq!(evaluate(&r, None, &quoted(), "device t1").len(), 1);
+        let f = evaluate(&r, None, &quoted(), "device t1");
+        assert_eq!(
+            f.into_iter().map(|f| f.reason).collect::<Vec<_>>(),
+            vec![Reason::EventLogMissing {
+                scope: "device t1".into()
+            }]
+        );
         let log = crate::eventlog::parse(&TerminalBoot::default().log().bytes()).unwrap();
         let lm = LogMeasurements::from_log(&log, |pcr| pcr <= 7);
         assert_eq!(lm.unverified_pcrs, vec![8]);
         let f = evaluate(&r, Some(&lm), &quoted(), "device t1");
         assert!(
             f.iter()
-                .any(|f| f.reason.contains("PCR 8 cannot be checked")),
+                .any(|f| f.reason == Reason::EventsUnverifiable { pcrs: vec![8] }),
             "{f:?}"
         );
     }

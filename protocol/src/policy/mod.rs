@@ -17,6 +17,7 @@ use std::fmt;
 use crate::bytes::Sha256Digest;
 use crate::error::PolicyError;
 use crate::firmware::FirmwareEntry;
+use crate::reason::Reason;
 use crate::wire::to_cbor;
 use events::{EventReference, LogMeasurements, RawEvents};
 
@@ -270,7 +271,7 @@ pub enum Area {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
     pub area: Area,
-    pub reason: String,
+    pub reason: Reason,
 }
 
 fn pcr_area(index: u8, firmware_pcr: u8) -> Area {
@@ -294,10 +295,11 @@ pub fn evaluate(rv: &ReferenceValues, m: &Measurements, scope: &str) -> Vec<Find
     {
         out.push(Finding {
             area: Area::Executables,
-            reason: format!(
-                "firmware was measured into PCR {}, but the reference for {scope} expects PCR {want}",
-                m.firmware_pcr
-            ),
+            reason: Reason::FirmwarePcrMoved {
+                measured: m.firmware_pcr,
+                expected: want,
+                scope: scope.to_owned(),
+            },
         });
     }
     for (index, want) in &rv.pcrs {
@@ -305,15 +307,15 @@ pub fn evaluate(rv: &ReferenceValues, m: &Measurements, scope: &str) -> Vec<Find
         match m.pcrs.get(index) {
             None => out.push(Finding {
                 area,
-                reason: format!("PCR {index} was not quoted but has a reference value"),
+                reason: Reason::PcrNotQuoted { index: *index },
             }),
             Some(got) if got != want => out.push(Finding {
                 area,
-                reason: format!(
-                    "PCR {index} (sha256) is {}…, reference is {}…",
-                    got.short(),
-                    want.short()
-                ),
+                reason: Reason::PcrMismatch {
+                    index: *index,
+                    quoted: *got,
+                    reference: *want,
+                },
             }),
             Some(_) => {}
         }
@@ -322,15 +324,14 @@ pub fn evaluate(rv: &ReferenceValues, m: &Measurements, scope: &str) -> Vec<Find
     for e in &m.firmware {
         seen.insert(e.path.as_str());
         let allowed = rv.firmware.get(&e.path);
+        let path = e.path.clone();
         let reason = match (&e.sha256, allowed) {
             (_, None) if rv.firmware.is_empty() => continue,
-            (None, _) => format!("firmware {} is missing on the terminal", e.path),
-            (Some(_), None) => format!("firmware {} is not in the reference values", e.path),
-            (Some(h), Some(set)) if !set.contains(h) => format!(
-                "firmware {} has sha256 {}…, which is not an approved hash",
-                e.path,
-                h.short()
-            ),
+            (None, _) => Reason::FirmwareMissing { path },
+            (Some(_), None) => Reason::FirmwareNotInReference { path },
+            (Some(h), Some(set)) if !set.contains(h) => {
+                Reason::FirmwareHashNotApproved { path, sha256: *h }
+            }
             (Some(_), Some(_)) => continue,
         };
         out.push(Finding {
@@ -342,7 +343,7 @@ pub fn evaluate(rv: &ReferenceValues, m: &Measurements, scope: &str) -> Vec<Find
         if !seen.contains(path.as_str()) {
             out.push(Finding {
                 area: Area::FileSystem,
-                reason: format!("firmware {path} was not measured"),
+                reason: Reason::FirmwareNotMeasured { path: path.clone() },
             });
         }
     }
@@ -385,12 +386,27 @@ mod tests {
         let f = evaluate(&rv, &m, "device t1");
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].area, Area::Executables);
-        assert!(f[0].reason.starts_with("PCR 4 "), "{}", f[0].reason);
+        assert_eq!(
+            f[0].reason,
+            Reason::PcrMismatch {
+                index: 4,
+                quoted: d(0x44),
+                reference: d(4)
+            }
+        );
         m.pcrs.insert(7, d(0x77));
         assert!(
             evaluate(&rv, &m, "device t1")
                 .iter()
-                .any(|f| f.area == Area::Configuration && f.reason.starts_with("PCR 7 "))
+                .any(|f| f.area == Area::Configuration
+                    && matches!(f.reason, Reason::PcrMismatch { index: 7, .. }))
+        );
+        m.pcrs.remove(&7);
+        let f = evaluate(&rv, &m, "device t1");
+        assert!(
+            f.iter()
+                .any(|f| f.reason == Reason::PcrNotQuoted { index: 7 }),
+            "{f:?}"
         );
     }
 
@@ -403,19 +419,28 @@ mod tests {
             path: "/fw/extra.bin".into(),
             sha256: Some(d(1)),
         });
+        m.firmware.push(FirmwareEntry {
+            path: "/fw/gone.bin".into(),
+            sha256: None,
+        });
         let reasons: Vec<_> = evaluate(&rv, &m, "device t1")
             .into_iter()
             .map(|f| f.reason)
             .collect();
-        assert!(
-            reasons
-                .iter()
-                .any(|r| r.contains("/fw/app.bin") && r.contains("not an approved"))
-        );
-        assert!(
-            reasons
-                .iter()
-                .any(|r| r.contains("/fw/extra.bin") && r.contains("not in the reference"))
+        assert_eq!(
+            reasons,
+            vec![
+                Reason::FirmwareHashNotApproved {
+                    path: "/fw/app.bin".into(),
+                    sha256: d(0xbb)
+                },
+                Reason::FirmwareNotInReference {
+                    path: "/fw/extra.bin".into()
+                },
+                Reason::FirmwareMissing {
+                    path: "/fw/gone.bin".into()
+                },
+            ]
         );
         m.firmware.clear();
         let reasons: Vec<_> = evaluate(&rv, &m, "device t1")
@@ -424,7 +449,9 @@ mod tests {
             .collect();
         assert_eq!(
             reasons,
-            vec!["firmware /fw/app.bin was not measured".to_string()]
+            vec![Reason::FirmwareNotMeasured {
+                path: "/fw/app.bin".into()
+            }]
         );
     }
 
@@ -439,9 +466,11 @@ mod tests {
             .map(|f| f.reason)
             .collect();
         assert!(
-            reasons
-                .iter()
-                .any(|r| r.contains("PCR 15") && r.contains("expects PCR 14")),
+            reasons.contains(&Reason::FirmwarePcrMoved {
+                measured: 15,
+                expected: 14,
+                scope: "device t1".into()
+            }),
             "{reasons:?}"
         );
     }

@@ -251,7 +251,7 @@ fn p256_ecdsa_key(ak: &TpmPublic) -> Result<(p256::ecdsa::VerifyingKey, HashAlg)
 }
 
 /// Why a quote's clock is inconsistent with an earlier quote from the same TPM.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum ClockError {
     #[error(

@@ -8,6 +8,7 @@ use crate::appraisal::Appraisal;
 use crate::ids::{DeviceId, Nonce};
 use crate::messages::{Challenge, CmdAction};
 use crate::nonce::IssuedNonce;
+use crate::reason::Reason;
 use crate::verdict::{DeviceState, PROFILE, Status, TrustVector, Verdict};
 
 use super::record::{AuditRecord, DeviceRecord, StoredLog};
@@ -93,7 +94,8 @@ pub struct VerdictDraft {
     pub policy_id: Option<String>,
     pub device: DeviceId,
     pub state: DeviceState,
-    pub reasons: Vec<String>,
+    /// Typed here; rendered to the operator text only in the signed verdict.
+    pub reasons: Vec<Reason>,
     pub nonce: Option<Nonce>,
 }
 
@@ -132,7 +134,7 @@ impl VerdictDraft {
             policy_id: self.policy_id,
             device: self.device,
             state: self.state,
-            reasons: self.reasons,
+            reasons: crate::reason::texts(&self.reasons),
             nonce: self.nonce,
             seq,
         }

@@ -79,8 +79,12 @@ pub fn device(d: &DeviceView) -> String {
     let _ = writeln!(out, "AK name:         {}", d.ak_name);
     if !d.reasons.is_empty() {
         let _ = writeln!(out, "reasons:");
-        for r in &d.reasons {
-            let _ = writeln!(out, "  - {r}");
+        for (i, r) in d.reasons.iter().enumerate() {
+            // A verifier that predates reason codes sends none.
+            let _ = match d.reason_codes.get(i) {
+                Some(code) => writeln!(out, "  - {r} [{code}]"),
+                None => writeln!(out, "  - {r}"),
+            };
         }
     }
     out
@@ -142,6 +146,7 @@ mod tests {
             model: "T-100".into(),
             state,
             reasons: vec!["no fresh evidence since 2026-01-01T00:00:00Z".into()],
+            reason_codes: vec!["no_fresh_evidence".into()],
             last_verdict_at: Some("2026-01-01T00:15:00Z".into()),
             verdict_status: Some(Status::Warning),
             verdict_expires_at: Some("2026-01-01T00:30:00Z".into()),
@@ -167,6 +172,22 @@ mod tests {
         let one = device(&view(DeviceState::Trusted, true));
         assert!(
             one.contains("verdict expires: 2026-01-01T00:30:00Z (expired)"),
+            "{one}"
+        );
+    }
+
+    #[test]
+    fn each_reason_is_shown_with_its_code_when_the_verifier_sends_codes() {
+        let mut v = view(DeviceState::Unresponsive, false);
+        let one = device(&v);
+        assert!(
+            one.contains("  - no fresh evidence since 2026-01-01T00:00:00Z [no_fresh_evidence]\n"),
+            "{one}"
+        );
+        v.reason_codes.clear();
+        let one = device(&v);
+        assert!(
+            one.contains("  - no fresh evidence since 2026-01-01T00:00:00Z\n"),
             "{one}"
         );
     }

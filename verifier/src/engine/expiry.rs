@@ -122,7 +122,7 @@ impl Engine {
         };
         // State changes are logged (and audited) as the effects are written; renewals only at
         // debug level.
-        tracing::debug!(device = %device, state = %v.state, status = %v.status, reasons = ?v.reasons, "verdict expired without fresh evidence");
+        tracing::debug!(device = %device, state = %v.state, status = %v.status, reasons = ?vouch_protocol::reason::codes(&v.reasons), "verdict expired without fresh evidence");
         let (msgs, _) = self.write_effects(w, &device, effects)?;
         out.extend(msgs);
         Ok(true)

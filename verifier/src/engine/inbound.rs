@@ -320,7 +320,7 @@ impl Engine {
                 tracing::warn!(device = %device, code = f.reason.code(), reason = %f.reason, "evidence does not hold up");
             }
             if let Some(v) = decision.effects.verdict() {
-                tracing::info!(device = %device, status = %v.status, reasons = ?v.reasons, "appraised evidence");
+                tracing::info!(device = %device, status = %v.status, reasons = ?vouch_protocol::reason::codes(&v.reasons), "appraised evidence");
             }
         }
         self.write_decision(w, device, decision, out)

@@ -110,7 +110,14 @@ impl Reader {
 
 /// A device row stored under `key`, as the domain record.
 pub(super) fn device_from(key: &str, bytes: &[u8]) -> Result<DeviceRecord> {
-    rows::decode::<DeviceRow>(DEVICES.name(), key, bytes).map(DeviceRow::into_domain)
+    rows::decode::<DeviceRow>(DEVICES.name(), key, bytes)?
+        .into_domain()
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "stored row {key} of table {} is corrupt: {e}",
+                DEVICES.name()
+            )
+        })
 }
 
 pub(super) fn nonce_from(n: &Nonce, bytes: &[u8]) -> Result<IssuedNonce> {

@@ -9,7 +9,7 @@ use ed25519_dalek::SigningKey;
 use std::collections::{BTreeMap, BTreeSet};
 use vouch_protocol::bytes::{Bytes, Sha256Digest};
 use vouch_protocol::device::{
-    Actor, AuditAction, DeviceStatus, Quarantine, ReleaseRequest, Silence,
+    Actor, AuditAction, DeviceStatus, Quarantine, ReleaseRequest, Silence, StatusParts,
 };
 use vouch_protocol::enrollment::Enrollment;
 use vouch_protocol::firmware::FirmwareEntry;
@@ -18,6 +18,7 @@ use vouch_protocol::messages::EventLogHeld;
 use vouch_protocol::nonce::IssuedNonce;
 use vouch_protocol::policy::events::{EventKind, EventReference, LogMeasurements, MeasuredEvent};
 use vouch_protocol::policy::{Measurements, PolicyScope, ReferenceValues};
+use vouch_protocol::reason::Reason;
 use vouch_protocol::tpm::ClockInfo;
 use vouch_protocol::verdict::{DeviceState, PROFILE, Status, TrustVector, Verdict, claim};
 use vouch_protocol::wire;
@@ -144,13 +145,31 @@ fn verdict(
     Bytes(wire::seal(&id(device), &v, &verdict_key()))
 }
 
-fn status(state: DeviceState, reasons: &[&str], last_verdict_at: Option<u64>) -> DeviceStatus {
-    DeviceStatus {
+/// Schema 1 stored reasons as text: they read back as legacy reasons.
+fn legacy(reasons: &[&str]) -> Vec<Reason> {
+    reasons
+        .iter()
+        .map(|r| Reason::Legacy((*r).into()))
+        .collect()
+}
+
+fn parts(state: DeviceState, reasons: &[&str], last_verdict_at: Option<u64>) -> StatusParts {
+    StatusParts {
         state,
-        reasons: reasons.iter().map(|r| (*r).to_string()).collect(),
+        quarantine: None,
+        release: None,
+        reasons: legacy(reasons),
         last_verdict_at,
-        ..DeviceStatus::new()
+        silence: None,
     }
+}
+
+fn status(state: DeviceState, reasons: &[&str], last_verdict_at: Option<u64>) -> DeviceStatus {
+    built(parts(state, reasons, last_verdict_at))
+}
+
+fn built(p: StatusParts) -> DeviceStatus {
+    DeviceStatus::from_parts(p).expect("the fixture's statuses are legal states")
 }
 
 fn audit(
@@ -210,14 +229,14 @@ pub fn fixture() -> Fixture {
     // Quarantined by the verifier after a failed appraisal.
     let mismatch = "PCR 7 (sha256) does not match model T-100";
     let mut auto = DeviceRecord::new(enrollment("q1", "T-100", 3));
-    auto.status = DeviceStatus {
+    auto.status = built(StatusParts {
         quarantine: Some(Quarantine {
-            reason: mismatch.into(),
+            reasons: legacy(&[mismatch]),
             actor: Actor::Verifier,
             at: T0 + 20,
         }),
-        ..status(DeviceState::Quarantined, &[mismatch], Some(T0 + 20))
-    };
+        ..parts(DeviceState::Quarantined, &[mismatch], Some(T0 + 20))
+    });
     auto.last_clock = Some(ClockInfo {
         clock: 99,
         reset_count: 1,
@@ -237,9 +256,9 @@ pub fn fixture() -> Fixture {
     // Quarantined by an operator, and released since: waiting for a passing attestation.
     let seal = "quarantined by operator:alice: tamper seal broken";
     let mut held = DeviceRecord::new(enrollment("q2-lobby", "T-200", 4));
-    held.status = DeviceStatus {
+    held.status = built(StatusParts {
         quarantine: Some(Quarantine {
-            reason: "tamper seal broken".into(),
+            reasons: legacy(&["tamper seal broken"]),
             actor: operator("alice"),
             at: T0 + 30,
         }),
@@ -248,8 +267,8 @@ pub fn fixture() -> Fixture {
             actor: operator("bob"),
             at: T0 + 40,
         }),
-        ..status(DeviceState::Quarantined, &[seal], Some(T0 + 30))
-    };
+        ..parts(DeviceState::Quarantined, &[seal], Some(T0 + 30))
+    });
     held.last_verdict = Some(verdict(
         "q2-lobby",
         Status::Contraindicated,
@@ -264,13 +283,13 @@ pub fn fixture() -> Fixture {
     // Unresponsive: was trusted, its verdict expired twice without fresh evidence.
     let silent = "no fresh evidence since 2027-01-15T08:00:05Z";
     let mut gone = DeviceRecord::new(enrollment("u1", "T-100", 5));
-    gone.status = DeviceStatus {
+    gone.status = built(StatusParts {
         silence: Some(Silence {
             since: T0 + 5,
             expiries: 2,
         }),
-        ..status(DeviceState::Unresponsive, &[silent], Some(T0 + 1805))
-    };
+        ..parts(DeviceState::Unresponsive, &[silent], Some(T0 + 1805))
+    });
     gone.measurements = Some(measurements());
     gone.measured_at = Some(T0 + 5);
     gone.last_verdict = Some(verdict(

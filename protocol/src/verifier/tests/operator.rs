@@ -44,7 +44,11 @@ fn an_operator_quarantine_publishes_the_held_verdict_at_once() {
     let v = e.verdict().unwrap();
     assert_eq!(v.status, Status::Contraindicated);
     assert_eq!(v.state, DeviceState::Quarantined);
-    assert_eq!(v.reasons, ["quarantined by operator:test: tamper report"]);
+    assert_eq!(crate::reason::codes(&v.reasons), ["quarantined"]);
+    assert_eq!(
+        crate::reason::texts(&v.reasons),
+        ["quarantined by operator:test: tamper report"]
+    );
     assert_eq!(v.policy_id, policy, "under the last verdict's policy");
     assert_eq!((v.nonce, v.iat, v.exp), (None, w.now, w.now + TTL));
     assert_eq!(e.audit[0].action, AuditAction::Quarantined);

@@ -94,10 +94,11 @@ impl DeviceRow {
         }
     }
 
-    pub(super) fn into_domain(self) -> DeviceRecord {
-        DeviceRecord {
+    /// The domain record; fails when the stored status is no legal state.
+    pub(super) fn into_domain(self) -> Result<DeviceRecord> {
+        Ok(DeviceRecord {
             enrollment: self.enrollment.into_domain(),
-            status: status_from_row(self.status),
+            status: status_from_row(self.status)?,
             last_clock: self.last_clock,
             measurements: self.measurements.map(MeasurementsRow::into_domain),
             measured_at: self.measured_at,
@@ -105,7 +106,7 @@ impl DeviceRow {
             last_verdict: self.last_verdict,
             eventlog_held: self.eventlog_held,
             last_counter: self.last_counter,
-        }
+        })
     }
 }
 

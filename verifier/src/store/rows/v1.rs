@@ -60,7 +60,7 @@ impl DeviceV1 {
             status: StatusRow {
                 state: s.state,
                 quarantine: s.quarantine.map(|q| QuarantineRow {
-                    reason: ReasonRow::text(q.reason),
+                    reasons: vec![ReasonRow::text(q.reason)],
                     actor: q.actor,
                     at: q.at,
                 }),
