@@ -361,8 +361,8 @@ fn spawn_pipeline(
 
 /// Deletes expired nonces every minute until `shutdown` flips.
 async fn prune_nonces(engine: Arc<Engine>, shutdown: watch::Receiver<bool>) -> Result<()> {
-    every(Duration::from_secs(60), shutdown, move |now| {
-        match engine.prune(now) {
+    every(Duration::from_secs(60), shutdown, move || {
+        match engine.prune(engine.now()) {
             Ok(n) if n > 0 => tracing::debug!(pruned = n, "pruned expired nonces"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %format!("{e:#}"), "pruning nonces failed"),
@@ -371,13 +371,13 @@ async fn prune_nonces(engine: Arc<Engine>, shutdown: watch::Receiver<bool>) -> R
     .await
 }
 
-/// Runs the blocking `job` with the current Unix time every `period` (a missed tick is delayed,
+/// Runs the blocking `job` (which reads the engine's clock) every `period` (a missed tick is delayed,
 /// not bunched) on tokio's blocking pool, until `shutdown` flips. A run in progress is waited
 /// for, so nothing of it is left when this returns.
 async fn every(
     period: Duration,
     mut shutdown: watch::Receiver<bool>,
-    job: impl Fn(u64) + Send + Sync + 'static,
+    job: impl Fn() + Send + Sync + 'static,
 ) -> Result<()> {
     let job = Arc::new(job);
     let mut tick = tokio::time::interval(period);
@@ -387,8 +387,7 @@ async fn every(
             _ = shutdown.changed() => return Ok(()),
             _ = tick.tick() => {
                 let job = job.clone();
-                let now = vouch_common::time::now_unix();
-                if let Err(e) = tokio::task::spawn_blocking(move || job(now)).await {
+                if let Err(e) = tokio::task::spawn_blocking(move || job()).await {
                     anyhow::bail!("a periodic job panicked: {e}");
                 }
             }
@@ -414,8 +413,8 @@ async fn sweep_expired_verdicts(
         _ = shutdown.changed() => return Ok(()),
         _ = tokio::time::sleep(grace) => {}
     }
-    every(period, shutdown, move |now| {
-        match engine.sweep_expired_verdicts(now) {
+    every(period, shutdown, move || {
+        match engine.sweep_expired_verdicts(engine.now()) {
             Ok(s) if s.examined > 0 => tracing::debug!(
                 examined = s.examined,
                 renewed = s.renewed,

@@ -84,18 +84,17 @@ impl VerifierCore {
         nonces: &mut dyn NonceSource,
     ) -> Result<Effects, OperatorError> {
         let mut step = self.step(rec, now, nonces);
-        let t = match action {
+        // A quarantine that the state machine accepted has just begun (it refuses a device
+        // already quarantined); a release never changes the verdict before fresh evidence.
+        let (t, entered_quarantine) = match action {
             OperatorAction::Quarantine { reason, actor } => {
-                step.rec.status.quarantine(reason, actor, now)?
+                (step.rec.status.quarantine(reason, actor, now)?, true)
             }
             OperatorAction::Release { reason, actor } => {
-                step.rec.status.release(reason, actor, now)?
+                (step.rec.status.release(reason, actor, now)?, false)
             }
         };
-        if t.changes
-            .iter()
-            .any(|c| c.action == AuditAction::Quarantined)
-        {
+        if entered_quarantine {
             // The retained verdict names the quarantine from now on, under the last policy.
             let policy = step.rec.last_verdict().and_then(|v| v.policy_id);
             let held = step.rec.status.held_appraisal(policy);

@@ -16,9 +16,7 @@ use vouch_protocol::error::{RejectionLabel, WireError};
 use vouch_protocol::ids::{DeviceId, Kind, Nonce, Sender, Topic};
 use vouch_protocol::messages::{Evidence, Hello, ReassembleError, StatusReport};
 use vouch_protocol::nonce::{self, NonceRejection, StaleCounter};
-use vouch_protocol::verifier::{
-    ChallengeRequest, Decision, EvidenceInput, RateLimiter, Rejection, governing,
-};
+use vouch_protocol::verifier::{ChallengeRequest, Decision, EvidenceInput, Rejection, governing};
 use vouch_protocol::wire;
 
 use super::Engine;
@@ -268,16 +266,15 @@ impl Engine {
             Err(e) => return Ok(Err(Refusal::Internal(e))),
         };
         let decision = {
-            // A poisoned lock means a core call panicked mid-update: refuse every challenge
-            // rather than let floods in.
-            let mut refusing = RateLimiter::new(0);
-            let mut guard = self.rate.lock();
-            let rate = match guard.as_deref_mut() {
-                Ok(rate) => rate,
-                Err(_) => &mut refusing,
-            };
+            // The limiter holds only per-minute counters: after a panic elsewhere under this
+            // lock they are still meaningful, so a poisoned lock is recovered, not turned into
+            // a permanent refusal of every device.
+            let mut rate = self
+                .rate
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             self.core
-                .on_challenge_request(rec, req, now, rate, &mut **self.nonces())?
+                .on_challenge_request(rec, req, now, &mut rate, &mut **self.nonces())?
         };
         self.write_decision(w, device, decision, out)
     }

@@ -105,13 +105,14 @@ impl Engine {
             .read()?
             .device(&id)?
             .ok_or_else(|| ApiError::NotFound(format!("device {id} is not enrolled")))?;
-        Ok(super::views::device(&rec))
+        Ok(super::views::device(&rec, self.now()))
     }
 
     pub fn devices(&self, after: Option<&str>, limit: usize) -> Result<DevicePage, ApiError> {
         let (recs, next) = self.store.read()?.devices(after, limit.clamp(1, 1000))?;
+        let now = self.now();
         Ok(DevicePage {
-            devices: recs.iter().map(super::views::device).collect(),
+            devices: recs.iter().map(|r| super::views::device(r, now)).collect(),
             next,
         })
     }
@@ -146,7 +147,7 @@ impl Engine {
         self.commit(w, out)?;
         // An operator action always stores the record it changed.
         let rec = rec.ok_or_else(|| anyhow::anyhow!("operator action on {id} stored no record"))?;
-        Ok(super::views::device(&rec))
+        Ok(super::views::device(&rec, self.now()))
     }
 
     pub fn capture_policy(&self, id: &str, actor: Actor) -> Result<PolicyView, ApiError> {

@@ -6,7 +6,8 @@ use vouch_protocol::reason;
 use crate::api::{AuditView, DeviceView, QuarantineView};
 use crate::store::{AuditRecord, DeviceRecord};
 
-pub fn device(r: &DeviceRecord) -> DeviceView {
+/// `now` is the engine's clock, against which the last verdict is `stale`.
+pub fn device(r: &DeviceRecord, now: u64) -> DeviceView {
     let verdict = r.last_verdict();
     DeviceView {
         id: r.id().to_string(),
@@ -20,9 +21,7 @@ pub fn device(r: &DeviceRecord) -> DeviceView {
         last_verdict_at: r.status.last_verdict_at.map(rfc3339),
         verdict_status: verdict.as_ref().map(|v| v.status),
         verdict_expires_at: verdict.as_ref().map(|v| rfc3339(v.exp)),
-        stale: verdict
-            .as_ref()
-            .is_some_and(|v| v.exp < vouch_common::time::now_unix()),
+        stale: verdict.as_ref().is_some_and(|v| v.exp < now),
         policy_id: verdict.and_then(|v| v.policy_id),
         quarantine: r.status.quarantine_in_force().map(|q| QuarantineView {
             reason: q.text(),
@@ -51,8 +50,9 @@ pub fn audit(seq: u64, r: &AuditRecord) -> AuditView {
 mod tests {
     use super::*;
     use vouch_protocol::bytes::Bytes;
-    use vouch_protocol::device::Actor;
+    use vouch_protocol::device::{Actor, DeviceStatus};
     use vouch_protocol::enrollment::Enrollment;
+    use vouch_protocol::reason::Reason;
 
     fn record() -> DeviceRecord {
         DeviceRecord::new(Enrollment {
@@ -74,17 +74,49 @@ mod tests {
         r.status
             .quarantine("tamper report", Actor::Operator("admin".into()), 60)
             .unwrap();
-        r.status.expire(None, 120, 0, None).unwrap();
-        let v = device(&r);
-        assert_eq!(v.reasons, ["quarantined by operator:admin: tamper report"]);
-        assert_eq!(v.reason_codes, ["quarantined"]);
+        let mut parts = r.status.clone().into_parts();
+        parts.reasons.push(Reason::PcrNotQuoted { index: 7 });
+        parts.reasons.push(Reason::FirmwareMissing {
+            path: "/opt/fw.bin".into(),
+        });
+        r.status = DeviceStatus::from_parts(parts).unwrap();
+        let v = device(&r, 120);
+        assert_eq!(
+            v.reason_codes,
+            ["quarantined", "pcr_not_quoted", "firmware_missing"]
+        );
+        assert_eq!(v.reasons.len(), 3);
+        assert_eq!(v.reasons[0], "quarantined by operator:admin: tamper report");
         let q = v.quarantine.unwrap();
         assert_eq!(
             (q.reason.as_str(), q.actor.as_str()),
             ("tamper report", "operator:admin")
         );
-        let json = serde_json::to_value(device(&record())).unwrap();
+        let json = serde_json::to_value(device(&record(), 120)).unwrap();
         assert_eq!(json["reasons"], serde_json::json!([]));
         assert_eq!(json["reason_codes"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn a_verdict_is_stale_by_the_engines_clock() {
+        let mut r = record();
+        let key = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+        let v = vouch_protocol::verdict::Verdict {
+            profile: vouch_protocol::verdict::PROFILE.into(),
+            iat: 100,
+            exp: 200,
+            verifier_id: "v".into(),
+            status: vouch_protocol::verdict::Status::Affirming,
+            trust: Default::default(),
+            policy_id: None,
+            device: r.id().clone(),
+            state: vouch_protocol::verdict::DeviceState::Trusted,
+            reasons: vec![],
+            nonce: None,
+            seq: 1,
+        };
+        r.last_verdict = Some(Bytes(vouch_protocol::wire::seal(r.id(), &v, &key)));
+        assert!(!device(&r, 200).stale, "valid up to its exp");
+        assert!(device(&r, 201).stale, "stale after it");
     }
 }

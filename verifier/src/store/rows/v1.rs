@@ -71,7 +71,16 @@ impl DeviceV1 {
                 }),
                 reasons: s.reasons.into_iter().map(ReasonRow::text).collect(),
                 last_verdict_at: s.last_verdict_at,
-                silence: s.silence,
+                // Schema 1 could hold an unresponsive device without its silence (written
+                // before the field existed); schema 1's own `expire` started a new silence for
+                // one, so the migration does the same instead of leaving an illegal state.
+                silence: match (s.state, s.silence) {
+                    (StateRow::Unresponsive, None) => Some(SilenceRow {
+                        since: s.last_verdict_at.unwrap_or(0),
+                        expiries: 1,
+                    }),
+                    (_, silence) => silence,
+                },
             },
             last_clock: self.last_clock,
             measurements: self.measurements,
