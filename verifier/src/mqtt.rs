@@ -96,9 +96,11 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let (client, mut eventloop) = AsyncClient::new(opts, 1024);
-    let publisher = {
+    // Aborted when this function returns or is itself aborted (dropped), so the publisher
+    // never outlives the shell.
+    let mut publisher = {
         let client = client.clone();
-        tokio::spawn(async move {
+        AbortOnDrop(tokio::spawn(async move {
             while let Some(m) = outbound.recv().await {
                 if let Err(e) = client
                     .publish(m.topic.clone(), QoS::AtLeastOnce, m.retain, m.payload)
@@ -107,7 +109,7 @@ pub async fn run(
                     tracing::warn!(topic = %m.topic, error = %e, "publish failed");
                 }
             }
-        })
+        }))
     };
     let mut backoff = Duration::from_millis(200);
     let ended = loop {
@@ -134,11 +136,18 @@ pub async fn run(
                 if ack
                     .return_codes
                     .iter()
-                    .all(|c| matches!(c, SubscribeReasonCode::Success(_)))
+                    // QoS 1 as asked (or more): a downgrade to QoS 0 could lose evidence and
+                    // hellos across a reconnect, so it does not count as subscribed.
+                    .all(|c| {
+                        matches!(
+                            c,
+                            SubscribeReasonCode::Success(QoS::AtLeastOnce | QoS::ExactlyOnce)
+                        )
+                    })
                 {
                     health.set_subscribed();
                 } else {
-                    tracing::error!(codes = ?ack.return_codes, "the broker refused the verifier's subscriptions (check its ACL)");
+                    tracing::error!(codes = ?ack.return_codes, "the broker refused or downgraded the verifier's subscriptions (check its ACL)");
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
@@ -170,9 +179,18 @@ pub async fn run(
     // publishes nobody would check), so the connection just closes and what the broker has not
     // delivered yet stays in the verifier's persistent session for the next start.
     drop(eventloop);
-    publisher.abort();
-    let _ = publisher.await;
+    publisher.0.abort();
+    let _ = (&mut publisher.0).await;
     ended
+}
+
+/// A task aborted when its handle is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 #[cfg(test)]

@@ -365,9 +365,9 @@ fn a_row_with_a_field_its_schema_does_not_have_is_reported_as_corrupt_naming_tab
     assert!(r.device(&"p1".parse().unwrap()).unwrap().is_some());
 }
 
-/// A schema-1 row that does not decode is not a reason to refuse to start (the old binary
-/// started and reported it on access): the migration leaves it, and it keeps reading as
-/// corrupt, naming its key.
+/// A schema-1 row that does not decode does not fail the migration of the others: the
+/// migration leaves it, and it keeps reading as corrupt, naming its key (the verifier then
+/// refuses to start naming it, as the previous version did).
 #[test]
 fn an_undecodable_v1_row_is_left_by_the_migration_and_reads_as_corrupt() {
     let (_dir, path) = v1_copy();
@@ -425,4 +425,30 @@ fn a_migration_pages_through_a_fleet_larger_than_one_page() {
         assert_eq!(got.status, q1.status, "{id}: status");
         assert_eq!(got.last_verdict, q1.last_verdict, "{id}: verdict");
     }
+}
+
+/// A file with vouch-like tables but no `meta` table was never written by vouch (every version
+/// has one) or lost it: it is refused, not stamped as a new store whose rows all read corrupt.
+#[test]
+fn a_file_with_tables_but_no_meta_table_is_refused_not_taken_for_a_new_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vouch.redb");
+    {
+        let db = Database::create(&path).unwrap();
+        let w = db.begin_write().unwrap();
+        w.open_table(TableDefinition::<&str, &[u8]>::new("devices"))
+            .unwrap()
+            .insert("t1", [0u8].as_slice())
+            .unwrap();
+        w.commit().unwrap();
+    }
+    let msg = format!("{:#}", Store::open(&path).unwrap_err());
+    assert!(
+        msg.contains("no meta table") && msg.contains("devices"),
+        "{msg}"
+    );
+    // Left as it was: still no meta table.
+    let db = Database::create(&path).unwrap();
+    let r = db.begin_read().unwrap();
+    assert!(r.open_table(META).is_err());
 }

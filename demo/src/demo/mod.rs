@@ -244,8 +244,18 @@ fn play(args: &DemoArgs, dir: &Path, stop: Arc<AtomicBool>, simulated: bool) -> 
             dir.join("verifier.log").display()
         );
     }
+    // The port answers before the verifier has written its key and token (the listener is
+    // bound first): wait until it says it is ready, which is after both.
+    let base = format!("http://127.0.0.1:{http}");
+    let anonymous = Client::new(&base, String::new());
+    demo.wait("the verifier to be ready", Duration::from_secs(60), || {
+        Ok(anonymous
+            .get::<Value>("/v1/health")
+            .ok()
+            .filter(|h| h["ready"] == true))
+    })?;
     let token = std::fs::read_to_string(data.join("admin.token"))?;
-    demo.client = Client::new(&format!("http://127.0.0.1:{http}"), token.trim().to_owned());
+    demo.client = Client::new(&base, token.trim().to_owned());
     demo.setup = Some(Setup {
         agent_bin: if simulated {
             PathBuf::new()

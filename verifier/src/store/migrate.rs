@@ -2,10 +2,11 @@
 //! without one is schema 1 (the layout before versions existed), and a new file without tables
 //! is created at the current version. [`open`] brings a store up to [`SCHEMA_VERSION`] in ONE
 //! write transaction before anything else reads it: a crash or an error mid-way (a full disk)
-//! leaves the store as it was, and the next start migrates again from the beginning. Memory
-//! stays bounded: device rows are read and rewritten a page at a time ([`PAGE`]), and redb
-//! spills a large transaction's dirty pages to the file under cache pressure (the file grows by
-//! about the rewritten rows' size until a later commit frees the old pages). A store already
+//! leaves the store as it was, and the next start migrates again from the beginning. The rows
+//! held in memory are bounded: device rows are read and rewritten a page at a time ([`PAGE`]);
+//! the pages the transaction dirties are bounded by redb's cache (1 GiB by default), so a large
+//! fleet's migration may use a few hundred MB once (the file grows by about the rewritten rows'
+//! size until a later commit frees the old pages). A store already
 //! at the current version is opened without writing.
 //!
 //! A store stamped with a newer version than this binary knows is refused before anything is
@@ -81,13 +82,25 @@ pub enum Migration {
     },
 }
 
-/// The store's schema version, read without writing: `None` for a new file (no tables yet),
-/// 1 for a store without a version.
+/// The store's schema version, read without writing: `None` for a new file (no tables at all),
+/// 1 for a store without a version. Every vouch store has had a `meta` table since the first
+/// version, so a file with other tables but no `meta` is not one (or is damaged) and is refused
+/// rather than stamped as new over rows it would then read as corrupt.
 fn stored_version(db: &Database) -> Result<Option<u64>> {
     let r = db.begin_read()?;
     match r.open_table(META) {
         Ok(t) => Ok(Some(t.get(SCHEMA_KEY)?.map_or(1, |v| v.value()))),
-        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(redb::TableError::TableDoesNotExist(_)) => {
+            let tables: Vec<String> = r.list_tables()?.map(|t| t.name().to_owned()).collect();
+            if tables.is_empty() {
+                Ok(None)
+            } else {
+                anyhow::bail!(
+                    "the store has tables ({}) but no meta table: it is not a vouch store, or it is damaged; restore a backup",
+                    tables.join(", ")
+                )
+            }
+        }
         Err(e) => Err(e.into()),
     }
 }

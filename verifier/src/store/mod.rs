@@ -10,7 +10,7 @@
 //! pruning is a range delete, never a scan. Reads are in `read`, writes in `write`, I/O error
 //! recovery in `recovery`.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -81,11 +81,15 @@ impl Store {
 
     /// [`Store::open`], saying what it did to the schema.
     pub fn open_migrating(path: &Path) -> Result<(Self, Migration)> {
-        let db = Database::create(path).with_context(|| {
-            format!(
-                "cannot open the store {} (is another verifier using this --data directory?)",
-                path.display()
-            )
+        let db = Database::create(path).map_err(|e| {
+            // Only a file another process holds open gets the hint; a corrupt file or one in
+            // another redb format says what it is.
+            let hint = if matches!(e, redb::DatabaseError::DatabaseAlreadyOpen) {
+                " (is another verifier using this --data directory?)"
+            } else {
+                ""
+            };
+            anyhow::anyhow!("cannot open the store {}{hint}: {e}", path.display())
         })?;
         let migration = migrate::open(&db, path)?;
         if let Migration::Migrated {

@@ -116,7 +116,10 @@ fn an_event_log_gap_is_refused_and_rechallenged_with_what_is_held() {
         topic: Topic::new(t.id.clone(), Kind::Evidence).to_string(),
         payload: wire::seal(&t.id, &ev, &t.key).into(),
     };
-    let job = b.engine.prepare(msg).expect("a gap becomes a challenge job");
+    let job = b
+        .engine
+        .prepare(msg)
+        .expect("a gap becomes a challenge job");
     b.engine.apply(vec![job]).unwrap();
     assert_eq!(b.rejected("eventlog_gap"), 1);
 
@@ -137,7 +140,11 @@ fn an_event_log_gap_is_refused_and_rechallenged_with_what_is_held() {
     let [c] = challenges.as_slice() else {
         panic!("expected one new challenge, got {out:?}")
     };
-    assert_eq!(c.eventlog_held, Some(held), "it says what the verifier holds");
+    assert_eq!(
+        c.eventlog_held,
+        Some(held),
+        "it says what the verifier holds"
+    );
     assert_eq!(c.request, 0, "the verifier's own challenge");
     assert_ne!(c.nonce, nonce);
     assert!(
