@@ -47,6 +47,8 @@ pub fn bin(name: &str) -> PathBuf {
             "vouch-verifier",
             "-p",
             "vouch-demo",
+            "-p",
+            "vouch-provisioning",
         ])
         .current_dir(env!("CARGO_MANIFEST_DIR"));
         if dir.file_name().is_some_and(|p| p == "release") {

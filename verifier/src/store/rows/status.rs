@@ -68,9 +68,24 @@ impl ReasonRow {
     }
 
     fn into_domain(self) -> Reason {
-        self.value
-            .and_then(|v| from_cbor_exact::<Reason>(v.as_slice()).ok())
-            .unwrap_or(Reason::Legacy(self.text))
+        let Some(value) = self.value else {
+            return Reason::Legacy(self.text);
+        };
+        match from_cbor_exact::<Reason>(value.as_slice()) {
+            Ok(r) => r,
+            Err(e) => {
+                // A kind from a newer vouch reads as its text; a kind this binary knows whose
+                // value no longer decodes is a format regression worth a warning.
+                let known = self
+                    .code
+                    .as_deref()
+                    .is_some_and(|c| Reason::CODES.contains(&c));
+                if known {
+                    tracing::warn!(code = ?self.code, error = %e, "stored reason of a known kind does not decode; kept as text");
+                }
+                Reason::Legacy(self.text)
+            }
+        }
     }
 }
 
