@@ -491,19 +491,17 @@ impl Verifier {
 
     /// The reasons `vouchctl device ID --json` gives for a device's state.
     pub fn reasons(&self, id: &str) -> Vec<String> {
-        self.device(id)["reasons"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|r| r.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.device_strings(id, "reasons")
     }
 
     /// The codes of those reasons, in the same order (`reason_codes`; docs/protocol.md).
     pub fn reason_codes(&self, id: &str) -> Vec<String> {
-        self.device(id)["reason_codes"]
+        self.device_strings(id, "reason_codes")
+    }
+
+    /// The strings of the device view's array `field` (empty when it is absent).
+    fn device_strings(&self, id: &str, field: &str) -> Vec<String> {
+        self.device(id)[field]
             .as_array()
             .map(|a| {
                 a.iter()

@@ -10,8 +10,8 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
+use vouch_test_kit::http::http_get;
 use vouch_verifier::config::{RunArgs, ServerConfig};
 use vouch_verifier::server::{self, Listeners};
 use vouch_verifier::store::Store;
@@ -37,25 +37,9 @@ fn config(data: &Path, mqtt: RunArgs) -> ServerConfig {
 
 /// `GET /v1/health`: status code and JSON body (status 0 when nothing answered).
 async fn health(addr: SocketAddr) -> (u16, serde_json::Value) {
-    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
-        return (0, serde_json::Value::Null);
-    };
-    s.write_all(b"GET /v1/health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+    tokio::task::spawn_blocking(move || http_get(addr.port(), "/v1/health"))
         .await
-        .unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.unwrap();
-    let text = String::from_utf8_lossy(&buf);
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .and_then(|(_, b)| serde_json::from_str(b).ok())
-        .unwrap_or(serde_json::Value::Null);
-    (code, body)
+        .unwrap()
 }
 
 /// Polls `/v1/health` until `pred` holds for it, or panics after 60 s with the last answer.
