@@ -7,8 +7,9 @@
 //! A message failing any envelope or freshness check is rejected (counted and logged, no state
 //! change); evidence failing a later check becomes a contraindicated verdict — including evidence
 //! that is wrong inside (garbage `attest`, an event log that does not parse, is rewritten within
-//! a boot or continues a boot the verifier holds no log of). Of the event log, only a delta that
-//! does not fit the held log (challenged again) and an oversized log are rejections.
+//! a boot or continues a boot the verifier holds no log of). Which event-log failures are
+//! rejections (a delta that does not fit the held log, challenged again; an oversized log) is
+//! the core's call (`VerifierCore::assemble_eventlog`, `Rejection::rechallenge`).
 
 use anyhow::Result;
 use vouch_protocol::appraisal::{self, Failure, SentLog, Verified};
