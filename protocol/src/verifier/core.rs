@@ -28,7 +28,8 @@ pub const MAX_EVENTLOG: usize = 4 << 20;
 pub struct Rules {
     /// Lifetime of a challenge nonce (seconds).
     pub nonce_ttl: u64,
-    /// How long a verdict may be relied on (seconds, at least 1).
+    /// How long a verdict may be relied on (seconds, at least 1: renewed verdicts must expire
+    /// after the sweep that renewed them; the verifier's config layer refuses 0).
     pub verdict_ttl: u64,
     /// `ear.verifier-id` of the verdicts.
     pub verifier_id: String,
