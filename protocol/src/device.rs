@@ -111,8 +111,7 @@ pub enum Effect {
 /// Why a quarantine is in force: the failed appraisal's reasons (actor `verifier`), an
 /// operator's words ([`Reason::Operator`]), or the verdict periods that passed without fresh
 /// evidence ([`Reason::Unresponsive`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(from = "parts::StoredQuarantine")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Quarantine {
     pub reasons: Vec<Reason>,
     pub actor: Actor,
@@ -199,9 +198,8 @@ pub enum TransitionError {
     EmptyReason,
 }
 
-/// The verifier's view of one device. Stored as its [`StatusParts`] (see there).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(into = "StatusParts", try_from = "StatusParts")]
+/// The verifier's view of one device. Stored through its [`StatusParts`] (see there).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceStatus {
     lifecycle: Lifecycle,
     /// Reasons of the last verdict.

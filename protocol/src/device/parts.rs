@@ -1,25 +1,18 @@
-//! [`DeviceStatus`] taken apart for storage, and rebuilt: [`StatusParts`] is the flat,
-//! documented shape a store writes (and the serde form of `DeviceStatus` itself), and
-//! [`DeviceStatus::from_parts`] the one place where stored data becomes a status again,
-//! rejecting the combinations [`super::Lifecycle`] makes unrepresentable.
-//!
-//! The shape is the one vouch stored before states were types — `state`, `quarantine`,
-//! `release`, `reasons`, `last_verdict_at`, `silence` (absent in records written before it
-//! existed) — so those records still decode: reasons stored as text read back as
-//! [`Reason::Legacy`], and a quarantine stored with one `reason` text as a quarantine whose
-//! reasons are that text.
+//! [`DeviceStatus`] taken apart for storage, and rebuilt: [`StatusParts`] is the flat shape a
+//! store maps to its rows, and [`DeviceStatus::from_parts`] the one place where stored data
+//! becomes a status again, rejecting the combinations [`super::Lifecycle`] makes
+//! unrepresentable. The parts have no serde form: the verifier's store defines (and versions)
+//! its own rows, and converts them through these.
 
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::{Actor, DeviceStatus, Lifecycle, Quarantine, ReleaseRequest, Silence};
+use super::{DeviceStatus, Lifecycle, Quarantine, ReleaseRequest, Silence};
 use crate::reason::Reason;
 use crate::verdict::DeviceState;
 
 /// A [`DeviceStatus`] as stored: every part of it, flat. Lossless:
 /// `DeviceStatus::from_parts(s.clone().into_parts()) == Ok(s)` for every status.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusParts {
     pub state: DeviceState,
     /// Present exactly when `state` is quarantined.
@@ -30,7 +23,6 @@ pub struct StatusParts {
     pub reasons: Vec<Reason>,
     pub last_verdict_at: Option<u64>,
     /// Present exactly when `state` is unresponsive.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub silence: Option<Silence>,
 }
 
@@ -119,32 +111,5 @@ impl TryFrom<StatusParts> for DeviceStatus {
 
     fn try_from(parts: StatusParts) -> Result<Self, StatusError> {
         DeviceStatus::from_parts(parts)
-    }
-}
-
-/// A stored [`Quarantine`]: `reasons`, or the single `reason` text of records written before
-/// reasons were typed.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct StoredQuarantine {
-    #[serde(default)]
-    reasons: Vec<Reason>,
-    #[serde(default)]
-    reason: Option<String>,
-    actor: Actor,
-    at: u64,
-}
-
-impl From<StoredQuarantine> for Quarantine {
-    fn from(q: StoredQuarantine) -> Self {
-        let mut reasons = q.reasons;
-        if let Some(text) = q.reason {
-            reasons.push(Reason::Legacy(text));
-        }
-        Quarantine {
-            reasons,
-            actor: q.actor,
-            at: q.at,
-        }
     }
 }

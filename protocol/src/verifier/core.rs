@@ -20,18 +20,24 @@ use super::record::{AuditRecord, DeviceRecord};
 /// Challenges a device may have open at once; issuing more retires the oldest.
 pub const MAX_OUTSTANDING: usize = 4;
 
+/// The default [`Rules::max_eventlog`]: real firmware logs are tens of KiB.
+pub const MAX_EVENTLOG: usize = 4 << 20;
+
 /// The operator's tunables the core decides with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rules {
     /// Lifetime of a challenge nonce (seconds).
     pub nonce_ttl: u64,
-    /// How long a verdict may be relied on (seconds, at least 1).
+    /// How long a verdict may be relied on (seconds, at least 1: renewed verdicts must expire
+    /// after the sweep that renewed them; the verifier's config layer refuses 0).
     pub verdict_ttl: u64,
     /// `ear.verifier-id` of the verdicts.
     pub verifier_id: String,
     /// Consecutive verdict periods without fresh evidence after which an unresponsive device is
     /// quarantined (0 = never).
     pub quarantine_after_expiries: u32,
+    /// Largest reassembled event log accepted (bytes); a larger one is refused as oversized.
+    pub max_eventlog: usize,
 }
 
 /// Where challenge nonces come from: the operating system's RNG in the verifier, a
@@ -53,9 +59,11 @@ pub struct Governing {
     pub found: Option<GoverningValues>,
 }
 
-/// Reference values with the policy id and scope label verdicts and reasons name them by.
+/// Reference values with the scope they were found at, and the policy id and scope label
+/// verdicts and reasons name them by.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GoverningValues {
+    pub scope: PolicyScope,
     pub values: ReferenceValues,
     pub id: String,
     pub label: String,
@@ -68,6 +76,12 @@ impl Governing {
             id: &f.id,
             label: &f.label,
         })
+    }
+
+    /// Whether the reference values at `scope` are the ones governing the device, so a change
+    /// of them re-evaluates it (a model's do not govern a device with its own).
+    pub fn is_governed_by(&self, scope: &PolicyScope) -> bool {
+        self.found.as_ref().is_some_and(|f| &f.scope == scope)
     }
 }
 
@@ -89,6 +103,7 @@ pub fn governing<E>(
         found: found.map(|(scope, values)| GoverningValues {
             id: policy_id(&scope, &values),
             label: scope.label(),
+            scope,
             values,
         }),
     })

@@ -10,14 +10,20 @@
 //! Evidence is checked against the record of its nonce (issued to this device, unused,
 //! unexpired), which it then consumes; genuine evidence older than the last accepted quote of the
 //! same boot is refused as `stale` (its nonce stays consumed); everything else is appraised
-//! under the governing policy and becomes a verdict.
+//! under the governing policy and becomes a verdict. The policy is looked up only for evidence
+//! that is appraised, so replayed, expired or stale evidence costs no policy read (and a failing
+//! read cannot drop evidence that is refused anyway).
+//!
+//! The event log evidence carries is reassembled under [`super::Rules::max_eventlog`]; only a
+//! delta that does not fit the held log and an oversized log are rejections (see
+//! [`VerifierCore::assemble_eventlog`]).
 
 use std::collections::HashSet;
 
-use crate::appraisal::{self, Failure, Verified};
+use crate::appraisal::{self, Failure, SentLog, Verified, log_part};
 use crate::device::Basis;
 use crate::ids::{Kind, Nonce};
-use crate::messages::EventLogHeld;
+use crate::messages::{EventLogHeld, Evidence};
 use crate::nonce::{self, IssuedNonce, NonceRejection};
 
 use super::core::{Governing, NonceUnavailable, VerifierCore};
@@ -47,8 +53,6 @@ pub struct EvidenceInput<'a> {
     pub outcome: &'a Result<Verified, Failure>,
     /// The whole event log of this boot, reassembled, to store if the quote is accepted.
     pub eventlog: Option<Vec<u8>>,
-    /// The policy governing the device (see [`super::governing`]).
-    pub governing: &'a Governing,
 }
 
 impl VerifierCore {
@@ -80,20 +84,35 @@ impl VerifierCore {
         Ok(Decision::accepted(step.into_effects()))
     }
 
-    /// Evidence from `rec`'s device at `now`: a verdict, or a rejection.
-    pub fn on_evidence(
+    /// Reassembles and parses the event log `ev` carries, given the log held for the device
+    /// (its boot and bytes), under [`super::Rules::max_eventlog`]. A delta that does not fit
+    /// the held log and an oversized log are rejections; anything else wrong with the log is a
+    /// defect of the evidence, in the [`SentLog`].
+    pub fn assemble_eventlog(
+        &self,
+        ev: &Evidence,
+        held: Option<(u32, &[u8])>,
+    ) -> Result<SentLog, Rejection> {
+        log_part::assemble(ev, held, self.rules.max_eventlog).map_err(Rejection::from)
+    }
+
+    /// Evidence from `rec`'s device at `now`: a verdict, or a rejection. `governing` looks up
+    /// the policy governing the device (the shell's store read, usually through
+    /// [`super::governing`]); it is called only for evidence that is appraised (its nonce accepted, not stale). Its
+    /// error, and the nonce source's, are the caller's `E`.
+    pub fn on_evidence<E: From<NonceUnavailable>>(
         &self,
         rec: DeviceRecord,
         input: EvidenceInput<'_>,
+        governing: impl FnOnce(&DeviceRecord) -> Result<Governing, E>,
         now: u64,
         nonces: &mut dyn super::NonceSource,
-    ) -> Result<Decision, NonceUnavailable> {
+    ) -> Result<Decision, E> {
         let EvidenceInput {
             nonce,
             issued,
             outcome,
             eventlog,
-            governing,
         } = input;
         if let Err(r) = nonce::check(issued.as_ref(), rec.id(), now) {
             return Ok(Decision::rejected(r, Effects::default()));
@@ -108,6 +127,7 @@ impl VerifierCore {
         if appraisal::superseded(step.rec.last_clock.as_ref(), outcome) {
             return Ok(Decision::rejected(Rejection::Stale, step.into_effects()));
         }
+        let governing = governing(&step.rec)?;
         let a = appraisal::appraise(
             outcome,
             step.rec.last_clock.as_ref(),

@@ -8,6 +8,7 @@ mod effects;
 mod expiry;
 mod inbound;
 mod operator;
+mod policy;
 mod rate;
 mod record;
 mod rejection;
@@ -15,12 +16,13 @@ mod rejection;
 mod tests;
 
 pub use self::core::{
-    Governing, GoverningValues, MAX_OUTSTANDING, NonceSource, NonceUnavailable, Rules,
-    VerifierCore, governing, verdict_expiry,
+    Governing, GoverningValues, MAX_EVENTLOG, MAX_OUTSTANDING, NonceSource, NonceUnavailable,
+    Rules, VerifierCore, governing, verdict_expiry,
 };
 pub use effects::{Decision, Effects, ExpiryMove, NonceWrite, Outbound, VerdictDraft};
 pub use inbound::{ChallengeRequest, EvidenceInput, InFlight};
 pub use operator::{EnrollConflict, OperatorAction, OperatorError};
+pub use policy::{MAX_MODEL_NAME, PolicyOrigin, PolicyRefusal, PolicySet};
 pub use rate::RateLimiter;
 pub use record::{AuditRecord, DeviceRecord, StoredLog};
 pub use rejection::Rejection;

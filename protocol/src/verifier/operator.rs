@@ -1,18 +1,15 @@
 //! Decisions on operator actions: enrollment (idempotent for the same keys, a conflict for
 //! different ones), quarantine and release (each withdraws every open challenge,
 //! so evidence quoted before the action cannot count after it; a quarantine publishes the held
-//! contraindicated verdict at once), and re-evaluation of stored measurements after a policy
-//! change (measurements older than a verdict's lifetime can make a device worse off but not
-//! trusted, and such a device is challenged for fresh evidence).
+//! contraindicated verdict at once). Policy changes are in `policy`.
 
 use thiserror::Error;
 
-use crate::appraisal;
-use crate::device::{Actor, AuditAction, Basis, TransitionError};
+use crate::device::{Actor, AuditAction, TransitionError};
 use crate::enrollment::Enrollment;
 use crate::ids::DeviceId;
 
-use super::core::{Governing, NonceSource, NonceUnavailable, VerifierCore};
+use super::core::{NonceSource, NonceUnavailable, VerifierCore};
 use super::effects::Effects;
 use super::record::{AuditRecord, DeviceRecord};
 
@@ -103,29 +100,6 @@ impl VerifierCore {
         }
         step.retire_challenges();
         step.carry_out(t)?;
-        Ok(step.into_effects())
-    }
-
-    /// Re-appraises `rec`'s stored measurements against `governing` after a policy change.
-    /// A device that never attested has nothing to re-evaluate (its first attestation uses the
-    /// new policy): the effects are empty.
-    pub fn on_policy_change(
-        &self,
-        rec: DeviceRecord,
-        governing: &Governing,
-        now: u64,
-        nonces: &mut dyn NonceSource,
-    ) -> Result<Effects, NonceUnavailable> {
-        let (Some(m), Some(measured_at)) = (rec.measurements.clone(), rec.measured_at) else {
-            return Ok(Effects::default());
-        };
-        let recent = now.saturating_sub(measured_at) <= self.rules.verdict_ttl;
-        let mut step = self.step(rec, now, nonces);
-        let a = appraisal::reevaluate(&m, governing.policy(), &governing.subject);
-        step.finish(a, Basis::Stored { recent }, None)?;
-        if !recent {
-            step.issue_challenge(0)?;
-        }
         Ok(step.into_effects())
     }
 }

@@ -1,8 +1,7 @@
 //! What the verifier knows about each device, as plain values: the record its decisions read
-//! and change, the event log it holds, and the audit entries they append. The store persists
-//! these; the verifier core computes on them.
-
-use serde::{Deserialize, Serialize};
+//! and change, the event log it holds, and the audit entries they append. The verifier core
+//! computes on them; the store persists them as rows of its own, versioned with its schema, so
+//! these types have no serde form.
 
 use crate::bytes::Bytes;
 use crate::device::{Actor, AuditAction, DeviceStatus};
@@ -15,8 +14,7 @@ use crate::verdict::Verdict;
 use crate::wire;
 
 /// Everything the verifier keeps about one device.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceRecord {
     pub enrollment: Enrollment,
     pub status: DeviceStatus,
@@ -34,15 +32,13 @@ pub struct DeviceRecord {
     /// challenges so the agent sends only what is new).
     pub eventlog_held: Option<EventLogHeld>,
     /// Highest hello/status `counter` accepted from the device (0 before any): a hello or status
-    /// not above it is a replay. Records written before the field existed decode as 0.
-    #[serde(default)]
+    /// not above it is a replay.
     pub last_counter: u64,
 }
 
 /// A device's accepted firmware event log (kept apart from the device record, which stays
 /// small for the hot path).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredLog {
     pub boot: u32,
     pub bytes: Bytes,
@@ -79,8 +75,7 @@ impl DeviceRecord {
 }
 
 /// One audit trail entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditRecord {
     pub at: u64,
     pub device: Option<DeviceId>,

@@ -7,7 +7,10 @@ use thiserror::Error;
 
 use crate::error::{IdError, RejectionLabel, WireError};
 use crate::ids::{DeviceId, Kind};
+use crate::messages::ReassembleError;
 use crate::nonce::{NonceRejection, StaleCounter};
+
+use super::inbound::ChallengeRequest;
 
 /// Why a message was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -53,11 +56,31 @@ impl Rejection {
         }
     }
 
-    /// Whether the device is challenged again after this rejection: an event log delta that
-    /// does not fit the log the verifier holds is answered with a new challenge, which says what
-    /// is held now (so the agent sends the whole log). Every other rejection issues nothing.
-    pub fn rechallenges(&self) -> bool {
-        matches!(self, Rejection::EventLogGap { .. })
+    /// The challenge the verifier asks for itself after this rejection: an event log delta
+    /// that does not fit the log the verifier holds is answered with a new challenge, which says
+    /// what is held now (so the agent sends the whole log). It carries no request number and no
+    /// counter (nothing the device sent is replayed). Every other rejection issues nothing.
+    pub fn rechallenge(&self) -> Option<ChallengeRequest> {
+        match self {
+            Rejection::EventLogGap { .. } => Some(ChallengeRequest {
+                kind: Kind::Evidence,
+                request: 0,
+                counter: None,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Both ways an event log fails to reassemble are refusals of the message, not defects of the
+/// evidence: a delta that does not continue the held log (the verifier asks for the whole log,
+/// see [`Rejection::rechallenge`]) and a log over [`super::Rules::max_eventlog`].
+impl From<ReassembleError> for Rejection {
+    fn from(e: ReassembleError) -> Self {
+        match e {
+            ReassembleError::Gap { offset } => Rejection::EventLogGap { offset },
+            ReassembleError::TooLarge { len, max } => Rejection::EventLogTooLarge { len, max },
+        }
     }
 }
 
@@ -68,7 +91,15 @@ mod tests {
     #[test]
     fn an_event_log_gap_and_nothing_else_causes_a_rechallenge() {
         let d: DeviceId = "t1".parse().unwrap();
-        assert!(Rejection::EventLogGap { offset: 10 }.rechallenges());
+        assert_eq!(
+            Rejection::EventLogGap { offset: 10 }.rechallenge(),
+            Some(ChallengeRequest {
+                kind: Kind::Evidence,
+                request: 0,
+                counter: None,
+            }),
+            "a self-requested challenge: no request number, no counter to check"
+        );
         let others = [
             Rejection::Stale,
             Rejection::RateLimited(d.clone()),
@@ -78,8 +109,18 @@ mod tests {
             Rejection::Wire(WireError::BadSignature),
         ];
         for r in others {
-            assert!(!r.rechallenges(), "{r}");
+            assert_eq!(r.rechallenge(), None, "{r}");
         }
+    }
+
+    #[test]
+    fn event_log_reassembly_errors_are_rejections_counted_as_gap_or_oversized() {
+        let gap = Rejection::from(ReassembleError::Gap { offset: 7 });
+        assert_eq!(gap, Rejection::EventLogGap { offset: 7 });
+        assert_eq!(gap.label().as_str(), "eventlog_gap");
+        let big = Rejection::from(ReassembleError::TooLarge { len: 9, max: 8 });
+        assert_eq!(big, Rejection::EventLogTooLarge { len: 9, max: 8 });
+        assert_eq!(big.label().as_str(), "oversized");
     }
 
     #[test]

@@ -7,14 +7,15 @@
 //! A message failing any envelope or freshness check is rejected (counted and logged, no state
 //! change); evidence failing a later check becomes a contraindicated verdict — including evidence
 //! that is wrong inside (garbage `attest`, an event log that does not parse, is rewritten within
-//! a boot or continues a boot the verifier holds no log of). Of the event log, only a delta that
-//! does not fit the held log (challenged again) and an oversized log are rejections.
+//! a boot or continues a boot the verifier holds no log of). Which event-log failures are
+//! rejections (a delta that does not fit the held log, challenged again; an oversized log) is
+//! the core's call (`VerifierCore::assemble_eventlog`, `Rejection::rechallenge`).
 
 use anyhow::Result;
-use vouch_protocol::appraisal::{self, Failure, SentLog, Verified, log_part};
+use vouch_protocol::appraisal::{self, Failure, SentLog, Verified};
 use vouch_protocol::error::{RejectionLabel, WireError};
 use vouch_protocol::ids::{DeviceId, Kind, Nonce, Sender, Topic};
-use vouch_protocol::messages::{Evidence, Hello, ReassembleError, StatusReport};
+use vouch_protocol::messages::{Evidence, Hello, StatusReport};
 use vouch_protocol::nonce::{self, NonceRejection, StaleCounter};
 use vouch_protocol::verifier::{ChallengeRequest, Decision, EvidenceInput, Rejection, governing};
 use vouch_protocol::wire;
@@ -82,9 +83,6 @@ pub enum Job {
     },
 }
 
-/// Largest reassembled event log accepted (real firmware logs are tens of KiB).
-pub const MAX_EVENTLOG: usize = 4 << 20;
-
 impl Engine {
     /// Worker stage. Returns the job for the applier, or `None` after counting a rejection.
     pub fn prepare(&self, msg: Inbound) -> Option<Job> {
@@ -93,15 +91,17 @@ impl Engine {
             Err(r) => {
                 self.stats
                     .reject(&msg.topic, r.label(), &r.to_string(), self.now());
-                match (r, msg.topic.parse::<Topic>()) {
-                    (Refusal::Rejected(r), Ok(t)) if r.rechallenges() => Some(Job::Challenge {
-                        device: t.device,
-                        kind: t.kind,
-                        request: 0,
-                        counter: None,
-                    }),
-                    _ => None,
-                }
+                let Refusal::Rejected(r) = r else {
+                    return None;
+                };
+                let req = r.rechallenge()?;
+                let device = msg.topic.parse::<Topic>().ok()?.device;
+                Some(Job::Challenge {
+                    device,
+                    kind: req.kind,
+                    request: req.request,
+                    counter: req.counter,
+                })
             }
         }
     }
@@ -166,12 +166,7 @@ impl Engine {
                 // Signed by the device and fresh: from here on, anything wrong inside the
                 // evidence is a defect in its outcome, and the applier quarantines.
                 let held = held.as_ref().map(|h| (h.boot, h.bytes.as_slice()));
-                let log = log_part::assemble(&ev, held, MAX_EVENTLOG).map_err(|e| match e {
-                    ReassembleError::Gap { offset } => Rejection::EventLogGap { offset },
-                    ReassembleError::TooLarge { len, max } => {
-                        Rejection::EventLogTooLarge { len, max }
-                    }
-                })?;
+                let log = self.core.assemble_eventlog(&ev, held)?;
                 let outcome = appraisal::verify_evidence_with_log(&rec.enrollment, &ev, &log);
                 // A second copy of evidence already on its way to the applier is a replay, even
                 // though the store has not marked its nonce used yet.
@@ -300,17 +295,18 @@ impl Engine {
             Ok(n) => n,
             Err(e) => return Ok(Err(Refusal::Internal(e))),
         };
-        let governing = governing(&rec, |scope| w.policy(scope))?;
         let input = EvidenceInput {
             nonce: ev.nonce,
             issued,
             outcome,
             eventlog,
-            governing: &governing,
         };
+        // The policy is read only for evidence the core appraises; a failing read drops the
+        // batch (like any store failure once writing began).
+        let policy = |rec: &_| governing(rec, |scope| w.policy(scope));
         let decision = self
             .core
-            .on_evidence(rec, input, now, &mut **self.nonces())?;
+            .on_evidence(rec, input, policy, now, &mut **self.nonces())?;
         if decision.rejected.is_none() {
             self.stats.accept("evidence");
             if let Err(f) = outcome {

@@ -25,8 +25,8 @@ use vouch_protocol::bytes::Bytes;
 use vouch_protocol::ids::{DeviceId, Nonce, Topic};
 use vouch_protocol::messages::Cmd;
 use vouch_protocol::verifier::{
-    Effects, InFlight, NonceSource, NonceUnavailable, NonceWrite, Outbound, RateLimiter, Rules,
-    VerifierCore,
+    Effects, InFlight, MAX_EVENTLOG, NonceSource, NonceUnavailable, NonceWrite, Outbound,
+    RateLimiter, Rules, VerifierCore,
 };
 use vouch_protocol::wire::{self, Message};
 
@@ -63,6 +63,7 @@ impl EngineConfig {
             verdict_ttl: self.verdict_ttl,
             verifier_id: self.verifier_id.clone(),
             quarantine_after_expiries: self.quarantine_after_expiries,
+            max_eventlog: MAX_EVENTLOG,
         }
     }
 }

@@ -1,18 +1,22 @@
 //! Operator actions (HTTP API) through the engine: enrollment, quarantine and release, policy
 //! changes and the re-evaluation they cause, and the read views. The verifier core decides what
-//! an action does to a device (`VerifierCore::on_operator_action`, `on_policy_change`); each
-//! action commits in its own write transaction and publishes after the commit.
+//! an action does to a device (`VerifierCore::on_operator_action`), whether reference values
+//! may be stored and how the change is audited (`on_policy_set`, `capture_policy`), and which
+//! devices a change re-evaluates and how (`on_policy_change`); each action commits in its own
+//! write transaction and publishes after the commit.
 
-use vouch_protocol::device::{Actor, AuditAction, TransitionError};
+use vouch_protocol::device::{Actor, TransitionError};
 use vouch_protocol::enrollment::Enrollment;
 use vouch_protocol::ids::DeviceId;
-use vouch_protocol::policy::{PolicyScope, ReferenceValues, policy_id};
-use vouch_protocol::verifier::{OperatorAction, OperatorError, governing};
+use vouch_protocol::policy::{PolicyScope, ReferenceValues};
+use vouch_protocol::verifier::{
+    OperatorAction, OperatorError, PolicyOrigin, PolicyRefusal, governing,
+};
 
 use super::{ApiError, Engine};
 use crate::api::{AuditPage, DevicePage, DeviceStateView, DeviceView, EnrolledView, PolicyView};
 use crate::mqtt::Outgoing;
-use crate::store::{AuditRecord, DeviceRecord, Writer};
+use crate::store::{DeviceRecord, Writer};
 
 /// An operator action that does not fit the device's state: a missing reason is a bad request,
 /// anything else a conflict with the current state.
@@ -20,6 +24,16 @@ fn transition_error(id: &DeviceId, e: TransitionError) -> ApiError {
     match e {
         TransitionError::EmptyReason => ApiError::BadRequest(e.to_string()),
         _ => ApiError::Conflict(format!("device {id}: {e}")),
+    }
+}
+
+/// Reference values the core refused to store: a bad scope is a bad request, nothing to capture
+/// a conflict with the device's state.
+fn policy_refusal(e: PolicyRefusal) -> ApiError {
+    if e.is_bad_request() {
+        ApiError::BadRequest(e.to_string())
+    } else {
+        ApiError::Conflict(e.to_string())
     }
 }
 
@@ -157,22 +171,12 @@ impl Engine {
             .read()?
             .device(&id)?
             .ok_or_else(|| ApiError::NotFound(format!("device {id} is not enrolled")))?;
-        let m = rec.measurements.as_ref().ok_or_else(|| {
-            ApiError::Conflict(format!(
-                "device {id} has no verified measurements yet: it must attest once before its policy can be captured"
-            ))
-        })?;
-        let rv = m.capture();
-        if rv.is_empty() {
-            return Err(ApiError::Conflict(format!(
-                "device {id}'s measurements are empty"
-            )));
-        }
+        let rv = self.core.capture_policy(&rec).map_err(policy_refusal)?;
         self.store_policy(
             PolicyScope::Device(id.to_string()),
             rv,
             actor,
-            "captured from its last verified measurements",
+            PolicyOrigin::Captured,
         )
     }
 
@@ -182,61 +186,36 @@ impl Engine {
         rv: ReferenceValues,
         actor: Actor,
     ) -> Result<PolicyView, ApiError> {
-        match &scope {
-            PolicyScope::Device(d) => {
-                parse_id(d)?;
-            }
-            PolicyScope::Model(m) if m.is_empty() || m.len() > 128 => {
-                return Err(ApiError::BadRequest(
-                    "model must be 1 to 128 characters".into(),
-                ));
-            }
-            PolicyScope::Model(_) => {}
-        }
-        self.store_policy(scope, rv, actor, "set by operator")
+        self.store_policy(scope, rv, actor, PolicyOrigin::SetByOperator)
     }
 
-    /// Stores reference values and audits the change (one transaction), then re-evaluates the
-    /// devices they govern in transactions of [`REEVALUATION_CHUNK`] devices, publishing after
-    /// each, so a model-wide change neither holds the store for long nor floods the broker.
+    /// Stores reference values and audits the change as the core decides it (one
+    /// transaction), then lets the core re-evaluate the devices they may govern (that device,
+    /// or the model's devices) in transactions of [`REEVALUATION_CHUNK`] devices, publishing
+    /// after each, so a model-wide change neither holds the store for long nor floods the
+    /// broker. The core skips devices the values do not govern (those with their own policy).
     fn store_policy(
         &self,
         scope: PolicyScope,
         rv: ReferenceValues,
         actor: Actor,
-        how: &str,
+        origin: PolicyOrigin,
     ) -> Result<PolicyView, ApiError> {
         let now = self.now();
-        let pid = policy_id(&scope, &rv);
+        let set = self
+            .core
+            .on_policy_set(&scope, &rv, origin, actor, now)
+            .map_err(policy_refusal)?;
         let mut w = self.store.write()?;
         w.put_policy(&scope, &rv)?;
-        let affected: Vec<DeviceId> = match &scope {
-            PolicyScope::Device(d) => parse_id(d).into_iter().collect(),
-            PolicyScope::Model(m) => {
-                let mut ids = Vec::new();
-                for id in w.devices_of_model(m)? {
-                    // Devices with their own policy are not governed by the model's.
-                    if w.policy(&PolicyScope::Device(id.to_string()))?.is_none() {
-                        ids.push(id);
-                    }
-                }
-                ids
-            }
+        let candidates: Vec<DeviceId> = match &scope {
+            PolicyScope::Device(_) => set.audit.device.iter().cloned().collect(),
+            PolicyScope::Model(m) => w.devices_of_model(m)?,
         };
-        let device = match &scope {
-            PolicyScope::Device(d) => d.parse().ok(),
-            PolicyScope::Model(_) => None,
-        };
-        w.append_audit(&AuditRecord {
-            at: now,
-            device,
-            action: AuditAction::PolicyChanged,
-            actor,
-            reason: format!("{pid} {how}"),
-        })?;
+        w.append_audit(&set.audit)?;
         self.commit(w, Vec::new())?;
         let mut reevaluated = Vec::new();
-        for chunk in affected.chunks(REEVALUATION_CHUNK) {
+        for chunk in candidates.chunks(REEVALUATION_CHUNK) {
             let mut w = self.store.write()?;
             let mut out = Vec::new();
             for id in chunk {
@@ -245,10 +224,13 @@ impl Engine {
                 };
                 let before = rec.status.state();
                 let gov = governing(&rec, |scope| w.policy(scope))?;
-                let effects = self
+                let Some(effects) = self
                     .core
-                    .on_policy_change(rec, &gov, now, &mut **self.nonces())
-                    .map_err(anyhow::Error::from)?;
+                    .on_policy_change(rec, &scope, &gov, now, &mut **self.nonces())
+                    .map_err(anyhow::Error::from)?
+                else {
+                    continue;
+                };
                 let (msgs, stored) = self.write_effects(&mut w, id, effects)?;
                 out.extend(msgs);
                 reevaluated.push(DeviceStateView {
@@ -259,7 +241,7 @@ impl Engine {
             self.commit(w, out)?;
         }
         Ok(PolicyView {
-            policy_id: pid,
+            policy_id: set.policy_id,
             reevaluated,
         })
     }

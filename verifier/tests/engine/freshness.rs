@@ -2,9 +2,7 @@
 //! verifier nothing — no challenge, no rate-limit budget, no retired nonce.
 
 use super::*;
-use vouch_protocol::enrollment::Enrollment;
 use vouch_protocol::messages::StatusReport;
-use vouch_verifier::store::DeviceRecord;
 
 /// Messages on `kind` topics among `out`.
 fn count(out: &[Outgoing], kind: &str) -> usize {
@@ -152,27 +150,4 @@ fn the_rate_limit_renews_each_minute_of_the_engines_clock() {
     b.advance(1);
     b.challenge(&t);
     assert_eq!(b.rejected("rate_limited"), 2, "a new minute, a new budget");
-}
-
-#[test]
-fn device_records_without_a_counter_still_decode() {
-    let tpm = SimTpm::from_seed([3; 32]);
-    let key = SigningKey::from_bytes(&[4; 32]);
-    let id: DeviceId = "t9".parse().unwrap();
-    let req = wire::seal(
-        &id,
-        &tpm.enrollment_request("T", &key.verifying_key()),
-        &key,
-    );
-    let rec = DeviceRecord::new(Enrollment::from_request(&req, 1).unwrap());
-    // The record as a verifier before this field wrote it.
-    let mut v: ciborium::Value = wire::from_cbor_exact(&wire::to_cbor(&rec)).unwrap();
-    let map = v.as_map_mut().unwrap();
-    let before = map.len();
-    map.retain(|(k, _)| k.as_text() != Some("last_counter"));
-    assert_eq!(map.len(), before - 1);
-    let old = wire::to_cbor(&v);
-    let back: DeviceRecord = wire::from_cbor_exact(&old).unwrap();
-    assert_eq!(back.last_counter, 0);
-    assert_eq!(back.id(), &id);
 }

@@ -32,4 +32,5 @@ use harness::*;
 mod evidence;
 mod expiry;
 mod freshness;
+mod policy;
 mod quarantine;

@@ -327,3 +327,80 @@ fn a_second_copy_in_flight_is_a_replay_until_released() {
         "after the applier handled it, the store decides"
     );
 }
+
+impl World {
+    /// Evidence for `nonce` whose policy lookup fails and counts its calls: `Err` when the
+    /// lookup ran, else the decision, committed.
+    fn evidence_counting_lookups(
+        &mut self,
+        nonce: Nonce,
+        outcome: &Result<Verified, Failure>,
+        lookups: &mut u32,
+    ) -> Result<Decision, ShellError> {
+        let input = EvidenceInput {
+            nonce,
+            issued: self.table.get(&nonce).cloned(),
+            outcome,
+            eventlog: None,
+        };
+        let lookup = |_: &DeviceRecord| -> Result<Governing, ShellError> {
+            *lookups += 1;
+            Err(ShellError::PolicyRead)
+        };
+        let mut d =
+            self.core
+                .on_evidence(self.rec.clone(), input, lookup, self.now, &mut Broken)?;
+        d.effects = self.commit(d.effects);
+        Ok(d)
+    }
+}
+
+/// The shell's errors in [`World::evidence_counting_lookups`].
+#[derive(Debug, PartialEq, Eq)]
+enum ShellError {
+    PolicyRead,
+    NoNonce,
+}
+
+impl From<NonceUnavailable> for ShellError {
+    fn from(_: NonceUnavailable) -> Self {
+        ShellError::NoNonce
+    }
+}
+
+#[test]
+fn refused_evidence_reads_no_policy_and_a_failing_read_cannot_drop_it() {
+    let mut w = World::trusted();
+    let mut lookups = 0;
+    // Unknown nonce.
+    let unknown = Nonce::from_bytes([0xee; 32]);
+    let d = w
+        .evidence_counting_lookups(unknown, &verified(1, 200), &mut lookups)
+        .unwrap();
+    assert_eq!(d.rejected, Some(Rejection::Nonce(NonceRejection::Unknown)));
+    // Expired nonce.
+    let late = w.challenge();
+    w.now += NONCE_TTL + 1;
+    let d = w
+        .evidence_counting_lookups(late, &verified(1, 200), &mut lookups)
+        .unwrap();
+    assert_eq!(d.rejected, Some(Rejection::Nonce(NonceRejection::Expired)));
+    // Stale: genuine but older than the accepted quote (TPM clock 100 in `trusted`).
+    let n = w.challenge();
+    let d = w
+        .evidence_counting_lookups(n, &verified(1, 50), &mut lookups)
+        .unwrap();
+    assert_eq!(d.rejected, Some(Rejection::Stale));
+    // Replay of the nonce just consumed.
+    let d = w
+        .evidence_counting_lookups(n, &verified(1, 300), &mut lookups)
+        .unwrap();
+    assert_eq!(d.rejected, Some(Rejection::Nonce(NonceRejection::Replay)));
+    assert_eq!(lookups, 0, "no refused evidence looked up a policy");
+    // Evidence that is appraised does look it up, and its failure is the caller's error.
+    let n = w.challenge();
+    let e = w
+        .evidence_counting_lookups(n, &verified(1, 400), &mut lookups)
+        .unwrap_err();
+    assert_eq!((e, lookups), (ShellError::PolicyRead, 1));
+}

@@ -25,6 +25,7 @@ use super::{
 mod expiry;
 mod inbound;
 mod operator;
+mod policy;
 
 /// Verdict lifetime in these tests.
 const TTL: u64 = 900;
@@ -128,6 +129,7 @@ impl World {
                 verdict_ttl: TTL,
                 verifier_id: "test".into(),
                 quarantine_after_expiries,
+                max_eventlog: super::MAX_EVENTLOG,
             }),
             rate: RateLimiter::new(per_minute),
             nonces: Numbered::default(),
@@ -223,11 +225,16 @@ impl World {
             issued: self.table.get(&nonce).cloned(),
             outcome,
             eventlog: None,
-            governing: gov,
         };
         let mut d = self
             .core
-            .on_evidence(self.rec.clone(), input, self.now, &mut self.nonces)
+            .on_evidence(
+                self.rec.clone(),
+                input,
+                |_| Ok::<_, NonceUnavailable>(gov.clone()),
+                self.now,
+                &mut self.nonces,
+            )
             .unwrap();
         d.effects = self.commit(d.effects);
         d

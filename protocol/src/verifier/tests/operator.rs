@@ -19,11 +19,14 @@ impl World {
         Ok(self.commit(e))
     }
 
+    /// A change of the values governing the device (`gov`'s), committed.
     fn policy_change(&mut self, gov: &Governing) -> Effects {
+        let changed = gov.found.as_ref().unwrap().scope.clone();
         let e = self
             .core
-            .on_policy_change(self.rec.clone(), gov, self.now, &mut self.nonces)
-            .unwrap();
+            .on_policy_change(self.rec.clone(), &changed, gov, self.now, &mut self.nonces)
+            .unwrap()
+            .expect("the changed values govern the device");
         self.commit(e)
     }
 }
