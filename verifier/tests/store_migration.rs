@@ -452,3 +452,72 @@ fn a_file_with_tables_but_no_meta_table_is_refused_not_taken_for_a_new_store() {
     let r = db.begin_read().unwrap();
     assert!(r.open_table(META).is_err());
 }
+
+/// Drops `field` from the map at `path` (a list of map keys) of device `id`'s schema-1 row.
+fn strip_v1_field(store: &Path, id: &str, path: &[&str], field: &str) {
+    let rows = raw_devices(store);
+    let (_, bytes) = rows.iter().find(|(k, _)| k == id).unwrap();
+    let mut v: ciborium::Value = ciborium::from_reader(bytes.as_slice()).unwrap();
+    let mut map = v.as_map_mut().unwrap();
+    for key in path {
+        map = map
+            .iter_mut()
+            .find(|(k, _)| k.as_text() == Some(key))
+            .unwrap()
+            .1
+            .as_map_mut()
+            .unwrap();
+    }
+    let before = map.len();
+    map.retain(|(k, _)| k.as_text() != Some(field));
+    assert_eq!(map.len(), before - 1, "{id} had {field}");
+    let mut out = Vec::new();
+    ciborium::into_writer(&v, &mut out).unwrap();
+    raw_edit(store, |w| {
+        w.open_table(DEVICES)
+            .unwrap()
+            .insert(id, out.as_slice())
+            .unwrap();
+    });
+}
+
+/// Schema-1 rows written before the hello/status counter existed have no `last_counter`: they
+/// migrate with 0 (every counter is fresh for them), as the old binary read them.
+#[test]
+fn a_v1_row_from_before_the_freshness_counter_migrates_with_counter_zero() {
+    let (_dir, path) = v1_copy();
+    strip_v1_field(&path, "t1", &[], "last_counter");
+    let store = Store::open(&path).unwrap();
+    let rec = store
+        .read()
+        .unwrap()
+        .device(&"t1".parse().unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(rec.last_counter, 0);
+    assert_eq!(
+        rec.status.state(),
+        vouch_protocol::verdict::DeviceState::Trusted
+    );
+}
+
+/// Schema 1 could hold an unresponsive device without its silence (written before the field
+/// existed): it migrates to a legal state, silent since its last verdict, one expiry counted —
+/// what schema 1's own expiry did with such a record — instead of reading as corrupt.
+#[test]
+fn a_v1_unresponsive_row_without_its_silence_migrates_to_a_legal_state() {
+    let (_dir, path) = v1_copy();
+    strip_v1_field(&path, "u1", &["status"], "silence");
+    let store = Store::open(&path).unwrap();
+    let rec = store
+        .read()
+        .unwrap()
+        .device(&"u1".parse().unwrap())
+        .unwrap()
+        .unwrap();
+    let silence = rec.status.silence().expect("unresponsive with a silence");
+    assert_eq!(
+        (Some(silence.since), silence.expiries),
+        (rec.status.last_verdict_at, 1)
+    );
+}
