@@ -481,19 +481,20 @@ fn strip_v1_field(store: &Path, id: &str, path: &[&str], field: &str) {
     });
 }
 
+/// Opens (migrating) the store at `path` and reads device `id`.
+fn migrated_device(path: &Path, id: &str) -> DeviceRecord {
+    let store = Store::open(path).unwrap();
+    let r = store.read().unwrap();
+    r.device(&id.parse().unwrap()).unwrap().unwrap()
+}
+
 /// Schema-1 rows written before the hello/status counter existed have no `last_counter`: they
 /// migrate with 0 (every counter is fresh for them), as the old binary read them.
 #[test]
 fn a_v1_row_from_before_the_freshness_counter_migrates_with_counter_zero() {
     let (_dir, path) = v1_copy();
     strip_v1_field(&path, "t1", &[], "last_counter");
-    let store = Store::open(&path).unwrap();
-    let rec = store
-        .read()
-        .unwrap()
-        .device(&"t1".parse().unwrap())
-        .unwrap()
-        .unwrap();
+    let rec = migrated_device(&path, "t1");
     assert_eq!(rec.last_counter, 0);
     assert_eq!(
         rec.status.state(),
@@ -508,13 +509,7 @@ fn a_v1_row_from_before_the_freshness_counter_migrates_with_counter_zero() {
 fn a_v1_unresponsive_row_without_its_silence_migrates_to_a_legal_state() {
     let (_dir, path) = v1_copy();
     strip_v1_field(&path, "u1", &["status"], "silence");
-    let store = Store::open(&path).unwrap();
-    let rec = store
-        .read()
-        .unwrap()
-        .device(&"u1".parse().unwrap())
-        .unwrap()
-        .unwrap();
+    let rec = migrated_device(&path, "u1");
     let silence = rec.status.silence().expect("unresponsive with a silence");
     assert_eq!(
         (Some(silence.since), silence.expiries),
