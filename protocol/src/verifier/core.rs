@@ -137,7 +137,11 @@ pub struct VerifierCore {
 }
 
 impl VerifierCore {
-    pub fn new(rules: Rules) -> Self {
+    /// A core deciding by `rules`. A `verdict_ttl` of 0 (which the config layer refuses with an
+    /// error) is taken as 1 s, so that no code path building `Rules` directly can make the
+    /// expiry sweep renew verdicts that are already expired.
+    pub fn new(mut rules: Rules) -> Self {
+        rules.verdict_ttl = rules.verdict_ttl.max(1);
         Self { rules }
     }
 

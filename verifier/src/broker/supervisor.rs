@@ -60,8 +60,9 @@ fn runs_our_config(pid: u32, conf: &Path) -> bool {
     matches!(args.as_slice(), [bin, flag, c] if bin.ends_with(b"mosquitto") && *flag == b"-c" && *c == conf)
 }
 
-/// Ends the Mosquitto a previous verifier left running on this data directory, if any.
-fn end_leftover(settings: &BrokerSettings) -> Result<()> {
+/// Ends the Mosquitto a previous verifier left running on this data directory, if any. Waits
+/// on the async timer, so the runtime's other tasks (the shutdown signal among them) run.
+async fn end_leftover(settings: &BrokerSettings) -> Result<()> {
     let pid_path = settings.pid_path();
     let Ok(text) = std::fs::read_to_string(&pid_path) else {
         return Ok(());
@@ -86,7 +87,7 @@ fn end_leftover(settings: &BrokerSettings) -> Result<()> {
         if start.elapsed() > STOP_GRACE * 2 {
             bail!("the leftover Mosquitto (pid {pid}) does not exit");
         }
-        std::thread::sleep(Duration::from_millis(20));
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(())
 }
@@ -116,7 +117,7 @@ impl Supervisor {
                 self.bin.display()
             );
         }
-        end_leftover(&self.settings)?;
+        end_leftover(&self.settings).await?;
         let mut child = self.spawn()?;
         let start = Instant::now();
         let listen = self.settings.listen;

@@ -160,3 +160,15 @@ fn verdict_lifetime_follows_the_quote_behind_it() {
         now + TTL
     );
 }
+
+#[test]
+fn a_zero_verdict_lifetime_is_taken_as_one_second_so_renewals_never_arrive_expired() {
+    let core = VerifierCore::new(Rules {
+        nonce_ttl: NONCE_TTL,
+        verdict_ttl: 0,
+        verifier_id: "test".into(),
+        quarantine_after_expiries: 0,
+        max_eventlog: crate::verifier::MAX_EVENTLOG,
+    });
+    assert_eq!(core.rules().verdict_ttl, 1);
+}
