@@ -558,16 +558,18 @@ mod tests {
         assert_eq!(c.attestation_finished(114), vec![]);
     }
 
+    /// Puts `c` in the middle of an attestation, answering a first challenge.
+    fn attesting(c: &mut AgentCore) {
+        let first = c
+            .on_message(TOPIC, &sealed(&issued(1, 0, 100)), 100)
+            .unwrap();
+        assert!(attested(&first).is_some());
+    }
+
     #[test]
     fn a_newer_valid_challenge_replaces_the_pending_one() {
         let mut c = core();
-        assert!(
-            attested(
-                &c.on_message(TOPIC, &sealed(&issued(1, 0, 100)), 100)
-                    .unwrap()
-            )
-            .is_some()
-        );
+        attesting(&mut c);
         let older = issued(2, 0, 101);
         let newer = issued(3, 0, 102);
         assert_eq!(c.on_message(TOPIC, &sealed(&older), 102).unwrap(), vec![]);
@@ -578,13 +580,7 @@ mod tests {
     #[test]
     fn a_pending_challenge_that_expired_while_waiting_is_dropped() {
         let mut c = core();
-        assert!(
-            attested(
-                &c.on_message(TOPIC, &sealed(&issued(1, 0, 100)), 100)
-                    .unwrap()
-            )
-            .is_some()
-        );
+        attesting(&mut c);
         let waiting = issued(2, 0, 101);
         assert_eq!(c.on_message(TOPIC, &sealed(&waiting), 101).unwrap(), vec![]);
         let late = waiting.expires_at + crate::nonce::CLOCK_SKEW_SECS + 1;

@@ -304,6 +304,23 @@ impl Demo {
         Ok(())
     }
 
+    /// Waits until `id` is quarantined, then says `headline` and lists the reasons.
+    fn show_quarantine(&self, id: &str, headline: &str) -> Result<()> {
+        let d = self.wait(
+            &format!("{id}'s quarantine"),
+            Duration::from_secs(10 * self.setup()?.interval + 30),
+            || {
+                let d = self.device(id)?;
+                Ok((d.state.as_str() == "quarantined").then_some(d))
+            },
+        )?;
+        self.say("verifier", headline);
+        for r in &d.reasons {
+            println!("{:>18}{r}", "");
+        }
+        Ok(())
+    }
+
     /// Polls `f` until it returns `Some`, the timeout passes, or the demo is interrupted.
     fn wait<T>(
         &self,
@@ -437,21 +454,10 @@ impl Demo {
             victim_dir.join(FIRMWARE),
             b"attendance terminal firmware 1.4.2 + implant\n",
         )?;
-        let d = self.wait(
-            &format!("{victim}'s quarantine"),
-            Duration::from_secs(10 * self.setup()?.interval + 30),
-            || {
-                let d = self.device(&victim)?;
-                Ok((d.state.as_str() == "quarantined").then_some(d))
-            },
-        )?;
-        self.say(
-            "verifier",
+        self.show_quarantine(
+            &victim,
             &format!("{victim} QUARANTINED at its next attestation; the reason names the file:"),
-        );
-        for r in &d.reasons {
-            println!("{:>18}{r}", "");
-        }
+        )?;
         self.pause()?;
         if self.terminals.len() >= 3 {
             self.reboot_act()?;
@@ -500,21 +506,10 @@ impl Demo {
             &id,
             "rebooted into a patched boot loader (\\EFI\\BOOT\\BOOTX64.EFI changed)",
         );
-        let d = self.wait(
-            &format!("{id}'s quarantine"),
-            Duration::from_secs(10 * self.setup()?.interval + 30),
-            || {
-                let d = self.device(&id)?;
-                Ok((d.state.as_str() == "quarantined").then_some(d))
-            },
-        )?;
-        self.say(
-            "verifier",
+        self.show_quarantine(
+            &id,
             &format!("{id} QUARANTINED at boot; the reason names the boot event:"),
-        );
-        for r in &d.reasons {
-            println!("{:>18}{r}", "");
-        }
+        )?;
         Ok(())
     }
 
