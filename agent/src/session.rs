@@ -330,6 +330,8 @@ impl Session {
                     "ignored a challenge that is already expired by this terminal's clock; \
                      check the clock (NTP) if this repeats"
                 ),
+                // Punch mirroring is not wired into the session yet.
+                AgentAction::PunchAck(_) => {}
                 AgentAction::Ignored(why) => tracing::debug!(why, "ignored message"),
             }
         }

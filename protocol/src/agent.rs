@@ -61,6 +61,9 @@ pub enum AgentAction {
     ViewChanged,
     /// A new verdict arrived (for `attest --once` to match against its nonce).
     VerdictReceived(Verdict),
+    /// The verifier acknowledged the punch mirror's head (signature checked): hand it to the
+    /// uploader ([`crate::punch::Uploader::on_ack`]).
+    PunchAck(crate::punch::PunchAck),
     /// Nothing to do; the text says why (for a debug log line).
     Ignored(&'static str),
 }
@@ -155,7 +158,7 @@ impl AgentCore {
 
     /// The MQTT topics the agent subscribes to.
     pub fn subscriptions(&self) -> Vec<String> {
-        [Kind::Challenge, Kind::Verdict, Kind::Cmd]
+        [Kind::Challenge, Kind::Verdict, Kind::Cmd, Kind::Ack]
             .into_iter()
             .map(|k| Topic::new(self.device.clone(), k).to_string())
             .collect()
@@ -191,7 +194,8 @@ impl AgentCore {
             Kind::Challenge => self.on_challenge(msg.open()?, now),
             Kind::Verdict => self.on_verdict(msg.open()?)?,
             Kind::Cmd => self.on_cmd(msg.open()?),
-            // Sender::Verifier above leaves only these three kinds.
+            Kind::Ack => vec![AgentAction::PunchAck(msg.open()?)],
+            // Sender::Verifier above leaves only these four kinds.
             _ => return Err(bad_topic()),
         })
     }

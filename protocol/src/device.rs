@@ -57,6 +57,12 @@ pub enum AuditAction {
     ReleaseFailed,
     PolicyChanged,
     Unresponsive,
+    /// A punch batch was refused as tamper (forged, forked, or a broken chain).
+    PunchesRejected,
+    /// An operator exported punch records (personal data).
+    PunchesExported,
+    /// An operator marked held punch records as reviewed.
+    PunchesReviewed,
 }
 
 impl AuditAction {
@@ -70,6 +76,9 @@ impl AuditAction {
             AuditAction::ReleaseFailed => "release_failed",
             AuditAction::PolicyChanged => "policy_changed",
             AuditAction::Unresponsive => "unresponsive",
+            AuditAction::PunchesRejected => "punches_rejected",
+            AuditAction::PunchesExported => "punches_exported",
+            AuditAction::PunchesReviewed => "punches_reviewed",
         }
     }
 }
@@ -435,6 +444,16 @@ impl DeviceStatus {
             text: reason.to_owned(),
         }];
         Ok(self.enter_quarantine(why, actor, now))
+    }
+
+    /// The verifier cuts the device off for tamper evidence outside an appraisal (a forged or
+    /// forked punch batch). A device already quarantined stays so, and the tamper is only
+    /// audited (the caller records it); `None` then.
+    pub fn quarantine_for(&mut self, reason: Reason, now: u64) -> Option<Transition> {
+        if self.quarantine_in_force().is_some() {
+            return None;
+        }
+        Some(self.enter_quarantine(vec![reason], Actor::Verifier, now))
     }
 
     /// Quarantines the device (the caller checked it is not already).

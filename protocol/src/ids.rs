@@ -132,19 +132,25 @@ pub enum Kind {
     Verdict,
     /// Verifier → agent: an instruction (quarantine, release, attest now).
     Cmd,
+    /// Agent → verifier: a signed batch of the terminal's hash-chained punch records.
+    Punches,
+    /// Verifier → agent (retained): the signed acknowledgement of the mirror's durable head.
+    Ack,
     /// Agent → verifier over the HTTP API, not MQTT: a self-signed enrollment request.
     Enroll,
 }
 
 impl Kind {
     /// The kinds that travel over MQTT, in a fixed order.
-    pub const MQTT: [Kind; 6] = [
+    pub const MQTT: [Kind; 8] = [
         Kind::Hello,
         Kind::Evidence,
         Kind::Status,
+        Kind::Punches,
         Kind::Challenge,
         Kind::Verdict,
         Kind::Cmd,
+        Kind::Ack,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -155,14 +161,18 @@ impl Kind {
             Kind::Challenge => "challenge",
             Kind::Verdict => "verdict",
             Kind::Cmd => "cmd",
+            Kind::Punches => "punches",
+            Kind::Ack => "ack",
             Kind::Enroll => "enroll",
         }
     }
 
     pub const fn sender(self) -> Sender {
         match self {
-            Kind::Hello | Kind::Evidence | Kind::Status | Kind::Enroll => Sender::Agent,
-            Kind::Challenge | Kind::Verdict | Kind::Cmd => Sender::Verifier,
+            Kind::Hello | Kind::Evidence | Kind::Status | Kind::Punches | Kind::Enroll => {
+                Sender::Agent
+            }
+            Kind::Challenge | Kind::Verdict | Kind::Cmd | Kind::Ack => Sender::Verifier,
         }
     }
 }
@@ -178,6 +188,8 @@ impl FromStr for Kind {
             "challenge" => Ok(Kind::Challenge),
             "verdict" => Ok(Kind::Verdict),
             "cmd" => Ok(Kind::Cmd),
+            "punches" => Ok(Kind::Punches),
+            "ack" => Ok(Kind::Ack),
             "enroll" => Ok(Kind::Enroll),
             other => Err(IdError::UnknownKind {
                 kind: truncate_for_display(other),
@@ -296,7 +308,7 @@ mod tests {
         for bad in [
             "vouch/v2/term-1/evidence",
             "vouch/v1/term-1/evidence/x",
-            "vouch/v1/term-1/punches",
+            "vouch/v1/term-1/punch",
             "vouch/v1/term-1/enroll",
             "vouch/v1//evidence",
             "vouch/v1/term-1",

@@ -17,6 +17,7 @@ pub mod ids;
 pub mod messages;
 pub mod nonce;
 pub mod policy;
+pub mod punch;
 pub mod reason;
 pub mod tpm;
 pub mod verdict;

@@ -109,6 +109,12 @@ pub enum Reason {
     Unresponsive { expiries: u32 },
     /// The device is held in a quarantine, by `actor`, for `reasons`.
     Quarantined { actor: Actor, reasons: Vec<Reason> },
+    /// A punch batch on the device's topic whose signature does not verify with its key.
+    PunchForged,
+    /// A punch batch whose record `seq` differs from the one the mirror holds.
+    PunchFork { seq: u64 },
+    /// A punch batch whose chain breaks at record `seq` (its `prev_hash` or the head hash).
+    PunchChainBroken { seq: u64 },
     /// An operator's own words (the reason given with `vouchctl quarantine`).
     Operator { text: String },
     /// The evidence is wrong inside ([`Defect`]); its code is the defect's.
@@ -148,6 +154,9 @@ impl Reason {
         "no_fresh_evidence",
         "unresponsive",
         "quarantined",
+        "punch_forged",
+        "punch_fork",
+        "punch_chain_broken",
         "operator",
         "legacy",
         // Evidence defects (`appraisal::Defect::code`).
@@ -201,6 +210,9 @@ impl Reason {
             Reason::NoFreshEvidence { .. } => "no_fresh_evidence",
             Reason::Unresponsive { .. } => "unresponsive",
             Reason::Quarantined { .. } => "quarantined",
+            Reason::PunchForged => "punch_forged",
+            Reason::PunchFork { .. } => "punch_fork",
+            Reason::PunchChainBroken { .. } => "punch_chain_broken",
             Reason::Operator { .. } => "operator",
             Reason::Evidence(d) => d.code(),
             Reason::Legacy(_) => "legacy",
@@ -365,6 +377,16 @@ impl fmt::Display for Reason {
             ),
             Reason::Quarantined { actor, reasons } => {
                 write!(f, "quarantined by {actor}: {}", join(reasons))
+            }
+            Reason::PunchForged => {
+                f.write_str("a punch batch's signature does not verify with the device's key")
+            }
+            Reason::PunchFork { seq } => write!(
+                f,
+                "punch {seq} differs from the record the mirror holds (fork)"
+            ),
+            Reason::PunchChainBroken { seq } => {
+                write!(f, "the punch chain is broken at record {seq}")
             }
             Reason::Operator { text } | Reason::Legacy(text) => f.write_str(text),
             Reason::Evidence(d) => d.fmt(f),

@@ -388,7 +388,7 @@ mod tests {
             kind: &'a str,
             msg: u8,
         }
-        for (v, kind, want) in [(1, "punches", "unknown"), (2, "hello", "version")] {
+        for (v, kind, want) in [(1, "punch", "unknown"), (2, "hello", "version")] {
             let payload = to_cbor(&Raw {
                 v,
                 device: "t1",

@@ -9,6 +9,7 @@ mod expiry;
 mod inbound;
 mod operator;
 mod policy;
+mod punch;
 mod rate;
 mod record;
 mod rejection;

@@ -424,6 +424,9 @@ pub(super) enum AuditActionRow {
     ReleaseFailed,
     PolicyChanged,
     Unresponsive,
+    PunchesRejected,
+    PunchesExported,
+    PunchesReviewed,
 }
 
 impl AuditActionRow {
@@ -437,6 +440,9 @@ impl AuditActionRow {
             AuditAction::ReleaseFailed => Self::ReleaseFailed,
             AuditAction::PolicyChanged => Self::PolicyChanged,
             AuditAction::Unresponsive => Self::Unresponsive,
+            AuditAction::PunchesRejected => Self::PunchesRejected,
+            AuditAction::PunchesExported => Self::PunchesExported,
+            AuditAction::PunchesReviewed => Self::PunchesReviewed,
         }
     }
 
@@ -450,6 +456,9 @@ impl AuditActionRow {
             Self::ReleaseFailed => AuditAction::ReleaseFailed,
             Self::PolicyChanged => AuditAction::PolicyChanged,
             Self::Unresponsive => AuditAction::Unresponsive,
+            Self::PunchesRejected => AuditAction::PunchesRejected,
+            Self::PunchesExported => AuditAction::PunchesExported,
+            Self::PunchesReviewed => AuditAction::PunchesReviewed,
         }
     }
 }
