@@ -176,6 +176,18 @@ fn examples() -> Vec<(Reason, &'static str)> {
              not signed by the enrolled AK under the enrolled EK",
         ),
         (
+            Reason::PunchForged,
+            "a punch batch's signature does not verify with the device's key",
+        ),
+        (
+            Reason::PunchFork { seq: 42 },
+            "punch 42 differs from the record the mirror holds (fork)",
+        ),
+        (
+            Reason::PunchChainBroken { seq: 7 },
+            "the punch chain is broken at record 7",
+        ),
+        (
             Reason::Operator {
                 text: "tamper report".into(),
             },
