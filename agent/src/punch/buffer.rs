@@ -112,6 +112,12 @@ impl Buffer {
         Ok(Self { db, device })
     }
 
+    /// The database itself, for tests that hold a transaction open.
+    #[cfg(test)]
+    pub(crate) fn db(&self) -> &Database {
+        &self.db
+    }
+
     pub fn device(&self) -> &DeviceId {
         &self.device
     }

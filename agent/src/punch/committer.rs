@@ -88,19 +88,34 @@ fn run(
             }
         }
         let before = meta;
-        meta = commit(buffer, meta, s, jobs);
+        let status_replies;
+        (meta, status_replies) = commit(buffer, meta, s, jobs);
         if meta.last.seq != before.last.seq {
             last.send_replace(meta.last.seq);
         }
         if meta.acked.seq != before.acked.seq {
             prune(buffer, &meta, s);
         }
+        // Status is answered after the group's deletions: a caller that sees an acked head
+        // also sees what it allowed to be deleted gone.
+        for r in status_replies {
+            let _ = r.send(Answer::Status {
+                meta,
+                capacity: s.capacity,
+            });
+        }
     }
 }
 
-/// One group: one transaction, then the answers. A storage failure answers every punch of the
-/// group with the error (nothing of it was stored) and keeps the old meta.
-fn commit(buffer: &Buffer, meta: Meta, s: &Settings, jobs: Vec<Job>) -> Meta {
+/// One group: one transaction, then the punches' answers (status questions are returned, for
+/// the caller to answer). A storage failure answers every punch of the group with the error
+/// (nothing of it was stored) and keeps the old meta.
+fn commit(
+    buffer: &Buffer,
+    meta: Meta,
+    s: &Settings,
+    jobs: Vec<Job>,
+) -> (Meta, Vec<oneshot::Sender<Answer>>) {
     let mut inputs = Vec::new();
     let mut punch_replies = Vec::new();
     let mut status_replies = Vec::new();
@@ -119,37 +134,25 @@ fn commit(buffer: &Buffer, meta: Meta, s: &Settings, jobs: Vec<Job>) -> Meta {
             }
         }
     }
-    let (meta, results) = match buffer.commit_group(meta, acked, inputs, s.boot, s.capacity, now())
-    {
-        Ok(r) => r,
+    match buffer.commit_group(meta, acked, inputs, s.boot, s.capacity, now()) {
+        Ok((meta, results)) => {
+            for (reply, result) in punch_replies.into_iter().zip(results) {
+                let _ = reply.send(match result {
+                    Ok(head) => Answer::Punched(head),
+                    Err(refused) => Answer::Error(refused.to_string()),
+                });
+            }
+            (meta, status_replies)
+        }
         Err(e) => {
             let msg = format!("could not store the punch: {e:#}; nothing was stored");
             tracing::error!(error = %msg, "punch commit failed");
             for r in punch_replies {
                 let _ = r.send(Answer::Error(msg.clone()));
             }
-            for r in status_replies {
-                let _ = r.send(Answer::Status {
-                    meta,
-                    capacity: s.capacity,
-                });
-            }
-            return meta;
+            (meta, status_replies)
         }
-    };
-    for (reply, result) in punch_replies.into_iter().zip(results) {
-        let _ = reply.send(match result {
-            Ok(head) => Answer::Punched(head),
-            Err(refused) => Answer::Error(refused.to_string()),
-        });
     }
-    for r in status_replies {
-        let _ = r.send(Answer::Status {
-            meta,
-            capacity: s.capacity,
-        });
-    }
-    meta
 }
 
 /// Deletes acknowledged records past their retention, one bounded transaction at a time
@@ -164,5 +167,87 @@ fn prune(buffer: &Buffer, meta: &Meta, s: &Settings) {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::oneshot::error::TryRecvError;
+
+    fn started(
+        dir: &std::path::Path,
+        capacity: u64,
+    ) -> (Arc<Buffer>, Handle, watch::Receiver<u64>) {
+        let buffer =
+            Arc::new(Buffer::open(&dir.join("p.redb"), "term-1".parse().unwrap()).unwrap());
+        let meta = buffer.meta().unwrap();
+        let (tx, rx) = watch::channel(meta.last.seq);
+        let settings = Settings {
+            boot: BootId([1; 16]),
+            capacity,
+            retention_secs: 0,
+        };
+        let h = spawn(buffer.clone(), meta, settings, tx).unwrap();
+        (buffer, h, rx)
+    }
+
+    fn punch(h: &Handle, employee: &str) -> oneshot::Receiver<Answer> {
+        let (tx, rx) = oneshot::channel();
+        let input = PunchInput::parse(employee, "in", None, 1).unwrap();
+        h.jobs.send(Job::Punch(input, tx)).unwrap();
+        rx
+    }
+
+    #[test]
+    fn no_punch_is_answered_before_its_transaction_has_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (buffer, h, last) = started(dir.path(), 100);
+        // Hold the database's write lock: the committer cannot even begin its transaction.
+        let blocker = buffer.db().begin_write().unwrap();
+        let mut answers: Vec<_> = (0..3).map(|i| punch(&h, &format!("E{i}"))).collect();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        for a in &mut answers {
+            assert_eq!(
+                a.try_recv(),
+                Err(TryRecvError::Empty),
+                "answered before the commit"
+            );
+        }
+        assert_eq!(*last.borrow(), 0);
+        drop(blocker);
+        for (i, a) in answers.into_iter().enumerate() {
+            let Answer::Punched(head) = a.blocking_recv().unwrap() else {
+                panic!("punch {i} refused")
+            };
+            assert_eq!(head.seq, i as u64 + 1);
+            // Committed: visible to a fresh read transaction, with the answered hash.
+            assert_eq!(buffer.hash_at(head.seq).unwrap(), Some(head.hash));
+        }
+        assert_eq!(buffer.meta().unwrap().last.seq, 3);
+    }
+
+    #[test]
+    fn an_acked_head_is_persisted_before_status_reports_it_and_deletions_are_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let (buffer, h, _last) = started(dir.path(), 100);
+        let heads: Vec<Head> = (0..4)
+            .map(
+                |i| match punch(&h, &format!("E{i}")).blocking_recv().unwrap() {
+                    Answer::Punched(head) => head,
+                    other => panic!("{other:?}"),
+                },
+            )
+            .collect();
+        h.jobs.send(Job::Acked(heads[2])).unwrap();
+        let (tx, rx) = oneshot::channel();
+        h.jobs.send(Job::Status(tx)).unwrap();
+        let Answer::Status { meta, .. } = rx.blocking_recv().unwrap() else {
+            panic!("status")
+        };
+        assert_eq!(meta.acked, heads[2]);
+        assert_eq!(buffer.meta().unwrap().acked, heads[2], "persisted");
+        // Retention 0: 1..=3 went once acknowledged, 4 (unacked) stays.
+        assert_eq!(buffer.oldest().unwrap(), Some(4));
     }
 }
