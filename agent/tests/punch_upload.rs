@@ -4,6 +4,10 @@
 //! only after the retention; after a restart the upload resumes from the acked head the
 //! retained ack names.
 
+// clippy's allow-expect-in-tests covers #[test] functions only, not the broker and mirror
+// helpers below, which should panic loudly too.
+#![allow(clippy::expect_used)]
+
 mod punch_support;
 
 use punch_support::{DEVICE, Terminal, status_over_socket};
