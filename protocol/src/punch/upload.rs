@@ -155,7 +155,8 @@ impl Uploader {
     pub fn wake_at(&self) -> Option<u64> {
         // With the window full only an ack (or the resend timer) can let more out: a linger
         // deadline already past would wake the caller again and again for nothing.
-        let window_full = self.next - self.acked - 1 >= self.rules.window;
+        // In flight: `next - acked - 1` records.
+        let window_full = self.next - self.acked > self.rules.window;
         let linger = self
             .unsent_since
             .filter(|_| self.next <= self.last && !window_full)
