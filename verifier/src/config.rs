@@ -42,7 +42,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub http_listen: Option<SocketAddr>,
     /// Flag a terminal (`vouchctl devices`, `"buffer_pressure"` in the device JSON) when its
-    /// unacknowledged punches fill more than this percentage of its buffer [default: 80]
+    /// unacknowledged punches fill this percentage of its buffer or more [default: 80]
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub punch_pressure_percent: Option<u8>,
     /// TOML config file; flags take precedence.

@@ -2,7 +2,9 @@
 //! enrolled over the HTTP API with its own MQTT identity, a signed batch published on its
 //! `punches` topic. Guards the wiring the engine tests cannot see: the verifier subscribes to
 //! `punches`, the ack comes back on the terminal's `ack` topic signed by the verifier, and it
-//! is retained, so a terminal that reconnects later learns the mirror's head without sending.
+//! is retained, so a terminal that reconnects later learns the mirror's head without sending;
+//! then the operator's HTTP routes over what was mirrored (device view, both export pages with
+//! their cursor rules, review).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -17,7 +19,7 @@ use vouch_protocol::punch::{BootId, PunchAck, PunchBatch, PunchInput, PunchRecor
 use vouch_protocol::wire;
 use vouch_sim::SimTpm;
 use vouch_test_kit::http::http_get;
-use vouch_verifier::api::{DeviceView, PunchPage};
+use vouch_verifier::api::{DeviceView, PunchPage, ReviewBody, ReviewView};
 use vouch_verifier::config::{RunArgs, ServerConfig};
 use vouch_verifier::ctl::client::Client;
 use vouch_verifier::server::{self, Listeners};
@@ -180,13 +182,36 @@ async fn a_batch_published_by_a_terminal_is_mirrored_and_its_ack_is_retained_for
     assert_eq!((ack.seq, ack.head), (20, head));
 
     let c = client.clone();
-    let (view, page) = tokio::task::spawn_blocking(move || {
+    let (view, page, all, half_cursor, review) = tokio::task::spawn_blocking(move || {
         let v: DeviceView = c.get("/v1/devices/t1").unwrap();
         let p: PunchPage = c.get("/v1/devices/t1/punches?since=18").unwrap();
-        (v, p)
+        let all: PunchPage = c
+            .get("/v1/punches?after_device=t1&after_seq=15&limit=3")
+            .unwrap();
+        let half = c
+            .get::<PunchPage>("/v1/punches?after_device=t1")
+            .unwrap_err()
+            .to_string();
+        let body = ReviewBody {
+            through: 10,
+            reason: "checked".into(),
+        };
+        let r: ReviewView = c.post_json("/v1/devices/t1/punches/review", &body).unwrap();
+        (v, p, all, half, r)
     })
     .await
     .unwrap();
+    assert_eq!(
+        all.punches.iter().map(|p| p.seq).collect::<Vec<_>>(),
+        [16, 17, 18]
+    );
+    assert_eq!(all.next.map(|n| (n.device, n.seq)), Some(("t1".into(), 18)));
+    assert!(
+        half_cursor.contains("after_device and after_seq go together")
+            && half_cursor.contains("HTTP 400"),
+        "{half_cursor}"
+    );
+    assert_eq!((review.reviewed, review.held_unreviewed), (10, 10));
     assert_eq!(view.punches.head_seq, 20);
     assert_eq!(view.punches.head_hash, head.to_hex());
     assert_eq!(view.punches.held, 20, "a pending device's records are held");

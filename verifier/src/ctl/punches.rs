@@ -42,6 +42,7 @@ pub struct PunchesArgs {
 
 #[derive(Debug, Args)]
 pub struct ReviewArgs {
+    /// The device whose held records were reviewed.
     pub id: String,
     /// Mark held records with seq up to this one reviewed.
     #[arg(long)]
