@@ -469,4 +469,148 @@ mod tests {
         assert!(a.record(2).is_err());
         assert!(a.record(1).is_ok());
     }
+
+    /// A mirror reduced to the protocol's rules (check, decide, signed retained ack) on a
+    /// real Mosquitto: enough to show the load generator follows acks and recovers from a
+    /// lost batch, independent of the verifier it measures. Drops each terminal's first batch.
+    async fn lossy_mirror(
+        port: u16,
+        key: SigningKey,
+        devices: Vec<(DeviceId, ed25519_dalek::VerifyingKey)>,
+    ) {
+        use std::collections::{HashMap, HashSet};
+        let mut o = MqttOptions::new("test-mirror", "127.0.0.1", port);
+        o.set_max_packet_size(1 << 22, 1 << 22);
+        let (client, mut events) = AsyncClient::new(o, 1024);
+        let keys: HashMap<DeviceId, ed25519_dalek::VerifyingKey> = devices.into_iter().collect();
+        let mut heads: HashMap<DeviceId, MirrorHead> = HashMap::new();
+        let mut held: HashMap<(DeviceId, u64), ChainHash> = HashMap::new();
+        let mut dropped: HashSet<DeviceId> = HashSet::new();
+        loop {
+            let p = match events.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    client
+                        .subscribe("vouch/v1/+/punches", QoS::AtLeastOnce)
+                        .await
+                        .unwrap();
+                    continue;
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => p,
+                Ok(_) => continue,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let topic: Topic = p.topic.parse().unwrap();
+            let dev = topic.device.clone();
+            let batch: PunchBatch = wire::decode(&topic, &p.payload, wire::DEFAULT_MAX_PAYLOAD)
+                .unwrap()
+                .verify(&keys[&dev])
+                .unwrap()
+                .open()
+                .unwrap();
+            if dropped.insert(dev.clone()) {
+                continue;
+            }
+            let checked = check_batch(&dev, batch).unwrap().unwrap();
+            let head = *heads.entry(dev.clone()).or_insert(MirrorHead::EMPTY);
+            let decision = decide(head, &checked, |s| {
+                Ok::<_, ()>(held.get(&(dev.clone(), s)).copied())
+            })
+            .unwrap();
+            let ack = match decision {
+                MirrorDecision::Append { skip, head: new } => {
+                    for (r, h) in &checked.entries[skip..] {
+                        held.insert((dev.clone(), r.seq), *h);
+                    }
+                    heads.insert(dev.clone(), new);
+                    PunchAck {
+                        seq: new.seq,
+                        head: new.hash,
+                        resend: false,
+                    }
+                }
+                MirrorDecision::Duplicate => PunchAck {
+                    seq: head.seq,
+                    head: head.hash,
+                    resend: false,
+                },
+                MirrorDecision::Gap => PunchAck {
+                    seq: head.seq,
+                    head: head.hash,
+                    resend: true,
+                },
+                MirrorDecision::Tamper(e) => panic!("{dev}: {e}"),
+            };
+            let bytes = wire::seal(&dev, &ack, &key);
+            client
+                .publish(
+                    Topic::new(dev, Kind::Ack).to_string(),
+                    QoS::AtLeastOnce,
+                    true,
+                    bytes,
+                )
+                .await
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn the_load_generator_recovers_a_lost_batch_and_continues_its_chains_in_the_next_run() {
+        if !vouch_test_kit::process::have("mosquitto") {
+            eprintln!("mosquitto not installed: skipped");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let port = vouch_test_kit::process::free_port().unwrap();
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\n"),
+        )
+        .unwrap();
+        let _broker = vouch_test_kit::process::Proc::spawn(
+            "mosquitto",
+            std::process::Command::new("mosquitto").arg("-c").arg(&conf),
+            &dir.path().join("mosquitto.log"),
+        )
+        .unwrap();
+        assert!(vouch_test_kit::process::wait_for_port(
+            port,
+            Duration::from_secs(10)
+        ));
+        let mut devices: Vec<SimDevice> = (0..3)
+            .map(|i| SimDevice::new(i, 1_800_000_000).unwrap().0)
+            .collect();
+        let keys = devices
+            .iter()
+            .map(|d| (d.id.clone(), d.key.verifying_key()))
+            .collect();
+        let verifier = SigningKey::from_bytes(&[7; 32]);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mirror_key = verifier.clone();
+        std::thread::spawn(move || rt.block_on(lossy_mirror(port, mirror_key, keys)));
+        // Give the mirror time to subscribe before the first batches go out.
+        std::thread::sleep(Duration::from_millis(500));
+        let cfg = LoadConfig {
+            batch: 10,
+            window: 3,
+            capacity: 1000,
+            timeout: Duration::from_secs(60),
+        };
+        let first = run(&mut devices, 50, cfg, port, verifier.verifying_key()).unwrap();
+        assert_eq!(first.records, 150);
+        assert!(
+            first.resends >= 3,
+            "each terminal's lost batch draws a resend: {first:?}"
+        );
+        assert!(devices.iter().all(|d| d.acked() == 50));
+        let second = run(&mut devices, 20, cfg, port, verifier.verifying_key()).unwrap();
+        assert_eq!(second.resends, 0, "{second:?}");
+        assert!(devices.iter().all(|d| d.acked() == 70));
+    }
 }
