@@ -146,6 +146,8 @@ pub struct LoadConfig {
     pub window: u64,
     /// Buffer capacity each terminal reports.
     pub capacity: u64,
+    /// Without an ack for this long, a terminal sends again from its acked head.
+    pub resend_after: Duration,
     /// A run that has not finished by then is an error (a stuck mirror is a finding).
     pub timeout: Duration,
 }
@@ -220,7 +222,7 @@ pub fn run(
             batch: cfg.batch,
             window: cfg.batch * cfg.window.max(1),
             linger_ms: 0,
-            resend_after_ms: 5_000,
+            resend_after_ms: cfg.resend_after.as_millis() as u64,
         },
         capacity: cfg.capacity,
         epoch: Instant::now(),
@@ -600,6 +602,7 @@ mod tests {
             batch: 10,
             window: 3,
             capacity: 1000,
+            resend_after: Duration::from_secs(10),
             timeout: Duration::from_secs(60),
         };
         let first = run(&mut devices, 50, cfg, port, verifier.verifying_key()).unwrap();

@@ -38,12 +38,21 @@ pub struct PunchArgs {
     /// Punch records per mirror run, spread evenly over the run's terminals.
     #[arg(long, default_value_t = 300_000)]
     pub records: u64,
-    /// Records per batch the simulated terminals send.
+    /// Records per batch in the one-terminal run (a terminal with a backlog).
     #[arg(long, default_value_t = 500)]
     pub batch: u64,
-    /// Batches in flight per terminal (unacked, at most).
-    #[arg(long, default_value_t = 8)]
+    /// Records per batch in runs with more terminals. With 1,000 terminals one batch each in
+    /// flight is already 1,000 messages queued for the verifier (the broker's cap for one
+    /// client); 50 records keeps that queue under a second of work, far from the resend timer.
+    #[arg(long, default_value_t = 50)]
+    pub fleet_batch: u64,
+    /// Batches in flight per terminal (unacked, at most); the agent's is 4.
+    #[arg(long, default_value_t = 4)]
     pub window: u64,
+    /// Milliseconds without an ack before a terminal sends again from its acked head; the
+    /// agent's is 10,000.
+    #[arg(long, default_value_t = 10_000)]
+    pub resend_after_ms: u64,
     /// Batches in flight over the whole fleet, at most: the per-terminal window shrinks to
     /// fit, down to 1 (the broker queues at most 1,000 messages for the verifier).
     #[arg(long, default_value_t = 512)]
@@ -95,8 +104,12 @@ fn check(args: &PunchArgs) -> Result<()> {
     if args.devices.is_empty() || args.devices.contains(&0) {
         bail!("--devices needs fleet sizes of at least 1");
     }
-    if args.batch == 0 || args.batch > MAX_BATCH_RECORDS as u64 {
-        bail!("--batch must be 1 to {MAX_BATCH_RECORDS} (the protocol's limit per batch)");
+    for b in [args.batch, args.fleet_batch] {
+        if b == 0 || b > MAX_BATCH_RECORDS as u64 {
+            bail!(
+                "--batch and --fleet-batch must be 1 to {MAX_BATCH_RECORDS} (the protocol's limit per batch)"
+            );
+        }
     }
     if args.window == 0 || args.fleet_window == 0 {
         bail!("--window and --fleet-window must be at least 1");
@@ -109,6 +122,14 @@ fn check(args: &PunchArgs) -> Result<()> {
 
 fn verdict(ok: bool) -> &'static str {
     if ok { "met" } else { "NOT MET" }
+}
+
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{} {what}s", thousands(n as f64))
+    }
 }
 
 fn thousands(x: f64) -> String {
@@ -222,17 +243,19 @@ fn mirror_runs(args: &PunchArgs, v: &Verifier, summary: &mut Vec<String>) -> Res
     for &n in &args.devices {
         let window = args.window.min(args.fleet_window / n as u64).max(1);
         let per_device = args.records.div_ceil(n as u64);
+        let batch = if n == 1 { args.batch } else { args.fleet_batch };
         let cfg = LoadConfig {
-            batch: args.batch,
+            batch,
             window,
             capacity: 1_000_000,
+            resend_after: Duration::from_millis(args.resend_after_ms),
             timeout: Duration::from_secs(args.timeout),
         };
         println!(
             "\nmirror, {n} terminal{}: {} records each, batch {}, {window} batch{} in flight per terminal",
             if n == 1 { "" } else { "s" },
             thousands(per_device as f64),
-            args.batch,
+            batch,
             if window == 1 { "" } else { "es" }
         );
         let mut devices: Vec<SimDevice> = fleet.drain(..n).collect();
@@ -244,7 +267,17 @@ fn mirror_runs(args: &PunchArgs, v: &Verifier, summary: &mut Vec<String>) -> Res
         devices.sort_by(|a, b| a.id().as_str().cmp(b.id().as_str()));
         fleet.splice(0..0, devices);
         let stats = stats?;
-        print_mirror(&stats, &cpu1.since(&cpu0, "load generator"));
+        print_mirror(
+            &stats,
+            &cpu1.since(&cpu0, "load generator"),
+            cfg.resend_after,
+        );
+        let us = cpu1.verifier_us_per(&cpu0, stats.records);
+        println!(
+            "  verifier CPU {us:.1} µs per record mirrored (an estimate, not a measurement: {} records/s if it had {} free cores and only CPU limited it)",
+            thousands(machine::cores() as f64 * 1e6 / us.max(1e-3)),
+            machine::cores()
+        );
         print_rejections(&rejected_before, &v.rejections()?);
         check_heads(v, &fleet[..n])?;
         let rate = stats.rate();
@@ -279,20 +312,23 @@ fn enroll_fleet(v: &Verifier, n: usize, base_time: u64) -> Result<Vec<SimDevice>
     Ok(devices)
 }
 
-fn print_mirror(s: &RunStats, cpu: &str) {
+fn print_mirror(s: &RunStats, cpu: &str, resend_after: Duration) {
     println!(
-        "  {} punches/s mirrored with durable acks ({} records in {:.2} s, {} batches; all {} terminals connected in {:.1} s before the clock started)",
+        "  {} punches/s mirrored with durable acks ({} records in {:.2} s, {} batches sent; {} connected and subscribed in {:.1} s before the clock started)",
         thousands(s.rate()),
         thousands(s.records as f64),
         s.elapsed.as_secs_f64(),
         thousands(s.batches as f64),
-        s.devices,
+        plural(s.devices, "terminal"),
         s.connect.as_secs_f64()
     );
     println!("  {cpu}");
     println!(
-        "  resend requests {}, silences (resent after 5 s without an ack) {}, reconnects {}",
-        s.resends, s.silences, s.reconnects
+        "  resend requests {}, silences (sent again after {:.0} s without an ack) {}, reconnects {}",
+        s.resends,
+        resend_after.as_secs_f64(),
+        s.silences,
+        s.reconnects
     );
 }
 

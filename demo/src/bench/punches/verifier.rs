@@ -151,6 +151,11 @@ impl CpuSample {
         }
     }
 
+    /// The verifier's CPU time per record between `before` and now, in microseconds.
+    pub fn verifier_us_per(&self, before: &CpuSample, records: u64) -> f64 {
+        (self.verifier - before.verifier) * 1e6 / records.max(1) as f64
+    }
+
     /// "CPU over the run" line: each process's share of one core.
     pub fn since(&self, before: &CpuSample, bench_label: &str) -> String {
         let wall = self.at.duration_since(before.at).as_secs_f64().max(1e-9);
