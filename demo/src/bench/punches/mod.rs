@@ -46,8 +46,9 @@ pub struct PunchArgs {
     /// client); 50 records keeps that queue under a second of work, far from the resend timer.
     #[arg(long, default_value_t = 50)]
     pub fleet_batch: u64,
-    /// Batches in flight per terminal (unacked, at most); the agent's is 4.
-    #[arg(long, default_value_t = 4)]
+    /// Batches in flight per terminal (unacked, at most). The agent keeps 4; the default is
+    /// deeper so one terminal can show the mirror's capacity instead of its own round trip.
+    #[arg(long, default_value_t = 16)]
     pub window: u64,
     /// Milliseconds without an ack before a terminal sends again from its acked head; the
     /// agent's is 10,000.
@@ -252,11 +253,11 @@ fn mirror_runs(args: &PunchArgs, v: &Verifier, summary: &mut Vec<String>) -> Res
             timeout: Duration::from_secs(args.timeout),
         };
         println!(
-            "\nmirror, {n} terminal{}: {} records each, batch {}, {window} batch{} in flight per terminal",
-            if n == 1 { "" } else { "s" },
+            "\nmirror, {}: {} records each, batch {batch}, {window} batch{} in flight per terminal (the agent keeps {})",
+            plural(n, "terminal"),
             thousands(per_device as f64),
-            batch,
-            if window == 1 { "" } else { "es" }
+            if window == 1 { "" } else { "es" },
+            vouch_agent::punch::upload::WINDOW_BATCHES
         );
         let mut devices: Vec<SimDevice> = fleet.drain(..n).collect();
         let rejected_before = v.rejections()?;
@@ -452,10 +453,12 @@ async fn agent_measure(
     loop {
         let s = agent::status(&agent.socket).await?;
         if s.acked_seq >= s.last_seq {
+            let drain = drain_start.elapsed();
             println!(
-                "  mirror caught up {:.2} s after the last confirmation (acked seq {})",
-                drain_start.elapsed().as_secs_f64(),
-                s.acked_seq
+                "  mirror caught up {:.2} s after the last confirmation (acked seq {}): {} punches/s from the first submission to the ack of the last",
+                drain.as_secs_f64(),
+                s.acked_seq,
+                thousands(c.punches as f64 / (c.elapsed + drain).as_secs_f64().max(1e-9))
             );
             break;
         }
