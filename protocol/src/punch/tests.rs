@@ -317,6 +317,23 @@ fn the_window_bounds_what_is_in_flight() {
 }
 
 #[test]
+fn a_full_window_sets_no_past_linger_wake_so_the_shell_does_not_spin() {
+    let d = dev("t1");
+    let c = chain(&d, 100);
+    let own = |seq: u64| c.get((seq - 1) as usize).map(|(_, h)| *h);
+    let mut u = Uploader::new(RULES, 0, ChainHash::GENESIS, 100, 0);
+    while u.next_batch(0).is_some() {}
+    // 30 in flight (the whole window), 70 waiting: only the resend timer can change anything.
+    assert_eq!(u.wake_at(), Some(RULES.resend_after_ms));
+    assert_eq!(u.next_batch(500), None);
+    assert_eq!(u.wake_at(), Some(RULES.resend_after_ms), "no wake in the past");
+    // An ack opens the window: the waiting records go at once, and the wakes come back.
+    u.on_ack(&ack(10, c[9].1, false), 600, own);
+    assert_eq!(u.next_batch(600), Some((31, 40)));
+    assert_eq!(u.wake_at(), Some(600 + RULES.resend_after_ms));
+}
+
+#[test]
 fn an_ack_advances_only_when_its_hash_is_the_terminals_own() {
     let d = dev("t1");
     let c = chain(&d, 20);

@@ -151,11 +151,14 @@ impl Uploader {
         Some((from, to))
     }
 
-    /// When [`Uploader::poll`] should next be called (ms), if anything is pending.
+    /// When [`Uploader::poll`] should next be called (ms), if anything is pending. A full
+    /// window sets no linger wake: nothing can be sent until an ack (or the resend timer), and a
+    /// linger time already past would wake the shell again at once, in a busy loop.
     pub fn wake_at(&self) -> Option<u64> {
+        let window_open = self.next.saturating_sub(self.acked + 1) < self.rules.window;
         let linger = self
             .unsent_since
-            .filter(|_| self.next <= self.last)
+            .filter(|_| self.next <= self.last && window_open)
             .map(|t| t + self.rules.linger_ms);
         let resend = self
             .waiting_since
