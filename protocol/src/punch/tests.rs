@@ -326,7 +326,11 @@ fn a_full_window_sets_no_past_linger_wake_so_the_shell_does_not_spin() {
     // 30 in flight (the whole window), 70 waiting: only the resend timer can change anything.
     assert_eq!(u.wake_at(), Some(RULES.resend_after_ms));
     assert_eq!(u.next_batch(500), None);
-    assert_eq!(u.wake_at(), Some(RULES.resend_after_ms), "no wake in the past");
+    assert_eq!(
+        u.wake_at(),
+        Some(RULES.resend_after_ms),
+        "no wake in the past"
+    );
     // An ack opens the window: the waiting records go at once, and the wakes come back.
     u.on_ack(&ack(10, c[9].1, false), 600, own);
     assert_eq!(u.next_batch(600), Some((31, 40)));
