@@ -15,7 +15,7 @@ mod tests;
 pub use batch::{CheckedBatch, MAX_BATCH_RECORDS, PunchAck, PunchBatch, check_batch};
 pub use mirror::{MirrorDecision, MirrorHead, buffer_pressure, decide, held_in};
 pub use record::{BootId, ChainHash, EmployeeId, Method, PunchInput, PunchKind, PunchRecord};
-pub use upload::{AckOutcome, UploadRules, Uploader};
+pub use upload::{AckOutcome, MAX_RESEND_WAIT_MS, UploadRules, Uploader};
 
 use thiserror::Error;
 

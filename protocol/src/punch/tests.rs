@@ -400,3 +400,36 @@ fn silence_and_reconnects_restart_from_the_acked_head() {
     u.connected(2000);
     assert_eq!(u.next_batch(2000), Some((6, 15)));
 }
+
+#[test]
+fn each_silence_in_a_row_doubles_the_resend_wait_and_an_advancing_ack_resets_it() {
+    let d = dev("t1");
+    let c = chain(&d, 40);
+    let own = |seq: u64| c.get((seq - 1) as usize).map(|(_, h)| *h);
+    let mut u = Uploader::new(RULES, 0, ChainHash::GENESIS, 40, 0);
+    assert_eq!(u.next_batch(0), Some((1, 10)));
+    // A verifier that is behind: every silence restarts the window, each time later.
+    let mut at = 0;
+    for wait in [1000, 2000, 4000, 8000] {
+        assert_eq!(u.resend_wait_ms(), wait);
+        assert!(!u.poll(at + wait - 1), "not before the wait is over");
+        at += wait;
+        assert!(u.poll(at));
+        assert_eq!(u.next_batch(at), Some((1, 10)));
+    }
+    for _ in 0..20 {
+        at += u.resend_wait_ms();
+        assert!(u.poll(at));
+        u.next_batch(at);
+    }
+    assert_eq!(u.resend_wait_ms(), MAX_RESEND_WAIT_MS, "capped");
+    assert!(matches!(
+        u.on_ack(&ack(10, c[9].1, false), at + 1, own),
+        AckOutcome::Advanced { seq: 10, .. }
+    ));
+    assert_eq!(
+        u.resend_wait_ms(),
+        RULES.resend_after_ms,
+        "progress resets it"
+    );
+}

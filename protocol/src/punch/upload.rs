@@ -5,10 +5,17 @@
 //! Rules: a record is deletable only once a verifier-signed ack covers it *and* the ack's head
 //! hash equals the terminal's own hash for that seq. After a (re)connect, a resend request or
 //! silence for `resend_after`, sending restarts from the acked head + 1; the mirror treats what
-//! it already holds as a duplicate, so resending is always safe.
+//! it already holds as a duplicate, so resending is always safe. Each silence in a row doubles
+//! the wait before the next restart (up to [`MAX_RESEND_WAIT_MS`]) and an ack that advances
+//! resets it: when the verifier is behind, a fleet of terminals re-sending their windows at a
+//! fixed period would only lengthen its backlog.
 
 use super::batch::PunchAck;
 use super::record::ChainHash;
+
+/// The longest wait without an ack before sending restarts from the acked head (the silence
+/// backoff's cap).
+pub const MAX_RESEND_WAIT_MS: u64 = 60_000;
 
 /// Tunables of the uploader.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,7 +26,8 @@ pub struct UploadRules {
     pub window: u64,
     /// How long a partial batch waits for more records, in milliseconds.
     pub linger_ms: u64,
-    /// Without an ack for this long while records are outstanding, start again from the head.
+    /// Without an ack for this long while records are outstanding, start again from the head
+    /// (doubled after each silence in a row, up to [`MAX_RESEND_WAIT_MS`]).
     pub resend_after_ms: u64,
 }
 
@@ -55,6 +63,8 @@ pub struct Uploader {
     waiting_since: Option<u64>,
     /// The head a resend last restarted from, so a burst of resend requests restarts once.
     last_rewind: Option<(u64, u64)>,
+    /// The current wait for an ack before restarting (`resend_after_ms`, doubled per silence).
+    resend_wait: u64,
 }
 
 impl Uploader {
@@ -81,6 +91,7 @@ impl Uploader {
             unsent_since: (last > acked).then_some(now_ms),
             waiting_since: None,
             last_rewind: None,
+            resend_wait: rules.resend_after_ms,
         }
     }
 
@@ -163,20 +174,30 @@ impl Uploader {
         let resend = self
             .waiting_since
             .filter(|_| self.next > self.acked + 1)
-            .map(|t| t + self.rules.resend_after_ms);
+            .map(|t| t + self.resend_wait);
         match (linger, resend) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
 
-    /// Time passes: without an ack for `resend_after` while records are outstanding, start
-    /// again from the acked head. Returns whether it did.
+    /// The wait for an ack before sending restarts from the acked head, as it now stands.
+    pub fn resend_wait_ms(&self) -> u64 {
+        self.resend_wait
+    }
+
+    /// Time passes: without an ack for the resend wait while records are outstanding, start
+    /// again from the acked head, and wait twice as long before the next restart. Returns
+    /// whether it restarted.
     pub fn poll(&mut self, now_ms: u64) -> bool {
         let outstanding = self.next > self.acked + 1;
         match self.waiting_since {
-            Some(t) if outstanding && now_ms.saturating_sub(t) >= self.rules.resend_after_ms => {
+            Some(t) if outstanding && now_ms.saturating_sub(t) >= self.resend_wait => {
                 self.rewind(now_ms);
+                self.resend_wait = self
+                    .resend_wait
+                    .saturating_mul(2)
+                    .min(MAX_RESEND_WAIT_MS.max(self.rules.resend_after_ms));
                 true
             }
             _ => false,
@@ -219,6 +240,7 @@ impl Uploader {
             self.acked_hash = ack.head;
             self.next = self.next.max(self.acked + 1);
             self.waiting_since = (self.next > self.acked + 1).then_some(now_ms);
+            self.resend_wait = self.rules.resend_after_ms;
         }
         if ack.resend {
             // One rewind per head and resend period: every batch after a gap draws its own

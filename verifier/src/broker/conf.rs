@@ -100,8 +100,12 @@ impl BrokerSettings {
         s.push_str(
             // max_queued_bytes keeps one client's queue (the verifier's, when it is slow or
             // away) well below memory_limit: otherwise one terminal flooding its own topics
-            // could fill the broker's whole memory and get every client disconnected.
-            "max_queued_messages 1000\n\
+            // could fill the broker's whole memory and get every client disconnected. The count
+            // limit applies to every client alike (Mosquitto 2.0 has no per-client setting), and
+            // the verifier's queue holds what the whole fleet sent it: 1,000 terminals each
+            // sending one punch batch at once already overran a limit of 1,000, silently
+            // dropping hellos and evidence too. The byte limit is the bound that matters.
+            "max_queued_messages 1000000\n\
              max_queued_bytes 268435456\n\
              max_inflight_messages 20\n\
              memory_limit 1073741824\n",

@@ -310,9 +310,18 @@ impl Engine {
     /// queue (broker unreachable for long) drops the message with a warning: state is already
     /// durable, and the retained verdict or the next challenge carries it to the agent.
     fn publish(&self, msgs: Vec<Outgoing>) {
+        use tokio::sync::mpsc::error::TrySendError;
         for m in msgs {
-            if let Err(e) = self.out.try_send(m) {
-                tracing::warn!(error = %e, "outgoing MQTT queue full; message dropped");
+            match self.out.try_send(m) {
+                Ok(()) => {}
+                Err(TrySendError::Full(m)) => {
+                    tracing::warn!(topic = %m.topic, "outgoing MQTT queue full; message dropped");
+                }
+                // The MQTT shell is gone: the verifier is shutting down. What was committed is
+                // durable, and the next start's challenges, verdicts and acks carry it.
+                Err(TrySendError::Closed(m)) => {
+                    tracing::debug!(topic = %m.topic, "MQTT shell stopped; message not published");
+                }
             }
         }
     }
