@@ -447,11 +447,22 @@ impl DeviceStatus {
     }
 
     /// The verifier cuts the device off for tamper evidence outside an appraisal (a forged or
-    /// forked punch batch). A device already quarantined stays so, and the tamper is only
-    /// audited (the caller records it); `None` then.
+    /// forked punch batch). A device already quarantined stays so: with a release pending, the
+    /// release fails as it would on contraindicated evidence (audited, the quarantine command
+    /// sent again), so a passing attestation afterwards cannot lift the quarantine; without
+    /// one, the tamper is only audited (the caller records it) and `None` is returned.
     pub fn quarantine_for(&mut self, reason: Reason, now: u64) -> Option<Transition> {
-        if self.quarantine_in_force().is_some() {
-            return None;
+        if let Lifecycle::Quarantined { release, .. } = &mut self.lifecycle {
+            let rel = release.take()?;
+            let text = reason.to_string();
+            return Some(Transition {
+                changes: vec![Change {
+                    action: AuditAction::ReleaseFailed,
+                    actor: Actor::Verifier,
+                    reason: format!("release ({}) cancelled: {text}", rel.reason),
+                }],
+                effects: vec![Effect::SendCmd(CmdAction::Quarantine { reason: text })],
+            });
         }
         Some(self.enter_quarantine(vec![reason], Actor::Verifier, now))
     }

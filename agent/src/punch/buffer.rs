@@ -141,7 +141,8 @@ impl Buffer {
     }
 
     /// Stores `inputs` in order after `meta.last` in ONE durable transaction, together with the
-    /// new last head and, if given, a newer acked head. Each input gets its head or the reason
+    /// new last head and, if given, another acked head (newer, or older when the mirror went
+    /// back). Each input gets its head or the reason
     /// it was refused (at capacity); refused inputs take no seq. Returns the new meta; on an
     /// error nothing at all was stored.
     pub fn commit_group(
@@ -154,7 +155,7 @@ impl Buffer {
         now: u64,
     ) -> Result<(Meta, Vec<Result<Head, Refused>>)> {
         let mut next = meta;
-        if let Some(a) = acked.filter(|a| a.seq > meta.acked.seq && a.seq <= meta.last.seq) {
+        if let Some(a) = acked.filter(|a| a.seq <= meta.last.seq) {
             next.acked = a;
         }
         let mut out = Vec::with_capacity(inputs.len());

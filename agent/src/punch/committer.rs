@@ -29,6 +29,10 @@ pub enum Job {
     Status(oneshot::Sender<Answer>),
     /// The uploader's acked head grew: persist it, then delete per retention.
     Acked(Head),
+    /// The mirror went back below the acked head (restored from a backup) and this terminal
+    /// still holds the records after it: persist the lower head, so none of them is deleted
+    /// before the mirror has them again.
+    Regressed(Head),
     /// Finish the jobs queued before this one, then end the thread (and close the buffer).
     Stop,
 }
@@ -129,7 +133,8 @@ fn commit(
     let mut inputs = Vec::new();
     let mut punch_replies = Vec::new();
     let mut status_replies = Vec::new();
-    let mut acked: Option<Head> = None;
+    // Acked and regressed heads in the order the uploader sent them.
+    let mut target = meta.acked;
     for job in jobs {
         match job {
             Job::Punch(input, reply) => {
@@ -137,14 +142,13 @@ fn commit(
                 punch_replies.push(reply);
             }
             Job::Status(reply) => status_replies.push(reply),
-            Job::Acked(h) => {
-                if acked.is_none_or(|a| h.seq > a.seq) {
-                    acked = Some(h);
-                }
-            }
+            Job::Acked(h) if h.seq > target.seq => target = h,
+            Job::Regressed(h) if h.seq < target.seq => target = h,
+            Job::Acked(_) | Job::Regressed(_) => {}
             Job::Stop => {}
         }
     }
+    let acked = (target != meta.acked).then_some(target);
     match buffer.commit_group(meta, acked, inputs, s.boot, s.capacity, now()) {
         Ok((meta, results)) => {
             for (reply, result) in punch_replies.into_iter().zip(results) {

@@ -216,6 +216,18 @@ impl PunchService {
             AckOutcome::Resend { from } => {
                 tracing::info!(from, "the mirror asks for punches again")
             }
+            AckOutcome::Regressed { seq, head } => {
+                tracing::warn!(
+                    seq,
+                    was = before,
+                    "the mirror went back below this terminal's acked head; sending again from it"
+                );
+                let head = Head { seq, hash: head };
+                if self.committer.jobs.send(Job::Regressed(head)).is_err() {
+                    tracing::error!("the punch committer is gone; the acked head is not persisted");
+                }
+                return;
+            }
             AckOutcome::Advanced { .. } | AckOutcome::Unchanged => {}
         }
         if self.uploader.acked() > before {

@@ -125,6 +125,9 @@ pub fn check_batch(
                 found: r.seq,
             });
         }
+        if r.time > super::record::MAX_TIME {
+            return Err(PunchError::TimeOutOfRange { time: r.time });
+        }
     }
     let first_prev = batch.records[0].prev_hash;
     let mut entries = Vec::with_capacity(n);

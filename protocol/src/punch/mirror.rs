@@ -45,7 +45,7 @@ pub fn decide<E>(
     if batch.first > head.seq.saturating_add(1) {
         return Ok(MirrorDecision::Gap);
     }
-    if batch.first == head.seq + 1 && batch.first_prev != head.hash {
+    if batch.first == head.seq.saturating_add(1) && batch.first_prev != head.hash {
         return Ok(MirrorDecision::Tamper(ChainError::Broken {
             seq: batch.first,
         }));

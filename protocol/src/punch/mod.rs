@@ -14,7 +14,9 @@ mod tests;
 
 pub use batch::{CheckedBatch, MAX_BATCH_RECORDS, PunchAck, PunchBatch, check_batch};
 pub use mirror::{MirrorDecision, MirrorHead, buffer_pressure, decide, held_in};
-pub use record::{BootId, ChainHash, EmployeeId, Method, PunchInput, PunchKind, PunchRecord};
+pub use record::{
+    BootId, ChainHash, EmployeeId, MAX_TIME, Method, PunchInput, PunchKind, PunchRecord,
+};
 pub use upload::{AckOutcome, MAX_RESEND_WAIT_MS, UploadRules, Uploader};
 
 use thiserror::Error;
@@ -34,6 +36,8 @@ pub enum PunchError {
     UnknownKind { kind: String },
     #[error("punch method must be face, fingerprint, card or pin, got \"{method}\"")]
     UnknownMethod { method: String },
+    #[error("punch time {time} is after 9999-12-31T23:59:59Z")]
+    TimeOutOfRange { time: u64 },
     #[error("boot id is not a 16-byte UUID: \"{value}\"")]
     BootId { value: String },
     #[error("punch record malformed: {reason}")]

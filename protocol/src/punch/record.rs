@@ -249,6 +249,10 @@ impl<'de> Deserialize<'de> for ChainHash {
     }
 }
 
+/// The latest punch time vouch accepts: 9999-12-31T23:59:59Z, the last second RFC 3339 (and
+/// every export) can write as a date.
+pub const MAX_TIME: u64 = 253_402_300_799;
+
 /// What the terminal application hands the agent: one validated punch without its place in
 /// the chain yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -268,6 +272,9 @@ impl PunchInput {
         method: Option<&str>,
         time: u64,
     ) -> Result<Self, PunchError> {
+        if time > MAX_TIME {
+            return Err(PunchError::TimeOutOfRange { time });
+        }
         Ok(Self {
             employee: employee.parse()?,
             kind: kind.parse()?,

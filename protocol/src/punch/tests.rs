@@ -433,3 +433,79 @@ fn each_silence_in_a_row_doubles_the_resend_wait_and_an_advancing_ack_resets_it(
         "progress resets it"
     );
 }
+
+#[test]
+fn the_retained_resend_ack_after_a_reconnect_does_not_send_the_window_twice() {
+    let mut u = Uploader::new(RULES, 0, ChainHash::GENESIS, 30, 0);
+    u.connected(0);
+    let mut sent = Vec::new();
+    while let Some(r) = u.next_batch(0) {
+        sent.push(r);
+    }
+    let own = |_| None;
+    assert_eq!(
+        u.on_ack(&ack(0, ChainHash::GENESIS, true), 5, own),
+        AckOutcome::Unchanged
+    );
+    assert_eq!(u.next_batch(5), None, "nothing sent again");
+    assert_eq!(sent, vec![(1, 10), (11, 20), (21, 30)]);
+}
+
+#[test]
+fn a_batch_the_connection_could_not_take_is_sent_again() {
+    let mut u = Uploader::new(RULES, 0, ChainHash::GENESIS, 30, 0);
+    assert_eq!(u.next_batch(0), Some((1, 10)));
+    assert_eq!(u.next_batch(0), Some((11, 20)));
+    u.not_sent(11, 1);
+    assert_eq!(u.next_batch(1), Some((11, 20)));
+    u.not_sent(5, 2); // not the start of an unsent batch: ignored below the acked head + 1
+    u.not_sent(1, 2);
+    assert_eq!(u.next_batch(2), Some((1, 10)));
+}
+
+#[test]
+fn a_mirror_that_went_back_gets_the_records_the_terminal_still_holds() {
+    let d = dev("t1");
+    let c = chain(&d, 20);
+    let own = |seq: u64| c.get((seq - 1) as usize).map(|(_, h)| *h);
+    let mut u = Uploader::new(RULES, 15, c[14].1, 20, 0);
+    // The mirror was restored from a backup holding 1..=5; this terminal still holds 5..
+    assert_eq!(
+        u.on_ack(&ack(5, c[4].1, true), 10, own),
+        AckOutcome::Regressed {
+            seq: 5,
+            head: c[4].1
+        }
+    );
+    assert_eq!(u.acked(), 5);
+    assert_eq!(u.next_batch(10), Some((6, 15)));
+    // Without the record any more, it is a loud disagreement and nothing moves.
+    let held_from_12 = |seq: u64| (seq >= 12).then(|| c[(seq - 1) as usize].1);
+    let mut u = Uploader::new(RULES, 15, c[14].1, 20, 0);
+    assert!(matches!(
+        u.on_ack(&ack(5, c[4].1, true), 10, held_from_12),
+        AckOutcome::Disagrees { seq: 5, .. }
+    ));
+    assert_eq!(u.acked(), 15);
+    // An older ack without a resend request is only old news.
+    let mut u = Uploader::new(RULES, 15, c[14].1, 20, 0);
+    assert_eq!(
+        u.on_ack(&ack(5, c[4].1, false), 10, own),
+        AckOutcome::Unchanged
+    );
+}
+
+#[test]
+fn punch_times_past_the_year_9999_are_refused() {
+    let err = PunchInput::parse("E1", "in", None, MAX_TIME + 1).unwrap_err();
+    assert!(err.to_string().contains("9999-12-31"), "{err}");
+    let d = dev("t1");
+    let c = chain(&d, 1);
+    let mut b = batch(&d, &c, 1, 1);
+    b.records[0].time = u64::MAX;
+    b.head = b.records[0].hash(&d);
+    assert!(matches!(
+        check_batch(&d, b).unwrap_err(),
+        PunchError::TimeOutOfRange { .. }
+    ));
+}

@@ -43,6 +43,11 @@ pub enum AckOutcome {
     /// may also have advanced the acked head: the caller persists [`Uploader::acked`] whenever
     /// it grew, whatever the outcome.
     Resend { from: u64 },
+    /// The mirror asks for a resend from below the terminal's acked head (its store went back,
+    /// a restore from a backup, say) and this terminal still holds that record with the same
+    /// hash: the acked head moves back to `seq` (persist it, so nothing the mirror lacks is
+    /// deleted) and sending restarts after it.
+    Regressed { seq: u64, head: ChainHash },
     /// The ack names a seq this terminal never wrote, or a hash that is not this terminal's
     /// record at that seq: nothing is deleted, and the terminal keeps sending from its own
     /// acked head (an operator must look: the mirror and the terminal disagree).
@@ -123,9 +128,23 @@ impl Uploader {
     }
 
     /// The connection to the broker is (re)established: everything after the acked head is
-    /// sent again.
+    /// sent again. The retained ack arriving next may ask for the same resend; that one does
+    /// not restart the stream a second time.
     pub fn connected(&mut self, now_ms: u64) {
         self.rewind(now_ms);
+        self.last_rewind = Some((self.acked, now_ms));
+    }
+
+    /// The batch starting at `from` that [`Uploader::next_batch`] returned could not be handed
+    /// to the connection (its queue was full): it and everything after it count as unsent.
+    pub fn not_sent(&mut self, from: u64, now_ms: u64) {
+        if from > self.acked && from < self.next {
+            self.next = from;
+            self.unsent_since.get_or_insert(now_ms);
+            if self.next == self.acked + 1 {
+                self.waiting_since = None;
+            }
+        }
     }
 
     fn rewind(&mut self, now_ms: u64) {
@@ -219,7 +238,29 @@ impl Uploader {
             };
         }
         if ack.seq < self.acked {
-            return AckOutcome::Unchanged;
+            if !ack.resend {
+                // An older acknowledgement: the mirror has moved on since.
+                return AckOutcome::Unchanged;
+            }
+            // The mirror lost what it had acknowledged. Sending again is possible only while
+            // this terminal still holds the record at its head (pruning deletes oldest first,
+            // so everything after it is held too).
+            if own_hash(ack.seq).or((ack.seq == 0).then_some(ChainHash::GENESIS)) != Some(ack.head)
+            {
+                return AckOutcome::Disagrees {
+                    seq: ack.seq,
+                    reason: "the mirror went back to a head this terminal no longer holds or                              never had: records it had acknowledged are lost from the mirror",
+                };
+            }
+            self.acked = ack.seq;
+            self.acked_hash = ack.head;
+            self.last_rewind = Some((ack.seq, now_ms));
+            self.resend_wait = self.rules.resend_after_ms;
+            self.rewind(now_ms);
+            return AckOutcome::Regressed {
+                seq: ack.seq,
+                head: ack.head,
+            };
         }
         let own = if ack.seq == self.acked {
             Some(self.acked_hash)

@@ -370,6 +370,11 @@ async fn drive(
                         AckOutcome::Disagrees { seq, reason } => {
                             bail!("{}: the mirror's ack for seq {seq} disagrees: {reason}", d.id)
                         }
+                        // The bench starts each run on a fresh verifier: a mirror that went
+                        // back means the bench itself is wrong.
+                        AckOutcome::Regressed { seq, .. } => {
+                            bail!("{}: the mirror went back to seq {seq}", d.id)
+                        }
                         AckOutcome::Advanced { .. } | AckOutcome::Unchanged => {}
                     }
                     d.acked = up.acked();

@@ -71,3 +71,52 @@ fn punch_tamper_from_an_already_quarantined_device_only_adds_an_audit_entry() {
     assert_eq!(e.audit[0].action, AuditAction::PunchesRejected);
     assert_eq!(e.audit[0].actor, Actor::Verifier);
 }
+
+#[test]
+fn punch_tamper_while_a_release_is_pending_fails_the_release_so_passing_evidence_cannot_lift_it() {
+    let mut w = World::trusted();
+    let op = Actor::Operator("test".into());
+    let e = w
+        .core
+        .on_operator_action(
+            w.rec.clone(),
+            OperatorAction::Quarantine {
+                reason: "inspection",
+                actor: op.clone(),
+            },
+            w.now,
+            &mut w.nonces,
+        )
+        .unwrap();
+    w.commit(e);
+    let e = w
+        .core
+        .on_operator_action(
+            w.rec.clone(),
+            OperatorAction::Release {
+                reason: "inspected",
+                actor: op,
+            },
+            w.now,
+            &mut w.nonces,
+        )
+        .unwrap();
+    w.commit(e);
+    assert!(w.rec.status.release_pending());
+    w.now += 5;
+    let e = w.punch_tamper(Reason::PunchFork { seq: 2 });
+    let actions: Vec<AuditAction> = e.audit.iter().map(|a| a.action).collect();
+    assert_eq!(
+        actions,
+        [AuditAction::PunchesRejected, AuditAction::ReleaseFailed]
+    );
+    assert!(kinds(&e).contains(&"cmd"), "the quarantine command again");
+    assert!(!w.rec.status.release_pending(), "the release is cancelled");
+    // A passing attestation afterwards leaves the device quarantined.
+    w.now += 5;
+    let n = w.challenge();
+    let gov = device_policy(&w.rec, 1);
+    let d = w.evidence(n, &verified(1, 200), &gov);
+    assert_eq!(d.rejected, None);
+    assert_eq!(w.rec.status.state(), DeviceState::Quarantined);
+}
