@@ -7,7 +7,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod agent;
+pub mod mirror;
 pub mod procs;
+pub mod punch;
+pub mod punch_fleet;
 pub mod raw;
 pub mod spy;
 pub mod tls;
