@@ -49,12 +49,32 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::Status { json } => {
             let state = StateDir::existing(&global.state)?;
-            let v = status::view(&state)?;
+            let mut v = status::view(&state)?;
+            v.punches = Some(status::punches(&global.state, &file)?);
             if *json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 print!("{}", status::render(&v));
             }
+            Ok(0)
+        }
+        Command::Punch {
+            employee,
+            kind,
+            method,
+            at,
+            socket,
+        } => {
+            let socket = crate::config::punch_socket(socket.as_deref(), &file, &global.state);
+            let seq = crate::punch::client::punch(
+                &socket,
+                employee,
+                kind,
+                method.as_deref(),
+                at.as_deref(),
+            )
+            .context("punch not stored")?;
+            println!("{seq}");
             Ok(0)
         }
         Command::Run(args) => {

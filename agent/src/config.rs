@@ -10,6 +10,8 @@ use std::time::Duration;
 use vouch_common::mqtt_url::BrokerAddr;
 use vouch_protocol::ids::DeviceId;
 
+use crate::punch::PunchConfig;
+
 pub const DEFAULT_STATE: &str = "/var/lib/vouch-agent";
 pub const DEFAULT_TCTI: &str = "device:/dev/tpmrm0";
 pub const DEFAULT_INTERVAL_SECS: u64 = 300;
@@ -62,10 +64,30 @@ pub enum Command {
         #[arg(long)]
         timeout: Option<u64>,
     },
-    /// Show the device id, the last verdict and the quarantine state as the agent last heard them.
+    /// Show the device id, the last verdict and the quarantine state as the agent last heard
+    /// them, and the punch buffer (asked of the running daemon, else read from the buffer file).
     Status {
         #[arg(long)]
         json: bool,
+    },
+    /// Submit one punch to the running daemon and print the sequence number it was stored
+    /// under (durably committed before it answers).
+    Punch {
+        /// Employee id: 1-64 printable ASCII characters, no spaces.
+        #[arg(long)]
+        employee: String,
+        /// in | out
+        #[arg(long)]
+        kind: String,
+        /// face | fingerprint | card | pin
+        #[arg(long)]
+        method: Option<String>,
+        /// When the punch happened, RFC 3339 (e.g. 2026-12-02T08:00:00Z) [default: now]
+        #[arg(long)]
+        at: Option<String>,
+        /// The daemon's punch socket [default: STATE/punch.sock, or punch_socket in the config]
+        #[arg(long)]
+        socket: Option<PathBuf>,
     },
 }
 
@@ -97,6 +119,30 @@ pub struct RunArgs {
     /// [default: /sys/kernel/security/tpm0/binary_bios_measurements, skipped if absent]
     #[arg(long)]
     pub eventlog: Option<PathBuf>,
+    #[command(flatten)]
+    pub punch: PunchArgs,
+}
+
+/// Punch intake and mirroring (`run` only).
+#[derive(Debug, Args)]
+pub struct PunchArgs {
+    /// Unix socket the terminal application submits punches to (mode 0660)
+    /// [default: STATE/punch.sock]
+    #[arg(long)]
+    pub punch_socket: Option<PathBuf>,
+    /// Punches held that the verifier has not acknowledged yet; beyond this new punches are
+    /// refused (never overwritten) [default: 1000000]
+    #[arg(long)]
+    pub punch_capacity: Option<u64>,
+    /// Punches per uploaded batch, 1-2000 [default: 500]
+    #[arg(long)]
+    pub punch_batch: Option<u64>,
+    /// Milliseconds a partial batch waits for more punches before it is sent [default: 100]
+    #[arg(long)]
+    pub punch_linger_ms: Option<u64>,
+    /// Seconds an acknowledged punch stays in the buffer before it is deleted [default: 86400]
+    #[arg(long)]
+    pub punch_retention: Option<u64>,
 }
 
 /// The optional TOML file; every key mirrors a flag.
@@ -115,6 +161,11 @@ pub struct FileConfig {
     pub firmware_pcr: Option<u8>,
     pub timeout: Option<u64>,
     pub eventlog: Option<PathBuf>,
+    pub punch_socket: Option<PathBuf>,
+    pub punch_capacity: Option<u64>,
+    pub punch_batch: Option<u64>,
+    pub punch_linger_ms: Option<u64>,
+    pub punch_retention: Option<u64>,
 }
 
 impl FileConfig {
@@ -174,6 +225,7 @@ pub struct RunConfig {
     pub interval: Duration,
     pub firmware_pcr: u8,
     pub timeout: Duration,
+    pub punch: PunchConfig,
 }
 
 impl RunConfig {
@@ -247,8 +299,53 @@ impl RunConfig {
             interval: Duration::from_secs(interval),
             firmware_pcr,
             timeout: Duration::from_secs(timeout.max(1)),
+            punch: punch_config(&args.punch, file, state)?,
         })
     }
+}
+
+/// The punch socket `punch` and `status` talk to: the flag, the config file, or the default.
+pub fn punch_socket(flag: Option<&Path>, file: &FileConfig, state: &Path) -> PathBuf {
+    flag.map(Path::to_owned)
+        .or_else(|| file.punch_socket.clone())
+        .unwrap_or_else(|| crate::punch::default_socket(state))
+}
+
+/// The punch settings from the flags, the file or the defaults; each bad value names its flag.
+pub fn punch_config(args: &PunchArgs, file: &FileConfig, state: &Path) -> Result<PunchConfig> {
+    let capacity = args
+        .punch_capacity
+        .or(file.punch_capacity)
+        .unwrap_or(crate::punch::DEFAULT_CAPACITY);
+    if capacity == 0 {
+        bail!("--punch-capacity (punch_capacity) must be at least 1");
+    }
+    let batch = args
+        .punch_batch
+        .or(file.punch_batch)
+        .unwrap_or(crate::punch::DEFAULT_BATCH);
+    let max = vouch_protocol::punch::MAX_BATCH_RECORDS as u64;
+    if !(1..=max).contains(&batch) {
+        bail!("--punch-batch (punch_batch) must be 1 to {max}, got {batch}");
+    }
+    let linger = args
+        .punch_linger_ms
+        .or(file.punch_linger_ms)
+        .unwrap_or(crate::punch::DEFAULT_LINGER_MS);
+    if linger > 60_000 {
+        bail!("--punch-linger-ms (punch_linger_ms) must be at most 60000, got {linger}");
+    }
+    let retention = args
+        .punch_retention
+        .or(file.punch_retention)
+        .unwrap_or(crate::punch::DEFAULT_RETENTION_SECS);
+    Ok(PunchConfig {
+        socket: punch_socket(args.punch_socket.as_deref(), file, state),
+        capacity,
+        batch,
+        linger: Duration::from_millis(linger),
+        retention: Duration::from_secs(retention),
+    })
 }
 
 /// The firmware PCR from the flag, the file or the default, checked by the protocol's one rule
@@ -332,5 +429,33 @@ mod tests {
             let args = run_args(&["--firmware-pcr", &pcr.to_string()]);
             assert_eq!(firmware_pcr(&args, &FileConfig::default()).unwrap(), pcr);
         }
+    }
+
+    #[test]
+    fn bad_punch_settings_are_refused_naming_the_flag() {
+        let state = Path::new("/s");
+        let file = FileConfig::default();
+        let err = punch_config(&run_args(&["--punch-capacity", "0"]).punch, &file, state);
+        assert!(format!("{:#}", err.unwrap_err()).contains("--punch-capacity"));
+        let err = punch_config(&run_args(&["--punch-batch", "2001"]).punch, &file, state);
+        assert!(format!("{:#}", err.unwrap_err()).contains("--punch-batch"));
+        let err = punch_config(&run_args(&["--punch-batch", "0"]).punch, &file, state);
+        assert!(format!("{:#}", err.unwrap_err()).contains("--punch-batch"));
+        let err = punch_config(
+            &run_args(&["--punch-linger-ms", "99999"]).punch,
+            &file,
+            state,
+        );
+        assert!(format!("{:#}", err.unwrap_err()).contains("--punch-linger-ms"));
+        // Defaults, and the file's keys when no flag is given.
+        let c = punch_config(&run_args(&[]).punch, &file, state).unwrap();
+        assert_eq!(c, PunchConfig::defaults(state));
+        let file: FileConfig =
+            toml::from_str("punch_socket = \"/run/p.sock\"\npunch_capacity = 7\npunch_batch = 9\npunch_linger_ms = 5\npunch_retention = 60").unwrap();
+        let c = punch_config(&run_args(&["--punch-batch", "11"]).punch, &file, state).unwrap();
+        assert_eq!(c.socket, PathBuf::from("/run/p.sock"));
+        assert_eq!((c.capacity, c.batch), (7, 11));
+        assert_eq!(c.linger, Duration::from_millis(5));
+        assert_eq!(c.retention, Duration::from_secs(60));
     }
 }

@@ -8,6 +8,7 @@ pub mod config;
 pub mod enroll;
 pub mod freshness;
 pub mod measure;
+pub mod punch;
 pub mod session;
 pub mod state;
 pub mod status;

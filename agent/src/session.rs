@@ -22,6 +22,7 @@ use vouch_protocol::wire::{self, Message};
 use crate::attester::Attester;
 use crate::config::RunConfig;
 use crate::freshness;
+use crate::punch::upload::PunchService;
 use crate::state::StateDir;
 use crate::tpm::TpmConnector;
 
@@ -41,6 +42,8 @@ pub struct Session {
     pub key: SigningKey,
     pub state: StateDir,
     pub core: AgentCore,
+    /// Punch intake and mirroring: the daemon only.
+    pub punch: Option<PunchService>,
 }
 
 impl std::fmt::Debug for Session {
@@ -90,6 +93,15 @@ impl Session {
             mode == Mode::Daemon,
         )
         .with_answered(freshness::load_answered(&state, now_unix())?);
+        // The daemon holds the punch buffer and serves the intake socket, broker up or not.
+        let punch = match mode {
+            Mode::Daemon => Some(PunchService::open(
+                &crate::punch::buffer_path(state.root()),
+                identity.device_id.clone(),
+                &cfg.punch,
+            )?),
+            Mode::Once => None,
+        };
         let attester = Arc::new(Attester {
             tpm,
             state: state.clone(),
@@ -107,6 +119,7 @@ impl Session {
             key,
             state,
             core,
+            punch,
         })
     }
 
@@ -214,7 +227,14 @@ impl Session {
     /// stop this way.
     pub async fn run_until(mut self, shutdown: impl Future<Output = ()>) -> Result<Ended> {
         tokio::pin!(shutdown);
-        let (client, mut eventloop) = AsyncClient::new(self.options(), 64);
+        let (client, mut eventloop) =
+            AsyncClient::new(self.options(), 64 + PunchService::channel_room());
+        // Aborted when this function returns, so the socket is served exactly while it runs.
+        let _intake = match self.punch.as_mut() {
+            Some(p) => Some(AbortOnDrop(p.start_intake()?)),
+            None => None,
+        };
+        let mut punch_last = self.punch.as_mut().and_then(PunchService::take_last);
         let (work_tx, mut work_rx) = mpsc::channel::<(Nonce, Result<Evidence>)>(4);
         let mut answered: Option<Nonce> = None;
         let mut tick =
@@ -222,8 +242,21 @@ impl Session {
         let deadline = Instant::now() + self.cfg.timeout;
         let mut backoff = Duration::from_millis(250);
         loop {
+            let punch_wake = self.punch.as_ref().and_then(PunchService::wake_at);
             tokio::select! {
                 () = &mut shutdown => return self.stop(&client, &mut eventloop).await,
+                seq = last_committed(&mut punch_last) => {
+                    if let Some(p) = self.punch.as_mut() {
+                        p.appended(seq);
+                    }
+                    self.send_punches(&client);
+                }
+                _ = sleep_until_some(punch_wake) => {
+                    if let Some(p) = self.punch.as_mut() {
+                        p.poll();
+                    }
+                    self.send_punches(&client);
+                }
                 _ = tokio::time::sleep_until(deadline), if self.mode == Mode::Once => {
                     return Err(anyhow!(
                         "no verdict within {} s (is the device enrolled and the verifier running? \
@@ -258,7 +291,14 @@ impl Session {
                     }
                     // Say hello once the subscriptions are in place, so the challenge it
                     // triggers cannot arrive before we listen for it.
-                    Ok(Event::Incoming(Packet::SubAck(_))) => self.hello(&client),
+                    // Punches flow from here on, independent of any attestation.
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        self.hello(&client);
+                        if let Some(p) = self.punch.as_mut() {
+                            p.connected();
+                        }
+                        self.send_punches(&client);
+                    }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         let actions = match self.core.on_message(&p.topic, &p.payload, now_unix()) {
                             Ok(a) => a,
@@ -273,6 +313,9 @@ impl Session {
                     }
                     Ok(_) => {}
                     Err(e) => {
+                        if let Some(p) = self.punch.as_mut() {
+                            p.disconnected();
+                        }
                         tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "MQTT connection error");
                         tokio::select! {
                             () = &mut shutdown => return Ok(Ended::Signal),
@@ -330,12 +373,28 @@ impl Session {
                     "ignored a challenge that is already expired by this terminal's clock; \
                      check the clock (NTP) if this repeats"
                 ),
-                // Punch mirroring is not wired into the session yet.
-                AgentAction::PunchAck(_) => {}
+                // `attest --once` holds no buffer: the retained ack is for the daemon.
+                AgentAction::PunchAck(ack) => {
+                    if let Some(p) = self.punch.as_mut() {
+                        p.on_ack(&ack);
+                    }
+                    self.send_punches(client);
+                }
                 AgentAction::Ignored(why) => tracing::debug!(why, "ignored message"),
             }
         }
         None
+    }
+
+    /// Publishes the punch batches the uploader says are due.
+    fn send_punches(&mut self, client: &AsyncClient) {
+        let Some(p) = self.punch.as_mut() else {
+            return;
+        };
+        for batch in p.due_batches() {
+            tracing::debug!(first = batch.first, last = batch.last, "sending punches");
+            self.publish(client, &batch);
+        }
     }
 
     /// Produces evidence for `c` on a blocking thread; the result comes back on `tx`, and the
@@ -356,5 +415,37 @@ impl Session {
             let _ = tokio::time::timeout(Duration::from_millis(500), eventloop.poll()).await;
         }
         Ok(Ended::Signal)
+    }
+}
+
+/// Aborts the task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The next newest committed seq; pending forever without a punch service (or once the
+/// committer has stopped).
+async fn last_committed(rx: &mut Option<tokio::sync::watch::Receiver<u64>>) -> u64 {
+    match rx {
+        Some(r) => match r.changed().await {
+            Ok(()) => *r.borrow_and_update(),
+            Err(_) => {
+                *rx = None;
+                std::future::pending().await
+            }
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// Sleeps until `at`; pending forever when there is nothing to wake for.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
     }
 }

@@ -77,6 +77,11 @@ impl StateDir {
         })
     }
 
+    /// The directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// Opens an existing state directory without creating it (for read-only commands).
     pub fn existing(root: &Path) -> Result<Self> {
         if !root.is_dir() {

@@ -6,6 +6,9 @@ use serde::Serialize;
 use vouch_common::time::rfc3339;
 use vouch_protocol::verdict::{DeviceState, Status};
 
+use std::path::Path;
+
+use crate::config::FileConfig;
 use crate::state::StateDir;
 
 #[derive(Debug, Serialize)]
@@ -20,6 +23,53 @@ pub struct StatusView {
     /// Whether the AK is exempt from TPM dictionary-attack lockout (noDA). False for AKs
     /// created before vouch set noDA: lockout stops their quotes; re-enroll to re-create it.
     pub ak_no_da: bool,
+    /// The punch buffer; filled in by the `status` command (it needs the config).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub punches: Option<PunchStatus>,
+}
+
+/// The punch buffer as `status --json` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PunchStatus {
+    pub last_seq: u64,
+    pub acked_seq: u64,
+    pub unacked: u64,
+    pub capacity: u64,
+}
+
+/// The punch buffer of the state directory `root`: asked of the running daemon over its socket,
+/// else read from the buffer file (zeros when there is none yet).
+pub fn punches(root: &Path, file: &FileConfig) -> Result<PunchStatus> {
+    let socket = crate::config::punch_socket(None, file, root);
+    if let Ok(stream) = crate::punch::client::connect(&socket) {
+        let s = crate::punch::client::status(stream)?;
+        return Ok(PunchStatus {
+            last_seq: s.last_seq,
+            acked_seq: s.acked_seq,
+            unacked: s.unacked,
+            capacity: s.capacity,
+        });
+    }
+    let capacity = file
+        .punch_capacity
+        .unwrap_or(crate::punch::DEFAULT_CAPACITY);
+    let path = crate::punch::buffer_path(root);
+    if !path.exists() {
+        return Ok(PunchStatus {
+            last_seq: 0,
+            acked_seq: 0,
+            unacked: 0,
+            capacity,
+        });
+    }
+    let device = StateDir::existing(root)?.require_identity()?.device_id;
+    let meta = crate::punch::buffer::Buffer::open(&path, device)?.meta()?;
+    Ok(PunchStatus {
+        last_seq: meta.last.seq,
+        acked_seq: meta.acked.seq,
+        unacked: meta.unacked(),
+        capacity,
+    })
 }
 
 #[derive(Debug, Serialize)]
@@ -53,6 +103,7 @@ pub fn view(state: &StateDir) -> Result<StatusView> {
             reasons: v.reasons,
             seq: v.seq,
         }),
+        punches: None,
     })
 }
 
@@ -84,6 +135,12 @@ pub fn render(v: &StatusView) -> String {
         for r in &l.reasons {
             out.push_str(&format!("  - {r}\n"));
         }
+    }
+    if let Some(p) = &v.punches {
+        out.push_str(&format!(
+            "punches:      last {}, acknowledged {} ({} waiting, capacity {})\n",
+            p.last_seq, p.acked_seq, p.unacked, p.capacity
+        ));
     }
     out
 }

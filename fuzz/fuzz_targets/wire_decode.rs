@@ -9,6 +9,7 @@ use libfuzzer_sys::fuzz_target;
 use vouch_protocol::enrollment::Enrollment;
 use vouch_protocol::ids::{Kind, Topic};
 use vouch_protocol::messages::{Challenge, Cmd, Evidence, Hello, StatusReport};
+use vouch_protocol::punch::{PunchAck, PunchBatch};
 use vouch_protocol::verdict::Verdict;
 use vouch_protocol::wire;
 
@@ -27,6 +28,8 @@ fuzz_target!(|data: &[u8]| {
             let _ = m.peek_unverified::<Challenge>();
             let _ = m.peek_unverified::<Verdict>();
             let _ = m.peek_unverified::<Cmd>();
+            let _ = m.peek_unverified::<PunchBatch>();
+            let _ = m.peek_unverified::<PunchAck>();
             let _ = m.verify(&key);
         }
     }

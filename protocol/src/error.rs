@@ -124,13 +124,18 @@ pub enum RejectionLabel {
     /// Genuine evidence older than the last quote accepted in the same TPM boot (its nonce is
     /// consumed).
     Stale,
+    /// A signed punch batch whose chain does not hold together or contradicts the mirror (a
+    /// fork or a broken link): the device is quarantined.
+    Tamper,
+    /// A punch batch that starts after the mirror's head + 1: nothing stored, a resend asked.
+    PunchGap,
     /// The verifier could not do the work (store failure); not the sender's fault.
     Internal,
 }
 
 impl RejectionLabel {
     /// Every label, in the order docs/protocol.md lists them.
-    pub const ALL: [RejectionLabel; 17] = [
+    pub const ALL: [RejectionLabel; 19] = [
         RejectionLabel::Oversized,
         RejectionLabel::Malformed,
         RejectionLabel::TrailingBytes,
@@ -147,6 +152,8 @@ impl RejectionLabel {
         RejectionLabel::RateLimited,
         RejectionLabel::EventlogGap,
         RejectionLabel::Stale,
+        RejectionLabel::Tamper,
+        RejectionLabel::PunchGap,
         RejectionLabel::Internal,
     ];
 
@@ -169,6 +176,8 @@ impl RejectionLabel {
             RejectionLabel::RateLimited => "rate_limited",
             RejectionLabel::EventlogGap => "eventlog_gap",
             RejectionLabel::Stale => "stale",
+            RejectionLabel::Tamper => "tamper",
+            RejectionLabel::PunchGap => "punch_gap",
             RejectionLabel::Internal => "internal",
         }
     }

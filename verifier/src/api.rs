@@ -37,6 +37,30 @@ pub struct DeviceView {
     pub measured_at: Option<String>,
     /// TPM Name of the enrolled attestation key (hex).
     pub ak_name: String,
+    /// The device's punch mirror. Absent (zeros) in answers of a verifier without one.
+    #[serde(default)]
+    pub punches: PunchesView,
+    /// The terminal's unacknowledged punches exceed the verifier's threshold
+    /// (`--punch-pressure-percent`) of its buffer, by what its last batch said.
+    #[serde(default)]
+    pub buffer_pressure: bool,
+}
+
+/// A device's punch mirror as operators see it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PunchesView {
+    /// The last record held (0: none).
+    pub head_seq: u64,
+    /// Its chain hash (hex; 64 zeros when none).
+    pub head_hash: String,
+    /// Records mirrored while the device was not trusted.
+    pub held: u64,
+    /// Of those, not yet reviewed (`vouchctl review-punches`).
+    pub held_unreviewed: u64,
+    /// Records the terminal holds that the mirror has not received yet (by its last batch).
+    pub pending_on_device: u64,
+    /// The terminal's buffer capacity (by its last batch; 0 before the first).
+    pub capacity: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,4 +182,63 @@ pub struct BrokerHealthView {
     pub mqtt_connected: bool,
     /// ... and its subscriptions are in place (it receives terminals' messages).
     pub mqtt_subscribed: bool,
+}
+
+/// One mirrored punch record, decrypted for an export: enough to re-check the chain
+/// (`hash`, `prev_hash`) and rebuild the record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PunchView {
+    pub device: String,
+    pub seq: u64,
+    /// RFC 3339, UTC.
+    pub time: String,
+    /// Unix seconds of `time` (what the record carries).
+    pub unix_time: u64,
+    pub employee: String,
+    /// `in` or `out`.
+    pub kind: String,
+    /// `face`, `fingerprint`, `card`, `pin`, or `null`.
+    pub method: Option<String>,
+    /// Mirrored while the device was not trusted.
+    pub held: bool,
+    /// An operator reviewed it (`vouchctl review-punches`).
+    pub reviewed: bool,
+    /// The record's chain hash (hex).
+    pub hash: String,
+    pub prev_hash: String,
+    /// The terminal's boot id (UUID).
+    pub boot: String,
+}
+
+/// Where the next page of an export starts: after record `seq` of `device`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PunchCursor {
+    pub device: String,
+    pub seq: u64,
+}
+
+/// A page of an export, in (device, seq) order; `next` is `null` on the last page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PunchPage {
+    pub punches: Vec<PunchView>,
+    pub next: Option<PunchCursor>,
+}
+
+/// Body of `POST /v1/devices/{id}/punches/review`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewBody {
+    /// Marks held records with seq up to this one reviewed.
+    pub through: u64,
+    pub reason: String,
+}
+
+/// The result of a review.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewView {
+    pub device: String,
+    /// Held records marked reviewed now.
+    pub reviewed: u64,
+    /// Held records of the device still unreviewed.
+    pub held_unreviewed: u64,
 }

@@ -76,7 +76,7 @@ pub fn options(
 
 /// The topic filters the verifier subscribes to: every agent-to-verifier kind of every device.
 pub fn subscriptions() -> Vec<String> {
-    [Kind::Hello, Kind::Evidence, Kind::Status]
+    [Kind::Hello, Kind::Evidence, Kind::Status, Kind::Punches]
         .into_iter()
         .map(Topic::filter_all)
         .collect()

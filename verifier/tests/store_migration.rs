@@ -10,7 +10,11 @@
 use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use vouch_verifier::store::{DeviceRecord, Migration, SCHEMA_VERSION, SchemaError, Store};
+use vouch_protocol::ids::DeviceId;
+use vouch_protocol::punch::{BootId, PunchInput, PunchRecord};
+use vouch_verifier::store::{
+    DeviceRecord, Migration, PunchHead, SCHEMA_VERSION, SchemaError, Store, StoredPunch,
+};
 
 #[path = "store_migration/v1.rs"]
 mod v1;
@@ -229,27 +233,149 @@ fn reopening_a_migrated_store_changes_nothing() {
     assert_holds_the_fixture(&Store::open(&path).unwrap());
 }
 
-/// The committed schema-2 fixture: a change to the current rows (or to a type they embed
-/// as-is) that would make stores already written unreadable fails here.
+/// The committed schema-2 fixture: a change to the rows schema 3 kept from schema 2 (or to a
+/// type they embed as-is) that would make schema-2 stores unreadable fails here. Schema 2 → 3
+/// only adds the (empty) punch tables.
 #[test]
-fn the_v2_fixture_opens_without_migration_and_reads_back_as_written() {
+fn the_v2_fixture_migrates_to_the_current_schema_and_reads_back_as_written() {
     let (_dir, path) = copy_of("store-v2.redb");
     assert_eq!(raw_schema_version(&path), Some(2));
+    let before = raw_devices(&path);
+    let (store, migration) = Store::open_migrating(&path).unwrap();
+    assert_eq!(
+        migration,
+        Migration::Migrated {
+            from: 2,
+            devices: 0,
+            unreadable: 0,
+            indexed: 0,
+        }
+    );
+    assert_holds_the_fixture(&store);
+    let r = store.read().unwrap();
+    assert!(!r.has_punches().unwrap(), "the punch tables start empty");
+    assert_eq!(r.punch_key_id().unwrap(), Some(store.punch_key().id()));
+    drop(r);
+    drop(store);
+    assert_eq!(
+        raw_devices(&path),
+        before,
+        "device rows are the same in schema 3"
+    );
+    assert_eq!(raw_schema_version(&path), Some(SCHEMA_VERSION));
+}
+
+/// The committed schema-3 fixture (the fixture's values plus punch records, and the punch key
+/// they were sealed with): a change that makes existing schema-3 stores unreadable fails here.
+#[test]
+fn the_v3_fixture_opens_without_migration_and_reads_back_as_written() {
+    let (dir, path) = copy_of("store-v3.redb");
+    std::fs::copy(data("store-v3.punch.key"), dir.path().join("punch.key")).unwrap();
+    std::fs::set_permissions(
+        dir.path().join("punch.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    assert_eq!(raw_schema_version(&path), Some(3));
     let (store, migration) = Store::open_migrating(&path).unwrap();
     assert_eq!(migration, Migration::Current);
     assert_holds_the_fixture(&store);
+    assert_holds_the_punches(&store);
 }
 
-/// Writes `tests/data/store-v2.redb` (`cargo test -p vouch-verifier --test store_migration --
-/// --ignored write_the_v2_fixture`). Only for a store that writes schema 2.
+/// Writes `tests/data/store-v3.redb` and its `store-v3.punch.key` (`cargo test -p
+/// vouch-verifier --test store_migration -- --ignored write_the_v3_fixture`). Only for a store
+/// that writes schema 3.
 #[test]
 #[ignore = "writes the committed fixture"]
-fn write_the_v2_fixture() {
-    assert_eq!(SCHEMA_VERSION, 2, "this writes the schema-2 fixture");
+fn write_the_v3_fixture() {
+    assert_eq!(SCHEMA_VERSION, 3, "this writes the schema-3 fixture");
     let dir = tempfile::tempdir().unwrap();
-    let tmp = dir.path().join("store-v2.redb");
-    write_fixture(&Store::open(&tmp).unwrap());
-    std::fs::copy(&tmp, data("store-v2.redb")).unwrap();
+    let tmp = dir.path().join("store-v3.redb");
+    let store = Store::open(&tmp).unwrap();
+    write_fixture(&store);
+    write_punches(&store);
+    drop(store);
+    std::fs::copy(&tmp, data("store-v3.redb")).unwrap();
+    std::fs::copy(dir.path().join("punch.key"), data("store-v3.punch.key")).unwrap();
+}
+
+/// The punch records of the v3 fixture: device t-1's chain of three, the last one held.
+fn fixture_punches() -> Vec<PunchRecord> {
+    let device: DeviceId = FIXTURE_PUNCH_DEVICE.parse().unwrap();
+    let mut out: Vec<PunchRecord> = Vec::new();
+    let punches = [
+        ("E1", "in", Some("card")),
+        ("E2", "out", None),
+        ("E1", "out", Some("face")),
+    ];
+    for (i, (emp, kind, method)) in punches.into_iter().enumerate() {
+        let prev = out.last().map(|r| (r.seq, r.hash(&device)));
+        let input = PunchInput::parse(emp, kind, method, 1_700_000_000 + i as u64).unwrap();
+        out.push(input.chain_after(prev, BootId([4; 16])));
+    }
+    out
+}
+
+const FIXTURE_PUNCH_DEVICE: &str = "t-1";
+
+fn write_punches(store: &Store) {
+    let device: DeviceId = FIXTURE_PUNCH_DEVICE.parse().unwrap();
+    let recs = fixture_punches();
+    let mut w = store.write().unwrap();
+    for r in &recs {
+        let held = r.seq == 3;
+        let sealed = store
+            .punch_key()
+            .seal(&device, r.seq, &r.to_cbor())
+            .unwrap();
+        w.put_punch(
+            &device,
+            r.seq,
+            &StoredPunch {
+                hash: r.hash(&device),
+                held,
+                reviewed: false,
+                sealed,
+            },
+        )
+        .unwrap();
+    }
+    let last = recs.last().unwrap();
+    w.put_punch_head(
+        &device,
+        &PunchHead {
+            seq: last.seq,
+            hash: last.hash(&device),
+            held: 1,
+            unreviewed: 1,
+            device_last: 5,
+            capacity: 1000,
+        },
+    )
+    .unwrap();
+    w.commit().unwrap();
+}
+
+fn assert_holds_the_punches(store: &Store) {
+    let device: DeviceId = FIXTURE_PUNCH_DEVICE.parse().unwrap();
+    let want = fixture_punches();
+    let r = store.read().unwrap();
+    let got = r.punches(&device, 0, 100).unwrap();
+    assert_eq!(got.len(), want.len());
+    for ((d, seq, p), w) in got.iter().zip(&want) {
+        assert_eq!((d, *seq), (&device, w.seq));
+        assert_eq!(p.hash, w.hash(&device));
+        assert_eq!(p.held, w.seq == 3);
+        let plain = store.punch_key().open(&device, *seq, &p.sealed).unwrap();
+        assert_eq!(&PunchRecord::from_cbor(&plain).unwrap(), w);
+    }
+    let head = r.punch_head(&device).unwrap().unwrap();
+    assert_eq!((head.seq, head.hash), (3, want[2].hash(&device)));
+    assert_eq!(
+        (head.held, head.unreviewed, head.device_last, head.capacity),
+        (1, 1, 5, 1000)
+    );
 }
 
 #[test]
@@ -323,8 +449,9 @@ fn a_store_of_a_newer_schema_is_refused_with_a_clear_message_and_left_untouched(
     );
     let msg = format!("{err:#}");
     assert!(
-        msg.contains("written by a newer vouch (schema 99, this binary knows up to 2)")
-            && msg.contains("upgrade vouch or restore a backup")
+        msg.contains(&format!(
+            "written by a newer vouch (schema 99, this binary knows up to {SCHEMA_VERSION})"
+        )) && msg.contains("upgrade vouch or restore a backup")
             && !msg.contains("corrupt"),
         "{msg}"
     );

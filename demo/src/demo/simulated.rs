@@ -114,6 +114,7 @@ impl SimulatedTerminal {
             interval: Duration::from_secs(setup.interval),
             firmware_pcr: FIRMWARE_PCR,
             timeout: Duration::from_secs(30),
+            punch: vouch_agent::punch::PunchConfig::defaults(&state_dir),
         };
         let password = vouch_agent::enroll::read_mqtt_password(&cfg.mqtt_password_file)?;
         let session = Session::open(

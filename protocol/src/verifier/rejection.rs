@@ -9,6 +9,8 @@ use crate::error::{IdError, RejectionLabel, WireError};
 use crate::ids::{DeviceId, Kind};
 use crate::messages::ReassembleError;
 use crate::nonce::{NonceRejection, StaleCounter};
+use crate::punch::PunchError;
+use crate::reason::Reason;
 
 use super::inbound::ChallengeRequest;
 
@@ -37,6 +39,16 @@ pub enum Rejection {
     EventLogTooLarge { len: usize, max: usize },
     #[error("evidence is genuine but older than the last quote accepted in this TPM boot")]
     Stale,
+    #[error(transparent)]
+    PunchMalformed(#[from] PunchError),
+    /// A signed punch chain that does not hold together or contradicts the mirror.
+    #[error("punch batch rejected as tamper: {0}")]
+    PunchTamper(Reason),
+    #[error(
+        "punch batch starts at seq {first}, after the mirror's head {head}: asking for a resend from {}",
+        head + 1
+    )]
+    PunchGap { head: u64, first: u64 },
 }
 
 impl Rejection {
@@ -53,6 +65,11 @@ impl Rejection {
             Rejection::EventLogGap { .. } => RejectionLabel::EventlogGap,
             Rejection::EventLogTooLarge { .. } => RejectionLabel::Oversized,
             Rejection::Stale => RejectionLabel::Stale,
+            Rejection::PunchMalformed(_) => RejectionLabel::Malformed,
+            // A forged batch is counted as what it is on the wire; it quarantines all the same.
+            Rejection::PunchTamper(Reason::PunchForged) => RejectionLabel::BadSignature,
+            Rejection::PunchTamper(_) => RejectionLabel::Tamper,
+            Rejection::PunchGap { .. } => RejectionLabel::PunchGap,
         }
     }
 

@@ -157,6 +157,8 @@ mod tests {
             enrolled_at: "2026-01-01T00:00:00Z".into(),
             measured_at: None,
             ak_name: "000b".into(),
+            punches: Default::default(),
+            buffer_pressure: false,
         }
     }
 

@@ -17,6 +17,7 @@ use vouch_protocol::error::{RejectionLabel, WireError};
 use vouch_protocol::ids::{DeviceId, Kind, Nonce, Sender, Topic};
 use vouch_protocol::messages::{Evidence, Hello, StatusReport};
 use vouch_protocol::nonce::{self, NonceRejection, StaleCounter};
+use vouch_protocol::reason::Reason;
 use vouch_protocol::verifier::{ChallengeRequest, Decision, EvidenceInput, Rejection, governing};
 use vouch_protocol::wire;
 
@@ -81,6 +82,8 @@ pub enum Job {
         /// The whole event log of this boot, reassembled, to store if the quote is accepted.
         eventlog: Option<Vec<u8>>,
     },
+    /// A punch batch checked on its own, or tamper evidence (see `punches`).
+    Punches(Box<super::punches::PunchJob>),
 }
 
 impl Engine {
@@ -121,9 +124,17 @@ impl Engine {
             .enrollment
             .device_key()
             .map_err(|e| anyhow::anyhow!("enrolled key of {}: {e}", topic.device))?;
-        let verified = unverified.verify(&key)?;
         let device = topic.device;
         let kind = topic.kind;
+        let verified = match unverified.verify(&key) {
+            Ok(v) => v,
+            // A punch batch on the device's own topic (the broker lets only the terminal write
+            // there) that its key did not sign is forged: tamper, not just noise.
+            Err(WireError::BadSignature) if kind == Kind::Punches => {
+                return Ok(Self::punch_tamper_job(device, Reason::PunchForged));
+            }
+            Err(e) => return Err(e.into()),
+        };
         match kind {
             // The counter pre-check refuses most replays on the worker; the core re-checks it
             // authoritatively in the write transaction (the snapshot may be behind).
@@ -183,7 +194,8 @@ impl Engine {
                     eventlog,
                 })
             }
-            // Sender::Agent above leaves only the three kinds handled.
+            Kind::Punches => self.prepare_punches(device, verified),
+            // Sender::Agent above leaves only the four kinds handled.
             other => Err(Rejection::Direction(other).into()),
         }
     }
@@ -196,7 +208,7 @@ impl Engine {
             .iter()
             .filter_map(|j| match j {
                 Job::Evidence { evidence, .. } => Some(evidence.nonce),
-                Job::Challenge { .. } => None,
+                Job::Challenge { .. } | Job::Punches(_) => None,
             })
             .collect();
         let result = self.apply_batch(jobs);
@@ -235,6 +247,10 @@ impl Engine {
                         &mut w, &device, &evidence, &outcome, eventlog, now, &mut out,
                     )?;
                     (topic, outcome)
+                }
+                Job::Punches(p) => {
+                    let topic = Topic::new(p.device.clone(), Kind::Punches).to_string();
+                    (topic, self.apply_punches(&mut w, *p, now, &mut out)?)
                 }
             };
             if let Err(r) = outcome {

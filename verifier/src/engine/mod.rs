@@ -15,6 +15,8 @@
 mod expiry;
 mod inbound;
 mod operator;
+mod punch_export;
+mod punches;
 mod stats;
 mod views;
 
@@ -32,6 +34,8 @@ use vouch_protocol::wire::{self, Message};
 
 pub use expiry::{EXPIRY_BATCH, EXPIRY_PER_SWEEP, ExpirySweep};
 pub use inbound::{Job, Refusal};
+pub use punch_export::MAX_PUNCH_PAGE;
+pub use punches::{PunchJob, PunchWork};
 pub use stats::Stats;
 
 use crate::mqtt::Outgoing;
@@ -67,6 +71,9 @@ impl EngineConfig {
         }
     }
 }
+
+/// Default threshold of a terminal's punch buffer pressure, in percent of its capacity.
+pub const DEFAULT_PUNCH_PRESSURE_PERCENT: u8 = 80;
 
 /// How long an expired nonce's record is kept, so a late replay is reported as such.
 pub const NONCE_GRACE: u64 = 3600;
@@ -146,6 +153,8 @@ pub struct Engine {
     rate: Mutex<RateLimiter>,
     /// Nonces of evidence between the worker and the applier (bounded by the job queue).
     in_flight: Mutex<InFlight>,
+    /// Pending punches on a terminal, in percent of its buffer, above which it is flagged.
+    punch_pressure_percent: u8,
 }
 
 impl std::fmt::Debug for Engine {
@@ -186,7 +195,15 @@ impl Engine {
             stats: Stats::default(),
             out,
             in_flight: Mutex::new(InFlight::default()),
+            punch_pressure_percent: DEFAULT_PUNCH_PRESSURE_PERCENT,
         }
+    }
+
+    /// Flags a terminal whose unacknowledged punches exceed `percent` of its buffer (default
+    /// [`DEFAULT_PUNCH_PRESSURE_PERCENT`]; `vouch-verifier run --punch-pressure-percent`).
+    pub fn with_punch_pressure_percent(mut self, percent: u8) -> Self {
+        self.punch_pressure_percent = percent;
+        self
     }
 
     pub fn verifier_key(&self) -> ed25519_dalek::VerifyingKey {

@@ -16,7 +16,7 @@ use vouch_protocol::verifier::{
 use super::{ApiError, Engine};
 use crate::api::{AuditPage, DevicePage, DeviceStateView, DeviceView, EnrolledView, PolicyView};
 use crate::mqtt::Outgoing;
-use crate::store::{DeviceRecord, Writer};
+use crate::store::{DeviceRecord, PunchHead, Writer};
 
 /// An operator action that does not fit the device's state: a missing reason is a bad request,
 /// anything else a conflict with the current state.
@@ -40,7 +40,7 @@ fn policy_refusal(e: PolicyRefusal) -> ApiError {
 /// Devices re-evaluated per transaction after a policy change.
 const REEVALUATION_CHUNK: usize = 500;
 
-fn parse_id(id: &str) -> Result<DeviceId, ApiError> {
+pub(super) fn parse_id(id: &str) -> Result<DeviceId, ApiError> {
     id.parse()
         .map_err(|e| ApiError::BadRequest(format!("device id: {e}")))
 }
@@ -114,21 +114,22 @@ impl Engine {
 
     pub fn device(&self, id: &str) -> Result<DeviceView, ApiError> {
         let id = parse_id(id)?;
-        let rec = self
-            .store
-            .read()?
+        let r = self.store.read()?;
+        let rec = r
             .device(&id)?
             .ok_or_else(|| ApiError::NotFound(format!("device {id} is not enrolled")))?;
-        Ok(super::views::device(&rec, self.now()))
+        let head = r.punch_head(&id)?;
+        Ok(self.view(&rec, head))
     }
 
     pub fn devices(&self, after: Option<&str>, limit: usize) -> Result<DevicePage, ApiError> {
-        let (recs, next) = self.store.read()?.devices(after, limit.clamp(1, 1000))?;
-        let now = self.now();
-        Ok(DevicePage {
-            devices: recs.iter().map(|r| super::views::device(r, now)).collect(),
-            next,
-        })
+        let r = self.store.read()?;
+        let (recs, next) = r.devices(after, limit.clamp(1, 1000))?;
+        let devices = recs
+            .iter()
+            .map(|rec| Ok(self.view(rec, r.punch_head(rec.id())?)))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(DevicePage { devices, next })
     }
 
     pub fn quarantine(&self, id: &str, reason: &str, actor: Actor) -> Result<DeviceView, ApiError> {
@@ -158,10 +159,16 @@ impl Engine {
                 OperatorError::NoNonce(e) => ApiError::Internal(e.into()),
             })?;
         let (out, rec) = self.write_effects(&mut w, &id, effects)?;
+        let head = w.punch_head(&id)?;
         self.commit(w, out)?;
         // An operator action always stores the record it changed.
         let rec = rec.ok_or_else(|| anyhow::anyhow!("operator action on {id} stored no record"))?;
-        Ok(super::views::device(&rec, self.now()))
+        Ok(self.view(&rec, head))
+    }
+
+    /// The operator's view of `rec` with its punch mirror `head`, at the engine's clock.
+    fn view(&self, rec: &DeviceRecord, head: Option<PunchHead>) -> DeviceView {
+        super::views::device(rec, head, self.punch_pressure_percent, self.now())
     }
 
     pub fn capture_policy(&self, id: &str, actor: Actor) -> Result<PolicyView, ApiError> {

@@ -3,12 +3,21 @@
 use vouch_common::time::rfc3339;
 use vouch_protocol::reason;
 
-use crate::api::{AuditView, DeviceView, QuarantineView};
-use crate::store::{AuditRecord, DeviceRecord};
+use vouch_protocol::punch::buffer_pressure;
 
-/// `now` is the engine's clock, against which the last verdict is `stale`.
-pub fn device(r: &DeviceRecord, now: u64) -> DeviceView {
+use crate::api::{AuditView, DeviceView, PunchesView, QuarantineView};
+use crate::store::{AuditRecord, DeviceRecord, PunchHead};
+
+/// `now` is the engine's clock, against which the last verdict is `stale`; `head` the device's
+/// punch mirror head (`None`: nothing mirrored yet), under pressure above `pressure_percent`.
+pub fn device(
+    r: &DeviceRecord,
+    head: Option<PunchHead>,
+    pressure_percent: u8,
+    now: u64,
+) -> DeviceView {
     let verdict = r.last_verdict();
+    let head = head.unwrap_or(PunchHead::EMPTY);
     DeviceView {
         id: r.id().to_string(),
         model: r.enrollment.model.clone(),
@@ -32,6 +41,15 @@ pub fn device(r: &DeviceRecord, now: u64) -> DeviceView {
         enrolled_at: rfc3339(r.enrollment.enrolled_at),
         measured_at: r.measured_at.map(rfc3339),
         ak_name: hex::encode(r.enrollment.ak_name.as_slice()),
+        punches: PunchesView {
+            head_seq: head.seq,
+            head_hash: head.hash.to_hex(),
+            held: head.held,
+            held_unreviewed: head.unreviewed,
+            pending_on_device: head.pending_on_device(),
+            capacity: head.capacity,
+        },
+        buffer_pressure: buffer_pressure(head.pending_on_device(), head.capacity, pressure_percent),
     }
 }
 
@@ -80,7 +98,7 @@ mod tests {
             path: "/opt/fw.bin".into(),
         });
         r.status = DeviceStatus::from_parts(parts).unwrap();
-        let v = device(&r, 120);
+        let v = device(&r, None, 80, 120);
         assert_eq!(
             v.reason_codes,
             ["quarantined", "pcr_not_quoted", "firmware_missing"]
@@ -92,7 +110,7 @@ mod tests {
             (q.reason.as_str(), q.actor.as_str()),
             ("tamper report", "operator:admin")
         );
-        let json = serde_json::to_value(device(&record(), 120)).unwrap();
+        let json = serde_json::to_value(device(&record(), None, 80, 120)).unwrap();
         assert_eq!(json["reasons"], serde_json::json!([]));
         assert_eq!(json["reason_codes"], serde_json::json!([]));
     }
@@ -116,7 +134,7 @@ mod tests {
             seq: 1,
         };
         r.last_verdict = Some(Bytes(vouch_protocol::wire::seal(r.id(), &v, &key)));
-        assert!(!device(&r, 200).stale, "valid up to its exp");
-        assert!(device(&r, 201).stale, "stale after it");
+        assert!(!device(&r, None, 80, 200).stale, "valid up to its exp");
+        assert!(device(&r, None, 80, 201).stale, "stale after it");
     }
 }

@@ -22,6 +22,13 @@
 //!   (written before the index existed) gets an entry for each device's current verdict, and
 //!   the flag goes (schema 2 implies the index is complete);
 //! - the other tables' rows are the same in both schemas and are left as they are.
+//!
+//! Schema 2 → 3:
+//! - the punch mirror's tables (`punches`, `punch_heads`, `punch_held`, `punch_key`) are
+//!   created empty;
+//! - audit rows may name three new actions (`punches_rejected`, `punches_exported`,
+//!   `punches_reviewed`), which a schema-2 binary cannot read: hence the version, though no
+//!   existing row changes.
 
 use anyhow::{Context, Result};
 use redb::{Database, ReadableDatabase, ReadableTable, TableHandle, WriteTransaction};
@@ -34,7 +41,8 @@ use vouch_protocol::wire;
 use super::rows::v1::DeviceV1;
 use super::rows::{self, SCHEMA_VERSION};
 use super::{
-    AUDIT, DEVICES, EVENTLOGS, META, MODEL_INDEX, NONCE_EXPIRY, NONCES, POLICIES, VERDICT_EXPIRY,
+    AUDIT, DEVICES, EVENTLOGS, META, MODEL_INDEX, NONCE_EXPIRY, NONCES, POLICIES, PUNCH_HEADS,
+    PUNCH_HELD, PUNCH_KEY, PUNCHES, VERDICT_EXPIRY,
 };
 
 /// The `meta` key holding the schema version.
@@ -143,9 +151,9 @@ pub(super) fn open(db: &Database, path: &Path) -> Result<Migration> {
 fn migrate(db: &Database, from: u64) -> Result<Migration> {
     let w = db.begin_write()?;
     create_tables(&w)?;
-    // Only schema 1 precedes 2. A later version adds its step after this one, each taking
-    // the store one version up inside this same transaction.
-    let (devices, unreadable, indexed) = v1_to_v2(&w)?;
+    // Each step takes the store one version up inside this same transaction. 2 → 3 only adds
+    // the punch tables, which `create_tables` made above.
+    let (devices, unreadable, indexed) = if from < 2 { v1_to_v2(&w)? } else { (0, 0, 0) };
     w.open_table(META)?.insert(SCHEMA_KEY, SCHEMA_VERSION)?;
     w.commit()?;
     Ok(Migration::Migrated {
@@ -166,6 +174,10 @@ fn create_tables(w: &WriteTransaction) -> Result<()> {
     w.open_table(EVENTLOGS)?;
     w.open_table(META)?;
     w.open_table(VERDICT_EXPIRY)?;
+    w.open_table(PUNCHES)?;
+    w.open_table(PUNCH_HEADS)?;
+    w.open_table(PUNCH_HELD)?;
+    w.open_table(PUNCH_KEY)?;
     Ok(())
 }
 

@@ -8,7 +8,8 @@
 //! migrates an older store (`migrate`). Keys are chosen so every hot-path access is a point
 //! lookup: device by id, nonce by value, policy by scope. Nonce expiry has its own index so
 //! pruning is a range delete, never a scan. Reads are in `read`, writes in `write`, I/O error
-//! recovery in `recovery`.
+//! recovery in `recovery`. The punch mirror's tables are in `punches`; its records are sealed
+//! with the punch key (`punch_key`, a file beside the database, never inside it).
 
 use anyhow::Result;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -18,12 +19,16 @@ use std::sync::{Arc, Mutex, RwLock};
 use vouch_protocol::policy::PolicyScope;
 
 mod migrate;
+pub mod punch_key;
+mod punches;
 mod read;
 mod recovery;
 mod rows;
 mod write;
 
 pub use migrate::{Migration, SchemaError};
+pub use punch_key::{PunchKey, Sealed};
+pub use punches::{PunchEntry, PunchHead, StoredPunch};
 pub use read::Reader;
 pub use recovery::StoreHealth;
 use recovery::{Shared, describe, lock, tx_is_io};
@@ -41,6 +46,14 @@ const EVENTLOGS: TableDefinition<&str, &[u8]> = TableDefinition::new("eventlogs"
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Verdict expiry index: (expires at, device) of every device's current verdict.
 const VERDICT_EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("verdict_expiry");
+/// Mirrored punch records by (device, seq) (schema 3; see `punches`).
+const PUNCHES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("punches");
+/// Each device's mirror head.
+const PUNCH_HEADS: TableDefinition<&str, &[u8]> = TableDefinition::new("punch_heads");
+/// Held records not yet reviewed, by (device, seq): what a review walks.
+const PUNCH_HELD: TableDefinition<(&str, u64), ()> = TableDefinition::new("punch_held");
+/// The id of the key punch rows are sealed with (`punch_key`).
+const PUNCH_KEY: TableDefinition<&str, &[u8]> = TableDefinition::new("punch_key");
 
 const SEQ: &str = "seq";
 const AUDIT_SEQ: &str = "audit_seq";
@@ -64,6 +77,7 @@ fn policy_key(scope: &PolicyScope) -> String {
 /// reports the cause ([`Store::health`]) instead of redb's latch.
 pub struct Store {
     shared: Arc<Shared>,
+    punch_key: PunchKey,
 }
 
 impl std::fmt::Debug for Store {
@@ -92,6 +106,7 @@ impl Store {
             anyhow::anyhow!("cannot open the store {}{hint}: {e}", path.display())
         })?;
         let migration = migrate::open(&db, path)?;
+        let punch_key = punches::bind_key(&db, path)?;
         if let Migration::Migrated {
             from,
             devices,
@@ -112,8 +127,14 @@ impl Store {
                     reopens: 0,
                 }),
             }),
+            punch_key,
         };
         Ok((store, migration))
+    }
+
+    /// The key punch records are sealed with at rest (`DATA/punch.key`).
+    pub fn punch_key(&self) -> &PunchKey {
+        &self.punch_key
     }
 
     /// Whether the last write succeeded, and the last write error.

@@ -69,6 +69,11 @@ pub fn bench_with(quarantine_after_expiries: u32, seed: impl FnOnce(&Store)) -> 
     engine_on(dir, store, quarantine_after_expiries, 1000)
 }
 
+/// A bench whose engine runs on `store` (opened by the test, e.g. on a tmpfs it keeps).
+pub fn bench_on(store: Store) -> Bench {
+    engine_on(tempfile::tempdir().unwrap(), store, 0, 1000)
+}
+
 /// An engine on `store`, with its own test clock and nonce sequence.
 fn engine_on(
     dir: tempfile::TempDir,

@@ -33,4 +33,5 @@ mod evidence;
 mod expiry;
 mod freshness;
 mod policy;
+mod punches;
 mod quarantine;

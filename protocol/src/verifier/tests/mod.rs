@@ -26,6 +26,7 @@ mod expiry;
 mod inbound;
 mod operator;
 mod policy;
+mod punch;
 
 /// Verdict lifetime in these tests.
 const TTL: u64 = 900;

@@ -41,13 +41,14 @@ use vouch_protocol::tpm::ClockInfo;
 use vouch_protocol::verifier::{AuditRecord, DeviceRecord, StoredLog};
 use vouch_protocol::wire::{from_cbor_exact, to_cbor};
 
+pub(super) mod punch;
 mod status;
 pub(super) mod v1;
 
 pub(super) use status::{StatusRow, status_from_row, status_to_row};
 
 /// The schema this binary writes, and the newest it can read.
-pub const SCHEMA_VERSION: u64 = 2;
+pub const SCHEMA_VERSION: u64 = 3;
 
 /// Decodes one row of `table` stored under `key`; an undecodable row is reported as corrupt,
 /// naming both.
@@ -411,8 +412,8 @@ impl ActorRow {
     }
 }
 
-/// Kinds of audited change (shared by schemas 1 and 2; a new variant needs a schema version,
-/// as for [`ActorRow`]).
+/// Kinds of audited change (shared by schemas 1 to 3; a new variant needs a schema version,
+/// as for [`ActorRow`]: the three `Punches*` variants are schema 3's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(super) enum AuditActionRow {

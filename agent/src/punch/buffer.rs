@@ -1,0 +1,361 @@
+//! The terminal's punch buffer, `STATE/punches.redb`: every record by seq (its canonical CBOR,
+//! its chain hash and when it was committed) and the chain's meta (last seq and hash, acked seq
+//! and hash). Every write transaction commits durably (redb's default, fsync), and the last
+//! seq and hash are written in the same transaction as the records they describe, so seqs are
+//! never reused — not after a crash, and not after acknowledged records have been deleted.
+//!
+//! One writer (the committer thread) holds the buffer open for writing; the MQTT session reads
+//! from the same handle. Capacity counts unacknowledged records (`last - acked`): at capacity
+//! a punch is refused, never stored over an older one.
+
+use anyhow::{Context, Result, bail};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use std::path::Path;
+use vouch_protocol::ids::DeviceId;
+use vouch_protocol::punch::{BootId, ChainHash, PunchInput, PunchRecord};
+
+/// seq → commit time (u64 BE, Unix s) ‖ chain hash (32) ‖ canonical CBOR of the record.
+const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
+/// "last" / "acked" → seq (u64 BE) ‖ chain hash (32).
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const LAST: &str = "last";
+const ACKED: &str = "acked";
+const PREFIX: usize = 8 + 32;
+
+/// A position in the chain: a seq and the hash of the record at it (seq 0: the genesis hash).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    pub seq: u64,
+    pub hash: ChainHash,
+}
+
+impl Head {
+    pub const GENESIS: Head = Head {
+        seq: 0,
+        hash: ChainHash::GENESIS,
+    };
+
+    fn encode(self) -> [u8; PREFIX] {
+        let mut b = [0u8; PREFIX];
+        b[..8].copy_from_slice(&self.seq.to_be_bytes());
+        b[8..].copy_from_slice(&self.hash.0);
+        b
+    }
+
+    fn decode(b: &[u8], what: &str) -> Result<Self> {
+        let (seq, hash) = split_prefix(b).with_context(|| format!("punch buffer meta {what}"))?;
+        Ok(Head { seq, hash })
+    }
+}
+
+/// The chain's meta: its newest record and the mirror's durable acknowledgement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    pub last: Head,
+    pub acked: Head,
+}
+
+impl Meta {
+    pub fn unacked(&self) -> u64 {
+        self.last.seq.saturating_sub(self.acked.seq)
+    }
+}
+
+fn split_prefix(b: &[u8]) -> Result<(u64, ChainHash)> {
+    let (num, rest) = b.split_first_chunk::<8>().context("shorter than 8 bytes")?;
+    let hash = rest
+        .get(..32)
+        .and_then(ChainHash::from_slice)
+        .context("no 32-byte hash")?;
+    Ok((u64::from_be_bytes(*num), hash))
+}
+
+/// Why one punch of a group was not stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error(
+        "punch buffer full: {unacked} records not yet acknowledged by the verifier (capacity \
+         {capacity}); nothing was stored — check the terminal's connection to the verifier"
+    )]
+    Full { unacked: u64, capacity: u64 },
+}
+
+pub struct Buffer {
+    db: Database,
+    device: DeviceId,
+}
+
+impl std::fmt::Debug for Buffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Buffer")
+            .field("device", &self.device)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Buffer {
+    /// Opens (creating if needed) the buffer of `device` at `path`.
+    pub fn open(path: &Path, device: DeviceId) -> Result<Self> {
+        let db = Database::create(path).map_err(|e| {
+            let hint = if matches!(e, redb::DatabaseError::DatabaseAlreadyOpen) {
+                " (another vouch-agent holds it open)"
+            } else {
+                ""
+            };
+            anyhow::anyhow!("cannot open the punch buffer {}{hint}: {e}", path.display())
+        })?;
+        let tx = db.begin_write()?;
+        tx.open_table(RECORDS)?;
+        tx.open_table(META)?;
+        tx.commit()
+            .with_context(|| format!("cannot initialise {}", path.display()))?;
+        Ok(Self { db, device })
+    }
+
+    /// The database itself, for tests that hold a transaction open.
+    #[cfg(test)]
+    pub(crate) fn db(&self) -> &Database {
+        &self.db
+    }
+
+    pub fn device(&self) -> &DeviceId {
+        &self.device
+    }
+
+    pub fn meta(&self) -> Result<Meta> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(META)?;
+        let get = |key: &str| -> Result<Head> {
+            match t.get(key)? {
+                Some(v) => Head::decode(v.value(), key),
+                None => Ok(Head::GENESIS),
+            }
+        };
+        Ok(Meta {
+            last: get(LAST)?,
+            acked: get(ACKED)?,
+        })
+    }
+
+    /// Stores `inputs` in order after `meta.last` in ONE durable transaction, together with the
+    /// new last head and, if given, a newer acked head. Each input gets its head or the reason
+    /// it was refused (at capacity); refused inputs take no seq. Returns the new meta; on an
+    /// error nothing at all was stored.
+    pub fn commit_group(
+        &self,
+        meta: Meta,
+        acked: Option<Head>,
+        inputs: Vec<PunchInput>,
+        boot: BootId,
+        capacity: u64,
+        now: u64,
+    ) -> Result<(Meta, Vec<Result<Head, Refused>>)> {
+        let mut next = meta;
+        if let Some(a) = acked.filter(|a| a.seq > meta.acked.seq && a.seq <= meta.last.seq) {
+            next.acked = a;
+        }
+        let mut out = Vec::with_capacity(inputs.len());
+        let tx = self.db.begin_write()?;
+        {
+            let mut records = tx.open_table(RECORDS)?;
+            let mut value = Vec::with_capacity(256);
+            for input in inputs {
+                if next.unacked() >= capacity {
+                    out.push(Err(Refused::Full {
+                        unacked: next.unacked(),
+                        capacity,
+                    }));
+                    continue;
+                }
+                let prev = (next.last.seq > 0).then_some((next.last.seq, next.last.hash));
+                let rec = input.chain_after(prev, boot);
+                let hash = rec.hash(&self.device);
+                value.clear();
+                value.extend_from_slice(&now.to_be_bytes());
+                value.extend_from_slice(&hash.0);
+                value.extend_from_slice(&rec.to_cbor());
+                records.insert(rec.seq, value.as_slice())?;
+                next.last = Head { seq: rec.seq, hash };
+                out.push(Ok(next.last));
+            }
+            let mut m = tx.open_table(META)?;
+            if next.last != meta.last {
+                m.insert(LAST, next.last.encode().as_slice())?;
+            }
+            if next.acked != meta.acked {
+                m.insert(ACKED, next.acked.encode().as_slice())?;
+            }
+        }
+        tx.commit().context("committing punches to the buffer")?;
+        Ok((next, out))
+    }
+
+    /// Records `from..=to` in seq order (fewer if some are missing).
+    pub fn read_range(&self, from: u64, to: u64) -> Result<Vec<PunchRecord>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(RECORDS)?;
+        let mut out =
+            Vec::with_capacity(to.saturating_sub(from).saturating_add(1).min(4096) as usize);
+        for entry in t.range(from..=to)? {
+            let (k, v) = entry?;
+            let cbor = v
+                .value()
+                .get(PREFIX..)
+                .with_context(|| format!("punch buffer record {} is truncated", k.value()))?;
+            let rec = PunchRecord::from_cbor(cbor)
+                .with_context(|| format!("punch buffer record {}", k.value()))?;
+            if rec.seq != k.value() {
+                bail!("punch buffer record {} carries seq {}", k.value(), rec.seq);
+            }
+            out.push(rec);
+        }
+        Ok(out)
+    }
+
+    /// This terminal's chain hash of record `seq`, if it still holds it.
+    pub fn hash_at(&self, seq: u64) -> Result<Option<ChainHash>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(RECORDS)?;
+        match t.get(seq)? {
+            Some(v) => Ok(Some(split_prefix(v.value())?.1)),
+            None => Ok(None),
+        }
+    }
+
+    /// The oldest seq still held, if any.
+    pub fn oldest(&self) -> Result<Option<u64>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(RECORDS)?;
+        Ok(t.first()?.map(|(k, _)| k.value()))
+    }
+
+    /// Deletes, from the oldest held seq on, at most `limit` records that the durable acked
+    /// head `acked` covers and that were committed at least `retention` seconds before `now`.
+    /// Stops at the first record too young (seqs are committed in order), so it never scans
+    /// the buffer. Returns how many it deleted.
+    pub fn prune(&self, acked: u64, now: u64, retention: u64, limit: usize) -> Result<usize> {
+        let tx = self.db.begin_write()?;
+        let mut n = 0usize;
+        {
+            let mut t = tx.open_table(RECORDS)?;
+            let mut doomed = Vec::new();
+            for entry in t.range(..=acked)? {
+                let (k, v) = entry?;
+                let (committed, _) = split_prefix(v.value())?;
+                if committed.saturating_add(retention) > now || doomed.len() >= limit {
+                    break;
+                }
+                doomed.push(k.value());
+            }
+            for seq in doomed {
+                t.remove(seq)?;
+                n += 1;
+            }
+        }
+        if n == 0 {
+            // Nothing to delete: no commit, no fsync.
+            tx.abort()?;
+        } else {
+            tx.commit().context("deleting acknowledged punches")?;
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device() -> DeviceId {
+        "term-1".parse().unwrap()
+    }
+
+    fn input(employee: &str) -> PunchInput {
+        PunchInput::parse(employee, "in", Some("card"), 1_700_000_000).unwrap()
+    }
+
+    const BOOT: BootId = BootId([7; 16]);
+
+    fn append(
+        b: &Buffer,
+        meta: Meta,
+        n: usize,
+        cap: u64,
+        now: u64,
+    ) -> (Meta, Vec<Result<Head, Refused>>) {
+        let inputs = (0..n).map(|i| input(&format!("E{i}"))).collect();
+        b.commit_group(meta, None, inputs, BOOT, cap, now).unwrap()
+    }
+
+    #[test]
+    fn records_chain_from_genesis_and_read_back_with_their_hashes() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Buffer::open(&dir.path().join("p.redb"), device()).unwrap();
+        let (meta, out) = append(&b, b.meta().unwrap(), 3, 10, 100);
+        let heads: Vec<Head> = out.into_iter().map(Result::unwrap).collect();
+        assert_eq!(heads.iter().map(|h| h.seq).collect::<Vec<_>>(), [1, 2, 3]);
+        let recs = b.read_range(1, 3).unwrap();
+        assert_eq!(recs[0].prev_hash, ChainHash::GENESIS);
+        assert_eq!(recs[1].prev_hash, recs[0].hash(&device()));
+        assert_eq!(recs[2].hash(&device()), meta.last.hash);
+        assert_eq!(b.hash_at(2).unwrap(), Some(heads[1].hash));
+        assert_eq!(b.meta().unwrap(), meta);
+    }
+
+    #[test]
+    fn at_capacity_punches_are_refused_and_take_no_seq() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Buffer::open(&dir.path().join("p.redb"), device()).unwrap();
+        let (meta, out) = append(&b, b.meta().unwrap(), 4, 3, 100);
+        assert!(out[..3].iter().all(Result::is_ok));
+        let err = out[3].clone().unwrap_err().to_string();
+        assert!(
+            err.starts_with("punch buffer full: 3 records not yet acknowledged"),
+            "{err}"
+        );
+        assert_eq!(meta.last.seq, 3);
+        assert_eq!(b.read_range(1, 10).unwrap().len(), 3);
+        // An ack frees room: the next punch gets seq 4, nothing was overwritten.
+        let acked = Head {
+            seq: 1,
+            hash: b.hash_at(1).unwrap().unwrap(),
+        };
+        let (meta, out) = b
+            .commit_group(meta, Some(acked), vec![input("X")], BOOT, 3, 100)
+            .unwrap();
+        assert_eq!(out[0].clone().unwrap().seq, 4);
+        assert_eq!(meta.acked, acked);
+        assert_eq!(b.read_range(1, 1).unwrap()[0].employee.as_str(), "E0");
+    }
+
+    #[test]
+    fn prune_deletes_only_acked_records_past_their_retention_and_seqs_continue() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.redb");
+        let b = Buffer::open(&path, device()).unwrap();
+        let (meta, _) = append(&b, b.meta().unwrap(), 5, 100, 1000);
+        let acked = Head {
+            seq: 3,
+            hash: b.hash_at(3).unwrap().unwrap(),
+        };
+        let (meta, _) = b
+            .commit_group(meta, Some(acked), vec![], BOOT, 100, 1000)
+            .unwrap();
+        // Too young: nothing goes.
+        assert_eq!(b.prune(meta.acked.seq, 1050, 100, 1000).unwrap(), 0);
+        // Old enough, but only what the ack covers, and bounded by the limit.
+        assert_eq!(b.prune(meta.acked.seq, 1100, 100, 2).unwrap(), 2);
+        assert_eq!(b.prune(meta.acked.seq, 1100, 100, 1000).unwrap(), 1);
+        assert_eq!(b.oldest().unwrap(), Some(4));
+        drop(b);
+        let b = Buffer::open(&path, device()).unwrap();
+        let meta = b.meta().unwrap();
+        assert_eq!(meta.last.seq, 5);
+        let (_, out) = append(&b, meta, 1, 100, 2000);
+        assert_eq!(
+            out[0].clone().unwrap().seq,
+            6,
+            "seqs are never reused after deletion"
+        );
+    }
+}
