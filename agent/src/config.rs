@@ -137,7 +137,8 @@ pub struct PunchArgs {
     /// Punches per uploaded batch, 1-2000 [default: 500]
     #[arg(long)]
     pub punch_batch: Option<u64>,
-    /// Milliseconds a partial batch waits for more punches before it is sent [default: 100]
+    /// Milliseconds a partial batch waits for more punches before it is sent, 0-60000
+    /// [default: 100]
     #[arg(long)]
     pub punch_linger_ms: Option<u64>,
     /// Seconds an acknowledged punch stays in the buffer before it is deleted [default: 86400]

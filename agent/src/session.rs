@@ -290,8 +290,9 @@ impl Session {
                         }
                     }
                     // Say hello once the subscriptions are in place, so the challenge it
-                    // triggers cannot arrive before we listen for it.
-                    // Punches flow from here on, independent of any attestation.
+                    // triggers cannot arrive before we listen for it. Punches flow from here
+                    // on too (the retained ack may move the acked head first), whatever the
+                    // attestation does.
                     Ok(Event::Incoming(Packet::SubAck(_))) => {
                         self.hello(&client);
                         if let Some(p) = self.punch.as_mut() {

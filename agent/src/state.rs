@@ -10,8 +10,11 @@
 //! | `counter.cbor`  | last hello/status freshness counter (see `freshness`)              |
 //! | `answered.cbor` | challenge nonces answered and not yet expired (see `freshness`)    |
 //! | `eventlog-sent.cbor` | TPM boot, length and SHA-256 of the event log last sent       |
+//! | `punches.redb`  | the punch buffer (redb, 0600; see `punch::buffer`)                 |
+//! | `punch.sock`    | the daemon's punch intake socket, 0660 (see `punch::intake`)       |
 //!
-//! Every write is atomic and fsynced (see `vouch_common::fs`).
+//! Every write is atomic and fsynced (see `vouch_common::fs`); the punch buffer commits each
+//! write transaction durably instead.
 
 use anyhow::{Context, Result, bail};
 use ed25519_dalek::{SigningKey, VerifyingKey};

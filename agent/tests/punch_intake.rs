@@ -208,3 +208,25 @@ fn status_json_shows_the_punch_buffer_with_and_without_the_daemon() {
     assert_eq!(file["punches"]["last_seq"], 2, "read from the buffer file");
     assert_eq!(file["punches"]["unacked"], 2);
 }
+
+#[test]
+fn the_socket_is_0660_at_its_configured_path_and_a_stale_one_is_replaced_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = Terminal::enrolled();
+    let url = no_broker();
+    let custom = t.dir.path().join("intake.sock");
+    let flag = custom.to_str().expect("utf-8 path");
+    let d = t.run_on(&custom, &url, &["--punch-socket", flag]);
+    let mode = std::fs::metadata(&custom)
+        .expect("socket")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o660);
+    let out = t.punch(&["--employee", "E1", "--kind", "out", "--socket", flag]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
+    d.kill9();
+    assert!(custom.exists(), "kill -9 leaves the socket file behind");
+    let _d = t.run_on(&custom, &url, &["--punch-socket", flag]);
+    let out = t.punch(&["--employee", "E2", "--kind", "in", "--socket", flag]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2");
+}

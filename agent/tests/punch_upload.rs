@@ -22,12 +22,30 @@ use vouch_test_kit::process::Proc;
 /// A plain, anonymous Mosquitto on a free loopback port (stopped by its pid on drop).
 struct Broker {
     port: u16,
-    _proc: Proc,
+    dir: std::path::PathBuf,
+    proc: Proc,
 }
 
 impl Broker {
     fn start(dir: &std::path::Path) -> Self {
         let port = vouch_test_kit::process::free_port().expect("free port");
+        let proc = Self::spawn(dir, port);
+        Self {
+            port,
+            dir: dir.to_owned(),
+            proc,
+        }
+    }
+
+    /// Stops it (by pid) and starts a fresh one on the same port: no sessions, no retained
+    /// messages survive (persistence is off).
+    fn restart_empty(&mut self, down_while: impl FnOnce()) {
+        self.proc.stop();
+        down_while();
+        self.proc = Self::spawn(&self.dir, self.port);
+    }
+
+    fn spawn(dir: &std::path::Path, port: u16) -> Proc {
         let conf = dir.join("mosquitto.conf");
         std::fs::write(
             &conf,
@@ -47,7 +65,7 @@ impl Broker {
             vouch_test_kit::process::wait_for_port(port, Duration::from_secs(10)),
             "mosquitto did not listen"
         );
-        Self { port, _proc: proc }
+        proc
     }
 
     fn url(&self) -> String {
@@ -112,7 +130,9 @@ impl Mirror {
 
     /// Batches until records through `last` arrived; checks each batch's chain.
     fn receive_through(&self, last: u64) -> Vec<PunchBatch> {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Beyond the terminal's 10 s resend timer, which covers batches sent before this end
+        // subscribed.
+        let deadline = Instant::now() + Duration::from_secs(30);
         let mut got = Vec::new();
         while got.last().is_none_or(|b: &PunchBatch| b.last < last) {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -129,15 +149,20 @@ impl Mirror {
         got
     }
 
+    /// Forgets batches received so far.
+    fn drain(&self) {
+        while self.batches.try_recv().is_ok() {}
+    }
+
     fn ack(&self, seq: u64, head: ChainHash) {
+        self.ack_with(seq, head, false);
+    }
+
+    fn ack_with(&self, seq: u64, head: ChainHash, resend: bool) {
         let topic = Topic::new(self.device.clone(), Kind::Ack).to_string();
         let bytes = wire::seal(
             &self.device,
-            &PunchAck {
-                seq,
-                head,
-                resend: false,
-            },
+            &PunchAck { seq, head, resend },
             &self.verifier,
         );
         self.client
@@ -177,11 +202,14 @@ fn a_valid_ack_deletes_after_the_retention_and_upload_resumes_from_the_acked_hea
         batches.iter().all(|b| b.records.len() <= 10),
         "batch size honoured"
     );
+    // Batches depend on how the punches trickled in; the mirror acks record 20 wherever it is.
     let twenty = batches
         .iter()
-        .find(|b| b.last == 20)
-        .expect("a batch ending at 20 (batches of 10)");
-    mirror.ack(20, twenty.head);
+        .flat_map(|b| &b.records)
+        .find(|r| r.seq == 20)
+        .expect("record 20 was sent")
+        .hash(&mirror.device);
+    mirror.ack(20, twenty);
     wait_for("the acked head", || {
         status_over_socket(&t.socket()).is_some_and(|s| s["acked_seq"] == 20)
     });
@@ -190,13 +218,14 @@ fn a_valid_ack_deletes_after_the_retention_and_upload_resumes_from_the_acked_hea
     {
         let b = t.buffer();
         let meta = b.meta().expect("meta");
-        assert_eq!((meta.acked.seq, meta.acked.hash), (20, twenty.head));
+        assert_eq!((meta.acked.seq, meta.acked.hash), (20, twenty));
         assert_eq!(
             b.oldest().expect("oldest"),
             Some(21),
             "1..=20 deleted, 21.. kept"
         );
     }
+    mirror.drain();
     // Restarted, the terminal hears the retained ack and sends only what follows it.
     let _d = t.run(&broker.url(), &flags);
     let again = mirror.receive_through(25);
@@ -258,4 +287,58 @@ fn an_acked_record_is_kept_until_its_retention_passes() {
         5,
         "kept for the retention"
     );
+}
+
+#[test]
+fn a_resend_request_makes_the_terminal_send_again_from_the_mirrors_head() {
+    let t = Terminal::enrolled();
+    let broker = Broker::start(t.dir.path());
+    let mirror = Mirror::connect(&broker, &t);
+    let _d = t.run(&broker.url(), &["--punch-linger-ms", "10"]);
+    for i in 0..6 {
+        t.punch_ok(&format!("E{i}"));
+    }
+    let first = mirror.receive_through(6);
+    let three = first
+        .iter()
+        .flat_map(|b| &b.records)
+        .find(|r| r.seq == 3)
+        .expect("record 3 was sent")
+        .hash(&mirror.device);
+    mirror.drain();
+    // "I hold 1..=3, then saw a gap: send everything after 3 again."
+    mirror.ack_with(3, three, true);
+    let again = mirror.receive_through(6);
+    assert_eq!(
+        again[0].first, 4,
+        "resent from the mirror's head + 1: {again:?}"
+    );
+    assert_eq!(again.last().map(|b| b.head), first.last().map(|b| b.head));
+    wait_for("the acked head", || {
+        status_over_socket(&t.socket()).is_some_and(|s| s["acked_seq"] == 3)
+    });
+}
+
+#[test]
+fn punches_taken_while_the_broker_is_down_are_uploaded_when_it_is_back() {
+    let t = Terminal::enrolled();
+    let mut broker = Broker::start(t.dir.path());
+    let _d = t.run(&broker.url(), &["--punch-linger-ms", "10"]);
+    t.punch_ok("before");
+    // The broker goes away; intake carries on, confirming durably.
+    broker.restart_empty(|| {
+        for i in 0..20 {
+            assert_eq!(t.punch_ok(&format!("offline-{i}")), i + 2);
+        }
+    });
+    // A fresh broker: no retained ack, so the terminal sends everything after its own acked
+    // head (0) once it has reconnected and subscribed.
+    let mirror = Mirror::connect(&broker, &t);
+    let batches = mirror.receive_through(21);
+    let mut seqs: Vec<u64> = batches
+        .iter()
+        .flat_map(|b| b.records.iter().map(|r| r.seq))
+        .collect();
+    seqs.dedup();
+    assert!(seqs.ends_with(&(1..=21).collect::<Vec<_>>()), "{seqs:?}");
 }

@@ -41,6 +41,10 @@ pub struct RunArgs {
     /// Operator HTTP API address [default: 127.0.0.1:8080]
     #[arg(long)]
     pub http_listen: Option<SocketAddr>,
+    /// Flag a terminal (`vouchctl devices`, `"buffer_pressure"` in the device JSON) when its
+    /// unacknowledged punches fill this percentage of its buffer or more [default: 80]
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub punch_pressure_percent: Option<u8>,
     /// TOML config file; flags take precedence.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -97,6 +101,8 @@ pub struct FileConfig {
     /// Quarantine a device after this many consecutive verdict periods without fresh evidence
     /// [default: 0 = never].
     pub quarantine_after_expiries: Option<u32>,
+    /// Buffer pressure threshold in percent of a terminal's punch buffer [default: 80].
+    pub punch_pressure_percent: Option<u8>,
 }
 
 impl FileConfig {
@@ -143,6 +149,8 @@ pub struct ServerConfig {
     pub mqtt_extra_users: Vec<(String, String)>,
     /// Extra ACL text appended to the generated ACL.
     pub mqtt_extra_acl: String,
+    /// Buffer pressure threshold, percent of a terminal's punch buffer.
+    pub punch_pressure_percent: u8,
 }
 
 pub const DEFAULT_MQTT: &str = "127.0.0.1:1883";
@@ -180,6 +188,13 @@ impl ServerConfig {
         if nonce_ttl == 0 || verdict_ttl == 0 {
             bail!("nonce_ttl and verdict_ttl must be at least 1 second");
         }
+        let punch_pressure_percent = args
+            .punch_pressure_percent
+            .or(file.punch_pressure_percent)
+            .unwrap_or(crate::engine::DEFAULT_PUNCH_PRESSURE_PERCENT);
+        if !(1..=100).contains(&punch_pressure_percent) {
+            bail!("punch_pressure_percent must be between 1 and 100");
+        }
         let workers = file
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
@@ -204,6 +219,7 @@ impl ServerConfig {
                 quarantine_after_expiries: file.quarantine_after_expiries.unwrap_or(0),
             },
             workers,
+            punch_pressure_percent,
             mqtt_extra_users: match &file.mqtt_extra_passwd {
                 Some(p) => extra_users(p)?,
                 None => Vec::new(),
@@ -356,6 +372,26 @@ mod tests {
         );
         assert_eq!(c.engine.max_payload, 1 << 20);
         assert_eq!(c.engine.nonce_ttl, 60);
+        assert_eq!(c.punch_pressure_percent, 80);
+    }
+
+    #[test]
+    fn punch_pressure_percent_comes_from_the_flag_and_is_bounded() {
+        let Command::Run(args) =
+            Cli::try_parse_from(["vouch-verifier", "run", "--punch-pressure-percent", "95"])
+                .unwrap()
+                .command;
+        assert_eq!(
+            ServerConfig::resolve(&args).unwrap().punch_pressure_percent,
+            95
+        );
+        for bad in ["0", "101", "x"] {
+            assert!(
+                Cli::try_parse_from(["vouch-verifier", "run", "--punch-pressure-percent", bad])
+                    .is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

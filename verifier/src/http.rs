@@ -18,10 +18,10 @@ use tokio::sync::watch;
 use vouch_protocol::device::Actor;
 use vouch_protocol::policy::{PolicyScope, ReferenceValues};
 
-use crate::api::{ErrorBody, HealthView, ReasonBody};
+use crate::api::{ErrorBody, HealthView, ReasonBody, ReviewBody};
 use crate::broker::BrokerHealth;
 use crate::broker::passwd::PasswordFile;
-use crate::engine::{ApiError, Engine};
+use crate::engine::{ApiError, Engine, MAX_PUNCH_PAGE};
 
 /// Largest accepted request body (enrollment requests and policies are small).
 const MAX_BODY: usize = 256 * 1024;
@@ -62,6 +62,9 @@ pub fn router(
             "/v1/policies/model/{model}",
             put(set_model_policy).get(get_model_policy),
         )
+        .route("/v1/devices/{id}/punches", get(device_punches))
+        .route("/v1/devices/{id}/punches/review", post(review_punches))
+        .route("/v1/punches", get(all_punches))
         .route("/v1/audit", get(audit))
         .route("/v1/stats", get(stats))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
@@ -360,6 +363,80 @@ async fn audit(
 ) -> Result<Response, ApiError> {
     let page = blocking(move || s.engine.audit(q.after, q.limit.unwrap_or(1000))).await?;
     Ok(Json(page).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DevicePunchQuery {
+    /// Records with seq above this one [default: 0, from the first].
+    since: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// An export page of one device's punches; audited.
+async fn device_punches(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<DevicePunchQuery>,
+) -> Result<Response, ApiError> {
+    let page = blocking(move || {
+        s.engine.punches_of(
+            &id,
+            q.since.unwrap_or(0),
+            q.limit.unwrap_or(MAX_PUNCH_PAGE),
+            &operator(),
+        )
+    })
+    .await?;
+    Ok(Json(page).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AllPunchQuery {
+    /// The cursor (`next` of the previous page): device and seq, both or neither.
+    after_device: Option<String>,
+    after_seq: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// An export page of every device's punches in (device, seq) order; audited.
+async fn all_punches(
+    State(s): State<AppState>,
+    Query(q): Query<AllPunchQuery>,
+) -> Result<Response, ApiError> {
+    let after = match (q.after_device, q.after_seq) {
+        (Some(d), Some(seq)) => Some((d, seq)),
+        (None, None) => None,
+        _ => {
+            return Err(ApiError::BadRequest(
+                "after_device and after_seq go together (the `next` cursor of a page)".into(),
+            ));
+        }
+    };
+    let page = blocking(move || {
+        s.engine.punches_all(
+            after.as_ref().map(|(d, seq)| (d.as_str(), *seq)),
+            q.limit.unwrap_or(MAX_PUNCH_PAGE),
+            &operator(),
+        )
+    })
+    .await?;
+    Ok(Json(page).into_response())
+}
+
+async fn review_punches(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let r: ReviewBody = json_body(&body, "review request")?;
+    let v = blocking(move || {
+        s.engine
+            .review_punches(&id, r.through, &r.reason, &operator())
+    })
+    .await?;
+    Ok(Json(v).into_response())
 }
 
 async fn stats(State(s): State<AppState>) -> Response {

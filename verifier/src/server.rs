@@ -207,7 +207,10 @@ async fn start(
     let enrolled = enrolled_credentials(&store)?;
 
     let (out_tx, out_rx) = mpsc::channel(65_536);
-    let engine = Arc::new(Engine::new(store, key, cfg.engine.clone(), out_tx));
+    let engine = Arc::new(
+        Engine::new(store, key, cfg.engine.clone(), out_tx)
+            .with_punch_pressure_percent(cfg.punch_pressure_percent),
+    );
 
     let managed = matches!(cfg.broker, BrokerChoice::Managed(_));
     let health = Arc::new(BrokerHealth::new(managed));

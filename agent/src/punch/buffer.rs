@@ -104,6 +104,9 @@ impl Buffer {
             };
             anyhow::anyhow!("cannot open the punch buffer {}{hint}: {e}", path.display())
         })?;
+        // Personal data: owner only (the state directory is 0700 too).
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .with_context(|| format!("cannot set mode 0600 on {}", path.display()))?;
         let tx = db.begin_write()?;
         tx.open_table(RECORDS)?;
         tx.open_table(META)?;

@@ -29,6 +29,8 @@ pub enum Job {
     Status(oneshot::Sender<Answer>),
     /// The uploader's acked head grew: persist it, then delete per retention.
     Acked(Head),
+    /// Finish the jobs queued before this one, then end the thread (and close the buffer).
+    Stop,
 }
 
 /// The running committer: send jobs, watch the last seq.
@@ -46,18 +48,19 @@ pub struct Settings {
 }
 
 /// Starts the committer thread over `buffer`, whose meta is `meta`. `last` receives the newest
-/// committed seq after each commit. The thread ends when every [`Handle`] is dropped.
+/// committed seq after each commit. The thread ends on [`Job::Stop`] or when every [`Handle`]
+/// is dropped; join it to know the buffer is closed.
 pub fn spawn(
     buffer: Arc<Buffer>,
     meta: Meta,
     settings: Settings,
     last: watch::Sender<u64>,
-) -> Result<Handle> {
+) -> Result<(Handle, std::thread::JoinHandle<()>)> {
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("punch-commit".into())
         .spawn(move || run(&buffer, meta, &settings, &last, &rx))?;
-    Ok(Handle { jobs: tx })
+    Ok((Handle { jobs: tx }, thread))
 }
 
 fn now() -> u64 {
@@ -80,10 +83,14 @@ fn run(
             }
             Err(RecvTimeoutError::Disconnected) => return,
         };
+        let mut stop = matches!(first, Job::Stop);
         let mut jobs = vec![first];
-        while jobs.len() < MAX_GROUP {
+        while !stop && jobs.len() < MAX_GROUP {
             match rx.try_recv() {
-                Ok(job) => jobs.push(job),
+                Ok(job) => {
+                    stop = matches!(job, Job::Stop);
+                    jobs.push(job);
+                }
                 Err(_) => break,
             }
         }
@@ -103,6 +110,9 @@ fn run(
                 meta,
                 capacity: s.capacity,
             });
+        }
+        if stop {
+            return;
         }
     }
 }
@@ -132,6 +142,7 @@ fn commit(
                     acked = Some(h);
                 }
             }
+            Job::Stop => {}
         }
     }
     match buffer.commit_group(meta, acked, inputs, s.boot, s.capacity, now()) {
@@ -188,7 +199,7 @@ mod tests {
             capacity,
             retention_secs: 0,
         };
-        let h = spawn(buffer.clone(), meta, settings, tx).unwrap();
+        let (h, _thread) = spawn(buffer.clone(), meta, settings, tx).unwrap();
         (buffer, h, rx)
     }
 

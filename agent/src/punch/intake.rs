@@ -12,6 +12,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::JoinSet;
 
 use super::api::{Answer, MAX_LINE, Request, parse_request};
 use super::committer::{Handle, Job};
@@ -43,11 +44,16 @@ pub fn bind(path: &Path) -> Result<std::os::unix::net::UnixListener> {
     Ok(l)
 }
 
-/// Serves `listener` until the task is dropped or aborted.
+/// Serves `listener` until the task is dropped or aborted; its connections end with it.
 pub async fn serve(listener: UnixListener, committer: Handle) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut connections = JoinSet::new();
     loop {
-        let stream = match listener.accept().await {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            Some(_) = connections.join_next() => continue,
+        };
+        let stream = match accepted {
             Ok((s, _)) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "punch socket accept failed");
@@ -58,13 +64,13 @@ pub async fn serve(listener: UnixListener, committer: Handle) {
         match slots.clone().try_acquire_owned() {
             Ok(permit) => {
                 let committer = committer.clone();
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     connection(stream, committer).await;
                     drop(permit);
                 });
             }
             Err(_) => {
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     let mut stream = stream;
                     let msg = format!(
                         "too many connections to the punch socket (at most {MAX_CONNECTIONS}); retry"

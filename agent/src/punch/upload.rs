@@ -25,6 +25,9 @@ const RESEND_AFTER_MS: u64 = 10_000;
 pub struct PunchService {
     buffer: Arc<Buffer>,
     committer: Handle,
+    /// Joined on drop, so the buffer is closed when the service is gone (the demo restarts a
+    /// terminal's session in-process on the same state directory).
+    thread: Option<std::thread::JoinHandle<()>>,
     listener: Option<std::os::unix::net::UnixListener>,
     last: Option<watch::Receiver<u64>>,
     uploader: Uploader,
@@ -49,7 +52,7 @@ impl PunchService {
         let meta = buffer.meta()?;
         let (last_tx, last_rx) = watch::channel(meta.last.seq);
         let listener = intake::bind(&cfg.socket)?;
-        let committer = committer::spawn(
+        let (committer, thread) = committer::spawn(
             buffer.clone(),
             meta,
             committer::Settings {
@@ -75,6 +78,7 @@ impl PunchService {
         Ok(Self {
             buffer,
             committer,
+            thread: Some(thread),
             listener: Some(listener),
             last: Some(last_rx),
             uploader: Uploader::new(rules, meta.acked.seq, meta.acked.hash, meta.last.seq, 0),
@@ -222,6 +226,18 @@ impl PunchService {
             if self.committer.jobs.send(Job::Acked(head)).is_err() {
                 tracing::error!("the punch committer is gone; the acked head is not persisted");
             }
+        }
+    }
+}
+
+impl Drop for PunchService {
+    fn drop(&mut self) {
+        // Jobs queued before the stop are still committed and answered.
+        let _ = self.committer.jobs.send(Job::Stop);
+        if let Some(t) = self.thread.take()
+            && t.join().is_err()
+        {
+            tracing::error!("the punch committer thread panicked");
         }
     }
 }

@@ -79,6 +79,11 @@ impl Terminal {
     /// Starts `vouch-agent run` against `mqtt_url` (a closed port: no broker) with `extra`
     /// flags, and waits until its punch socket answers.
     pub fn run(&self, mqtt_url: &str, extra: &[&str]) -> Daemon {
+        self.run_on(&self.socket(), mqtt_url, extra)
+    }
+
+    /// [`Terminal::run`] with the punch socket at `socket` (pass `--punch-socket` in `extra`).
+    pub fn run_on(&self, socket: &Path, mqtt_url: &str, extra: &[&str]) -> Daemon {
         let log = self.dir.path().join("agent.log");
         let out = std::fs::OpenOptions::new()
             .create(true)
@@ -98,7 +103,7 @@ impl Terminal {
         let mut d = Daemon { child, log };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if status_over_socket(&self.socket()).is_some() {
+            if status_over_socket(socket).is_some() {
                 return d;
             }
             if let Ok(Some(st)) = d.child.try_wait() {

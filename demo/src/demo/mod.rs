@@ -15,6 +15,7 @@
 //! directory and is ended when the demo finishes or is interrupted (Ctrl-C), so nothing is left
 //! behind.
 
+mod punches;
 mod real;
 mod simulated;
 
@@ -459,6 +460,8 @@ impl Demo {
             &format!("{victim} QUARANTINED at its next attestation; the reason names the file:"),
         )?;
         self.pause()?;
+        self.punch_act()?;
+        self.pause()?;
         if self.terminals.len() >= 3 {
             self.reboot_act()?;
         }
@@ -479,7 +482,8 @@ impl Demo {
             );
         }
         println!(
-            "\ndone: each tampered terminal is quarantined with what changed named; the others never stopped."
+            "\ndone: each tampered terminal is quarantined with what changed named; the others never stopped,\n\
+             and no punch was lost: the quarantined terminal's are mirrored too, held for review."
         );
         self.shutdown();
         Ok(())

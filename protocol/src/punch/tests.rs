@@ -317,6 +317,16 @@ fn the_window_bounds_what_is_in_flight() {
 }
 
 #[test]
+fn a_full_window_waits_for_the_resend_timer_not_a_past_linger() {
+    // Regression: wake_at kept returning the lingering records' (past) deadline while the
+    // window was full, so the agent's loop woke at once, sent nothing, and spun until an ack.
+    let mut u = Uploader::new(RULES, 0, ChainHash::GENESIS, 100, 0);
+    while u.next_batch(1000).is_some() {}
+    assert_eq!(u.next_batch(5000), None, "window full");
+    assert_eq!(u.wake_at(), Some(1000 + RULES.resend_after_ms));
+}
+
+#[test]
 fn an_ack_advances_only_when_its_hash_is_the_terminals_own() {
     let d = dev("t1");
     let c = chain(&d, 20);

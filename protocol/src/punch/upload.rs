@@ -153,9 +153,13 @@ impl Uploader {
 
     /// When [`Uploader::poll`] should next be called (ms), if anything is pending.
     pub fn wake_at(&self) -> Option<u64> {
+        // With the window full only an ack (or the resend timer) can let more out: a linger
+        // deadline already past would wake the caller again and again for nothing.
+        // In flight: `next - acked - 1` records.
+        let window_full = self.next - self.acked > self.rules.window;
         let linger = self
             .unsent_since
-            .filter(|_| self.next <= self.last)
+            .filter(|_| self.next <= self.last && !window_full)
             .map(|t| t + self.rules.linger_ms);
         let resend = self
             .waiting_since

@@ -3,6 +3,7 @@
 //! and exit non-zero (see `bin/vouchctl.rs`).
 
 pub mod client;
+pub mod punches;
 mod render;
 
 use anyhow::{Context, Result, bail};
@@ -40,7 +41,8 @@ pub enum Command {
         /// Enrollment request file (CBOR).
         request_file: PathBuf,
     },
-    /// List devices.
+    /// List devices; PUNCHES shows each mirror's head seq, `!` marking a terminal whose punch
+    /// buffer is under pressure.
     Devices {
         #[arg(long)]
         json: bool,
@@ -66,6 +68,12 @@ pub enum Command {
         #[arg(long)]
         reason: String,
     },
+    /// Export mirrored punch records of one device (ID) or of all (--all), as JSON or CSV on
+    /// stdout. Every page fetched is recorded in the audit trail (punches_exported).
+    Punches(punches::PunchesArgs),
+    /// Mark a device's held punch records (mirrored while it was not trusted) up to --through
+    /// reviewed; audited. They stay held: neither a review nor a release unmarks that.
+    ReviewPunches(punches::ReviewArgs),
     /// Show the audit trail (enrollments, state changes, operator actions, policy changes).
     Audit {
         #[arg(long)]
@@ -252,6 +260,8 @@ pub fn run(cli: Cli) -> Result<()> {
                 d.id, d.state
             );
         }
+        Command::Punches(args) => punches::export(&client()?, args)?,
+        Command::ReviewPunches(args) => punches::review(&client()?, args)?,
         Command::Audit { json } => {
             let all = all_pages(&client()?, "/v1/audit", |p: AuditPage| (p.entries, p.next))?;
             if *json {
@@ -287,6 +297,20 @@ mod tests {
         assert_eq!(seg("T-100.a_b"), "T-100.a_b");
         assert_eq!(seg("../x"), "..%2Fx");
         assert_eq!(seg("a b?c"), "a%20b%3Fc");
+    }
+
+    #[test]
+    fn punches_takes_a_device_or_all_but_not_both() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["vouchctl", "punches"], args].concat());
+        assert!(parse(&[]).is_err(), "neither");
+        assert!(parse(&["t1", "--all"]).is_err(), "both");
+        assert!(
+            parse(&["--all", "--since", "3"]).is_err(),
+            "--since needs a device"
+        );
+        assert!(parse(&["--all", "--format", "csv"]).is_ok());
+        assert!(parse(&["t1", "--since", "3", "--format", "json"]).is_ok());
+        assert!(parse(&["t1", "--format", "xml"]).is_err());
     }
 
     #[test]

@@ -14,27 +14,41 @@ pub fn devices(list: &[DeviceView]) -> String {
     let mw = list.iter().map(|d| d.model.len()).max().unwrap_or(5).max(5);
     let _ = writeln!(
         out,
-        "{}  {}  {:<12}  {:<20}  REASON",
+        "{}  {}  {:<12}  {:<20}  {:<12}  REASON",
         pad("ID", idw),
         pad("MODEL", mw),
         "STATE",
-        "LAST VERDICT"
+        "LAST VERDICT",
+        "PUNCHES"
     );
     for d in list {
         let _ = writeln!(
             out,
-            "{}  {}  {:<12}  {:<20}  {}",
+            "{}  {}  {:<12}  {:<20}  {:<12}  {}",
             pad(&d.id, idw),
             pad(&d.model, mw),
             d.state.to_string(),
             d.last_verdict_at.as_deref().unwrap_or("-"),
+            punch_cell(d),
             d.reasons.first().map(String::as_str).unwrap_or("")
         );
+    }
+    if list.iter().any(|d| d.buffer_pressure) {
+        out.push_str("! = the terminal's punch buffer is under pressure (unacknowledged punches above the verifier's threshold)\n");
     }
     if list.is_empty() {
         out.push_str("(no devices enrolled)\n");
     }
     out
+}
+
+/// The PUNCHES cell: the mirror's head seq, `!` under buffer pressure.
+fn punch_cell(d: &DeviceView) -> String {
+    format!(
+        "{}{}",
+        d.punches.head_seq,
+        if d.buffer_pressure { " !" } else { "" }
+    )
 }
 
 pub fn device(d: &DeviceView) -> String {
@@ -77,6 +91,22 @@ pub fn device(d: &DeviceView) -> String {
         d.measured_at.as_deref().unwrap_or("never")
     );
     let _ = writeln!(out, "AK name:         {}", d.ak_name);
+    let p = &d.punches;
+    let _ = writeln!(
+        out,
+        "punches:         head {} ({}), {} held ({} unreviewed), {} pending on the terminal of {}{}",
+        p.head_seq,
+        p.head_hash,
+        p.held,
+        p.held_unreviewed,
+        p.pending_on_device,
+        p.capacity,
+        if d.buffer_pressure {
+            " — BUFFER PRESSURE"
+        } else {
+            ""
+        }
+    );
     if !d.reasons.is_empty() {
         let _ = writeln!(out, "reasons:");
         for (i, r) in d.reasons.iter().enumerate() {
@@ -192,5 +222,19 @@ mod tests {
             one.contains("  - no fresh evidence since 2026-01-01T00:00:00Z\n"),
             "{one}"
         );
+    }
+
+    #[test]
+    fn the_device_list_marks_a_terminal_under_buffer_pressure() {
+        let mut v = view(DeviceState::Trusted, false);
+        v.punches.head_seq = 42;
+        let calm = devices(std::slice::from_ref(&v));
+        assert!(calm.contains("PUNCHES") && calm.contains(" 42 "), "{calm}");
+        assert!(!calm.contains('!'), "{calm}");
+        v.buffer_pressure = true;
+        let list = devices(&[v.clone()]);
+        assert!(list.contains("42 !"), "{list}");
+        assert!(list.contains("under pressure"), "{list}");
+        assert!(device(&v).contains("BUFFER PRESSURE"));
     }
 }

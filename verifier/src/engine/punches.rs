@@ -116,22 +116,14 @@ impl Engine {
                 let next = PunchHead {
                     seq: new.seq,
                     hash: new.hash,
-                    held: head.held + held_n,
-                    unreviewed: head.unreviewed + held_n,
+                    held: head.held.saturating_add(held_n),
+                    unreviewed: head.unreviewed.saturating_add(held_n),
                     device_last: batch.device_last,
                     capacity: batch.capacity,
                 };
                 w.put_punch_head(&device, &next)?;
                 self.stats.accept("punches");
-                if buffer_pressure(
-                    next.pending_on_device(),
-                    next.capacity,
-                    self.punch_pressure_percent,
-                ) && !buffer_pressure(
-                    head.pending_on_device(),
-                    head.capacity,
-                    self.punch_pressure_percent,
-                ) {
+                if self.under_pressure(&next) && !self.under_pressure(&head) {
                     tracing::warn!(device = %device, pending = next.pending_on_device(), capacity = next.capacity, "terminal's punch buffer under pressure");
                 }
                 out.push(self.ack(&device, &next, false));
@@ -178,6 +170,15 @@ impl Engine {
         out.extend(msgs);
         out.push(self.ack(device, &head, false));
         Ok(Err(Rejection::PunchTamper(reason).into()))
+    }
+
+    /// Whether the terminal behind `head` is under buffer pressure, by its last batch.
+    fn under_pressure(&self, head: &PunchHead) -> bool {
+        buffer_pressure(
+            head.pending_on_device(),
+            head.capacity,
+            self.punch_pressure_percent,
+        )
     }
 
     /// The signed, retained ack of `head` for `device`.

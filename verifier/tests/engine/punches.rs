@@ -384,3 +384,160 @@ fn a_batch_whose_commit_fails_is_not_acked() {
     let acks = b.punches(&t, batch(&t, c.range(1, n)));
     assert_eq!(acks, vec![ack(n, c.hash(n), false)]);
 }
+
+#[test]
+fn every_export_page_is_audited_with_the_operator_the_device_and_the_seq_range() {
+    let (mut b, t) = setup();
+    let mut c = Chain::new(&t);
+    c.punch(5);
+    b.punches(&t, batch(&t, c.range(1, 5)));
+    let page = b.engine.punches_of("t1", 1, 2, &op()).unwrap();
+    assert_eq!(
+        page.punches.iter().map(|p| p.seq).collect::<Vec<_>>(),
+        [2, 3]
+    );
+    let next = page.next.unwrap();
+    assert_eq!((next.device.as_str(), next.seq), ("t1", 3));
+    let a = b.last_audit();
+    assert_eq!(a.action, "punches_exported");
+    assert_eq!(a.actor, "operator:test");
+    assert_eq!(a.device.as_deref(), Some("t1"));
+    assert!(
+        a.reason.contains("2 punch records") && a.reason.contains("2..=3"),
+        "{}",
+        a.reason
+    );
+    let before = b.audit_len();
+    let last = b.engine.punches_of("t1", 3, 10, &op()).unwrap();
+    assert_eq!(last.punches.len(), 2);
+    assert_eq!(last.next, None);
+    assert_eq!(b.audit_len(), before + 1, "each page request is audited");
+}
+
+#[test]
+fn an_export_of_all_devices_pages_in_device_and_seq_order_and_rebuilds_each_chain() {
+    let (mut b, t1) = setup();
+    let t2 = b.trusted_terminal("t2", 21);
+    let (mut c1, mut c2) = (Chain::new(&t1), Chain::new(&t2));
+    c1.punch(3);
+    c2.punch(4);
+    b.punches(&t1, batch(&t1, c1.range(1, 3)));
+    b.punches(&t2, batch(&t2, c2.range(1, 4)));
+    let mut got = Vec::new();
+    let mut after: Option<(String, u64)> = None;
+    loop {
+        let page = b
+            .engine
+            .punches_all(after.as_ref().map(|(d, s)| (d.as_str(), *s)), 2, &op())
+            .unwrap();
+        got.extend(page.punches);
+        match page.next {
+            Some(n) => after = Some((n.device, n.seq)),
+            None => break,
+        }
+    }
+    let keys: Vec<(&str, u64)> = got.iter().map(|p| (p.device.as_str(), p.seq)).collect();
+    assert_eq!(
+        keys,
+        [
+            ("t1", 1),
+            ("t1", 2),
+            ("t1", 3),
+            ("t2", 1),
+            ("t2", 2),
+            ("t2", 3),
+            ("t2", 4)
+        ]
+    );
+    assert_eq!(b.last_audit().action, "punches_exported");
+    // Each exported record is the terminal's, field for field: its chain hash recomputes.
+    for p in &got {
+        let chain = if p.device == "t1" { &c1 } else { &c2 };
+        let want = &chain.records[(p.seq - 1) as usize];
+        assert_eq!(p.employee, want.employee.as_str());
+        assert_eq!(p.unix_time, want.time);
+        assert_eq!(p.hash, chain.hash(p.seq).to_hex());
+        assert_eq!(p.prev_hash, want.prev_hash.to_hex());
+        assert_eq!(p.method.as_deref(), Some("card"));
+    }
+}
+
+#[test]
+fn a_review_marks_held_records_reviewed_audited_and_they_stay_held() {
+    let (mut b, t) = setup();
+    b.engine.quarantine("t1", "inspection", op()).unwrap();
+    let mut c = Chain::new(&t);
+    c.punch(6);
+    b.punches(&t, batch(&t, c.range(1, 6)));
+    let e = b.engine.review_punches("t1", 4, "  ", &op()).unwrap_err();
+    assert!(
+        matches!(e, vouch_verifier::engine::ApiError::BadRequest(_)),
+        "{e}"
+    );
+    let v = b
+        .engine
+        .review_punches("t1", 4, "checked against the paper log", &op())
+        .unwrap();
+    assert_eq!((v.reviewed, v.held_unreviewed), (4, 2));
+    let a = b.last_audit();
+    assert_eq!(a.action, "punches_reviewed");
+    assert!(
+        a.reason.contains("1..=4") && a.reason.contains("paper log"),
+        "{}",
+        a.reason
+    );
+    let marks: Vec<(u64, bool, bool)> = b
+        .engine
+        .punches_of("t1", 0, 10, &op())
+        .unwrap()
+        .punches
+        .iter()
+        .map(|p| (p.seq, p.held, p.reviewed))
+        .collect();
+    assert_eq!(
+        marks,
+        [
+            (1, true, true),
+            (2, true, true),
+            (3, true, true),
+            (4, true, true),
+            (5, true, false),
+            (6, true, false)
+        ]
+    );
+    let p = b.engine.device("t1").unwrap().punches;
+    assert_eq!((p.held, p.held_unreviewed), (6, 2));
+    // Reviewing again marks nothing new and audits nothing.
+    let before = b.audit_len();
+    assert_eq!(
+        b.engine
+            .review_punches("t1", 4, "again", &op())
+            .unwrap()
+            .reviewed,
+        0
+    );
+    assert_eq!(b.audit_len(), before);
+}
+
+#[test]
+fn the_device_view_flags_buffer_pressure_from_the_terminals_last_batch() {
+    let (mut b, t) = setup();
+    let mut c = Chain::new(&t);
+    c.punch(10);
+    // The terminal says it holds 900 records of 1000 but sends 10: 890 pending, 89 %.
+    let recs = c.range(1, 10);
+    let batch = PunchBatch::new(&t.id, recs, 900, CAPACITY).unwrap();
+    b.punches(&t, raw_batch(&t, &batch, &t.key));
+    let v = b.engine.device("t1").unwrap();
+    assert_eq!(v.punches.pending_on_device, 890);
+    assert!(v.buffer_pressure);
+    let listed = b.engine.devices(None, 10).unwrap().devices;
+    assert!(listed[0].buffer_pressure);
+    // Once the terminal has caught up, its next batch clears the flag.
+    c.punch(1);
+    let batch = PunchBatch::new(&t.id, c.range(11, 11), 11, CAPACITY).unwrap();
+    b.punches(&t, raw_batch(&t, &batch, &t.key));
+    let v = b.engine.device("t1").unwrap();
+    assert_eq!(v.punches.pending_on_device, 0);
+    assert!(!v.buffer_pressure);
+}

@@ -14,6 +14,8 @@
 //! - `ClockInfo`: TPMS_CLOCK_INFO, whose four fields the TPM 2.0 specification fixes.
 //! - `EventLogHeld`: a field of the signed `challenge` message; changing it is a protocol
 //!   change, compatible or versioned there.
+//! - `ChainHash` (punch rows and heads): 32 bytes, the punch chain's hash, which both sides
+//!   compute (`protocol::punch`); its definition is part of the protocol.
 //! - `ReferenceValues` (the policies table): its serde form is the reference-values format
 //!   operators write (`vouchctl policy set`), which must keep reading their files anyway.
 //!
