@@ -80,6 +80,7 @@ fn agent_kill9_mid_stream_loses_no_confirmed_punch() {
     {
         assert_same_punch(p, &r.record);
     }
+    f.assert_no_tamper();
 }
 
 /// The agent's answer to one bad `vouch-agent punch`: exit 1, nothing on stdout, an error on

@@ -43,6 +43,7 @@ fn managed_broker_kill9_mid_stream_loses_no_punch() {
     let ledger = submitter.join().ledger;
     assert_eq!(ledger.len() as u64, TOTAL);
     assert_mirror_matches_agent(&f.v, &f.t, &ledger, CATCH_UP);
+    f.assert_no_tamper();
 }
 
 /// (b), external: the Mosquitto the test runs is killed mid-stream (its sessions and queued
@@ -66,6 +67,7 @@ fn external_broker_kill9_mid_stream_loses_no_punch() {
     let ledger = submitter.join().ledger;
     assert_eq!(ledger.len() as u64, TOTAL);
     assert_mirror_matches_agent(&f.v, &f.t, &ledger, CATCH_UP);
+    f.assert_no_tamper();
 }
 
 /// (d): the terminal is offline (the external broker is down) while punches accumulate in its
@@ -153,6 +155,7 @@ fn offline_terminal_buffers_punches_up_to_capacity_then_mirrors_them_all() {
     let more = ONLINE + CAPACITY;
     ledger.submit(&mut client, &Punch::range(more, more + 100), WINDOW);
     assert_mirror_matches_agent(&f.v, &f.t, &ledger, CATCH_UP);
+    f.assert_no_tamper();
     drop(client);
     f.stop_daemon();
 }

@@ -177,4 +177,23 @@ fn quarantined_terminal_keeps_mirroring_and_its_punches_stay_held_until_reviewed
         audit_of(&f.v, &id, "punches_exported").len() > exported_before,
         "exports are audited"
     );
+
+    // An employee id may hold a comma and a quote (printable ASCII): the CSV quotes the field
+    // (RFC 4180) instead of shifting the columns.
+    let tricky = Punch {
+        employee: "O'Neil,\"Jr\"".into(),
+        kind: "out",
+        method: None,
+        time: 1_796_198_400,
+    };
+    ledger.submit(&mut client, std::slice::from_ref(&tricky), 1);
+    assert_mirror_matches_agent(&f.v, &f.t, &ledger, CATCH_UP);
+    let csv = ctl_ok(&f.v, &["punches", &id, "--since", "250", "--format", "csv"]);
+    assert_eq!(
+        csv.lines().collect::<Vec<_>>(),
+        [
+            CSV_HEADER,
+            "term-1,251,2026-12-02T08:00:00Z,\"O'Neil,\"\"Jr\"\"\",out,,false"
+        ]
+    );
 }

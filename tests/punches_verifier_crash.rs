@@ -52,4 +52,5 @@ fn a_hundred_thousand_punches_survive_two_verifier_kill9s_mid_stream() {
         records.iter().all(|m| !m.held),
         "a trusted device's punches are not held"
     );
+    f.assert_no_tamper();
 }

@@ -90,3 +90,22 @@ impl PunchFleet {
         );
     }
 }
+
+impl PunchFleet {
+    /// Crashes, outages and resends are not tamper: the device is still trusted, nothing was
+    /// rejected as `tamper` and no punch batch was audited as rejected.
+    pub fn assert_no_tamper(&self) {
+        let id = &self.t.id;
+        let d = self.v.device(id);
+        assert_eq!(d["state"], "trusted", "{d}");
+        assert_eq!(self.v.rejected("tamper"), 0, "{}", self.v.stats());
+        let audit = self.v.ctl_json(&["audit", "--json"]);
+        let rejected: Vec<_> = audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["device"] == id.as_str() && e["action"] == "punches_rejected")
+            .collect();
+        assert!(rejected.is_empty(), "{rejected:?}");
+    }
+}
