@@ -1,4 +1,4 @@
-//! `vouch-bench`: measures the verifier engine with simulated terminals (see
+//! `vouch-bench`: the attestation bench and the punch-mirroring bench (see
 //! `vouch_demo::bench`). Only argument parsing and the exit code live here.
 
 use clap::Parser;
@@ -6,7 +6,7 @@ use vouch_demo::bench::{self, BenchArgs};
 
 fn main() {
     let args = BenchArgs::parse();
-    // The bench appraises thousands of devices a second: keep per-device lines out of its output.
+    // The benches move thousands of messages a second: keep per-message lines out of the output.
     vouch_common::logging::init("warn");
     if let Err(e) = bench::run(args) {
         eprintln!("vouch-bench: {e:#}");

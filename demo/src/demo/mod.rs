@@ -16,7 +16,7 @@
 //! behind.
 
 mod punches;
-mod real;
+pub(crate) mod real;
 mod simulated;
 
 use anyhow::{Result, bail};
@@ -54,10 +54,10 @@ pub struct DemoArgs {
 }
 
 const MODEL: &str = "T-100";
-const FIRMWARE: &str = "firmware.bin";
+pub(crate) const FIRMWARE: &str = "firmware.bin";
 /// The PCR the terminals' agents measure firmware files into (the agent's default).
 const FIRMWARE_PCR: u8 = vouch_agent::config::DEFAULT_FIRMWARE_PCR;
-const EVENTLOG: &str = "binary_bios_measurements";
+pub(crate) const EVENTLOG: &str = "binary_bios_measurements";
 
 /// A flag set by SIGINT/SIGTERM; every wait in the demo checks it.
 fn interrupt_flag() -> Result<Arc<AtomicBool>> {

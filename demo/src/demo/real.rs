@@ -22,7 +22,7 @@ pub struct RealTerminal {
 
 /// Resets the TPM and plays the firmware's part: extends every digest of `boot`'s event log
 /// into the PCRs and leaves the log where the agent reads it.
-fn boot(dir: &Path, tpm: &Swtpm, boot: &TerminalBoot) -> Result<()> {
+pub(crate) fn boot(dir: &Path, tpm: &Swtpm, boot: &TerminalBoot) -> Result<()> {
     let log = boot.log();
     tpm.reboot().context("resetting the software TPM")?;
     for (pcr, digest) in log.extends(HashAlg::Sha256) {

@@ -317,13 +317,24 @@ fn the_window_bounds_what_is_in_flight() {
 }
 
 #[test]
-fn a_full_window_waits_for_the_resend_timer_not_a_past_linger() {
-    // Regression: wake_at kept returning the lingering records' (past) deadline while the
-    // window was full, so the agent's loop woke at once, sent nothing, and spun until an ack.
+fn a_full_window_sets_no_past_linger_wake_so_the_shell_does_not_spin() {
+    let d = dev("t1");
+    let c = chain(&d, 100);
+    let own = |seq: u64| c.get((seq - 1) as usize).map(|(_, h)| *h);
     let mut u = Uploader::new(RULES, 0, ChainHash::GENESIS, 100, 0);
-    while u.next_batch(1000).is_some() {}
-    assert_eq!(u.next_batch(5000), None, "window full");
-    assert_eq!(u.wake_at(), Some(1000 + RULES.resend_after_ms));
+    while u.next_batch(0).is_some() {}
+    // 30 in flight (the whole window), 70 waiting: only the resend timer can change anything.
+    assert_eq!(u.wake_at(), Some(RULES.resend_after_ms));
+    assert_eq!(u.next_batch(500), None);
+    assert_eq!(
+        u.wake_at(),
+        Some(RULES.resend_after_ms),
+        "no wake in the past"
+    );
+    // An ack opens the window: the waiting records go at once, and the wakes come back.
+    u.on_ack(&ack(10, c[9].1, false), 600, own);
+    assert_eq!(u.next_batch(600), Some((31, 40)));
+    assert_eq!(u.wake_at(), Some(600 + RULES.resend_after_ms));
 }
 
 #[test]

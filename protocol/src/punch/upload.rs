@@ -151,15 +151,14 @@ impl Uploader {
         Some((from, to))
     }
 
-    /// When [`Uploader::poll`] should next be called (ms), if anything is pending.
+    /// When [`Uploader::poll`] should next be called (ms), if anything is pending. A full
+    /// window sets no linger wake: nothing can be sent until an ack (or the resend timer), and a
+    /// linger time already past would wake the shell again at once, in a busy loop.
     pub fn wake_at(&self) -> Option<u64> {
-        // With the window full only an ack (or the resend timer) can let more out: a linger
-        // deadline already past would wake the caller again and again for nothing.
-        // In flight: `next - acked - 1` records.
-        let window_full = self.next - self.acked > self.rules.window;
+        let window_open = self.next.saturating_sub(self.acked + 1) < self.rules.window;
         let linger = self
             .unsent_since
-            .filter(|_| self.next <= self.last && !window_full)
+            .filter(|_| self.next <= self.last && window_open)
             .map(|t| t + self.rules.linger_ms);
         let resend = self
             .waiting_since

@@ -1,4 +1,4 @@
-//! `vouch-bench`: drives the real engine (redb store, worker stage, batched applier)
+//! `vouch-bench [attest]`: drives the real engine (redb store, worker stage, batched applier)
 //! with simulated terminals and prints throughput and memory, so the scale target (100,000
 //! terminals attesting every 300 s, i.e. 333 evidence/s) is a measured figure, not a hope.
 //! MQTT is left out (the broker is a separate process at scale); everything after it is in.
@@ -7,7 +7,7 @@
 //! checks exactly as it checks a hardware TPM's.
 
 use anyhow::{Context, Result, bail};
-use clap::Parser;
+use clap::Args;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -24,11 +24,9 @@ use vouch_verifier::engine::{Engine, EngineConfig, Job};
 use vouch_verifier::mqtt::{Inbound, Outgoing};
 use vouch_verifier::store::Store;
 
-/// vouch bench: measure the verifier engine (store, verification, appraisal) with simulated
-/// terminals.
-#[derive(Debug, Parser)]
-#[command(name = "vouch-bench", version)]
-pub struct BenchArgs {
+/// The attestation bench's options.
+#[derive(Debug, Clone, Args)]
+pub struct AttestArgs {
     /// Simulated terminals.
     #[arg(long, default_value_t = 2000)]
     pub devices: usize,
@@ -111,7 +109,7 @@ fn apply_all(
     Ok(())
 }
 
-pub fn run(args: BenchArgs) -> Result<()> {
+pub fn run(args: AttestArgs) -> Result<()> {
     if args.devices == 0 {
         bail!("--devices must be at least 1");
     }
