@@ -78,6 +78,15 @@ impl Proc {
         false
     }
 
+    /// SIGKILL at once (a crash, the OOM killer, a power cut: no chance to clean up), then
+    /// reaps the child. A child that already exited is only reaped.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// [`Proc::stop_within`] with a 10-second grace period.
     pub fn stop(&mut self) -> bool {
         self.stop_within(Duration::from_secs(10))
@@ -144,6 +153,32 @@ mod tests {
             "sleep exits on SIGTERM"
         );
         assert!(!p.alive());
+    }
+
+    #[test]
+    fn kill9_ends_a_child_that_ignores_sigterm() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("stubborn.log");
+        let mut p = Proc::spawn(
+            "sh",
+            Command::new("sh").args([
+                "-c",
+                "trap '' TERM; echo started; while :; do sleep 1; done",
+            ]),
+            &log,
+        )
+        .unwrap();
+        let start = Instant::now();
+        while !p.log().contains("started") {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "the child never started"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        p.kill9();
+        assert!(!p.alive());
+        assert!(p.pid().is_none(), "a killed child is reaped and forgotten");
     }
 
     #[test]

@@ -11,6 +11,31 @@ use vouch_protocol::eventlog::build::LogBuilder;
 use crate::bin;
 use crate::procs::{Proc, Swtpm, Verifier};
 
+/// `vouch-agent run`'s punch flags; `None` leaves the agent's default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PunchFlags {
+    pub capacity: Option<u64>,
+    pub batch: Option<usize>,
+    pub linger_ms: Option<u64>,
+    pub retention_secs: Option<u64>,
+}
+
+impl PunchFlags {
+    fn args(&self, c: &mut Command) {
+        let flags = [
+            ("--punch-capacity", self.capacity),
+            ("--punch-batch", self.batch.map(|b| b as u64)),
+            ("--punch-linger-ms", self.linger_ms),
+            ("--punch-retention", self.retention_secs),
+        ];
+        for (flag, value) in flags {
+            if let Some(v) = value {
+                c.arg(flag).arg(v.to_string());
+            }
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Terminal {
     pub id: String,
@@ -148,14 +173,30 @@ impl Terminal {
 
     /// Starts `vouch-agent run` (the daemon) with a short interval.
     pub fn spawn_daemon(&self, interval_secs: u64) -> Proc {
+        self.spawn_daemon_with(interval_secs, &PunchFlags::default())
+    }
+
+    /// Starts `vouch-agent run` with the punch intake and upload flags in `punch`.
+    pub fn spawn_daemon_with(&self, interval_secs: u64, punch: &PunchFlags) -> Proc {
         let mut c = self.cmd();
         c.args(["run", "--interval", &interval_secs.to_string()]);
         self.run_args(&mut c);
+        punch.args(&mut c);
         Proc::spawn(
             &format!("vouch-agent {}", self.id),
             &mut c,
             self.dir.join("daemon.log"),
         )
+    }
+
+    /// The agent's punch socket (the default, `STATE/punch.sock`).
+    pub fn punch_socket(&self) -> PathBuf {
+        self.state.join("punch.sock")
+    }
+
+    /// `vouch-agent punch ARGS` against the default socket.
+    pub fn punch_cli(&self, args: &[&str]) -> Output {
+        self.cmd().arg("punch").args(args).output().unwrap()
     }
 
     /// `vouch-agent status --json`.

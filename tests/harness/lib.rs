@@ -7,7 +7,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod agent;
+pub mod mirror;
 pub mod procs;
+pub mod punch;
+pub mod punch_fleet;
 pub mod raw;
 pub mod spy;
 pub mod tls;
@@ -51,6 +54,27 @@ pub fn bin(name: &str) -> PathBuf {
             "vouch-provisioning",
         ])
         .current_dir(env!("CARGO_MANIFEST_DIR"));
+        // Cargo runs this test with the package's own variables set (CARGO_MANIFEST_DIR,
+        // CARGO_PKG_*, ...). Build scripts that track one of them (ring's tracks
+        // CARGO_MANIFEST_DIR) would see it change between this build and the outer `cargo
+        // test`, so each would rebuild ring and all that depends on it, every run.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            let set_by_cargo_for_the_test = [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "OUT_DIR",
+            ]
+            .contains(&name.as_ref())
+                || name.starts_with("CARGO_PKG_")
+                || name.starts_with("CARGO_BIN_");
+            if set_by_cargo_for_the_test {
+                cmd.env_remove(name.as_ref());
+            }
+        }
         if dir.file_name().is_some_and(|p| p == "release") {
             cmd.arg("--release");
         }

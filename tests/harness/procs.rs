@@ -39,6 +39,11 @@ impl Proc {
     pub fn pid(&self) -> Option<u32> {
         self.0.pid()
     }
+
+    /// SIGKILL, as a crash or a power cut would end it, and waits until it is gone.
+    pub fn kill9(&mut self) {
+        self.0.kill9();
+    }
 }
 
 impl Drop for Proc {
@@ -81,7 +86,10 @@ pub fn spy_user(n: usize) -> String {
 pub struct Mosquitto {
     pub port: u16,
     pub pid_file: PathBuf,
-    _proc: Proc,
+    conf: PathBuf,
+    log: PathBuf,
+    tls_port: Option<u16>,
+    proc: Option<Proc>,
 }
 
 impl Mosquitto {
@@ -117,19 +125,37 @@ impl Mosquitto {
             ),
         )
         .unwrap();
-        let proc = Proc::spawn(
-            "mosquitto",
-            Command::new("mosquitto").arg("-c").arg(&conf),
-            dir.join("mosquitto.log"),
-        );
-        wait_for_port(port, "mosquitto");
-        if let Some((p, _)) = tls {
-            wait_for_port(p, "mosquitto's TLS listener");
-        }
-        Self {
+        let mut m = Self {
             port,
             pid_file,
-            _proc: proc,
+            conf,
+            log: dir.join("mosquitto.log"),
+            tls_port: tls.map(|(p, _)| p),
+            proc: None,
+        };
+        m.start_again();
+        m
+    }
+
+    /// Starts it again with the same configuration and ports (after [`Mosquitto::kill9`]).
+    pub fn start_again(&mut self) {
+        assert!(self.proc.is_none(), "mosquitto is still running");
+        self.proc = Some(Proc::spawn(
+            "mosquitto",
+            Command::new("mosquitto").arg("-c").arg(&self.conf),
+            self.log.clone(),
+        ));
+        wait_for_port(self.port, "mosquitto");
+        if let Some(p) = self.tls_port {
+            wait_for_port(p, "mosquitto's TLS listener");
+        }
+    }
+
+    /// Kills it with SIGKILL (a broker crash: sessions and queued messages are gone, nothing
+    /// is saved) and waits until it is gone.
+    pub fn kill9(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.kill9();
         }
     }
 }
@@ -351,6 +377,40 @@ impl Verifier {
             None => self.data.join("broker/mosquitto.pid"),
         };
         fs::read_to_string(file).ok()?.trim().parse().ok()
+    }
+
+    /// Kills the broker with SIGKILL: the managed Mosquitto by the pid the verifier recorded
+    /// (the verifier's supervisor starts a new one), the external one by its process (it stays
+    /// down until [`Verifier::start_broker_again`]). Waits until the old process is gone.
+    pub fn kill9_broker(&mut self) {
+        match &mut self.mosquitto {
+            Some(m) => m.kill9(),
+            None => {
+                let pid = self
+                    .broker_pid()
+                    .expect("the managed broker has a pid file");
+                let status = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status()
+                    .unwrap();
+                assert!(status.success(), "kill -KILL {pid} (the managed broker)");
+                let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+                crate::wait_for(Duration::from_secs(30), "the managed broker to die", || {
+                    // The verifier reaps its child; until then it is a zombie.
+                    let state = fs::read_to_string(proc_dir.join("stat")).unwrap_or_default();
+                    let gone = state.is_empty() || state.contains(") Z ");
+                    gone.then_some(())
+                });
+            }
+        }
+    }
+
+    /// Starts the external broker again after [`Verifier::kill9_broker`].
+    pub fn start_broker_again(&mut self) {
+        self.mosquitto
+            .as_mut()
+            .expect("only an external broker is started by the test")
+            .start_again();
     }
 
     /// The verifier process's pid.
