@@ -523,7 +523,7 @@ fn a_review_marks_held_records_reviewed_audited_and_they_stay_held() {
 fn the_device_view_flags_buffer_pressure_from_the_terminals_last_batch() {
     let (mut b, t) = setup();
     let mut c = Chain::new(&t);
-    c.punch(10);
+    c.punch(900);
     // The terminal says it holds 900 records of 1000 but sends 10: 890 pending, 89 %.
     let recs = c.range(1, 10);
     let batch = PunchBatch::new(&t.id, recs, 900, CAPACITY).unwrap();
@@ -533,11 +533,104 @@ fn the_device_view_flags_buffer_pressure_from_the_terminals_last_batch() {
     assert!(v.buffer_pressure);
     let listed = b.engine.devices(None, 10).unwrap().devices;
     assert!(listed[0].buffer_pressure);
-    // Once the terminal has caught up, its next batch clears the flag.
-    c.punch(1);
-    let batch = PunchBatch::new(&t.id, c.range(11, 11), 11, CAPACITY).unwrap();
-    b.punches(&t, raw_batch(&t, &batch, &t.key));
+    // An older window arriving late does not lower what the terminal is known to hold.
+    let late = PunchBatch::new(&t.id, c.range(1, 10), 10, CAPACITY).unwrap();
+    b.punches(&t, raw_batch(&t, &late, &t.key));
+    assert_eq!(b.engine.device("t1").unwrap().punches.pending_on_device, 890);
+    // Once the mirror has caught up with the terminal, the flag clears.
+    let n = vouch_protocol::punch::MAX_BATCH_RECORDS as u64;
+    let mut from = 11;
+    while from <= 900 {
+        let to = (from + n - 1).min(900);
+        let batch = PunchBatch::new(&t.id, c.range(from, to), 900, CAPACITY).unwrap();
+        b.punches(&t, raw_batch(&t, &batch, &t.key));
+        from = to + 1;
+    }
     let v = b.engine.device("t1").unwrap();
     assert_eq!(v.punches.pending_on_device, 0);
     assert!(!v.buffer_pressure);
+}
+
+#[test]
+fn a_terminal_stuck_behind_a_gap_is_still_flagged_under_buffer_pressure() {
+    let (mut b, t) = setup();
+    let mut c = Chain::new(&t);
+    c.punch(900);
+    b.punches(&t, batch(&t, c.range(1, 5)));
+    assert!(!b.engine.device("t1").unwrap().buffer_pressure);
+    // Every batch after the gap is refused, but the terminal's word on its buffer counts.
+    for _ in 0..2 {
+        let gap = PunchBatch::new(&t.id, c.range(100, 110), 900, CAPACITY).unwrap();
+        let acks = b.punches(&t, raw_batch(&t, &gap, &t.key));
+        assert_eq!(acks, vec![ack(5, c.hash(5), true)]);
+    }
+    let v = b.engine.device("t1").unwrap();
+    assert_eq!((v.punches.head_seq, v.punches.pending_on_device), (5, 895));
+    assert!(v.buffer_pressure, "a stuck chain shows its pressure");
+    // A duplicate's word counts too (here: the terminal's buffer shrank after a restart).
+    let dup = PunchBatch::new(&t.id, c.range(1, 5), 900, 950).unwrap();
+    b.punches(&t, raw_batch(&t, &dup, &t.key));
+    assert_eq!(b.engine.device("t1").unwrap().punches.capacity, 950);
+}
+
+#[test]
+fn a_terminal_resending_a_forked_chain_is_flagged_under_buffer_pressure() {
+    let (mut b, t) = setup();
+    let mut c = Chain::new(&t);
+    c.punch(5);
+    b.punches(&t, batch(&t, c.range(1, 5)));
+    // A signed chain that breaks at its first record, resent, while the terminal fills up.
+    let mut next = Chain::new(&t);
+    next.punch(10);
+    let mut recs = next.range(6, 10);
+    recs[0].prev_hash = ChainHash([0xee; 32]);
+    for i in 1..recs.len() {
+        recs[i].prev_hash = recs[i - 1].hash(&t.id);
+    }
+    let forked = PunchBatch::new(&t.id, recs, 950, CAPACITY).unwrap();
+    b.punches(&t, raw_batch(&t, &forked, &t.key));
+    let v = b.engine.device("t1").unwrap();
+    assert_eq!(v.state, DeviceState::Quarantined);
+    assert_eq!((v.punches.head_seq, v.punches.pending_on_device), (5, 945));
+    assert!(v.buffer_pressure);
+}
+
+#[test]
+fn a_quarantined_device_resending_one_tamper_batch_is_audited_once_per_verdict_period() {
+    let (mut b, t) = setup();
+    let mut c = Chain::new(&t);
+    c.punch(3);
+    let forged = || signed(&t, c.range(1, 3), &SigningKey::from_bytes(&[99; 32]));
+    b.punches(&t, forged());
+    assert_eq!(b.state(), DeviceState::Quarantined);
+    let rejected = |b: &Bench| {
+        b.engine
+            .audit(None, 1000)
+            .unwrap()
+            .entries
+            .iter()
+            .filter(|a| a.action == "punches_rejected")
+            .count()
+    };
+    let first = rejected(&b);
+    assert_eq!(first, 1, "the tamper that quarantined is audited");
+    let before = b.audit_len();
+    for _ in 0..5 {
+        let acks = b.punches(&t, forged());
+        assert_eq!(acks, vec![ack(0, ChainHash::GENESIS, false)], "still answered");
+    }
+    assert_eq!(b.audit_len(), before, "copies add no audit rows");
+    assert_eq!(b.rejected("bad_signature"), 6, "every copy is still counted");
+    // Tamper of another kind in the same period is audited, once.
+    let mut broken = c.range(1, 3);
+    broken[1].prev_hash = ChainHash([0xee; 32]);
+    for _ in 0..3 {
+        b.punches(&t, batch(&t, broken.clone()));
+    }
+    assert_eq!(rejected(&b), 2);
+    // A new verdict period (released, then the same forgery again) audits it again.
+    b.engine.release("t1", "inspected", op()).unwrap();
+    b.punches(&t, forged());
+    assert_eq!(b.state(), DeviceState::Quarantined);
+    assert_eq!(rejected(&b), 3);
 }
