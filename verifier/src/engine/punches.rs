@@ -113,7 +113,11 @@ impl Engine {
 
     /// The job for a batch that is tamper evidence on its own (forged, or a broken chain);
     /// `buffer` only from a batch whose signature verified.
-    pub(super) fn punch_tamper_job(device: DeviceId, reason: Reason, buffer: Option<Buffer>) -> Job {
+    pub(super) fn punch_tamper_job(
+        device: DeviceId,
+        reason: Reason,
+        buffer: Option<Buffer>,
+    ) -> Job {
         Job::Punches(Box::new(PunchJob {
             device,
             work: PunchWork::Tamper { reason, buffer },
@@ -149,11 +153,11 @@ impl Engine {
             }
             PunchWork::Batch { batch, sealed } => (batch, sealed),
         };
-        let decision =
-            match punch::decide(head.mirror(), &batch, |seq| w.punch_hash(&device, seq)) {
-                Ok(d) => d,
-                Err(e) => return Ok(Err(Refusal::Internal(e))),
-            };
+        let decision = match punch::decide(head.mirror(), &batch, |seq| w.punch_hash(&device, seq))
+        {
+            Ok(d) => d,
+            Err(e) => return Ok(Err(Refusal::Internal(e))),
+        };
         // Signed by the terminal: what it says of its buffer counts whatever the mirror
         // decides, so a terminal whose chain is stuck (gaps, a fork resent) still shows its
         // pressure.
@@ -260,12 +264,16 @@ impl Engine {
             head
         } else {
             tracing::warn!(device = %device, code = reason.code(), reason = %reason, "punch batch is tamper evidence");
-            let effects =
-                self.core
-                    .on_punch_tamper(rec.clone(), reason.clone(), now, &mut **self.nonces())?;
+            let effects = self.core.on_punch_tamper(
+                rec.clone(),
+                reason.clone(),
+                now,
+                &mut **self.nonces(),
+            )?;
             let (msgs, stored) = self.write_effects(w, device, effects)?;
             out.extend(msgs);
-            let verdict_at = stored.map_or(rec.status.last_verdict_at, |r| r.status.last_verdict_at);
+            let verdict_at =
+                stored.map_or(rec.status.last_verdict_at, |r| r.status.last_verdict_at);
             PunchHead {
                 last_tamper: Some(mark(verdict_at)),
                 ..head
