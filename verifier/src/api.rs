@@ -61,6 +61,10 @@ pub struct PunchesView {
     pub pending_on_device: u64,
     /// The terminal's buffer capacity (by its last batch; 0 before the first).
     pub capacity: u64,
+    /// Set when the device's mirror head could not be read: the fields above are then zeros
+    /// and say nothing (the rest of the device view is sound).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -241,4 +245,7 @@ pub struct ReviewView {
     pub reviewed: u64,
     /// Held records of the device still unreviewed.
     pub held_unreviewed: u64,
+    /// Held records up to the asked seq remain: one call marks a bounded number; call again.
+    #[serde(default)]
+    pub more: bool,
 }

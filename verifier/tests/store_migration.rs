@@ -351,6 +351,7 @@ fn write_punches(store: &Store) {
             unreviewed: 1,
             device_last: 5,
             capacity: 1000,
+            last_tamper: None,
         },
     )
     .unwrap();

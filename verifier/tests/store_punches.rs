@@ -132,3 +132,96 @@ fn a_store_without_punches_accepts_a_replaced_key() {
     drop(Store::open(&dir.path().join("vouch.redb")).unwrap());
     assert!(key.exists());
 }
+
+#[test]
+fn a_store_with_punches_but_no_recorded_key_id_refuses_to_open_and_keeps_its_key_file() {
+    use redb::{ReadableDatabase, ReadableTable};
+    let dir = tempfile::tempdir().unwrap();
+    drop(store_with_a_punch(dir.path()));
+    let db_path = dir.path().join("vouch.redb");
+    {
+        let db = redb::Database::open(&db_path).unwrap();
+        let w = db.begin_write().unwrap();
+        w.open_table(redb::TableDefinition::<&str, &[u8]>::new("punch_key"))
+            .unwrap()
+            .remove("id")
+            .unwrap();
+        w.commit().unwrap();
+        let r = db.begin_read().unwrap();
+        assert!(
+            r.open_table(redb::TableDefinition::<&str, &[u8]>::new("punch_key"))
+                .unwrap()
+                .first()
+                .unwrap()
+                .is_none()
+        );
+    }
+    let key = dir.path().join("punch.key");
+    let before = std::fs::read(&key).unwrap();
+    let err = format!("{:#}", Store::open(&db_path).unwrap_err());
+    assert!(
+        err.contains("holds punch records but no id of the key"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&key).unwrap(),
+        before,
+        "the key file is untouched"
+    );
+    // Without the key file it refuses the same way and makes no new one.
+    std::fs::remove_file(&key).unwrap();
+    let err = format!("{:#}", Store::open(&db_path).unwrap_err());
+    assert!(err.contains("no id of the key"), "{err}");
+    assert!(!key.exists(), "no new key made");
+}
+
+#[test]
+fn a_review_marks_at_most_its_bound_per_call_and_says_whether_more_remain() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("vouch.redb")).unwrap();
+    let device: DeviceId = "t1".parse().unwrap();
+    let mut w = store.write().unwrap();
+    for seq in 1..=5 {
+        let sealed = store.punch_key().seal(&device, seq, b"r").unwrap();
+        let p = StoredPunch {
+            hash: vouch_protocol::punch::ChainHash([seq as u8; 32]),
+            held: true,
+            reviewed: false,
+            sealed,
+        };
+        w.put_punch(&device, seq, &p).unwrap();
+    }
+    w.put_punch_head(
+        &device,
+        &PunchHead {
+            seq: 5,
+            held: 5,
+            unreviewed: 5,
+            ..PunchHead::EMPTY
+        },
+    )
+    .unwrap();
+    w.commit().unwrap();
+    let mut calls = Vec::new();
+    loop {
+        let mut w = store.write().unwrap();
+        let Some(m) = w.review_punches(&device, 100, 2).unwrap() else {
+            break;
+        };
+        w.commit().unwrap();
+        calls.push((m.first, m.last, m.count, m.more));
+    }
+    assert_eq!(
+        calls,
+        [(1, 2, 2, true), (3, 4, 2, true), (5, 5, 1, false)],
+        "two at most per call, lowest seqs first"
+    );
+    let r = store.read().unwrap();
+    assert_eq!(r.punch_head(&device).unwrap().unwrap().unreviewed, 0);
+    assert!(
+        r.punches(&device, 0, 10)
+            .unwrap()
+            .iter()
+            .all(|(_, _, p)| p.held && p.reviewed)
+    );
+}

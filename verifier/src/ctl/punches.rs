@@ -10,8 +10,8 @@ use super::client::Client;
 use super::seg;
 use crate::api::{PunchCursor, PunchPage, PunchView, ReviewBody, ReviewView};
 
-/// Records per page requested from the API.
-const PAGE: usize = 1000;
+/// Records per page requested from the API: the most the server gives.
+const PAGE: usize = crate::engine::MAX_PUNCH_PAGE;
 
 /// The CSV header, exactly.
 pub const CSV_HEADER: &str = "device,seq,time,employee,kind,method,held";
@@ -152,21 +152,38 @@ pub fn csv_field(s: &str) -> String {
     }
 }
 
-/// `vouchctl review-punches`.
+/// `vouchctl review-punches`: one call marks a bounded number of records, so it calls
+/// again until the verifier says none remain, and prints the total.
 pub fn review(c: &Client, args: &ReviewArgs) -> Result<()> {
     let body = ReviewBody {
         through: args.through,
         reason: args.reason.clone(),
     };
-    let v: ReviewView = c.post_json(
-        &format!("/v1/devices/{}/punches/review", seg(&args.id)),
-        &body,
-    )?;
+    let path = format!("/v1/devices/{}/punches/review", seg(&args.id));
+    let (v, total) = review_all(|| c.post_json(&path, &body))?;
     println!(
-        "{}: {} held records marked reviewed, {} held records still unreviewed",
-        v.device, v.reviewed, v.held_unreviewed
+        "{}: {total} held records marked reviewed, {} held records still unreviewed",
+        v.device, v.held_unreviewed
     );
     Ok(())
+}
+
+/// Calls `post` until an answer has no `more`; the last answer and the records marked in all.
+pub fn review_all(mut post: impl FnMut() -> Result<ReviewView>) -> Result<(ReviewView, u64)> {
+    let mut total = 0u64;
+    loop {
+        let v = post()?;
+        total = total.saturating_add(v.reviewed);
+        if !v.more {
+            return Ok((v, total));
+        }
+        if v.reviewed == 0 {
+            bail!(
+                "the verifier says more held records of {} remain but marked none",
+                v.device
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -236,6 +253,35 @@ mod tests {
         stream(pages(0), Format::Json, &mut empty).unwrap();
         let v: Vec<PunchView> = serde_json::from_slice(&empty).unwrap();
         assert!(v.is_empty());
+    }
+
+    #[test]
+    fn review_punches_calls_again_until_nothing_remains_and_totals_the_marks() {
+        let mut left = 25_000u64;
+        let mut calls = 0;
+        let (last, total) = review_all(|| {
+            calls += 1;
+            let n = left.min(10_000);
+            left -= n;
+            Ok(ReviewView {
+                device: "t1".into(),
+                reviewed: n,
+                held_unreviewed: left,
+                more: left > 0,
+            })
+        })
+        .unwrap();
+        assert_eq!((calls, total, last.held_unreviewed), (3, 25_000, 0));
+        let stuck = || {
+            Ok(ReviewView {
+                device: "t1".into(),
+                reviewed: 0,
+                held_unreviewed: 5,
+                more: true,
+            })
+        };
+        let err = review_all(stuck).unwrap_err();
+        assert!(err.to_string().contains("marked none"), "{err}");
     }
 
     #[test]

@@ -92,21 +92,25 @@ pub fn device(d: &DeviceView) -> String {
     );
     let _ = writeln!(out, "AK name:         {}", d.ak_name);
     let p = &d.punches;
-    let _ = writeln!(
-        out,
-        "punches:         head {} ({}), {} held ({} unreviewed), {} pending on the terminal of {}{}",
-        p.head_seq,
-        p.head_hash,
-        p.held,
-        p.held_unreviewed,
-        p.pending_on_device,
-        p.capacity,
-        if d.buffer_pressure {
-            " — BUFFER PRESSURE"
-        } else {
-            ""
-        }
-    );
+    if let Some(e) = &p.error {
+        let _ = writeln!(out, "punches:         unreadable: {e}");
+    } else {
+        let _ = writeln!(
+            out,
+            "punches:         head {} ({}), {} held ({} unreviewed), {} pending on the terminal of {}{}",
+            p.head_seq,
+            p.head_hash,
+            p.held,
+            p.held_unreviewed,
+            p.pending_on_device,
+            p.capacity,
+            if d.buffer_pressure {
+                " — BUFFER PRESSURE"
+            } else {
+                ""
+            }
+        );
+    }
     if !d.reasons.is_empty() {
         let _ = writeln!(out, "reasons:");
         for (i, r) in d.reasons.iter().enumerate() {

@@ -131,7 +131,7 @@ impl Engine {
             // A punch batch on the device's own topic (the broker lets only the terminal write
             // there) that its key did not sign is forged: tamper, not just noise.
             Err(WireError::BadSignature) if kind == Kind::Punches => {
-                return Ok(Self::punch_tamper_job(device, Reason::PunchForged));
+                return Ok(Self::punch_tamper_job(device, Reason::PunchForged, None));
             }
             Err(e) => return Err(e.into()),
         };

@@ -34,8 +34,8 @@ use vouch_protocol::wire::{self, Message};
 
 pub use expiry::{EXPIRY_BATCH, EXPIRY_PER_SWEEP, ExpirySweep};
 pub use inbound::{Job, Refusal};
-pub use punch_export::MAX_PUNCH_PAGE;
-pub use punches::{PunchJob, PunchWork};
+pub use punch_export::{MAX_PUNCH_PAGE, MAX_REVIEW};
+pub use punches::{Buffer, PunchJob, PunchWork};
 pub use stats::Stats;
 
 use crate::mqtt::Outgoing;

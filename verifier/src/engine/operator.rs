@@ -118,7 +118,7 @@ impl Engine {
         let rec = r
             .device(&id)?
             .ok_or_else(|| ApiError::NotFound(format!("device {id} is not enrolled")))?;
-        let head = r.punch_head(&id)?;
+        let head = r.punch_head(&id);
         Ok(self.view(&rec, head))
     }
 
@@ -127,8 +127,8 @@ impl Engine {
         let (recs, next) = r.devices(after, limit.clamp(1, 1000))?;
         let devices = recs
             .iter()
-            .map(|rec| Ok(self.view(rec, r.punch_head(rec.id())?)))
-            .collect::<anyhow::Result<_>>()?;
+            .map(|rec| self.view(rec, r.punch_head(rec.id())))
+            .collect();
         Ok(DevicePage { devices, next })
     }
 
@@ -159,15 +159,21 @@ impl Engine {
                 OperatorError::NoNonce(e) => ApiError::Internal(e.into()),
             })?;
         let (out, rec) = self.write_effects(&mut w, &id, effects)?;
-        let head = w.punch_head(&id)?;
+        let head = w.punch_head(&id);
         self.commit(w, out)?;
         // An operator action always stores the record it changed.
         let rec = rec.ok_or_else(|| anyhow::anyhow!("operator action on {id} stored no record"))?;
         Ok(self.view(&rec, head))
     }
 
-    /// The operator's view of `rec` with its punch mirror `head`, at the engine's clock.
-    fn view(&self, rec: &DeviceRecord, head: Option<PunchHead>) -> DeviceView {
+    /// The operator's view of `rec` with its punch mirror `head`, at the engine's clock. A
+    /// head that cannot be read is logged and shown as an error of the device's punches, so
+    /// one corrupt row does not fail a whole page of devices.
+    fn view(&self, rec: &DeviceRecord, head: anyhow::Result<Option<PunchHead>>) -> DeviceView {
+        let head = head.map_err(|e| {
+            tracing::error!(device = %rec.id(), error = %format!("{e:#}"), "punch mirror head unreadable");
+            format!("punch mirror head unreadable: {e:#}")
+        });
         super::views::device(rec, head, self.punch_pressure_percent, self.now())
     }
 

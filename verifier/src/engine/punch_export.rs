@@ -15,6 +15,11 @@ use crate::store::{AuditRecord, PunchEntry};
 /// Most records one export page carries.
 pub const MAX_PUNCH_PAGE: usize = 5000;
 
+/// Most held records one review call marks, in one write transaction (which holds the
+/// store's single writer, and so the applier, while it runs). The answer says whether more
+/// remain; `vouchctl review-punches` calls again until none do.
+pub const MAX_REVIEW: usize = 10_000;
+
 impl Engine {
     /// Up to `limit` records of device `id` with seq above `since`. Audited.
     pub fn punches_of(
@@ -78,8 +83,9 @@ impl Engine {
         Ok(page)
     }
 
-    /// Marks device `id`'s held records up to `through` reviewed. Audited; a release never
-    /// unmarks held, and a review never does either (it only adds the mark).
+    /// Marks device `id`'s held records up to `through` reviewed, at most [`MAX_REVIEW`] per
+    /// call (`more` in the answer: call again). Audited per call; a release never unmarks
+    /// held, and a review never does either (it only adds the mark).
     pub fn review_punches(
         &self,
         id: &str,
@@ -99,9 +105,11 @@ impl Engine {
         if w.device(&id)?.is_none() {
             return Err(ApiError::NotFound(format!("device {id} is not enrolled")));
         }
-        let marked = w.review_punches(&id, through)?;
-        let reviewed = marked.map_or(0, |(_, _, n)| n);
-        if let Some((first, last, n)) = marked {
+        let marked = w.review_punches(&id, through, MAX_REVIEW)?;
+        let reviewed = marked.map_or(0, |m| m.count);
+        let more = marked.is_some_and(|m| m.more);
+        if let Some(m) = marked {
+            let (first, last, n) = (m.first, m.last, m.count);
             w.append_audit(&AuditRecord {
                 at: now,
                 device: Some(id.clone()),
@@ -116,6 +124,7 @@ impl Engine {
             device: id.to_string(),
             reviewed,
             held_unreviewed,
+            more,
         })
     }
 
@@ -133,6 +142,15 @@ impl Engine {
                 return Err(anyhow::anyhow!(
                     "stored punch {seq} of {device} holds record {}",
                     rec.seq
+                )
+                .into());
+            }
+            // The clear hash is what the mirror compares resent records with; a sealed record
+            // that does not hash to it is a store that no longer holds what it acked.
+            if rec.hash(&device) != p.hash {
+                return Err(anyhow::anyhow!(
+                    "stored punch {seq} of {device} does not hash to its row's chain hash {}",
+                    p.hash.to_hex()
                 )
                 .into());
             }

@@ -17,12 +17,13 @@ use vouch_protocol::punch::{
     self, CheckedBatch, MirrorDecision, PunchAck, PunchBatch, buffer_pressure, held_in,
 };
 use vouch_protocol::reason::Reason;
+use vouch_protocol::verdict::DeviceState;
 use vouch_protocol::verifier::Rejection;
 use vouch_protocol::wire::Authenticated;
 
 use super::{Engine, Job, Refusal};
 use crate::mqtt::Outgoing;
-use crate::store::{PunchHead, Sealed, StoredPunch, Writer};
+use crate::store::{PunchHead, Sealed, StoredPunch, TamperMark, Writer};
 
 /// A punch message that passed the worker stage.
 #[derive(Debug)]
@@ -39,7 +40,40 @@ pub enum PunchWork {
         sealed: Vec<Sealed>,
     },
     /// Tamper evidence found before the mirror was consulted: quarantine with `reason`.
-    Tamper(Reason),
+    /// `buffer`: what the batch said of the terminal's buffer, when its signature verified.
+    Tamper {
+        reason: Reason,
+        buffer: Option<Buffer>,
+    },
+}
+
+/// What a signed batch says of the terminal's buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct Buffer {
+    pub device_last: u64,
+    pub capacity: u64,
+}
+
+impl Buffer {
+    fn of(b: &CheckedBatch) -> Self {
+        Self {
+            device_last: b.device_last,
+            capacity: b.capacity,
+        }
+    }
+}
+
+/// `head` updated with what a signed batch said of the buffer: the newest seq the terminal
+/// holds only grows (batches may arrive out of order), the capacity is the latest said.
+fn with_buffer(head: &PunchHead, buffer: Option<Buffer>) -> PunchHead {
+    match buffer {
+        Some(b) => PunchHead {
+            device_last: head.device_last.max(b.device_last),
+            capacity: b.capacity,
+            ..head.clone()
+        },
+        None => head.clone(),
+    }
 }
 
 impl Engine {
@@ -50,9 +84,16 @@ impl Engine {
         verified: Authenticated,
     ) -> Result<Job, Refusal> {
         let batch: PunchBatch = verified.open()?;
+        let (batch_last, batch_capacity) = (batch.device_last, batch.capacity);
         let checked = match punch::check_batch(&device, batch) {
             Err(e) => return Err(Rejection::PunchMalformed(e).into()),
-            Ok(Err(chain)) => return Ok(Self::punch_tamper_job(device, chain.reason())),
+            Ok(Err(chain)) => {
+                let buffer = Buffer {
+                    device_last: batch_last,
+                    capacity: batch_capacity,
+                };
+                return Ok(Self::punch_tamper_job(device, chain.reason(), Some(buffer)));
+            }
             Ok(Ok(c)) => c,
         };
         let key = self.store.punch_key();
@@ -70,16 +111,24 @@ impl Engine {
         })))
     }
 
-    /// The job for a batch that is tamper evidence on its own (forged, or a broken chain).
-    pub(super) fn punch_tamper_job(device: DeviceId, reason: Reason) -> Job {
+    /// The job for a batch that is tamper evidence on its own (forged, or a broken chain);
+    /// `buffer` only from a batch whose signature verified.
+    pub(super) fn punch_tamper_job(
+        device: DeviceId,
+        reason: Reason,
+        buffer: Option<Buffer>,
+    ) -> Job {
         Job::Punches(Box::new(PunchJob {
             device,
-            work: PunchWork::Tamper(reason),
+            work: PunchWork::Tamper { reason, buffer },
         }))
     }
 
-    /// Applier stage. Outer error: a store failure (the whole applier batch is dropped, and
-    /// nothing is acked). Inner error: the batch's refusal, counted by the caller.
+    /// Applier stage. Outer error: a store failure once this job began writing (the whole
+    /// applier batch is dropped, and nothing is acked). Inner error: the batch's refusal,
+    /// counted by the caller — including a device, head or held record that cannot be read,
+    /// which refuses this job alone (nothing of it is written yet), not every device's job in
+    /// the applier batch.
     pub(super) fn apply_punches(
         &self,
         w: &mut Writer,
@@ -88,17 +137,31 @@ impl Engine {
         out: &mut Vec<Outgoing>,
     ) -> Result<Result<(), Refusal>> {
         let PunchJob { device, work } = job;
-        let Some(rec) = w.device(&device)? else {
-            return Ok(Err(Rejection::NotEnrolled(device).into()));
+        let rec = match w.device(&device) {
+            Ok(Some(rec)) => rec,
+            Ok(None) => return Ok(Err(Rejection::NotEnrolled(device).into())),
+            Err(e) => return Ok(Err(Refusal::Internal(e))),
         };
-        let head = w.punch_head(&device)?.unwrap_or(PunchHead::EMPTY);
+        let head = match w.punch_head(&device) {
+            Ok(h) => h.unwrap_or(PunchHead::EMPTY),
+            Err(e) => return Ok(Err(Refusal::Internal(e))),
+        };
         let (batch, sealed) = match work {
-            PunchWork::Tamper(reason) => {
-                return self.punch_tamper(w, rec, &device, head, reason, now, out);
+            PunchWork::Tamper { reason, buffer } => {
+                let seen = with_buffer(&head, buffer);
+                return self.punch_tamper(w, rec, &device, (&head, seen), reason, now, out);
             }
             PunchWork::Batch { batch, sealed } => (batch, sealed),
         };
-        let decision = punch::decide(head.mirror(), &batch, |seq| w.punch_hash(&device, seq))?;
+        let decision = match punch::decide(head.mirror(), &batch, |seq| w.punch_hash(&device, seq))
+        {
+            Ok(d) => d,
+            Err(e) => return Ok(Err(Refusal::Internal(e))),
+        };
+        // Signed by the terminal: what it says of its buffer counts whatever the mirror
+        // decides, so a terminal whose chain is stuck (gaps, a fork resent) still shows its
+        // pressure.
+        let seen = with_buffer(&head, Some(Buffer::of(&batch)));
         match decision {
             MirrorDecision::Append { skip, head: new } => {
                 let held = held_in(rec.status.state());
@@ -118,57 +181,106 @@ impl Engine {
                     hash: new.hash,
                     held: head.held.saturating_add(held_n),
                     unreviewed: head.unreviewed.saturating_add(held_n),
-                    device_last: batch.device_last,
-                    capacity: batch.capacity,
+                    // The batch reaches `new.seq`: the terminal holds at least that much.
+                    device_last: seen.device_last.max(new.seq),
+                    ..seen
                 };
-                w.put_punch_head(&device, &next)?;
+                self.put_head(w, &device, &head, &next)?;
                 self.stats.accept("punches");
-                if self.under_pressure(&next) && !self.under_pressure(&head) {
-                    tracing::warn!(device = %device, pending = next.pending_on_device(), capacity = next.capacity, "terminal's punch buffer under pressure");
-                }
                 out.push(self.ack(&device, &next, false));
                 Ok(Ok(()))
             }
             MirrorDecision::Duplicate => {
-                // Idempotent: the copy is acknowledged again and nothing is stored.
+                // Idempotent: the copy is acknowledged again and no record is stored.
+                self.put_head(w, &device, &head, &seen)?;
                 self.stats.accept("punches_duplicate");
-                out.push(self.ack(&device, &head, false));
+                out.push(self.ack(&device, &seen, false));
                 Ok(Ok(()))
             }
             MirrorDecision::Gap => {
-                out.push(self.ack(&device, &head, true));
+                self.put_head(w, &device, &head, &seen)?;
+                out.push(self.ack(&device, &seen, true));
                 Ok(Err(Rejection::PunchGap {
-                    head: head.seq,
+                    head: seen.seq,
                     first: batch.first,
                 }
                 .into()))
             }
             MirrorDecision::Tamper(e) => {
-                self.punch_tamper(w, rec, &device, head, e.reason(), now, out)
+                self.punch_tamper(w, rec, &device, (&head, seen), e.reason(), now, out)
             }
         }
     }
 
+    /// Stores `next` as `device`'s head when it differs from `before`, warning when the
+    /// terminal came under buffer pressure.
+    fn put_head(
+        &self,
+        w: &mut Writer,
+        device: &DeviceId,
+        before: &PunchHead,
+        next: &PunchHead,
+    ) -> Result<()> {
+        if next == before {
+            return Ok(());
+        }
+        w.put_punch_head(device, next)?;
+        if self.under_pressure(next) && !self.under_pressure(before) {
+            tracing::warn!(device = %device, pending = next.pending_on_device(), capacity = next.capacity, "terminal's punch buffer under pressure");
+        }
+        Ok(())
+    }
+
     /// Quarantines the device for a tamper batch (or only audits it when already
-    /// quarantined) and acks the unchanged head, so a genuine agent resumes from it.
+    /// quarantined) and acks the unchanged chain head, so a genuine agent resumes from it.
+    /// `(before, head)`: the stored head, and it with what the batch said of the terminal's
+    /// buffer, when it was signed.
+    ///
+    /// A device already quarantined that sends tamper of the same reason code again within
+    /// the same verdict period (its `last_verdict_at` unchanged since the last tamper audited)
+    /// is not audited again: a terminal resending one forged or forked batch would otherwise
+    /// grow the audit trail by a row per copy. The mark lives on the head row, a point lookup
+    /// already made. The batch is still refused and counted under `tamper`.
     #[allow(clippy::too_many_arguments)]
     fn punch_tamper(
         &self,
         w: &mut Writer,
         rec: crate::store::DeviceRecord,
         device: &DeviceId,
-        head: PunchHead,
+        (before, head): (&PunchHead, PunchHead),
         reason: Reason,
         now: u64,
         out: &mut Vec<Outgoing>,
     ) -> Result<Result<(), Refusal>> {
-        tracing::warn!(device = %device, code = reason.code(), reason = %reason, "punch batch is tamper evidence");
-        let effects = self
-            .core
-            .on_punch_tamper(rec, reason.clone(), now, &mut **self.nonces())?;
-        let (msgs, _) = self.write_effects(w, device, effects)?;
-        out.extend(msgs);
-        out.push(self.ack(device, &head, false));
+        let quarantined = rec.status.state() == DeviceState::Quarantined;
+        let mark = |verdict_at| TamperMark {
+            code: reason.code().to_owned(),
+            verdict_at,
+        };
+        let repeated =
+            quarantined && head.last_tamper.as_ref() == Some(&mark(rec.status.last_verdict_at));
+        let next = if repeated {
+            tracing::debug!(device = %device, code = reason.code(), "tamper batch repeated; already audited in this verdict period");
+            head
+        } else {
+            tracing::warn!(device = %device, code = reason.code(), reason = %reason, "punch batch is tamper evidence");
+            let effects = self.core.on_punch_tamper(
+                rec.clone(),
+                reason.clone(),
+                now,
+                &mut **self.nonces(),
+            )?;
+            let (msgs, stored) = self.write_effects(w, device, effects)?;
+            out.extend(msgs);
+            let verdict_at =
+                stored.map_or(rec.status.last_verdict_at, |r| r.status.last_verdict_at);
+            PunchHead {
+                last_tamper: Some(mark(verdict_at)),
+                ..head
+            }
+        };
+        self.put_head(w, device, before, &next)?;
+        out.push(self.ack(device, &next, false));
         Ok(Err(Rejection::PunchTamper(reason).into()))
     }
 

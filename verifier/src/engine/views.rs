@@ -9,15 +9,19 @@ use crate::api::{AuditView, DeviceView, PunchesView, QuarantineView};
 use crate::store::{AuditRecord, DeviceRecord, PunchHead};
 
 /// `now` is the engine's clock, against which the last verdict is `stale`; `head` the device's
-/// punch mirror head (`None`: nothing mirrored yet), under pressure above `pressure_percent`.
+/// punch mirror head (`Ok(None)`: nothing mirrored yet; `Err`: unreadable, shown as zeros with
+/// `punches.error`), under pressure above `pressure_percent`.
 pub fn device(
     r: &DeviceRecord,
-    head: Option<PunchHead>,
+    head: Result<Option<PunchHead>, String>,
     pressure_percent: u8,
     now: u64,
 ) -> DeviceView {
     let verdict = r.last_verdict();
-    let head = head.unwrap_or(PunchHead::EMPTY);
+    let (head, error) = match head {
+        Ok(h) => (h.unwrap_or(PunchHead::EMPTY), None),
+        Err(e) => (PunchHead::EMPTY, Some(e)),
+    };
     DeviceView {
         id: r.id().to_string(),
         model: r.enrollment.model.clone(),
@@ -48,6 +52,7 @@ pub fn device(
             held_unreviewed: head.unreviewed,
             pending_on_device: head.pending_on_device(),
             capacity: head.capacity,
+            error,
         },
         buffer_pressure: buffer_pressure(head.pending_on_device(), head.capacity, pressure_percent),
     }
@@ -98,7 +103,7 @@ mod tests {
             path: "/opt/fw.bin".into(),
         });
         r.status = DeviceStatus::from_parts(parts).unwrap();
-        let v = device(&r, None, 80, 120);
+        let v = device(&r, Ok(None), 80, 120);
         assert_eq!(
             v.reason_codes,
             ["quarantined", "pcr_not_quoted", "firmware_missing"]
@@ -110,7 +115,7 @@ mod tests {
             (q.reason.as_str(), q.actor.as_str()),
             ("tamper report", "operator:admin")
         );
-        let json = serde_json::to_value(device(&record(), None, 80, 120)).unwrap();
+        let json = serde_json::to_value(device(&record(), Ok(None), 80, 120)).unwrap();
         assert_eq!(json["reasons"], serde_json::json!([]));
         assert_eq!(json["reason_codes"], serde_json::json!([]));
     }
@@ -134,7 +139,7 @@ mod tests {
             seq: 1,
         };
         r.last_verdict = Some(Bytes(vouch_protocol::wire::seal(r.id(), &v, &key)));
-        assert!(!device(&r, None, 80, 200).stale, "valid up to its exp");
-        assert!(device(&r, None, 80, 201).stale, "stale after it");
+        assert!(!device(&r, Ok(None), 80, 200).stale, "valid up to its exp");
+        assert!(device(&r, Ok(None), 80, 201).stale, "stale after it");
     }
 }

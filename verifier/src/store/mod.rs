@@ -28,7 +28,7 @@ mod write;
 
 pub use migrate::{Migration, SchemaError};
 pub use punch_key::{PunchKey, Sealed};
-pub use punches::{PunchEntry, PunchHead, StoredPunch};
+pub use punches::{PunchEntry, PunchHead, Reviewed, StoredPunch, TamperMark};
 pub use read::Reader;
 pub use recovery::StoreHealth;
 use recovery::{Shared, describe, lock, tx_is_io};

@@ -28,7 +28,7 @@ pub struct StoredPunch {
 }
 
 /// A device's mirror head and what it knows of the terminal's buffer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PunchHead {
     /// The last record held (0: none).
     pub seq: u64,
@@ -41,6 +41,17 @@ pub struct PunchHead {
     pub device_last: u64,
     /// The terminal's buffer capacity, with its last batch.
     pub capacity: u64,
+    /// The last tamper batch audited while the device was quarantined: its reason code and
+    /// the device's `last_verdict_at` then. A copy with the same code in the same verdict
+    /// period is not audited again (see `engine::punches`).
+    pub last_tamper: Option<TamperMark>,
+}
+
+/// See [`PunchHead::last_tamper`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TamperMark {
+    pub code: String,
+    pub verdict_at: Option<u64>,
 }
 
 impl PunchHead {
@@ -51,6 +62,7 @@ impl PunchHead {
         unreviewed: 0,
         device_last: 0,
         capacity: 0,
+        last_tamper: None,
     };
 
     /// The head as the mirror's decision sees it.
@@ -91,6 +103,16 @@ fn key_id_from(bytes: &[u8]) -> Result<[u8; 32]> {
             bytes.len()
         )
     })
+}
+
+/// What one review call marked: seqs `first..=last` (`count` records, held and unreviewed
+/// ones only); `more`: further held records up to the asked seq remain unreviewed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reviewed {
+    pub first: u64,
+    pub last: u64,
+    pub count: u64,
+    pub more: bool,
 }
 
 /// One record of an export page.
@@ -205,20 +227,28 @@ impl Writer {
         Ok(())
     }
 
-    /// Marks `device`'s held records up to `through` reviewed; returns the seqs marked (first,
-    /// last, count), `None` when there were none. Walks the unreviewed-held index only.
+    /// Marks up to `max` of `device`'s held records up to `through` reviewed, lowest seqs
+    /// first; `None` when there were none. Walks the unreviewed-held index only, so one call
+    /// touches at most `max` records (and the write transaction stays short).
     pub fn review_punches(
         &mut self,
         device: &DeviceId,
         through: u64,
-    ) -> Result<Option<(u64, u64, u64)>> {
-        let seqs: Vec<u64> = {
+        max: usize,
+    ) -> Result<Option<Reviewed>> {
+        let (seqs, more) = {
             let idx = self.tx.open_table(PUNCH_HELD)?;
             let mut v = Vec::new();
+            let mut more = false;
             for item in idx.range((device.as_str(), 0)..=(device.as_str(), through))? {
-                v.push(item?.0.value().1);
+                let seq = item?.0.value().1;
+                if v.len() == max {
+                    more = true;
+                    break;
+                }
+                v.push(seq);
             }
-            v
+            (v, more)
         };
         let (Some(&first), Some(&last)) = (seqs.first(), seqs.last()) else {
             return Ok(None);
@@ -241,12 +271,17 @@ impl Writer {
                 idx.remove((device.as_str(), seq))?;
             }
         }
-        let n = seqs.len() as u64;
+        let count = seqs.len() as u64;
         if let Some(mut h) = self.punch_head(device)? {
-            h.unreviewed = h.unreviewed.saturating_sub(n);
+            h.unreviewed = h.unreviewed.saturating_sub(count);
             self.put_punch_head(device, &h)?;
         }
-        Ok(Some((first, last, n)))
+        Ok(Some(Reviewed {
+            first,
+            last,
+            count,
+            more,
+        }))
     }
 
     /// Records the id of the key punch rows are sealed with.
@@ -271,6 +306,15 @@ pub(super) fn bind_key(db: &redb::Database, db_path: &std::path::Path) -> Result
             .transpose()?;
         (recorded, r.open_table(PUNCHES)?.first()?.is_some())
     };
+    if has_rows && recorded.is_none() {
+        anyhow::bail!(
+            "the store {} holds punch records but no id of the key they are sealed with \
+             (table {}): refusing to pick or create a punch key that may not open them; \
+             restore the store together with its punch.key from the same backup",
+            db_path.display(),
+            PUNCH_KEY.name()
+        );
+    }
     let path = super::punch_key::key_path(db_path);
     let (key, _) = super::punch_key::load_or_create(&path, recorded.filter(|_| has_rows))?;
     if recorded != Some(key.id()) {

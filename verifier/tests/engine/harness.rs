@@ -45,6 +45,7 @@ pub struct Bench {
     /// The terminals' last hello/status freshness counter (one sequence serves every terminal).
     pub counter: u64,
     clock: TestClock,
+    nonces: NumberedNonces,
 }
 
 pub struct Terminal {
@@ -83,6 +84,24 @@ fn engine_on(
 ) -> Bench {
     let clock = TestClock(Arc::new(AtomicU64::new(T0)));
     let nonces = NumberedNonces(Arc::new(AtomicU64::new(0)));
+    engine_with(
+        dir,
+        store,
+        quarantine_after_expiries,
+        challenges_per_minute,
+        clock,
+        nonces,
+    )
+}
+
+fn engine_with(
+    dir: tempfile::TempDir,
+    store: Store,
+    quarantine_after_expiries: u32,
+    challenges_per_minute: u32,
+    clock: TestClock,
+    nonces: NumberedNonces,
+) -> Bench {
     let (tx, out) = mpsc::channel(1 << 16);
     let cfg = EngineConfig {
         max_payload: wire::DEFAULT_MAX_PAYLOAD,
@@ -94,7 +113,7 @@ fn engine_on(
     };
     let deps = EngineDeps {
         clock: Box::new(clock.clone()),
-        nonces: Box::new(nonces),
+        nonces: Box::new(nonces.clone()),
     };
     let engine = Engine::with_deps(store, SigningKey::from_bytes(&[1; 32]), cfg, tx, deps);
     Bench {
@@ -103,6 +122,7 @@ fn engine_on(
         out,
         counter: 0,
         clock,
+        nonces,
     }
 }
 
@@ -143,6 +163,38 @@ pub fn setup_with_rate(challenges_per_minute: u32) -> (Bench, Terminal) {
 }
 
 impl Bench {
+    /// Stops the engine of a [`setup`] bench, lets `edit` change its store file's tables
+    /// directly (a corrupt row, say), and starts a new engine on it with the same clock,
+    /// nonce sequence and freshness counter.
+    pub fn restart_after_raw_edit(self, edit: impl FnOnce(&redb::WriteTransaction)) -> Bench {
+        let Bench {
+            _dir: dir,
+            engine,
+            out,
+            counter,
+            clock,
+            nonces,
+        } = self;
+        drop(engine);
+        drop(out);
+        let path = dir.path().join("s.redb");
+        {
+            let db = redb::Database::open(&path).unwrap();
+            let w = db.begin_write().unwrap();
+            edit(&w);
+            w.commit().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let mut b = engine_with(dir, store, 0, 1000, clock, nonces);
+        b.counter = counter;
+        b
+    }
+
+    /// The store file of a [`setup`] bench.
+    pub fn store_file(&self) -> std::path::PathBuf {
+        self._dir.path().join("s.redb")
+    }
+
     /// The engine's clock.
     pub fn now(&self) -> u64 {
         self.clock.now()

@@ -8,7 +8,7 @@ use vouch_protocol::bytes::Bytes;
 use vouch_protocol::punch::ChainHash;
 
 use super::super::punch_key::{NONCE_LEN, Sealed};
-use super::super::{PunchHead, StoredPunch};
+use super::super::{PunchHead, StoredPunch, TamperMark};
 
 /// A row of the `punches` table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,6 +67,11 @@ pub(in crate::store) struct HeadRow {
     pub unreviewed: u64,
     pub device_last: u64,
     pub capacity: u64,
+    /// Absent in rows written before it existed, and while no tamper was audited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tamper_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tamper_verdict_at: Option<u64>,
 }
 
 impl HeadRow {
@@ -78,6 +83,8 @@ impl HeadRow {
             unreviewed: h.unreviewed,
             device_last: h.device_last,
             capacity: h.capacity,
+            tamper_code: h.last_tamper.as_ref().map(|t| t.code.clone()),
+            tamper_verdict_at: h.last_tamper.as_ref().and_then(|t| t.verdict_at),
         }
     }
 
@@ -89,6 +96,10 @@ impl HeadRow {
             unreviewed: self.unreviewed,
             device_last: self.device_last,
             capacity: self.capacity,
+            last_tamper: self.tamper_code.map(|code| TamperMark {
+                code,
+                verdict_at: self.tamper_verdict_at,
+            }),
         }
     }
 }
