@@ -70,6 +70,11 @@ pub struct PunchesView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuarantineView {
     pub reason: String,
+    /// The stable codes of the quarantine's own reasons (`punch_fork`, `pcr_mismatch`, an
+    /// operator's `operator`, ...), in order: the device's `reason_codes` name only the held
+    /// verdict's `quarantined`. Absent in answers of a verifier without them.
+    #[serde(default)]
+    pub reason_codes: Vec<String>,
     pub actor: String,
     pub at: String,
 }

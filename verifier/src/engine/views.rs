@@ -38,6 +38,10 @@ pub fn device(
         policy_id: verdict.and_then(|v| v.policy_id),
         quarantine: r.status.quarantine_in_force().map(|q| QuarantineView {
             reason: q.text(),
+            reason_codes: vouch_protocol::reason::codes(&q.reasons)
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
             actor: q.actor.to_string(),
             at: rfc3339(q.at),
         }),
