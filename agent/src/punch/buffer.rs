@@ -93,6 +93,21 @@ impl std::fmt::Debug for Buffer {
     }
 }
 
+/// The heads as `tx` sees them.
+fn meta_of(tx: &redb::ReadTransaction) -> Result<Meta> {
+    let t = tx.open_table(META)?;
+    let get = |key: &str| -> Result<Head> {
+        match t.get(key)? {
+            Some(v) => Head::decode(v.value(), key),
+            None => Ok(Head::GENESIS),
+        }
+    };
+    Ok(Meta {
+        last: get(LAST)?,
+        acked: get(ACKED)?,
+    })
+}
+
 impl Buffer {
     /// Opens (creating if needed) the buffer of `device` at `path`.
     pub fn open(path: &Path, device: DeviceId) -> Result<Self> {
@@ -104,7 +119,7 @@ impl Buffer {
             };
             anyhow::anyhow!("cannot open the punch buffer {}{hint}: {e}", path.display())
         })?;
-        // Personal data: owner only (the state directory is 0700 too).
+        // Personal data: owner only (the state directory lets its group traverse, not list).
         std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .with_context(|| format!("cannot set mode 0600 on {}", path.display()))?;
         let tx = db.begin_write()?;
@@ -126,18 +141,20 @@ impl Buffer {
     }
 
     pub fn meta(&self) -> Result<Meta> {
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(META)?;
-        let get = |key: &str| -> Result<Head> {
-            match t.get(key)? {
-                Some(v) => Head::decode(v.value(), key),
-                None => Ok(Head::GENESIS),
-            }
-        };
-        Ok(Meta {
-            last: get(LAST)?,
-            acked: get(ACKED)?,
-        })
+        meta_of(&self.db.begin_read()?)
+    }
+
+    /// The heads of the buffer at `path` without writing to it (`vouch-agent status` while no
+    /// daemon runs; the caller holds the session lock, so none starts meanwhile). A file left
+    /// by a crash cannot be read without a repair, which only a writer may do: then it is opened
+    /// for writing and repaired, as the daemon would at its next start.
+    pub fn read_meta(path: &Path, device: DeviceId) -> Result<Meta> {
+        match redb::ReadOnlyDatabase::open(path) {
+            Ok(db) => meta_of(&db.begin_read()?)
+                .with_context(|| format!("cannot read the punch buffer {}", path.display())),
+            Err(redb::DatabaseError::RepairAborted) => Self::open(path, device)?.meta(),
+            Err(e) => bail!("cannot open the punch buffer {}: {e}", path.display()),
+        }
     }
 
     /// Stores `inputs` in order after `meta.last` in ONE durable transaction, together with the
