@@ -59,6 +59,8 @@ impl PunchService {
                 boot,
                 capacity: cfg.capacity,
                 retention_secs: cfg.retention.as_secs(),
+                prune_step: committer::PRUNE_STEP,
+                prune_every: committer::PRUNE_EVERY,
             },
             last_tx,
         )
