@@ -350,8 +350,11 @@ fn punches_taken_while_the_broker_is_down_are_uploaded_when_it_is_back() {
 #[test]
 fn after_a_long_outage_from_start_the_upload_starts_once_the_broker_is_up() {
     // Before the fix every --interval queued a status into the MQTT client's request channel,
-    // which is drained only while connected: after ~72 intervals it was full, the subscription
-    // of the first connection could not be queued, no SubAck came and no batch was ever sent.
+    // which rumqttc does not drain before its first connection: after ~72 intervals it was
+    // full, the first connection's subscription could not be queued ("could not queue" in the
+    // log), no SubAck came and no batch was sent on that connection (here the old agent got
+    // its batches out only after the broker happened to drop it once; in the field keepalive
+    // keeps such a connection up).
     let t = Terminal::enrolled();
     let port = vouch_test_kit::process::free_port().expect("free port");
     let url = format!("mqtt://127.0.0.1:{port}");
