@@ -83,6 +83,8 @@ fn main() {
         boot: BootId([9; 16]),
         capacity: u64::MAX,
         retention_secs: 86_400,
+        prune_step: committer::PRUNE_STEP,
+        prune_every: committer::PRUNE_EVERY,
     };
     let (handle, _thread) = committer::spawn(buffer, meta, settings, last).expect("committer");
     let socket = dir.path().join("punch.sock");

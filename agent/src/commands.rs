@@ -4,6 +4,7 @@
 use anyhow::{Context, Result, bail};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Arc;
 use vouch_protocol::verdict::DeviceState;
@@ -47,10 +48,14 @@ pub fn run(cli: Cli) -> Result<i32> {
             )?;
             Ok(0)
         }
-        Command::Status { json } => {
+        Command::Status { json, punch_socket } => {
             let state = StateDir::existing(&global.state)?;
             let mut v = status::view(&state)?;
-            v.punches = Some(status::punches(&global.state, &file)?);
+            v.punches = Some(status::punches(
+                &global.state,
+                &file,
+                punch_socket.as_deref(),
+            )?);
             if *json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
@@ -115,16 +120,19 @@ pub fn run(cli: Cli) -> Result<i32> {
 /// the first off the broker; the lock also keeps two processes from racing the firmware
 /// measurement's record-then-extend. Released when the returned file is dropped or the process
 /// dies.
+///
+/// A holder that lets go within [`LOCK_WAIT`] (`vouch-agent status` reading the buffer) is
+/// waited for, so a status run never makes a daemon's start fail.
 pub fn lock_session(root: &Path) -> Result<File> {
     let path = root.join("agent.lock");
-    let mut f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    match f.try_lock() {
+    let mut f = open_lock(&path)?;
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    let mut outcome = f.try_lock();
+    while matches!(outcome, Err(TryLockError::WouldBlock)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        outcome = f.try_lock();
+    }
+    match outcome {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
             let mut holder = String::new();
@@ -152,6 +160,35 @@ pub fn lock_session(root: &Path) -> Result<File> {
         .and_then(|()| writeln!(f, "{}", std::process::id()))
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(f)
+}
+
+/// How long [`lock_session`] waits for the lock's holder to let go.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn open_lock(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))
+}
+
+/// The session lock of `root` for a reader (`status`): `None` when a daemon or `attest --once`
+/// holds it; else the lock, held until the returned file is dropped (the holder's pid in the
+/// file is left alone).
+pub fn probe_session(root: &Path) -> Result<Option<File>> {
+    let path = root.join("agent.lock");
+    let f = open_lock(&path)?;
+    match f.try_lock() {
+        Ok(()) => Ok(Some(f)),
+        Err(TryLockError::WouldBlock) => Ok(None),
+        Err(TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
 }
 
 fn session(global: &Global, cfg: RunConfig, mode: Mode) -> Result<Ended> {

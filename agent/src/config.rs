@@ -69,6 +69,9 @@ pub enum Command {
     Status {
         #[arg(long)]
         json: bool,
+        /// The daemon's punch socket [default: STATE/punch.sock, or punch_socket in the config]
+        #[arg(long)]
+        punch_socket: Option<PathBuf>,
     },
     /// Submit one punch to the running daemon and print the sequence number it was stored
     /// under (durably committed before it answers).

@@ -26,6 +26,9 @@ use crate::punch::upload::PunchService;
 use crate::state::StateDir;
 use crate::tpm::TpmConnector;
 
+/// How soon a subscription that found the request channel full is queued again.
+const SUBSCRIBE_RETRY: Duration = Duration::from_millis(200);
+
 /// Daemon or one round.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -44,6 +47,12 @@ pub struct Session {
     pub core: AgentCore,
     /// Punch intake and mirroring: the daemon only.
     pub punch: Option<PunchService>,
+    /// Between a ConnAck and the next connection error. rumqttc drains its request channel only
+    /// while connected, so nothing periodic is queued outside this: hours of statuses queued
+    /// during an outage would fill the channel and leave no room for the subscription.
+    online: bool,
+    /// Connected, but the subscription could not be queued yet (retried until it is).
+    subscribe_pending: bool,
 }
 
 impl std::fmt::Debug for Session {
@@ -120,6 +129,8 @@ impl Session {
             state,
             core,
             punch,
+            online: false,
+            subscribe_pending: false,
         })
     }
 
@@ -155,12 +166,34 @@ impl Session {
         o
     }
 
-    fn publish<T: Message>(&self, client: &AsyncClient, msg: &T) {
+    /// Seals and queues `msg`; false (after logging) when the request channel is full.
+    fn publish<T: Message>(&self, client: &AsyncClient, msg: &T) -> bool {
         let topic = Topic::new(self.core.device().clone(), T::KIND).to_string();
         let bytes = wire::seal(self.core.device(), msg, &self.key);
         // try_publish: awaiting here would stop the event loop that drains the request queue.
-        if let Err(e) = client.try_publish(topic, QoS::AtLeastOnce, false, bytes) {
-            tracing::warn!(kind = %T::KIND, error = %e, "could not queue message");
+        match client.try_publish(topic, QoS::AtLeastOnce, false, bytes) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(kind = %T::KIND, error = %e, "could not queue message");
+                false
+            }
+        }
+    }
+
+    /// Queues the subscriptions of a fresh connection; on a full request channel they stay
+    /// pending and the session loop tries again shortly.
+    fn subscribe(&mut self, client: &AsyncClient) {
+        let subs = self
+            .core
+            .subscriptions()
+            .into_iter()
+            .map(|t| rumqttc::SubscribeFilter::new(t, QoS::AtLeastOnce));
+        match client.try_subscribe_many(subs) {
+            Ok(()) => self.subscribe_pending = false,
+            Err(e) => {
+                self.subscribe_pending = true;
+                tracing::warn!(error = %e, "could not queue subscriptions; retrying");
+            }
         }
     }
 
@@ -177,6 +210,9 @@ impl Session {
     }
 
     fn hello(&mut self, client: &AsyncClient) {
+        if !self.online {
+            return;
+        }
         let Some(counter) = self.counter() else {
             return;
         };
@@ -194,18 +230,23 @@ impl Session {
             request,
             counter,
         };
-        self.publish(client, &hello);
-        tracing::info!(device = %self.core.device(), "sent hello");
+        if self.publish(client, &hello) {
+            tracing::info!(device = %self.core.device(), "sent hello");
+        }
     }
 
     fn status(&mut self, client: &AsyncClient) {
+        // The next ConnAck's hello asks for a challenge anyway.
+        if !self.online {
+            return;
+        }
         let Some(counter) = self.counter() else {
             return;
         };
         let request = random_request_id();
         self.core.open_request(request);
         let status = self.core.status(request, counter);
-        self.publish(client, &status);
+        let _ = self.publish(client, &status);
     }
 
     /// Runs until SIGTERM or SIGINT, or (once) until the verdict for this round arrives or the
@@ -265,10 +306,13 @@ impl Session {
                     ));
                 }
                 _ = tick.tick(), if self.mode == Mode::Daemon => self.status(&client),
+                _ = tokio::time::sleep(SUBSCRIBE_RETRY), if self.subscribe_pending => {
+                    self.subscribe(&client);
+                }
                 Some((nonce, result)) = work_rx.recv() => {
                     match result {
                         Ok(evidence) => {
-                            self.publish(&client, &evidence);
+                            let _ = self.publish(&client, &evidence);
                             answered = Some(nonce);
                             tracing::info!(nonce = %nonce.to_hex(), "sent evidence");
                         }
@@ -284,10 +328,8 @@ impl Session {
                 event = eventloop.poll() => match event {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         backoff = Duration::from_millis(250);
-                        let subs = self.core.subscriptions().into_iter().map(|t| rumqttc::SubscribeFilter::new(t, QoS::AtLeastOnce));
-                        if let Err(e) = client.try_subscribe_many(subs) {
-                            tracing::warn!(error = %e, "could not queue subscriptions");
-                        }
+                        self.online = true;
+                        self.subscribe(&client);
                     }
                     // Say hello once the subscriptions are in place, so the challenge it
                     // triggers cannot arrive before we listen for it. Punches flow from here
@@ -314,6 +356,8 @@ impl Session {
                     }
                     Ok(_) => {}
                     Err(e) => {
+                        self.online = false;
+                        self.subscribe_pending = false;
                         if let Some(p) = self.punch.as_mut() {
                             p.disconnected();
                         }
@@ -394,7 +438,13 @@ impl Session {
         };
         for batch in p.due_batches() {
             tracing::debug!(first = batch.first, last = batch.last, "sending punches");
-            self.publish(client, &batch);
+            if !self.publish(client, &batch) {
+                // It and what follows go out when the uploader next asks (linger or resend).
+                if let Some(p) = self.punch.as_mut() {
+                    p.not_sent(batch.first);
+                }
+                break;
+            }
         }
     }
 

@@ -1,4 +1,4 @@
-//! The agent's state directory (`--state`, default /var/lib/vouch-agent, mode 0700): everything
+//! The agent's state directory (`--state`, default /var/lib/vouch-agent, mode 0710): everything
 //! that must survive a restart so the terminal keeps its identity and its measurement history.
 //!
 //! | file            | content                                                            |
@@ -19,6 +19,7 @@
 use anyhow::{Context, Result, bail};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use vouch_common::{fs, keys};
 use vouch_protocol::agent::AgentView;
@@ -65,15 +66,19 @@ struct StoredView {
     view: AgentView,
 }
 
+/// The state directory's mode: the owner's; its group (the terminal app's user) may traverse it
+/// to reach the punch socket (0660) by name, but not list it. Every file in it is 0600.
+pub const STATE_DIR_MODE: u32 = 0o710;
+
 #[derive(Debug, Clone)]
 pub struct StateDir {
     root: PathBuf,
 }
 
 impl StateDir {
-    /// Opens (creating with mode 0700 if needed) the state directory.
+    /// Opens (creating if needed) the state directory, with mode [`STATE_DIR_MODE`].
     pub fn open(root: &Path) -> Result<Self> {
-        fs::ensure_private_dir(root)
+        fs::ensure_dir_mode(root, STATE_DIR_MODE)
             .with_context(|| format!("cannot use state directory {}", root.display()))?;
         Ok(Self {
             root: root.to_owned(),
@@ -130,6 +135,7 @@ impl StateDir {
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
             .open(&path)
             .with_context(|| format!("cannot open {}", path.display()))?;
         f.lock()
@@ -230,6 +236,26 @@ impl StateDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_state_dir_lets_its_group_traverse_but_not_list() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("state");
+        StateDir::open(&root).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&root), 0o710, "created 0710");
+        // An existing directory (an older agent made it 0700, or someone opened it up) is set.
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let s = StateDir::open(&root).unwrap();
+        assert_eq!(mode(&root), 0o710, "an existing one is set to 0710");
+        drop(s.lock_file("some.lock").unwrap());
+        assert_eq!(
+            mode(&root.join("some.lock")),
+            0o600,
+            "lock files are owner-only"
+        );
+    }
 
     #[test]
     fn corrupt_state_file_is_named() {

@@ -1,7 +1,7 @@
 //! `vouch-agent status`: what the agent last heard from the verifier, from its state directory
 //! (no TPM or network access).
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::Serialize;
 use vouch_common::time::rfc3339;
 use vouch_protocol::verdict::{DeviceState, Status};
@@ -37,11 +37,21 @@ pub struct PunchStatus {
     pub capacity: u64,
 }
 
-/// The punch buffer of the state directory `root`: asked of the running daemon over its socket,
-/// else read from the buffer file (zeros when there is none yet).
-pub fn punches(root: &Path, file: &FileConfig) -> Result<PunchStatus> {
-    let socket = crate::config::punch_socket(None, file, root);
-    if let Ok(stream) = crate::punch::client::connect(&socket) {
+/// The punch buffer of the state directory `root`. While a daemon runs (it holds the session
+/// lock) only its socket (`socket`, else as `run` would choose) is asked: the buffer is the
+/// daemon's. Otherwise the buffer file is read without writing to it, under the session lock so
+/// no daemon starts meanwhile (one starting waits for it, see [`crate::commands::lock_session`]);
+/// zeros when there is no file yet.
+pub fn punches(root: &Path, file: &FileConfig, socket: Option<&Path>) -> Result<PunchStatus> {
+    let Some(_lock) = crate::commands::probe_session(root)? else {
+        let socket = crate::config::punch_socket(socket, file, root);
+        let stream = crate::punch::client::connect(&socket).with_context(|| {
+            format!(
+                "a vouch-agent holds the state directory {} (the daemon starting, or `attest \
+                 --once`), and nothing answers on its punch socket",
+                root.display()
+            )
+        })?;
         let s = crate::punch::client::status(stream)?;
         return Ok(PunchStatus {
             last_seq: s.last_seq,
@@ -49,7 +59,7 @@ pub fn punches(root: &Path, file: &FileConfig) -> Result<PunchStatus> {
             unacked: s.unacked,
             capacity: s.capacity,
         });
-    }
+    };
     let capacity = file
         .punch_capacity
         .unwrap_or(crate::punch::DEFAULT_CAPACITY);
@@ -63,7 +73,7 @@ pub fn punches(root: &Path, file: &FileConfig) -> Result<PunchStatus> {
         });
     }
     let device = StateDir::existing(root)?.require_identity()?.device_id;
-    let meta = crate::punch::buffer::Buffer::open(&path, device)?.meta()?;
+    let meta = crate::punch::buffer::Buffer::read_meta(&path, device)?;
     Ok(PunchStatus {
         last_seq: meta.last.seq,
         acked_seq: meta.acked.seq,

@@ -230,3 +230,67 @@ fn the_socket_is_0660_at_its_configured_path_and_a_stale_one_is_replaced_at_star
     let out = t.punch(&["--employee", "E2", "--kind", "in", "--socket", flag]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2");
 }
+
+#[test]
+fn status_never_makes_the_daemons_start_fail_and_asks_only_its_socket_while_it_runs() {
+    let t = Terminal::enrolled();
+    let d = t.run(&no_broker(), &[]);
+    t.punch_ok("E1");
+    // A clean stop: the buffer file needs no repair, so status reads it read-only.
+    d.terminate();
+    let buffer = t.state().join("punches.redb");
+    let before = std::fs::read(&buffer).expect("buffer file");
+    assert_eq!(
+        t.status_json()["punches"]["last_seq"],
+        1,
+        "read from the file"
+    );
+    assert_eq!(
+        std::fs::read(&buffer).expect("buffer file"),
+        before,
+        "status wrote nothing to the buffer"
+    );
+
+    // Status runs in a tight loop while the daemon starts: the daemon must come up anyway.
+    let socket = t.dir.path().join("elsewhere.sock");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let looping = {
+        let stop = stop.clone();
+        let mut cmd = t.agent();
+        cmd.args(["status", "--json"]);
+        std::thread::spawn(move || {
+            let mut runs = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = cmd.output();
+                runs += 1;
+            }
+            runs
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let sock = socket.to_str().expect("utf-8 path");
+    let _d = t.run_on(
+        &socket,
+        &no_broker(),
+        &["--punch-socket", sock, "--punch-capacity", "50"],
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(looping.join().expect("status loop") > 0, "status ran");
+
+    // While it runs only its socket is asked: the capacity is the daemon's flag, not the file's
+    // default, and without the right socket status says nothing answers instead of reading
+    // the daemon's buffer.
+    let live = t.status_json_with(&["--punch-socket", sock]);
+    assert_eq!(live["punches"]["capacity"], 50, "{live}");
+    assert_eq!(live["punches"]["last_seq"], 1);
+    let out = t
+        .agent()
+        .args(["status", "--json"])
+        .output()
+        .expect("status");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("nothing answers on its punch socket"),
+        "{err}"
+    );
+}

@@ -29,6 +29,10 @@ struct Broker {
 impl Broker {
     fn start(dir: &std::path::Path) -> Self {
         let port = vouch_test_kit::process::free_port().expect("free port");
+        Self::start_on(dir, port)
+    }
+
+    fn start_on(dir: &std::path::Path, port: u16) -> Self {
         let proc = Self::spawn(dir, port);
         Self {
             port,
@@ -341,4 +345,40 @@ fn punches_taken_while_the_broker_is_down_are_uploaded_when_it_is_back() {
         .collect();
     seqs.dedup();
     assert!(seqs.ends_with(&(1..=21).collect::<Vec<_>>()), "{seqs:?}");
+}
+
+#[test]
+fn after_a_long_outage_from_start_the_upload_starts_once_the_broker_is_up() {
+    // Before the fix every --interval queued a status into the MQTT client's request channel,
+    // which rumqttc does not drain before its first connection: after ~72 intervals it was
+    // full, the first connection's subscription could not be queued ("could not queue" in the
+    // log), no SubAck came and no batch was sent on that connection (here the old agent got
+    // its batches out only after the broker happened to drop it once; in the field keepalive
+    // keeps such a connection up).
+    let t = Terminal::enrolled();
+    let port = vouch_test_kit::process::free_port().expect("free port");
+    let url = format!("mqtt://127.0.0.1:{port}");
+    let d = t.run(&url, &["--interval", "1", "--punch-linger-ms", "10"]);
+    for i in 0..3 {
+        t.punch_ok(&format!("E{i}"));
+    }
+    // More intervals than the request channel has room for (64 + the punch window's room).
+    std::thread::sleep(Duration::from_secs(85));
+    let broker = Broker::start_on(t.dir.path(), port);
+    let mirror = Mirror::connect(&broker, &t);
+    // The agent's reconnect backoff is up to 60 s by now, then the 10 s resend timer at most.
+    let deadline = Instant::now() + Duration::from_secs(100);
+    let mut got = Vec::new();
+    while got.last().is_none_or(|b: &PunchBatch| b.last < 3) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match mirror.batches.recv_timeout(left) {
+            Ok(b) => got.push(b),
+            Err(e) => panic!("no batch through 3 ({e:?}): got {got:?}\n{}", d.log()),
+        }
+    }
+    assert!(
+        !d.log().contains("could not queue"),
+        "nothing was refused by a full request channel:\n{}",
+        d.log()
+    );
 }

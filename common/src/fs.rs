@@ -31,12 +31,18 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> FsE
 
 /// Creates `dir` (and parents) if needed with mode 0700, and tightens an existing one to 0700.
 pub fn ensure_private_dir(dir: &Path) -> Result<(), FsError> {
+    ensure_dir_mode(dir, 0o700)
+}
+
+/// Creates `dir` (and parents) if needed with `mode`, and sets an existing one to exactly
+/// `mode` (for a directory whose group may traverse it, e.g. 0710, to reach one socket).
+pub fn ensure_dir_mode(dir: &Path, mode: u32) -> Result<(), FsError> {
     fs::DirBuilder::new()
         .recursive(true)
-        .mode(0o700)
+        .mode(mode)
         .create(dir)
         .map_err(io_err("create directory", dir))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode))
         .map_err(io_err("set permissions on", dir))
 }
 

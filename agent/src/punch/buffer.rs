@@ -1,6 +1,7 @@
 //! The terminal's punch buffer, `STATE/punches.redb`: every record by seq (its canonical CBOR,
-//! its chain hash and when it was committed) and the chain's meta (last seq and hash, acked seq
-//! and hash). Every write transaction commits durably (redb's default, fsync), and the last
+//! its chain hash and when it was committed), the chain's meta (last seq and hash, acked seq
+//! and hash), and when each acked head was persisted — retention counts from there: a record
+//! goes once the ack covering it is `retention` old. Every write transaction commits durably (redb's default, fsync), and the last
 //! seq and hash are written in the same transaction as the records they describe, so seqs are
 //! never reused — not after a crash, and not after acknowledged records have been deleted.
 //!
@@ -9,6 +10,8 @@
 //! a punch is refused, never stored over an older one.
 
 use anyhow::{Context, Result, bail};
+#[cfg(test)]
+use redb::ReadableTableMetadata;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
 use vouch_protocol::ids::DeviceId;
@@ -18,6 +21,9 @@ use vouch_protocol::punch::{BootId, ChainHash, PunchInput, PunchRecord};
 const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
 /// "last" / "acked" → seq (u64 BE) ‖ chain hash (32).
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Acked seq → when that acked head was persisted (Unix s); one row per persisted ack, deleted
+/// with the records it covers.
+const ACKS: TableDefinition<u64, u64> = TableDefinition::new("acks");
 const LAST: &str = "last";
 const ACKED: &str = "acked";
 const PREFIX: usize = 8 + 32;
@@ -93,6 +99,21 @@ impl std::fmt::Debug for Buffer {
     }
 }
 
+/// The heads as `tx` sees them.
+fn meta_of(tx: &redb::ReadTransaction) -> Result<Meta> {
+    let t = tx.open_table(META)?;
+    let get = |key: &str| -> Result<Head> {
+        match t.get(key)? {
+            Some(v) => Head::decode(v.value(), key),
+            None => Ok(Head::GENESIS),
+        }
+    };
+    Ok(Meta {
+        last: get(LAST)?,
+        acked: get(ACKED)?,
+    })
+}
+
 impl Buffer {
     /// Opens (creating if needed) the buffer of `device` at `path`.
     pub fn open(path: &Path, device: DeviceId) -> Result<Self> {
@@ -104,12 +125,25 @@ impl Buffer {
             };
             anyhow::anyhow!("cannot open the punch buffer {}{hint}: {e}", path.display())
         })?;
-        // Personal data: owner only (the state directory is 0700 too).
+        // Personal data: owner only (the state directory lets its group traverse, not list).
         std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .with_context(|| format!("cannot set mode 0600 on {}", path.display()))?;
         let tx = db.begin_write()?;
         tx.open_table(RECORDS)?;
-        tx.open_table(META)?;
+        let acked = {
+            let t = tx.open_table(META)?;
+            match t.get(ACKED)? {
+                Some(v) => Head::decode(v.value(), ACKED)?.seq,
+                None => 0,
+            }
+        };
+        {
+            // A buffer from before the ack times: its acked head counts as acked now.
+            let mut acks = tx.open_table(ACKS)?;
+            if acked > 0 && acks.first()?.is_none() {
+                acks.insert(acked, vouch_common::time::now_unix())?;
+            }
+        }
         tx.commit()
             .with_context(|| format!("cannot initialise {}", path.display()))?;
         Ok(Self { db, device })
@@ -126,18 +160,20 @@ impl Buffer {
     }
 
     pub fn meta(&self) -> Result<Meta> {
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(META)?;
-        let get = |key: &str| -> Result<Head> {
-            match t.get(key)? {
-                Some(v) => Head::decode(v.value(), key),
-                None => Ok(Head::GENESIS),
-            }
-        };
-        Ok(Meta {
-            last: get(LAST)?,
-            acked: get(ACKED)?,
-        })
+        meta_of(&self.db.begin_read()?)
+    }
+
+    /// The heads of the buffer at `path` without writing to it (`vouch-agent status` while no
+    /// daemon runs; the caller holds the session lock, so none starts meanwhile). A file left
+    /// by a crash cannot be read without a repair, which only a writer may do: then it is opened
+    /// for writing and repaired, as the daemon would at its next start.
+    pub fn read_meta(path: &Path, device: DeviceId) -> Result<Meta> {
+        match redb::ReadOnlyDatabase::open(path) {
+            Ok(db) => meta_of(&db.begin_read()?)
+                .with_context(|| format!("cannot read the punch buffer {}", path.display())),
+            Err(redb::DatabaseError::RepairAborted) => Self::open(path, device)?.meta(),
+            Err(e) => bail!("cannot open the punch buffer {}: {e}", path.display()),
+        }
     }
 
     /// Stores `inputs` in order after `meta.last` in ONE durable transaction, together with the
@@ -188,6 +224,20 @@ impl Buffer {
             }
             if next.acked != meta.acked {
                 m.insert(ACKED, next.acked.encode().as_slice())?;
+                let mut acks = tx.open_table(ACKS)?;
+                if next.acked.seq < meta.acked.seq {
+                    // The mirror went back: what it no longer holds is not acked any more.
+                    let above: Vec<u64> = acks
+                        .range(next.acked.seq + 1..)?
+                        .map(|e| e.map(|(k, _)| k.value()))
+                        .collect::<Result<_, _>>()?;
+                    for seq in above {
+                        acks.remove(seq)?;
+                    }
+                }
+                if next.acked.seq > 0 {
+                    acks.insert(next.acked.seq, now)?;
+                }
             }
         }
         tx.commit().context("committing punches to the buffer")?;
@@ -233,36 +283,74 @@ impl Buffer {
         Ok(t.first()?.map(|(k, _)| k.value()))
     }
 
-    /// Deletes, from the oldest held seq on, at most `limit` records that the durable acked
-    /// head `acked` covers and that were committed at least `retention` seconds before `now`.
-    /// Stops at the first record too young (seqs are committed in order), so it never scans
-    /// the buffer. Returns how many it deleted.
+    /// Deletes, from the oldest held seq on, at most `limit` records covered by an ack (at most
+    /// the durable acked head `acked`) persisted at least `retention` seconds before `now`.
+    /// Walks the ack rows in seq order and stops at the first too young, so it never scans.
+    /// An ack time ahead of `now` (the clock was wrong, then corrected) is pulled back to `now`:
+    /// it delays those records by one retention, never stops pruning. Ack rows go with the
+    /// records they cover. Returns how many records it deleted.
     pub fn prune(&self, acked: u64, now: u64, retention: u64, limit: usize) -> Result<usize> {
         let tx = self.db.begin_write()?;
         let mut n = 0usize;
+        let mut wrote = false;
         {
-            let mut t = tx.open_table(RECORDS)?;
-            let mut doomed = Vec::new();
-            for entry in t.range(..=acked)? {
+            let mut acks = tx.open_table(ACKS)?;
+            let mut through = 0u64;
+            let mut walked = Vec::new();
+            let mut ahead = Vec::new();
+            for entry in acks.range(..=acked)?.take(limit.max(1)) {
                 let (k, v) = entry?;
-                let (committed, _) = split_prefix(v.value())?;
-                if committed.saturating_add(retention) > now || doomed.len() >= limit {
+                let (seq, at) = (k.value(), v.value());
+                if at > now {
+                    ahead.push(seq);
+                    continue;
+                }
+                if !ahead.is_empty() || at.saturating_add(retention) > now {
                     break;
                 }
-                doomed.push(k.value());
+                through = seq;
+                walked.push(seq);
             }
+            for seq in ahead {
+                acks.insert(seq, now)?;
+                wrote = true;
+            }
+            let mut records = tx.open_table(RECORDS)?;
+            let doomed: Vec<u64> = records
+                .range(..=through)?
+                .take(limit)
+                .map(|e| e.map(|(k, _)| k.value()))
+                .collect::<Result<_, _>>()?;
+            // Every record at or below this is gone once `doomed` is.
+            let gone_through = if doomed.len() < limit {
+                through
+            } else {
+                doomed.last().copied().unwrap_or(0)
+            };
             for seq in doomed {
-                t.remove(seq)?;
+                records.remove(seq)?;
                 n += 1;
             }
+            for seq in walked.into_iter().filter(|s| *s <= gone_through) {
+                acks.remove(seq)?;
+                wrote = true;
+            }
         }
-        if n == 0 {
+        if n == 0 && !wrote {
             // Nothing to delete: no commit, no fsync.
             tx.abort()?;
         } else {
             tx.commit().context("deleting acknowledged punches")?;
         }
         Ok(n)
+    }
+
+    /// How many ack rows are held.
+    #[cfg(test)]
+    pub(crate) fn ack_rows(&self) -> usize {
+        let tx = self.db.begin_read().unwrap();
+        let t = tx.open_table(ACKS).unwrap();
+        ReadableTableMetadata::len(&t).unwrap() as usize
     }
 }
 
@@ -330,6 +418,86 @@ mod tests {
         assert_eq!(out[0].clone().unwrap().seq, 4);
         assert_eq!(meta.acked, acked);
         assert_eq!(b.read_range(1, 1).unwrap()[0].employee.as_str(), "E0");
+    }
+
+    fn ack(b: &Buffer, meta: Meta, seq: u64, now: u64) -> Meta {
+        let head = Head {
+            seq,
+            hash: b.hash_at(seq).unwrap().unwrap(),
+        };
+        b.commit_group(meta, Some(head), vec![], BOOT, 100, now)
+            .unwrap()
+            .0
+    }
+
+    #[test]
+    fn retention_counts_from_the_ack_not_from_the_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Buffer::open(&dir.path().join("p.redb"), device()).unwrap();
+        // Committed at 1000, acked only at 5000 (a long outage in between).
+        let (meta, _) = append(&b, b.meta().unwrap(), 3, 100, 1000);
+        let meta = ack(&b, meta, 3, 5000);
+        assert_eq!(
+            b.prune(meta.acked.seq, 5099, 100, 1000).unwrap(),
+            0,
+            "acked 99 s ago: kept for the retention"
+        );
+        assert_eq!(b.prune(meta.acked.seq, 5100, 100, 1000).unwrap(), 3);
+        assert_eq!(b.ack_rows(), 0, "the ack row goes with its records");
+    }
+
+    #[test]
+    fn an_ack_time_from_a_clock_ahead_delays_pruning_by_one_retention_not_forever() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Buffer::open(&dir.path().join("p.redb"), device()).unwrap();
+        // The RTC was years ahead when 1..=2 were committed and acked; NTP then fixed it.
+        let future = 4_000_000_000;
+        let (meta, _) = append(&b, b.meta().unwrap(), 2, 100, future);
+        let meta = ack(&b, meta, 2, future);
+        let (meta, _) = append(&b, meta, 2, 100, 1000);
+        let meta = ack(&b, meta, 4, 1000);
+        // The first prune after the fix pulls the future ack time back to now (1010).
+        assert_eq!(b.prune(meta.acked.seq, 1010, 100, 1000).unwrap(), 0);
+        assert_eq!(b.prune(meta.acked.seq, 1109, 100, 1000).unwrap(), 0);
+        assert_eq!(
+            b.prune(meta.acked.seq, 1110, 100, 1000).unwrap(),
+            4,
+            "one retention after the correction, everything acked goes"
+        );
+        assert_eq!(b.oldest().unwrap(), None);
+        assert_eq!(b.ack_rows(), 0);
+    }
+
+    #[test]
+    fn a_bounded_prune_keeps_the_ack_row_of_records_it_has_not_reached() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Buffer::open(&dir.path().join("p.redb"), device()).unwrap();
+        let (meta, _) = append(&b, b.meta().unwrap(), 5, 100, 1000);
+        let meta = ack(&b, meta, 5, 1000);
+        assert_eq!(b.prune(meta.acked.seq, 2000, 100, 2).unwrap(), 2);
+        assert_eq!(b.ack_rows(), 1, "records 3..=5 still need it");
+        assert_eq!(b.prune(meta.acked.seq, 2000, 100, 2).unwrap(), 2);
+        assert_eq!(b.prune(meta.acked.seq, 2000, 100, 2).unwrap(), 1);
+        assert_eq!(b.prune(meta.acked.seq, 2000, 100, 2).unwrap(), 0);
+        assert_eq!(b.ack_rows(), 0);
+    }
+
+    #[test]
+    fn a_regressed_ack_forgets_the_ack_times_above_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Buffer::open(&dir.path().join("p.redb"), device()).unwrap();
+        let (meta, _) = append(&b, b.meta().unwrap(), 5, 100, 1000);
+        let meta = ack(&b, meta, 5, 1000);
+        // The mirror was restored from a backup holding 1..=2, told at 3000.
+        let meta = ack(&b, meta, 2, 3000);
+        assert_eq!(meta.acked.seq, 2);
+        assert_eq!(b.prune(meta.acked.seq, 3099, 100, 1000).unwrap(), 0);
+        assert_eq!(b.prune(meta.acked.seq, 3100, 100, 1000).unwrap(), 2);
+        assert_eq!(
+            b.oldest().unwrap(),
+            Some(3),
+            "3..=5 are the mirror's to get again"
+        );
     }
 
     #[test]

@@ -3,12 +3,13 @@
 //! durable write transaction, and only then answers each — group commit, so thousands of
 //! confirmed punches per second cost one fsync per group rather than one per punch. After a
 //! commit it publishes the new last seq (the uploader wakes on it) and deletes acknowledged
-//! records whose retention has passed, in bounded steps.
+//! records whose retention has passed, in bounded steps: at most one step between two groups,
+//! so a large backlog of deletions never keeps a punch waiting for more than one step.
 
 use anyhow::Result;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 use vouch_protocol::punch::{BootId, PunchInput};
 
@@ -18,9 +19,9 @@ use super::buffer::{Buffer, Head, Meta};
 /// Most jobs one transaction takes.
 const MAX_GROUP: usize = 8192;
 /// Most records one prune transaction deletes.
-const PRUNE_STEP: usize = 10_000;
-/// How often retention is enforced when nothing else happens.
-const PRUNE_EVERY: Duration = Duration::from_secs(60);
+pub const PRUNE_STEP: usize = 10_000;
+/// How often retention is enforced, busy or idle, besides after each new acked head.
+pub const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// Work for the committer.
 #[derive(Debug)]
@@ -49,6 +50,10 @@ pub struct Settings {
     pub boot: BootId,
     pub capacity: u64,
     pub retention_secs: u64,
+    /// Most records one prune step deletes ([`PRUNE_STEP`]).
+    pub prune_step: usize,
+    /// How often retention is enforced ([`PRUNE_EVERY`]).
+    pub prune_every: Duration,
 }
 
 /// Starts the committer thread over `buffer`, whose meta is `meta`. `last` receives the newest
@@ -78,37 +83,50 @@ fn run(
     last: &watch::Sender<u64>,
     rx: &Receiver<Job>,
 ) {
+    // Prune at start (retention may have passed while the agent was down), then on the
+    // deadline, and after every new acked head; `backlog` while a step was full.
+    let mut prune_at = Instant::now();
+    let mut backlog = false;
     loop {
-        let first = match rx.recv_timeout(PRUNE_EVERY) {
-            Ok(job) => job,
-            Err(RecvTimeoutError::Timeout) => {
-                prune(buffer, &meta, s);
-                continue;
-            }
+        let wait = if backlog {
+            Duration::ZERO
+        } else {
+            prune_at.saturating_duration_since(Instant::now())
+        };
+        let first = match rx.recv_timeout(wait) {
+            Ok(job) => Some(job),
+            Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => return,
         };
-        let mut stop = matches!(first, Job::Stop);
-        let mut jobs = vec![first];
-        while !stop && jobs.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(job) => {
-                    stop = matches!(job, Job::Stop);
-                    jobs.push(job);
+        let mut stop = false;
+        let mut status_replies = Vec::new();
+        let mut acked_moved = false;
+        if let Some(first) = first {
+            stop = matches!(first, Job::Stop);
+            let mut jobs = vec![first];
+            while !stop && jobs.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(job) => {
+                        stop = matches!(job, Job::Stop);
+                        jobs.push(job);
+                    }
+                    Err(_) => break,
                 }
-                Err(_) => break,
             }
+            let before = meta;
+            (meta, status_replies) = commit(buffer, meta, s, jobs);
+            if meta.last.seq != before.last.seq {
+                last.send_replace(meta.last.seq);
+            }
+            acked_moved = meta.acked.seq != before.acked.seq;
         }
-        let before = meta;
-        let status_replies;
-        (meta, status_replies) = commit(buffer, meta, s, jobs);
-        if meta.last.seq != before.last.seq {
-            last.send_replace(meta.last.seq);
+        // One step at most between groups: the punches queued meanwhile wait for no more.
+        if acked_moved || backlog || Instant::now() >= prune_at {
+            backlog = prune_step(buffer, &meta, s);
+            prune_at = Instant::now() + s.prune_every;
         }
-        if meta.acked.seq != before.acked.seq {
-            prune(buffer, &meta, s);
-        }
-        // Status is answered after the group's deletions: a caller that sees an acked head
-        // also sees what it allowed to be deleted gone.
+        // Status is answered after the group's deletion step: a caller that sees an acked
+        // head also sees the first step it allowed done.
         for r in status_replies {
             let _ = r.send(Answer::Status {
                 meta,
@@ -170,17 +188,14 @@ fn commit(
     }
 }
 
-/// Deletes acknowledged records past their retention, one bounded transaction at a time
-/// (each starts at the oldest record held, so this is cheap when there is nothing to do).
-fn prune(buffer: &Buffer, meta: &Meta, s: &Settings) {
-    loop {
-        match buffer.prune(meta.acked.seq, now(), s.retention_secs, PRUNE_STEP) {
-            Ok(n) if n == PRUNE_STEP => continue,
-            Ok(_) => return,
-            Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "could not delete acknowledged punches");
-                return;
-            }
+/// Deletes at most one bounded transaction's worth of acknowledged records past their
+/// retention; true when it was full (more may be due).
+fn prune_step(buffer: &Buffer, meta: &Meta, s: &Settings) -> bool {
+    match buffer.prune(meta.acked.seq, now(), s.retention_secs, s.prune_step) {
+        Ok(n) => n == s.prune_step,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "could not delete acknowledged punches");
+            false
         }
     }
 }
@@ -190,19 +205,31 @@ mod tests {
     use super::*;
     use tokio::sync::oneshot::error::TryRecvError;
 
+    fn settings(capacity: u64) -> Settings {
+        Settings {
+            boot: BootId([1; 16]),
+            capacity,
+            retention_secs: 0,
+            prune_step: PRUNE_STEP,
+            prune_every: PRUNE_EVERY,
+        }
+    }
+
     fn started(
         dir: &std::path::Path,
         capacity: u64,
+    ) -> (Arc<Buffer>, Handle, watch::Receiver<u64>) {
+        started_with(dir, settings(capacity))
+    }
+
+    fn started_with(
+        dir: &std::path::Path,
+        settings: Settings,
     ) -> (Arc<Buffer>, Handle, watch::Receiver<u64>) {
         let buffer =
             Arc::new(Buffer::open(&dir.join("p.redb"), "term-1".parse().unwrap()).unwrap());
         let meta = buffer.meta().unwrap();
         let (tx, rx) = watch::channel(meta.last.seq);
-        let settings = Settings {
-            boot: BootId([1; 16]),
-            capacity,
-            retention_secs: 0,
-        };
         let (h, _thread) = spawn(buffer.clone(), meta, settings, tx).unwrap();
         (buffer, h, rx)
     }
@@ -264,5 +291,86 @@ mod tests {
         assert_eq!(buffer.meta().unwrap().acked, heads[2], "persisted");
         // Retention 0: 1..=3 went once acknowledged, 4 (unacked) stays.
         assert_eq!(buffer.oldest().unwrap(), Some(4));
+    }
+
+    fn punched(h: &Handle, employee: &str) -> Head {
+        match punch(h, employee).blocking_recv().unwrap() {
+            Answer::Punched(head) => head,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn status(h: &Handle) -> Meta {
+        let (tx, rx) = oneshot::channel();
+        h.jobs.send(Job::Status(tx)).unwrap();
+        match rx.blocking_recv().unwrap() {
+            Answer::Status { meta, .. } => meta,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_punch_is_answered_while_a_large_prune_backlog_is_worked_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = settings(1_000_000);
+        s.prune_step = 10;
+        let (buffer, h, _last) = started_with(dir.path(), s);
+        // 5,000 records acked at once: 500 prune steps due (retention 0).
+        let inputs = (0..5000)
+            .map(|i| PunchInput::parse(&format!("E{i}"), "in", None, 1).unwrap())
+            .collect::<Vec<_>>();
+        let mut head = Head::GENESIS;
+        for chunk in inputs.chunks(MAX_GROUP) {
+            let replies: Vec<_> = chunk
+                .iter()
+                .map(|input| {
+                    let (tx, rx) = oneshot::channel();
+                    h.jobs.send(Job::Punch(input.clone(), tx)).unwrap();
+                    rx
+                })
+                .collect();
+            for r in replies {
+                if let Answer::Punched(hd) = r.blocking_recv().unwrap() {
+                    head = hd;
+                }
+            }
+        }
+        assert_eq!(head.seq, 5000);
+        h.jobs.send(Job::Acked(head)).unwrap();
+        let answered = punched(&h, "late");
+        assert_eq!(answered.seq, 5001);
+        // Before the fix every step ran before the punch was answered.
+        let deleted = buffer.oldest().unwrap().unwrap_or(5001) - 1;
+        assert!(
+            deleted < 2500,
+            "the punch waited for {deleted} deletions (steps of 10)"
+        );
+        // The backlog is still worked off, between groups.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while buffer.oldest().unwrap() != Some(5001) {
+            assert!(Instant::now() < deadline, "the backlog was not worked off");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn retention_is_enforced_on_its_deadline_while_jobs_keep_arriving() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = settings(100);
+        s.retention_secs = 1;
+        s.prune_every = Duration::from_millis(200);
+        let (buffer, h, _last) = started_with(dir.path(), s);
+        let head = punched(&h, "E1");
+        h.jobs.send(Job::Acked(head)).unwrap();
+        assert_eq!(status(&h).acked.seq, 1);
+        assert_eq!(buffer.oldest().unwrap(), Some(1), "too young when acked");
+        // A steady stream of jobs, never a quiet moment: the retention still passes and the
+        // deadline prunes.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while buffer.oldest().unwrap().is_some() {
+            assert!(Instant::now() < deadline, "never pruned while busy");
+            status(&h);
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }

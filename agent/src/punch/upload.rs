@@ -59,6 +59,8 @@ impl PunchService {
                 boot,
                 capacity: cfg.capacity,
                 retention_secs: cfg.retention.as_secs(),
+                prune_step: committer::PRUNE_STEP,
+                prune_every: committer::PRUNE_EVERY,
             },
             last_tx,
         )
@@ -139,6 +141,13 @@ impl PunchService {
         self.uploader.connected(now);
     }
 
+    /// The batch starting at `from` could not be queued on the connection: it and what follows
+    /// count as unsent.
+    pub fn not_sent(&mut self, from: u64) {
+        let now = self.now_ms();
+        self.uploader.not_sent(from, now);
+    }
+
     pub fn disconnected(&mut self) {
         self.connected = false;
     }
@@ -162,7 +171,7 @@ impl PunchService {
         }
         let now = self.now_ms();
         while let Some((from, to)) = self.uploader.next_batch(now) {
-            let records = match self.buffer.read_range(from, to) {
+            let records = match off_the_runtime(|| self.buffer.read_range(from, to)) {
                 Ok(r) => r,
                 Err(e) => {
                     // The resend timer restarts from the acked head.
@@ -197,15 +206,15 @@ impl PunchService {
         let now = self.now_ms();
         let before = self.uploader.acked();
         let buffer = &self.buffer;
-        let outcome = self
-            .uploader
-            .on_ack(ack, now, |seq| match buffer.hash_at(seq) {
+        let outcome = self.uploader.on_ack(ack, now, |seq| {
+            match off_the_runtime(|| buffer.hash_at(seq)) {
                 Ok(h) => h,
                 Err(e) => {
                     tracing::error!(seq, error = %format!("{e:#}"), "cannot read own punch hash");
                     None
                 }
-            });
+            }
+        });
         match outcome {
             AckOutcome::Disagrees { seq, reason } => tracing::error!(
                 seq,
@@ -247,9 +256,22 @@ impl Drop for PunchService {
         // Jobs queued before the stop are still committed and answered.
         let _ = self.committer.jobs.send(Job::Stop);
         if let Some(t) = self.thread.take()
-            && t.join().is_err()
+            && off_the_runtime(|| t.join()).is_err()
         {
             tracing::error!("the punch committer thread panicked");
         }
+    }
+}
+
+/// Runs blocking work (buffer reads, joining the committer) so it does not stall a tokio worker:
+/// through `block_in_place` on a multi-thread runtime (the daemon's), inline elsewhere — a
+/// current-thread runtime (the demo's in-process terminals) or no runtime at all, where
+/// `block_in_place` is not available.
+fn off_the_runtime<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }

@@ -143,9 +143,15 @@ impl Terminal {
     }
 
     pub fn status_json(&self) -> serde_json::Value {
+        self.status_json_with(&[])
+    }
+
+    /// `vouch-agent status --json ARGS`, which must succeed.
+    pub fn status_json_with(&self, args: &[&str]) -> serde_json::Value {
         let out = self
             .agent()
             .args(["status", "--json"])
+            .args(args)
             .output()
             .expect("status");
         assert_success("status --json", &out);
@@ -173,6 +179,14 @@ pub struct Daemon {
 impl Daemon {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM (a clean shutdown: the buffer is closed) and reap.
+    pub fn terminate(mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
     }
 
     /// kill -9 and reap.
