@@ -41,10 +41,8 @@ pub struct PunchArgs {
     /// Records per batch in the one-terminal run (a terminal with a backlog).
     #[arg(long, default_value_t = 500)]
     pub batch: u64,
-    /// Records per batch in runs with more terminals. With 1,000 terminals one batch each in
-    /// flight is already 1,000 messages queued for the verifier (the broker's cap for one
-    /// client); 50 records keeps that queue under a second of work, far from the resend timer.
-    #[arg(long, default_value_t = 50)]
+    /// Records per batch in runs with more terminals (the agent's default batch size).
+    #[arg(long, default_value_t = 500)]
     pub fleet_batch: u64,
     /// Batches in flight per terminal (unacked, at most). The agent keeps 4; the default is
     /// deeper so one terminal can show the mirror's capacity instead of its own round trip.
@@ -55,7 +53,7 @@ pub struct PunchArgs {
     #[arg(long, default_value_t = 10_000)]
     pub resend_after_ms: u64,
     /// Batches in flight over the whole fleet, at most: the per-terminal window shrinks to
-    /// fit, down to 1 (the broker queues at most 1,000 messages for the verifier).
+    /// fit, down to 1, so the verifier's queue at the broker stays a few seconds of work.
     #[arg(long, default_value_t = 512)]
     pub fleet_window: u64,
     /// The verifier's data directory (store, keys, broker files). Default: a fresh directory
