@@ -19,18 +19,11 @@ use vouch_protocol::punch::{BootId, PunchAck, PunchBatch, PunchInput, PunchRecor
 use vouch_protocol::wire;
 use vouch_sim::SimTpm;
 use vouch_test_kit::http::http_get;
+use vouch_test_kit::process::free_port;
 use vouch_verifier::api::{DeviceView, PunchPage, ReviewBody, ReviewView};
 use vouch_verifier::config::{RunArgs, ServerConfig};
 use vouch_verifier::ctl::client::Client;
 use vouch_verifier::server::{self, Listeners};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Connects as `user` and subscribes to `filter`; retries while the broker has not yet read
 /// a password file that names the user. Returns the client and its event loop.
@@ -97,7 +90,9 @@ async fn next_ack(
 async fn a_batch_published_by_a_terminal_is_mirrored_and_its_ack_is_retained_for_a_reconnect() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mqtt: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mqtt: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap())
+        .parse()
+        .unwrap();
     let mut cfg = ServerConfig::resolve(&RunArgs {
         data: Some(data.clone()),
         mqtt_listen: Some(mqtt),

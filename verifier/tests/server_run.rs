@@ -12,18 +12,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use vouch_test_kit::http::http_get;
+use vouch_test_kit::process::free_port;
 use vouch_verifier::config::{RunArgs, ServerConfig};
 use vouch_verifier::server::{self, Listeners};
 use vouch_verifier::store::Store;
-
-/// A loopback port that was free a moment ago (for Mosquitto, which binds its own).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn config(data: &Path, mqtt: RunArgs) -> ServerConfig {
     let args = RunArgs {
@@ -101,7 +93,9 @@ fn pid_alive(pid: u32) -> bool {
 async fn run_becomes_ready_and_on_shutdown_joins_everything_it_started() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mqtt: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mqtt: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap())
+        .parse()
+        .unwrap();
     let cfg = config(
         &data,
         RunArgs {
@@ -140,7 +134,7 @@ async fn health_is_503_and_not_ready_while_the_broker_is_unreachable() {
     let cfg = config(
         &data,
         RunArgs {
-            mqtt_url: Some(format!("mqtt://127.0.0.1:{}", free_port())),
+            mqtt_url: Some(format!("mqtt://127.0.0.1:{}", free_port().unwrap())),
             ..RunArgs::default()
         },
     );
@@ -168,7 +162,11 @@ async fn a_startup_failure_returns_the_error_and_releases_the_listener() {
     let mut cfg = config(
         &data,
         RunArgs {
-            mqtt_listen: Some(format!("127.0.0.1:{}", free_port()).parse().unwrap()),
+            mqtt_listen: Some(
+                format!("127.0.0.1:{}", free_port().unwrap())
+                    .parse()
+                    .unwrap(),
+            ),
             ..RunArgs::default()
         },
     );
@@ -200,7 +198,11 @@ async fn shutdown_while_the_broker_starts_returns_ok_and_kills_the_half_started_
     let mut cfg = config(
         &data,
         RunArgs {
-            mqtt_listen: Some(format!("127.0.0.1:{}", free_port()).parse().unwrap()),
+            mqtt_listen: Some(
+                format!("127.0.0.1:{}", free_port().unwrap())
+                    .parse()
+                    .unwrap(),
+            ),
             ..RunArgs::default()
         },
     );

@@ -265,6 +265,16 @@ impl Step<'_> {
             .push(Outbound::Verdict(Box::new(draft)));
     }
 
+    /// Issues the quarantine's held verdict: contraindicated, naming the quarantine, under the
+    /// last verdict's policy, for a verdict lifetime from now. The retained verdict names the
+    /// quarantine from this moment on.
+    pub fn issue_held_verdict(&mut self) {
+        let policy = self.rec.last_verdict().and_then(|v| v.policy_id);
+        let held = self.rec.status.held_appraisal(policy);
+        let exp = self.lifetime_from_now();
+        self.issue_verdict(held, None, exp);
+    }
+
     /// The verdict lifetime from now, for verdicts that stand for no quote.
     pub fn lifetime_from_now(&self) -> u64 {
         self.now.saturating_add(self.rules.verdict_ttl)

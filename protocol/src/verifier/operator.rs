@@ -92,11 +92,7 @@ impl VerifierCore {
             }
         };
         if entered_quarantine {
-            // The retained verdict names the quarantine from now on, under the last policy.
-            let policy = step.rec.last_verdict().and_then(|v| v.policy_id);
-            let held = step.rec.status.held_appraisal(policy);
-            let exp = step.lifetime_from_now();
-            step.issue_verdict(held, None, exp);
+            step.issue_held_verdict();
         }
         step.retire_challenges();
         step.carry_out(t)?;

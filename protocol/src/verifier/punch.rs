@@ -28,10 +28,7 @@ impl VerifierCore {
             reason: reason.to_string(),
         });
         if let Some(t) = step.rec.status.quarantine_for(reason, now) {
-            let policy = step.rec.last_verdict().and_then(|v| v.policy_id);
-            let held = step.rec.status.held_appraisal(policy);
-            let exp = step.lifetime_from_now();
-            step.issue_verdict(held, None, exp);
+            step.issue_held_verdict();
             step.retire_challenges();
             step.carry_out(t)?;
         }

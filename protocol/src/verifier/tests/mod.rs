@@ -154,6 +154,17 @@ impl World {
         w
     }
 
+    /// An operator action, committed.
+    fn act(
+        &mut self,
+        action: crate::verifier::OperatorAction<'_>,
+    ) -> Result<Effects, crate::verifier::OperatorError> {
+        let e =
+            self.core
+                .on_operator_action(self.rec.clone(), action, self.now, &mut self.nonces)?;
+        Ok(self.commit(e))
+    }
+
     /// Writes `e` as the engine would, and returns it for inspection.
     fn commit(&mut self, e: Effects) -> Effects {
         for n in &e.nonces {

@@ -12,13 +12,6 @@ fn op() -> Actor {
 }
 
 impl World {
-    fn act(&mut self, action: OperatorAction<'_>) -> Result<Effects, OperatorError> {
-        let e =
-            self.core
-                .on_operator_action(self.rec.clone(), action, self.now, &mut self.nonces)?;
-        Ok(self.commit(e))
-    }
-
     /// A change of the values governing the device (`gov`'s), committed.
     fn policy_change(&mut self, gov: &Governing) -> Effects {
         let changed = gov.found.as_ref().unwrap().scope.clone();

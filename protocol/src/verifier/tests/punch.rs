@@ -52,19 +52,11 @@ fn punch_tamper_quarantines_a_trusted_device_with_its_reason_and_audits_it_first
 #[test]
 fn punch_tamper_from_an_already_quarantined_device_only_adds_an_audit_entry() {
     let mut w = World::trusted();
-    let e = w
-        .core
-        .on_operator_action(
-            w.rec.clone(),
-            OperatorAction::Quarantine {
-                reason: "inspection",
-                actor: Actor::Operator("test".into()),
-            },
-            w.now,
-            &mut w.nonces,
-        )
-        .unwrap();
-    w.commit(e);
+    w.act(OperatorAction::Quarantine {
+        reason: "inspection",
+        actor: Actor::Operator("test".into()),
+    })
+    .unwrap();
     let e = w.punch_tamper(Reason::PunchForged);
     assert!(e.messages.is_empty(), "no second verdict or command");
     assert_eq!(e.audit.len(), 1);
@@ -76,32 +68,16 @@ fn punch_tamper_from_an_already_quarantined_device_only_adds_an_audit_entry() {
 fn punch_tamper_while_a_release_is_pending_fails_the_release_so_passing_evidence_cannot_lift_it() {
     let mut w = World::trusted();
     let op = Actor::Operator("test".into());
-    let e = w
-        .core
-        .on_operator_action(
-            w.rec.clone(),
-            OperatorAction::Quarantine {
-                reason: "inspection",
-                actor: op.clone(),
-            },
-            w.now,
-            &mut w.nonces,
-        )
-        .unwrap();
-    w.commit(e);
-    let e = w
-        .core
-        .on_operator_action(
-            w.rec.clone(),
-            OperatorAction::Release {
-                reason: "inspected",
-                actor: op,
-            },
-            w.now,
-            &mut w.nonces,
-        )
-        .unwrap();
-    w.commit(e);
+    w.act(OperatorAction::Quarantine {
+        reason: "inspection",
+        actor: op.clone(),
+    })
+    .unwrap();
+    w.act(OperatorAction::Release {
+        reason: "inspected",
+        actor: op,
+    })
+    .unwrap();
     assert!(w.rec.status.release_pending());
     w.now += 5;
     let e = w.punch_tamper(Reason::PunchFork { seq: 2 });
