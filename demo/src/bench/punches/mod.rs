@@ -2,10 +2,10 @@
 //! end with real processes and printed with its targets:
 //! 1. mirrored punches/s with durable acks through the real broker: the `vouch-verifier run`
 //!    binary (managed Mosquitto, store on disk by default) and simulated terminals, each with
-//!    its own MQTT identity, publishing signed batches with a window in flight ([`mirror`]);
+//!    its own MQTT identity, publishing signed batches with a window in flight (`mirror`);
 //!    figure = records acked / wall time, for 1 and for 1,000 terminals;
 //! 2. a real `vouch-agent run` daemon's confirmed punches/s at its socket, C connections
-//!    pipelining JSON requests (each answer comes after the record's durable commit) ([`agent`]);
+//!    pipelining JSON requests (each answer comes after the record's durable commit) (`agent`);
 //! 3. the time from a punch's confirmation at that socket to the mirror's ack covering it, at a
 //!    steady moderate rate with the link up (p50/p99/max).
 
