@@ -11,7 +11,8 @@ use std::time::Instant;
 
 use vouch_agent::tpm::{AkBlobs, Tpm, TpmError};
 
-use common::{Reader, Swtpm, assert_success, ecc_public_point, parse_quote_attest, sha256, timed};
+use common::{Reader, Swtpm, ecc_public_point, parse_quote_attest, sha256, timed};
+use vouch_test_kit::process::assert_success;
 
 const QUOTE_PCRS: [u8; 9] = [0, 1, 2, 3, 4, 5, 6, 7, 14];
 

@@ -247,12 +247,4 @@ pub fn punch_line(employee: &str) -> String {
         .to_string()
 }
 
-pub fn assert_success(what: &str, out: &Output) {
-    assert!(
-        out.status.success(),
-        "{what} failed: {}\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+pub use vouch_test_kit::process::assert_success;
