@@ -128,11 +128,13 @@ impl Uploader {
     }
 
     /// The connection to the broker is (re)established: everything after the acked head is
-    /// sent again. The retained ack arriving next may ask for the same resend; that one does
-    /// not restart the stream a second time.
+    /// sent again. A retained ack asking for a resend (a gap the mirror saw before) may then
+    /// restart the window once more: a few duplicate batches, which the mirror acks again.
+    /// Telling that ack apart from a fresh resend request for a batch lost on this connection
+    /// is not possible (neither names the batch), and missing the fresh one would cost a whole
+    /// resend wait.
     pub fn connected(&mut self, now_ms: u64) {
         self.rewind(now_ms);
-        self.last_rewind = Some((self.acked, now_ms));
     }
 
     /// The batch starting at `from` that [`Uploader::next_batch`] returned could not be handed
