@@ -17,6 +17,18 @@ use vouch_verifier::config::{RunArgs, ServerConfig};
 use vouch_verifier::server::{self, Listeners};
 use vouch_verifier::store::Store;
 
+/// A verifier on `data` with its managed broker on a free loopback port.
+fn managed_on_a_free_port(data: &Path) -> ServerConfig {
+    let listen = format!("127.0.0.1:{}", free_port().unwrap());
+    config(
+        data,
+        RunArgs {
+            mqtt_listen: Some(listen.parse().unwrap()),
+            ..RunArgs::default()
+        },
+    )
+}
+
 fn config(data: &Path, mqtt: RunArgs) -> ServerConfig {
     let args = RunArgs {
         data: Some(data.to_owned()),
@@ -159,17 +171,7 @@ async fn health_is_503_and_not_ready_while_the_broker_is_unreachable() {
 async fn a_startup_failure_returns_the_error_and_releases_the_listener() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut cfg = config(
-        &data,
-        RunArgs {
-            mqtt_listen: Some(
-                format!("127.0.0.1:{}", free_port().unwrap())
-                    .parse()
-                    .unwrap(),
-            ),
-            ..RunArgs::default()
-        },
-    );
+    let mut cfg = managed_on_a_free_port(&data);
     let missing = dir.path().join("no-such-mosquitto");
     if let vouch_verifier::config::BrokerChoice::Managed(m) = &mut cfg.broker {
         m.mosquitto = missing.clone();
@@ -195,17 +197,7 @@ async fn shutdown_while_the_broker_starts_returns_ok_and_kills_the_half_started_
     let fake = dir.path().join("mosquitto");
     std::fs::write(&fake, "#!/bin/sh\nexec sleep 120\n").unwrap();
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mut cfg = config(
-        &data,
-        RunArgs {
-            mqtt_listen: Some(
-                format!("127.0.0.1:{}", free_port().unwrap())
-                    .parse()
-                    .unwrap(),
-            ),
-            ..RunArgs::default()
-        },
-    );
+    let mut cfg = managed_on_a_free_port(&data);
     if let vouch_verifier::config::BrokerChoice::Managed(m) = &mut cfg.broker {
         m.mosquitto = fake;
     }

@@ -590,10 +590,6 @@ mod tests {
 
     #[test]
     fn the_load_generator_recovers_a_lost_batch_and_continues_its_chains_in_the_next_run() {
-        if !vouch_test_kit::process::have("mosquitto") {
-            eprintln!("mosquitto not installed: skipped");
-            return;
-        }
         let dir = tempfile::tempdir().unwrap();
         let port = vouch_test_kit::process::free_port().unwrap();
         let conf = dir.path().join("mosquitto.conf");
