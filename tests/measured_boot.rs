@@ -217,6 +217,8 @@ fn garbage_attest_is_contraindicated_not_dropped() {
             offset: held,
             bytes: Bytes(Vec::new()),
         }),
+        firmware_version: None,
+        inventory: None,
     };
     let sealed = wire::seal(&"term-1".parse().unwrap(), &garbage, &f.t.device_key());
     spy.publish("vouch/v1/term-1/evidence", sealed);

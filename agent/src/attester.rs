@@ -111,6 +111,8 @@ impl Attester {
             firmware_pcr: self.firmware_pcr,
             firmware: firmware.entries,
             eventlog,
+            firmware_version: None,
+            inventory: None,
         })
     }
 }

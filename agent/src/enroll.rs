@@ -133,6 +133,8 @@ pub fn enroll_on(
         ak_name: identity.ak_name.clone(),
         device_key: Bytes(key.verifying_key().to_bytes().to_vec()),
         mqtt_password_hash: vouch_common::mqtt_passwd::hash_generated(&password),
+        firmware_version: None,
+        inventory: None,
     };
     let bytes = wire::seal(device_id, &request, &key);
     fs::write_atomic(out, &bytes, 0o644)?;

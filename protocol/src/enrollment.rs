@@ -2,12 +2,15 @@
 //! trusts from then on (device key, EK, AK). Every field is checked here, once, so the rest of
 //! the verifier can rely on an `Enrollment` being well-formed.
 //!
-//! What enrollment proves in this version: the request was signed by the device key it carries;
-//! the AK has the attributes of a TPM attestation key and the Name it claims. It does not yet
-//! prove that the AK lives in the TPM holding that EK (credential activation) or that the EK is
-//! a genuine TPM's (EK certificate chain): those belong to vendor provisioning. Until then the
-//! operator's act of enrolling is the trust anchor, and every quote must additionally name the
-//! enrolled AK under the enrolled EK as its qualified signer (see `appraisal`).
+//! Two ways in. A terminal's own request (`vouchctl enroll`) proves only that it was signed by
+//! the device key it carries and that the AK has the attributes of a TPM attestation key and the
+//! Name it claims: the operator's act of enrolling is the trust anchor. A vendor manifest
+//! (`vouchctl import manifest`, [`Enrollment::from_manifest`]) adds what the vendor's station
+//! proved — the AK lives in the TPM holding the EK (credential activation) — and the hardware
+//! inventory at provisioning, kept as the enrollment's [`Provenance`]. Either way the verifier
+//! records whether the EK certificate chains to one of its trusted TPM-manufacturer roots
+//! (`ek_cert_anchor`), and every quote must name the enrolled AK under the enrolled EK as its
+//! qualified signer (see `appraisal`).
 
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
@@ -16,8 +19,11 @@ use thiserror::Error;
 use crate::bytes::Bytes;
 use crate::error::WireError;
 use crate::ids::DeviceId;
+use crate::inventory::Inventory;
 use crate::messages::EnrollmentRequest;
 use crate::tpm::{Name, TPM_RH_ENDORSEMENT, TpmPublic};
+use crate::vendor::VendorName;
+use crate::vendor::manifest::{DeviceManifest, MAX_EK_CHAIN};
 use crate::wire;
 
 /// Largest enrollment request accepted (an EK certificate is the only sizeable part).
@@ -43,6 +49,31 @@ pub struct Enrollment {
     /// existed; such a device cannot connect to a broker that requires authentication.
     #[serde(default)]
     pub mqtt_password_hash: Option<String>,
+    /// The vendor manifest the device was enrolled from (`None` for a terminal's own request).
+    #[serde(default)]
+    pub provenance: Option<Provenance>,
+    /// The subject of the trusted TPM-manufacturer root the EK certificate chained to when the
+    /// device was enrolled; `None` when it has no certificate or it did not chain (with
+    /// `require_ek_cert` such a device is at best `warning`).
+    #[serde(default)]
+    pub ek_cert_anchor: Option<String>,
+}
+
+/// What a vendor manifest said about a device, kept with its enrollment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provenance {
+    pub vendor: VendorName,
+    /// The firmware version the vendor provisioned.
+    pub firmware_version: String,
+    /// The inventory at provisioning: every attestation's inventory must equal it.
+    pub inventory: Inventory,
+    /// The manifest's issue time (Unix seconds).
+    pub issued_at: u64,
+    pub credential_activated: bool,
+    pub simulated: bool,
+    /// The manifest's EK certificate chain (leaf first).
+    pub ek_certificates: Vec<Bytes>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -65,6 +96,8 @@ pub enum EnrollError {
     EkCertificateSize { len: usize, max: usize },
     #[error("MQTT password hash: {0}")]
     MqttPasswordHash(&'static str),
+    #[error("manifest: {0}")]
+    Manifest(String),
 }
 
 /// Longest MQTT password hash accepted (a 101-iteration `$7$` line is 115 characters).
@@ -136,30 +169,16 @@ impl Enrollment {
         let key = device_key(&req.device_key)?;
         let id = msg.device().clone();
         msg.verify(&key)?;
-        if req.model.is_empty() || req.model.len() > 128 || req.model.chars().any(char::is_control)
-        {
-            return Err(EnrollError::Model);
-        }
-        let ak = TpmPublic::parse(req.ak_public.as_slice())
-            .map_err(|e| EnrollError::AkPublic(e.to_string()))?;
-        ak.check_vouch_attestation_key()
-            .map_err(|e| EnrollError::AkAttributes(e.to_string()))?;
-        ak.p256_verifying_key()
-            .map_err(|e| EnrollError::AkPublic(e.to_string()))?;
-        if ak.name().as_bytes() != req.ak_name.as_slice() {
-            return Err(EnrollError::AkName);
-        }
-        TpmPublic::parse(req.ek_public.as_slice())
-            .map_err(|e| EnrollError::EkPublic(e.to_string()))?;
-        if let Some(cert) = &req.ek_certificate
-            && cert.0.len() > MAX_EK_CERT
-        {
-            return Err(EnrollError::EkCertificateSize {
-                len: cert.0.len(),
-                max: MAX_EK_CERT,
-            });
-        }
-        check_mqtt_password_hash(&req.mqtt_password_hash)?;
+        let certs: Vec<&Bytes> = req.ek_certificate.iter().collect();
+        check_identity(&Identity {
+            model: &req.model,
+            ek_public: &req.ek_public,
+            ek_certificates: &certs,
+            ak_public: &req.ak_public,
+            ak_name: &req.ak_name,
+            device_key: &req.device_key,
+            mqtt_password_hash: &req.mqtt_password_hash,
+        })?;
         Ok(Enrollment {
             id,
             model: req.model,
@@ -170,6 +189,62 @@ impl Enrollment {
             device_key: req.device_key,
             enrolled_at: now,
             mqtt_password_hash: Some(req.mqtt_password_hash),
+            provenance: None,
+            ek_cert_anchor: None,
+        })
+    }
+
+    /// The enrollment a vendor manifest describes, once the caller verified the vendor's
+    /// signature (`vendor::decode` → `verify` with the key trusted for `vendor`). The same
+    /// checks as a request's, plus the manifest's own: a chain of at most [`MAX_EK_CHAIN`]
+    /// certificates, a valid inventory, model and firmware-version labels.
+    pub fn from_manifest(
+        vendor: VendorName,
+        m: DeviceManifest,
+        now: u64,
+    ) -> Result<Enrollment, EnrollError> {
+        if m.ek_certificates.len() > MAX_EK_CHAIN {
+            return Err(EnrollError::Manifest(format!(
+                "{} EK certificates (limit {MAX_EK_CHAIN})",
+                m.ek_certificates.len()
+            )));
+        }
+        crate::vendor::bundle::check_label("firmware version", &m.firmware_version)
+            .map_err(EnrollError::Manifest)?;
+        m.inventory
+            .check()
+            .map_err(|e| EnrollError::Manifest(e.to_string()))?;
+        device_key(&m.device_key)?;
+        let certs: Vec<&Bytes> = m.ek_certificates.iter().collect();
+        check_identity(&Identity {
+            model: &m.model,
+            ek_public: &m.ek_public,
+            ek_certificates: &certs,
+            ak_public: &m.ak_public,
+            ak_name: &m.ak_name,
+            device_key: &m.device_key,
+            mqtt_password_hash: &m.mqtt_password_hash,
+        })?;
+        Ok(Enrollment {
+            id: m.device,
+            model: m.model,
+            ek_public: m.ek_public,
+            ek_certificate: m.ek_certificates.first().cloned(),
+            ak_public: m.ak_public,
+            ak_name: m.ak_name,
+            device_key: m.device_key,
+            enrolled_at: now,
+            mqtt_password_hash: Some(m.mqtt_password_hash),
+            provenance: Some(Provenance {
+                vendor,
+                firmware_version: m.firmware_version,
+                inventory: m.inventory,
+                issued_at: m.issued_at,
+                credential_activated: m.credential_activated,
+                simulated: m.simulated,
+                ek_certificates: m.ek_certificates,
+            }),
+            ek_cert_anchor: None,
         })
     }
 
@@ -198,6 +273,41 @@ impl Enrollment {
         let ek_qn = ek.qualified_name(&TPM_RH_ENDORSEMENT.to_be_bytes());
         Some(ak.qualified_name(ek_qn.as_bytes()))
     }
+}
+
+/// The fields a request and a manifest share, checked once by [`check_identity`].
+struct Identity<'a> {
+    model: &'a str,
+    ek_public: &'a Bytes,
+    ek_certificates: &'a [&'a Bytes],
+    ak_public: &'a Bytes,
+    ak_name: &'a Bytes,
+    device_key: &'a Bytes,
+    mqtt_password_hash: &'a str,
+}
+
+fn check_identity(id: &Identity<'_>) -> Result<(), EnrollError> {
+    device_key(id.device_key)?;
+    if id.model.is_empty() || id.model.len() > 128 || id.model.chars().any(char::is_control) {
+        return Err(EnrollError::Model);
+    }
+    let ak = TpmPublic::parse(id.ak_public.as_slice())
+        .map_err(|e| EnrollError::AkPublic(e.to_string()))?;
+    ak.check_vouch_attestation_key()
+        .map_err(|e| EnrollError::AkAttributes(e.to_string()))?;
+    ak.p256_verifying_key()
+        .map_err(|e| EnrollError::AkPublic(e.to_string()))?;
+    if ak.name().as_bytes() != id.ak_name.as_slice() {
+        return Err(EnrollError::AkName);
+    }
+    TpmPublic::parse(id.ek_public.as_slice()).map_err(|e| EnrollError::EkPublic(e.to_string()))?;
+    if let Some(cert) = id.ek_certificates.iter().find(|c| c.0.len() > MAX_EK_CERT) {
+        return Err(EnrollError::EkCertificateSize {
+            len: cert.0.len(),
+            max: MAX_EK_CERT,
+        });
+    }
+    check_mqtt_password_hash(id.mqtt_password_hash)
 }
 
 fn device_key(b: &Bytes) -> Result<VerifyingKey, EnrollError> {
@@ -231,6 +341,8 @@ mod tests {
             ak_name: Bytes(AK_NAME.to_vec()),
             device_key: Bytes(key.verifying_key().to_bytes().to_vec()),
             mqtt_password_hash: HASH.into(),
+            firmware_version: None,
+            inventory: None,
         }
     }
 

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::bytes::{Bytes, Sha256Digest};
 use crate::firmware::FirmwareEntry;
 use crate::ids::{Kind, Nonce};
+use crate::inventory::Inventory;
 use crate::verdict::Verdict;
 use crate::wire::Message;
 
@@ -187,6 +188,14 @@ pub struct Evidence {
     pub firmware: Vec<FirmwareEntry>,
     /// The firmware's TCG event log (`None` when the terminal has none to send).
     pub eventlog: Option<EventLogPart>,
+    /// The firmware version the terminal reports (its config): which vendor reference bundle
+    /// governs it. Absent from agents older than vendor provisioning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firmware_version: Option<String>,
+    /// The hardware inventory now, whose digest the agent measured into `firmware_pcr` as the
+    /// newest `vouch:inventory` entry of `firmware` (see [`crate::inventory`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inventory: Option<Inventory>,
 }
 
 impl Message for Evidence {
@@ -243,6 +252,12 @@ pub struct EnrollmentRequest {
     /// verifier adds `device_id:hash` to its broker's password file. Only the hash is carried;
     /// the password stays on the terminal.
     pub mqtt_password_hash: String,
+    /// The firmware version the terminal reports (its config), for the vendor's manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firmware_version: Option<String>,
+    /// The hardware inventory at enrollment, for the vendor's manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inventory: Option<Inventory>,
 }
 
 impl Message for EnrollmentRequest {

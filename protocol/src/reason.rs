@@ -115,6 +115,29 @@ pub enum Reason {
     PunchFork { seq: u64 },
     /// A punch batch whose chain breaks at record `seq` (its `prev_hash` or the head hash).
     PunchChainBroken { seq: u64 },
+    /// A hardware component the operator's supply-chain policy refuses.
+    SupplyChainDenied { component: String, rule: String },
+    /// The hardware differs from the inventory in the device's manifest (a swapped board).
+    HardwareChanged {
+        component: String,
+        was: String,
+        now: String,
+    },
+    /// The device was enrolled from a manifest, and its evidence carries no inventory.
+    InventoryMissing,
+    /// The evidence's inventory is not the newest inventory measurement in the quoted
+    /// firmware list, so the quote does not vouch for it.
+    InventoryNotMeasured,
+    /// The vendor's reference values for this model and firmware version were revoked.
+    FirmwareRevoked {
+        model: String,
+        version: String,
+        reason: String,
+    },
+    /// The operator requires an EK certificate chaining to a trusted TPM-manufacturer root,
+    /// and this device's does not (`detail` says why).
+    #[serde(rename = "ek_cert_untrusted")]
+    EkCertUntrusted { detail: String },
     /// An operator's own words (the reason given with `vouchctl quarantine`).
     Operator { text: String },
     /// The evidence is wrong inside ([`Defect`]); its code is the defect's.
@@ -157,6 +180,12 @@ impl Reason {
         "punch_forged",
         "punch_fork",
         "punch_chain_broken",
+        "supply_chain_denied",
+        "hardware_changed",
+        "inventory_missing",
+        "inventory_not_measured",
+        "firmware_revoked",
+        "ek_cert_untrusted",
         "operator",
         "legacy",
         // Evidence defects (`appraisal::Defect::code`).
@@ -213,6 +242,12 @@ impl Reason {
             Reason::PunchForged => "punch_forged",
             Reason::PunchFork { .. } => "punch_fork",
             Reason::PunchChainBroken { .. } => "punch_chain_broken",
+            Reason::SupplyChainDenied { .. } => "supply_chain_denied",
+            Reason::HardwareChanged { .. } => "hardware_changed",
+            Reason::InventoryMissing => "inventory_missing",
+            Reason::InventoryNotMeasured => "inventory_not_measured",
+            Reason::FirmwareRevoked { .. } => "firmware_revoked",
+            Reason::EkCertUntrusted { .. } => "ek_cert_untrusted",
             Reason::Operator { .. } => "operator",
             Reason::Evidence(d) => d.code(),
             Reason::Legacy(_) => "legacy",
@@ -388,6 +423,33 @@ impl fmt::Display for Reason {
             Reason::PunchChainBroken { seq } => {
                 write!(f, "the punch chain is broken at record {seq}")
             }
+            Reason::SupplyChainDenied { component, rule } => {
+                write!(f, "{component} is refused by the supply-chain policy ({rule})")
+            }
+            Reason::HardwareChanged {
+                component,
+                was,
+                now,
+            } => write!(
+                f,
+                "hardware changed since provisioning: {component} was {was}, is now {now}"
+            ),
+            Reason::InventoryMissing => f.write_str(
+                "evidence carries no hardware inventory, but the device was enrolled from a manifest",
+            ),
+            Reason::InventoryNotMeasured => f.write_str(
+                "the hardware inventory in the evidence is not the one measured into the quoted \
+                 firmware PCR",
+            ),
+            Reason::FirmwareRevoked {
+                model,
+                version,
+                reason,
+            } => write!(f, "firmware {version} of model {model} was revoked: {reason}"),
+            Reason::EkCertUntrusted { detail } => write!(
+                f,
+                "no EK certificate chaining to a trusted TPM-manufacturer root ({detail})"
+            ),
             Reason::Operator { text } | Reason::Legacy(text) => f.write_str(text),
             Reason::Evidence(d) => d.fmt(f),
         }

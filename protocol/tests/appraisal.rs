@@ -37,6 +37,8 @@ fn enrollment() -> Enrollment {
         ak_name: Bytes(vector("ak.name")),
         device_key: Bytes(key.verifying_key().to_bytes().to_vec()),
         mqtt_password_hash: "$7$101$wAYrhYI0sy/Kr09q$Gz3FBqER4IbB4vdN6Pqm4i3pNkRLjmyASs5JnGO+MTVFFcguGwJUZUPY1gjeDtYULDrKDdnUimago4n4sSJ4Rg==".into(),
+        firmware_version: None,
+        inventory: None,
     };
     let bytes = wire::seal(&"t1".parse().unwrap(), &req, &key);
     Enrollment::from_request(&bytes, 0).unwrap()
@@ -82,6 +84,8 @@ fn reset_evidence() -> Evidence {
         firmware_pcr: 14,
         firmware: vec![],
         eventlog: None,
+        firmware_version: None,
+        inventory: None,
     }
 }
 
@@ -140,6 +144,8 @@ fn firmware_list_that_does_not_replay_names_the_pcr() {
             sha256: Some(Sha256Digest([1; 32])),
         }],
         eventlog: None,
+        firmware_version: None,
+        inventory: None,
     };
     let f = appraisal::verify_evidence(&enrollment(), &ev, None).unwrap_err();
     assert_eq!(f.claim, FailedClaim::Executables);

@@ -130,6 +130,8 @@ fn evidence_near_the_payload_limit_with_4096_firmware_entries_decodes() {
             })
             .collect(),
         eventlog: None,
+        firmware_version: None,
+        inventory: None,
     };
     let bytes = wire::seal(&device, &ev, &SigningKey::from_bytes(&[9; 32]));
     assert!(bytes.len() <= wire::DEFAULT_MAX_PAYLOAD, "{}", bytes.len());

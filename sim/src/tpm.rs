@@ -193,6 +193,8 @@ impl SimTpm {
             ak_name: Bytes(self.ak_name()),
             device_key: Bytes(device_key.to_bytes().to_vec()),
             mqtt_password_hash: mqtt_password_hash.to_owned(),
+            firmware_version: None,
+            inventory: None,
         }
     }
 
@@ -331,6 +333,8 @@ impl SimTpm {
             firmware_pcr,
             firmware,
             eventlog: None,
+            firmware_version: None,
+            inventory: None,
         })
     }
 }

@@ -238,6 +238,8 @@ mod tests {
                 offset: 0,
                 bytes: Bytes(older.clone()),
             }),
+            firmware_version: None,
+            inventory: None,
         };
         let Ok(SentLog::Defective(defect @ Defect::EventLogChanged { boot: 5, .. })) =
             assemble(&ev, Some((5, &held)), 1 << 22)

@@ -188,6 +188,47 @@ fn examples() -> Vec<(Reason, &'static str)> {
             "the punch chain is broken at record 7",
         ),
         (
+            Reason::SupplyChainDenied {
+                component: "PCI device 10ec:8168 at 0000:01:00.0".into(),
+                rule: "deny.pci_vendors 10ec".into(),
+            },
+            "PCI device 10ec:8168 at 0000:01:00.0 is refused by the supply-chain policy \
+             (deny.pci_vendors 10ec)",
+        ),
+        (
+            Reason::HardwareChanged {
+                component: "smbios.board_vendor".into(),
+                was: "Acme Boards".into(),
+                now: "Hidden Board Co".into(),
+            },
+            "hardware changed since provisioning: smbios.board_vendor was Acme Boards, is now \
+             Hidden Board Co",
+        ),
+        (
+            Reason::InventoryMissing,
+            "evidence carries no hardware inventory, but the device was enrolled from a manifest",
+        ),
+        (
+            Reason::InventoryNotMeasured,
+            "the hardware inventory in the evidence is not the one measured into the quoted \
+             firmware PCR",
+        ),
+        (
+            Reason::FirmwareRevoked {
+                model: "T-100".into(),
+                version: "2.1.0".into(),
+                reason: "CVE-2026-1234".into(),
+            },
+            "firmware 2.1.0 of model T-100 was revoked: CVE-2026-1234",
+        ),
+        (
+            Reason::EkCertUntrusted {
+                detail: "the manifest has no EK certificate".into(),
+            },
+            "no EK certificate chaining to a trusted TPM-manufacturer root (the manifest has no \
+             EK certificate)",
+        ),
+        (
             Reason::Operator {
                 text: "tamper report".into(),
             },

@@ -92,6 +92,8 @@ mod tests {
             device_key: Bytes(vec![3]),
             enrolled_at: 0,
             mqtt_password_hash: None,
+            provenance: None,
+            ek_cert_anchor: None,
         })
     }
 

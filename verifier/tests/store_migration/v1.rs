@@ -70,6 +70,8 @@ fn enrollment(name: &str, model: &str, n: u8) -> Enrollment {
         ),
         enrolled_at: T0 + u64::from(n),
         mqtt_password_hash: Some(format!("$7$101$c2FsdHNhbHQ{n}$aGFzaA==")),
+        provenance: None,
+        ek_cert_anchor: None,
     }
 }
 

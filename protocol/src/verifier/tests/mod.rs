@@ -66,6 +66,8 @@ fn record(id: &str) -> DeviceRecord {
         device_key: Bytes(vec![4; 32]),
         enrolled_at: 0,
         mqtt_password_hash: None,
+        provenance: None,
+        ek_cert_anchor: None,
     })
 }
 

@@ -156,6 +156,8 @@ impl EnrollmentRow {
             device_key: self.device_key,
             enrolled_at: self.enrolled_at,
             mqtt_password_hash: self.mqtt_password_hash,
+            provenance: None,
+            ek_cert_anchor: None,
         }
     }
 }
