@@ -63,6 +63,16 @@ pub enum AuditAction {
     PunchesExported,
     /// An operator marked held punch records as reviewed.
     PunchesReviewed,
+    /// An operator trusted a vendor's key (`vouchctl vendor trust`).
+    VendorTrusted,
+    /// An operator revoked a vendor (`vouchctl vendor revoke`).
+    VendorRevoked,
+    /// An operator imported a vendor's reference bundle.
+    ReferenceImported,
+    /// An operator revoked a firmware version's reference values.
+    ReferenceRevoked,
+    /// An operator set the supply-chain policy.
+    SupplyChainSet,
 }
 
 impl AuditAction {
@@ -79,6 +89,11 @@ impl AuditAction {
             AuditAction::PunchesRejected => "punches_rejected",
             AuditAction::PunchesExported => "punches_exported",
             AuditAction::PunchesReviewed => "punches_reviewed",
+            AuditAction::VendorTrusted => "vendor_trusted",
+            AuditAction::VendorRevoked => "vendor_revoked",
+            AuditAction::ReferenceImported => "reference_imported",
+            AuditAction::ReferenceRevoked => "reference_revoked",
+            AuditAction::SupplyChainSet => "supply_chain_set",
         }
     }
 }

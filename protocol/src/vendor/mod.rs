@@ -10,6 +10,7 @@
 
 pub mod bundle;
 pub mod manifest;
+pub mod trust;
 
 use coset::{CoseSign1Builder, HeaderBuilder, TaggedCborSerializable};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};

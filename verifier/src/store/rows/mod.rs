@@ -417,7 +417,8 @@ impl ActorRow {
 }
 
 /// Kinds of audited change (shared by schemas 1 to 3; a new variant needs a schema version,
-/// as for [`ActorRow`]: the three `Punches*` variants are schema 3's).
+/// as for [`ActorRow`]: the three `Punches*` variants are schema 3's, the vendor, reference and
+/// supply-chain ones schema 4's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(super) enum AuditActionRow {
@@ -432,6 +433,11 @@ pub(super) enum AuditActionRow {
     PunchesRejected,
     PunchesExported,
     PunchesReviewed,
+    VendorTrusted,
+    VendorRevoked,
+    ReferenceImported,
+    ReferenceRevoked,
+    SupplyChainSet,
 }
 
 impl AuditActionRow {
@@ -448,6 +454,11 @@ impl AuditActionRow {
             AuditAction::PunchesRejected => Self::PunchesRejected,
             AuditAction::PunchesExported => Self::PunchesExported,
             AuditAction::PunchesReviewed => Self::PunchesReviewed,
+            AuditAction::VendorTrusted => Self::VendorTrusted,
+            AuditAction::VendorRevoked => Self::VendorRevoked,
+            AuditAction::ReferenceImported => Self::ReferenceImported,
+            AuditAction::ReferenceRevoked => Self::ReferenceRevoked,
+            AuditAction::SupplyChainSet => Self::SupplyChainSet,
         }
     }
 
@@ -464,6 +475,11 @@ impl AuditActionRow {
             Self::PunchesRejected => AuditAction::PunchesRejected,
             Self::PunchesExported => AuditAction::PunchesExported,
             Self::PunchesReviewed => AuditAction::PunchesReviewed,
+            Self::VendorTrusted => AuditAction::VendorTrusted,
+            Self::VendorRevoked => AuditAction::VendorRevoked,
+            Self::ReferenceImported => AuditAction::ReferenceImported,
+            Self::ReferenceRevoked => AuditAction::ReferenceRevoked,
+            Self::SupplyChainSet => AuditAction::SupplyChainSet,
         }
     }
 }
