@@ -38,7 +38,7 @@
 use std::fmt::Write as _;
 
 use der::asn1::{ObjectIdentifier, UintRef};
-use der::{Decode, Tag, Tagged};
+use der::{Decode, Reader as _, Tag, Tagged};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, SignatureVerificationAlgorithm, TrustAnchor, UnixTime};
 use thiserror::Error;
@@ -277,6 +277,7 @@ pub fn verify_ek_certificate(
         });
     }
     check_size(leaf_der, "EK certificate")?;
+    let leaf_der = strip_nv_padding(leaf_der)?;
     let leaf =
         Certificate::from_der(leaf_der).map_err(|e| malformed(format!("EK certificate: {e}")))?;
     let mut parsed = Vec::with_capacity(intermediates.len());
@@ -294,7 +295,7 @@ pub fn verify_ek_certificate(
     let ek = TpmPublic::parse(ek_public).map_err(|e| malformed(format!("EK public area: {e}")))?;
     check_same_key(&leaf, &ek)?;
 
-    let leaf_webpki = CertificateDer::from(leaf_der.as_slice());
+    let leaf_webpki = CertificateDer::from(leaf_der);
     let end_entity = webpki::EndEntityCert::try_from(&leaf_webpki)
         .map_err(|e| malformed(format!("EK certificate: {e}")))?;
     let intermediates: Vec<CertificateDer<'_>> = intermediates
@@ -342,6 +343,25 @@ pub fn verify_ek_certificate(
         tpm_version,
         not_after: validity(&leaf).1,
     })
+}
+
+/// The EK certificate's own DER without the padding that can follow it when it was read from
+/// an NV index larger than the certificate (0x00 or 0xFF bytes; go-attestation strips such
+/// trailers too). The padding is not signed, so dropping it changes nothing that is checked;
+/// any other trailing byte is refused.
+fn strip_nv_padding(bytes: &[u8]) -> Result<&[u8], EkCertError> {
+    let tlv = der::SliceReader::new(bytes)
+        .and_then(|mut r| r.tlv_bytes())
+        .map_err(|e| malformed(format!("EK certificate: {e}")))?;
+    let rest = bytes.get(tlv.len()..).unwrap_or_default();
+    if rest.iter().all(|&b| b == 0x00 || b == 0xff) {
+        Ok(tlv)
+    } else {
+        Err(malformed(format!(
+            "EK certificate: {} bytes after the certificate that are not NV padding",
+            rest.len()
+        )))
+    }
 }
 
 /// Maps webpki's verdict to the check that failed. Sizes, algorithms, validity and CA-ness of

@@ -259,11 +259,21 @@ fn garbage_and_truncated_certificates_are_malformed() {
         ));
     }
     let mut trailing = leaf.to_vec();
-    trailing.push(0);
-    assert!(matches!(
-        verify_ek_certificate(&[trailing], P384_TPMT, &swtpm_root(), NOW),
-        Err(EkCertError::Malformed { .. })
-    ));
+    trailing.extend([0, 0, 1]);
+    match verify_ek_certificate(&[trailing], P384_TPMT, &swtpm_root(), NOW) {
+        Err(EkCertError::Malformed { what }) => assert!(what.contains("3 bytes after"), "{what}"),
+        other => panic!("expected Malformed, got {other:?}"),
+    }
+}
+
+#[test]
+fn nv_padding_after_the_certificate_is_dropped() {
+    let roots = anchors(&[pem!("swtpm-root.pem"), pem!("swtpm-intermediate.pem")]);
+    for pad in [0x00, 0xff] {
+        let mut padded = vector!("p384-ek.der").to_vec();
+        padded.extend([pad; 200]);
+        verify_ek_certificate(&[padded], P384_TPMT, &roots, NOW).expect("padding is not signed");
+    }
 }
 
 #[test]
@@ -289,4 +299,27 @@ fn pem_text_yields_every_certificate_and_refuses_none() {
         parse_pem_certificates(&huge),
         Err(EkCertError::TooLarge { .. })
     ));
+}
+
+#[test]
+fn expired_trust_anchor_is_refused_even_when_the_chain_below_it_is_valid() {
+    let chain = [
+        der(pem!("rsa2048-ek-othervendor-int.pem")),
+        der(pem!("vendor-int.pem")),
+    ];
+    let roots = anchors(&[pem!("vendor-root.pem")]);
+    // The root's notAfter is 2036-11-29T05:21:09Z; the intermediate and the leaf, made a few
+    // seconds later with the same lifetime, are valid until 05:21:31.
+    let root_not_after = 2_111_548_869;
+    verify_ek_certificate(&chain, RSA_TPMT, &roots, root_not_after).expect("last valid second");
+    match verify_ek_certificate(&chain, RSA_TPMT, &roots, root_not_after + 10) {
+        Err(EkCertError::Expired { subject, not_after }) => {
+            assert_eq!(not_after, root_not_after);
+            assert!(
+                subject.starts_with("trust anchor CN=Other TPM Vendor EK Root"),
+                "{subject}"
+            );
+        }
+        other => panic!("expected the anchor Expired, got {other:?}"),
+    }
 }
