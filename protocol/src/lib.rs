@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod appraisal;
 pub mod bytes;
+pub mod credential;
 pub mod cbor_scan;
 mod cose;
 pub mod device;
