@@ -190,7 +190,13 @@ impl CredentialChallenge {
             });
         }
         check_len(Self::FILE, "ak_name", &c.ak_name, 2 + 20, MAX_HA)?;
-        check_len(Self::FILE, "id_object", &c.id_object, 2 + 20 + 2 + 1, MAX_ID_OBJECT)?;
+        check_len(
+            Self::FILE,
+            "id_object",
+            &c.id_object,
+            2 + 20 + 2 + 1,
+            MAX_ID_OBJECT,
+        )?;
         check_len(
             Self::FILE,
             "encrypted_secret",

@@ -5,9 +5,9 @@
 pub mod agent;
 pub mod appraisal;
 pub mod bytes;
-pub mod credential;
 pub mod cbor_scan;
 mod cose;
+pub mod credential;
 pub mod device;
 pub mod digest;
 pub mod enrollment;
