@@ -40,7 +40,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create (first time) or reload this terminal's TPM and device keys and write an
-    /// enrollment request for the operator (`vouchctl enroll FILE`).
+    /// enrollment request, with the hardware inventory and firmware version, for the operator
+    /// (`vouchctl enroll FILE`) or the vendor's provisioning station.
     Enroll {
         #[arg(long)]
         device_id: DeviceId,

@@ -500,3 +500,36 @@ fn a_tree_with_garbage_sends_no_inventory_and_measures_nothing_new() {
         quoted_firmware_pcr(&t, 2, &second)
     );
 }
+
+#[test]
+fn an_inventory_recorded_but_not_extended_before_a_crash_is_extended_by_the_next_round() {
+    let t = Terminal::enrolled();
+    std::fs::write(t.path("firmware.bin"), b"terminal firmware").expect("firmware");
+    let attester = t.attester();
+    let first = attester.evidence(&challenge(1)).expect("round 1");
+    let before = first.inventory.expect("inventory");
+
+    // The tree changes, and an agent records the new inventory's entry, then dies before
+    // extending it.
+    write(&t.sysfs(), "sys/class/dmi/id/bios_version", "5.18\n");
+    let mut tpm = vouch_agent::tpm::Tpm::open(&t.swtpm.tcti()).expect("open swtpm");
+    let after = inventory::collect(&t.sysfs(), &mut tpm).expect("collect");
+    drop(tpm);
+    let state = StateDir::open(&t.state()).expect("state");
+    let mut log = state.firmware_log().expect("list");
+    let boot = log.reset_count;
+    assert_eq!(log.plan(boot, &[after.measurement()]).len(), 1);
+    state.save_firmware_log(&log).expect("record");
+
+    // The next round repairs the PCR from the record and measures nothing twice.
+    let second = attester.evidence(&challenge(2)).expect("round 2");
+    assert_eq!(second.inventory.as_ref(), Some(&after));
+    assert_eq!(
+        inventory_entries(&second),
+        vec![before.digest(), after.digest()]
+    );
+    assert_eq!(
+        firmware::replay(&second.firmware),
+        quoted_firmware_pcr(&t, 2, &second)
+    );
+}
