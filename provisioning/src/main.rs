@@ -5,6 +5,8 @@
 //! definition and glue: one module per command. docs/provisioning.md walks the factory flow.
 
 mod batch;
+mod challenge;
+mod issue;
 mod reference;
 mod vendor;
 
@@ -22,6 +24,10 @@ struct Cli {
 enum Command {
     /// Create a vendor signing key (DIR/vendor.key, 0600) and its public key file for operators.
     VendorInit(vendor::InitArgs),
+    /// Make a credential-activation challenge for a terminal's enrollment request.
+    Challenge(challenge::ChallengeArgs),
+    /// Check the terminal's activation response and EK certificate; sign its device manifest.
+    Issue(issue::IssueArgs),
     /// Compute reference values from golden images or verified evidence; with --vendor, sign
     /// them as a reference bundle for a model and firmware version.
     Reference(reference::ReferenceArgs),
@@ -33,6 +39,8 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::VendorInit(args) => vendor::init(&args),
+        Command::Challenge(args) => challenge::run(&args),
+        Command::Issue(args) => issue::run(&args),
         Command::Reference(args) => reference::run(&args),
         Command::Batch(args) => batch::run(&args),
     };
