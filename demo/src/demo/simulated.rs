@@ -1,13 +1,17 @@
-//! A SIMULATED demo terminal, used when swtpm is not installed (or with `--simulated`): the real
-//! agent shell (`vouch_agent::session::Session`, with its attester, measurement, state directory
-//! and enrollment) running in this process over a software TPM (`vouch-sim`) that produces
-//! byte-exact quotes. Only the TPM differs from a `vouch-agent` on swtpm. The verifier cannot
-//! tell the two apart — which is exactly why the demo labels these terminals SIMULATED and why
-//! enrollment, not the quote, is the trust anchor until credential activation lands. Each runs
-//! its session on its own thread: a demo has a handful of terminals.
+//! A SIMULATED demo terminal, used when swtpm is not installed (or with `--simulated`): one of
+//! `vouch-provision batch`'s terminals, run by the real agent shell
+//! (`vouch_agent::session::Session`, with its attester, measurement, inventory and state
+//! directory) in this process over a software TPM (`vouch-sim`) that produces byte-exact
+//! quotes. Only the TPM differs from a `vouch-agent` on swtpm, but that is everything: a
+//! simulated TPM has no EK certificate and cannot activate a credential, so nothing proves its
+//! keys live in hardware. Its manifest says `simulated`, the verifier runs with
+//! `require_ek_cert` false, and the demo labels these terminals SIMULATED. Each runs its session
+//! on its own thread: a demo has a handful of terminals.
 
 use anyhow::{Context, Result, anyhow};
-use sha2::{Digest, Sha256};
+use ed25519_dalek::pkcs8::EncodePrivateKey;
+use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -15,29 +19,53 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use vouch_agent::config::{DeviceReport, EventLogSource, RunConfig, mqtt_password_path};
 use vouch_agent::session::{Ended, Mode, Session};
-use vouch_agent::state::StateDir;
+use vouch_agent::state::{StateDir, StoredIdentity};
+use vouch_protocol::bytes::Bytes;
 use vouch_protocol::digest::HashAlg;
-use vouch_sim::SimTpm;
+use vouch_protocol::ids::DeviceId;
+use vouch_protocol::inventory::Inventory;
+use vouch_sim::{SimTerminal, SimTpm};
 use vouch_test_kit::eventlog::TerminalBoot;
+use zeroize::Zeroizing;
 
-use super::{EVENTLOG, FIRMWARE, FIRMWARE_PCR, MODEL, Setup};
+use super::{EVENTLOG, FIRMWARE, FIRMWARE_PCR, FIRMWARE_VERSION, SYSFS, Setup};
 use crate::sim_tpm::SimConnector;
 
-/// A TPM seed per terminal id, so a demo terminal keeps its keys across its reboots.
-fn seed(id: &str) -> [u8; 32] {
-    Sha256::new()
-        .chain_update(b"vouch demo simulated terminal\0")
-        .chain_update(id)
-        .finalize()
-        .into()
+/// A terminal of `vouch-provision batch` (`OUT/terminals/<id>.json`): the seed its simulated
+/// TPM and device key derive from, its MQTT password and the inventory its manifest records.
+#[derive(Deserialize)]
+pub struct BatchTerminal {
+    pub id: DeviceId,
+    seed: Zeroizing<String>,
+    pub model: String,
+    pub firmware_version: String,
+    mqtt_password: Zeroizing<String>,
+    pub inventory: Inventory,
 }
 
-/// What a simulated terminal reports: the inventory of its own (fake) tree `DIR/sysfs`, empty
-/// but for the simulated TPM's `SIM` unless the demo writes one there; no firmware version.
+impl BatchTerminal {
+    /// Reads and parses the terminal file at `path`.
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = Zeroizing::new(vouch_common::fs::read_limited(path, 1 << 20)?);
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not a batch terminal file", path.display()))
+    }
+
+    fn seed(&self) -> Result<[u8; 32]> {
+        let bytes = Zeroizing::new(hex::decode(self.seed.as_str()).context("seed is not hex")?);
+        bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| anyhow!("seed of {} is not 32 bytes", self.id))
+    }
+}
+
+/// What a simulated terminal reports: the inventory of its own fake tree and its firmware
+/// version.
 fn device_report(dir: &Path) -> DeviceReport {
     DeviceReport {
-        sysfs_root: dir.join("sysfs"),
-        firmware_version: None,
+        sysfs_root: dir.join(SYSFS),
+        firmware_version: Some(FIRMWARE_VERSION.to_owned()),
     }
 }
 
@@ -74,36 +102,49 @@ fn boot(dir: &Path, tpm: &SimConnector, boot: &TerminalBoot) -> Result<()> {
 }
 
 impl SimulatedTerminal {
-    /// Boots the simulated terminal, enrolls it with the agent's own `enroll` and returns the
-    /// enrollment request for the operator.
-    pub fn start(id: &str, dir: &Path) -> Result<(Self, Vec<u8>)> {
-        let tpm = Arc::new(SimConnector::new(SimTpm::from_seed(seed(id))));
-        boot(dir, &tpm, &TerminalBoot::default())?;
+    /// The terminal `file` describes, in `dir`: its simulated TPM and device key from the
+    /// batch seed, its state directory holding the identity and MQTT password the manifest was
+    /// made for (what the factory leaves on the terminal), booted. The TPM's part of the
+    /// inventory comes from the simulated TPM, which reports `SIM`, as the batch records.
+    pub fn from_batch(file: &BatchTerminal, dir: &Path) -> Result<Self> {
+        let mut terminal = SimTerminal::from_seed(file.id.clone(), file.seed()?, FIRMWARE_PCR);
+        let key = terminal.device_key().clone();
+        // The terminal's TPM, taken out of the SimTerminal that derived it.
+        let sim = std::mem::replace(terminal.tpm_mut(), SimTpm::from_seed([0; 32]));
         let state_dir = dir.join("state");
         let state = StateDir::open(&state_dir)?;
-        let request = dir.join("enroll.cbor");
-        // What `vouch-agent enroll` prints goes to the terminal's log, as for a real terminal.
-        let mut report = std::fs::File::create(dir.join("agent.log"))?;
-        vouch_agent::enroll::enroll_on(
-            tpm.as_ref(),
-            &state,
-            &id.parse()?,
-            MODEL,
-            &request,
+        let pem = key
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|e| anyhow!("encoding the device key: {e}"))?;
+        vouch_common::fs::write_atomic(&state_dir.join("device.key"), pem.as_bytes(), 0o600)?;
+        state.save_identity(&StoredIdentity {
+            device_id: file.id.clone(),
+            model: file.model.clone(),
+            ek_public: Bytes(sim.ek_public()),
+            ek_certificate: None,
+            ak_public: Bytes(sim.ak_public()),
+            ak_name: Bytes(sim.ak_name()),
+            ak_private: Bytes(Vec::new()),
+        })?;
+        vouch_common::fs::write_atomic(
             &mqtt_password_path(&state_dir),
-            &device_report(dir),
-            &mut report,
-        )
-        .context("enrolling the simulated terminal")?;
-        let request = std::fs::read(request)?;
-        Ok((
-            Self {
-                dir: dir.to_owned(),
-                tpm,
-                running: None,
-            },
-            request,
-        ))
+            format!("{}\n", file.mqtt_password.as_str()).as_bytes(),
+            0o600,
+        )?;
+        let tpm = Arc::new(SimConnector::new(sim));
+        boot(dir, &tpm, &TerminalBoot::default())?;
+        std::fs::write(
+            dir.join("agent.log"),
+            format!(
+                "provisioned by vouch-provision batch: {} (model {}, firmware {})\n",
+                file.id, file.model, file.firmware_version
+            ),
+        )?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            tpm,
+            running: None,
+        })
     }
 
     /// Starts the agent session (as `vouch-agent run` would) on its own thread.
