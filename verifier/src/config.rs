@@ -522,6 +522,70 @@ mod tests {
     }
 
     #[test]
+    fn require_ek_cert_defaults_to_true_and_comes_from_the_flag_or_the_file() {
+        let c = ServerConfig::resolve(&RunArgs::default()).unwrap();
+        assert!(c.engine.require_ek_cert);
+        assert!(c.tpm_roots.is_empty());
+        let Command::Run(args) =
+            Cli::try_parse_from(["vouch-verifier", "run", "--require-ek-cert", "false"])
+                .unwrap()
+                .command;
+        assert!(!ServerConfig::resolve(&args).unwrap().engine.require_ek_cert);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.toml");
+        std::fs::write(&path, "require_ek_cert = false\n").unwrap();
+        let args = RunArgs {
+            config: Some(path.clone()),
+            ..RunArgs::default()
+        };
+        assert!(!ServerConfig::resolve(&args).unwrap().engine.require_ek_cert);
+        let args = RunArgs {
+            config: Some(path),
+            require_ek_cert: Some(true),
+            ..RunArgs::default()
+        };
+        assert!(
+            ServerConfig::resolve(&args).unwrap().engine.require_ek_cert,
+            "the flag wins"
+        );
+    }
+
+    fn vector(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../protocol/tests/vectors/ekcert")
+            .join(name)
+    }
+
+    #[test]
+    fn tpm_roots_load_every_pem_file_and_name_the_one_at_fault() {
+        let dir = tempfile::tempdir().unwrap();
+        let roots = dir.path();
+        let err = load_tpm_roots(roots).unwrap_err().to_string();
+        assert!(err.contains("holds no *.pem file"), "{err}");
+        std::fs::copy(vector("swtpm-root.pem"), roots.join("a.pem")).unwrap();
+        std::fs::copy(vector("swtpm-intermediate.pem"), roots.join("b.pem")).unwrap();
+        std::fs::write(roots.join("README"), "not a certificate, not read").unwrap();
+        let anchors = load_tpm_roots(roots).unwrap();
+        assert_eq!(anchors.len(), 2);
+        std::fs::copy(vector("rsa2048-ek-pss.pem"), roots.join("c.pem")).unwrap();
+        let err = load_tpm_roots(roots).unwrap_err().to_string();
+        assert!(err.contains("c.pem") && err.contains("not a CA"), "{err}");
+        std::fs::write(roots.join("c.pem"), "garbage").unwrap();
+        let err = load_tpm_roots(roots).unwrap_err().to_string();
+        assert!(
+            err.contains("c.pem") && err.contains("no CERTIFICATE"),
+            "{err}"
+        );
+        let err = load_tpm_roots(&roots.join("missing"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("missing") && err.contains("cannot read"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn listen_and_url_conflict() {
         assert!(
             Cli::try_parse_from([

@@ -471,8 +471,10 @@ fn a_tpm_roots_directory_with_a_certificate_that_is_not_a_ca_stops_the_verifier_
         roots.join("b-leaf.pem"),
     )
     .unwrap();
+    // Refused while the config is validated, before anything is started; a verifier that
+    // started anyway is stopped after 30 s and fails the test.
     let run = |roots: &Path| {
-        Command::new(env!("CARGO_BIN_EXE_vouch-verifier"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vouch-verifier"))
             .args(["run", "--data"])
             .arg(dir.path().join("data"))
             .arg("--tpm-roots")
@@ -485,8 +487,20 @@ fn a_tpm_roots_directory_with_a_certificate_that_is_not_a_ca_stops_the_verifier_
                 "--mqtt-listen",
                 &format!("127.0.0.1:{}", free_port().unwrap()),
             ])
-            .output()
-            .unwrap()
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if start.elapsed() > Duration::from_secs(30) {
+                child.kill().unwrap();
+                let _ = child.wait();
+                panic!("the verifier started despite its tpm_roots");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.wait_with_output().unwrap()
     };
     let out = run(&roots);
     assert_eq!(out.status.code(), Some(1));
