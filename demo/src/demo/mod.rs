@@ -302,10 +302,9 @@ fn play(args: &DemoArgs, dir: &Path, stop: Arc<AtomicBool>, simulated: bool) -> 
         .arg(&data)
         .args(["--mqtt-listen", &format!("127.0.0.1:{mqtt}")])
         .args(["--http-listen", &format!("127.0.0.1:{http}")])
-        // The demo's terminals have no EK certificate from a trusted TPM maker.
-        .args(["--require-ek-cert", "false"])
         .env("RUST_LOG", "info");
     if simulated {
+        // Simulated TPMs have no EK certificate: nothing could satisfy the rule.
         cmd.args(["--require-ek-cert", "false"]);
     } else {
         let ca = demo.tpm_manufacturer()?;
