@@ -5,7 +5,8 @@
 //! `swtpm_setup --create-ek-cert` certifies; a credential made for another TPM's EK is refused
 //! by the TPM, and another terminal's response does not pass. The RSA-2048 path of
 //! MakeCredential (which the agent never uses) is checked with tpm2-tools'
-//! `tpm2_activatecredential` against swtpm's RSA EK.
+//! `tpm2_activatecredential` against swtpm's RSA EK, and the agent opens a credential that
+//! tpm2-tools' `tpm2_makecredential` made.
 
 // clippy's allow-expect-in-tests covers #[test] functions only, not these helpers.
 #![allow(clippy::expect_used)]
@@ -378,4 +379,54 @@ fn rsa_2048_credential_activates_with_tpm2_tools() {
     )
     .expect("write credential");
     assert!(activate(&p("other.bin"), &p("other.out")).is_err());
+}
+
+#[test]
+fn a_credential_made_by_tpm2_makecredential_activates_too() {
+    // The agent's activation checked against an independent MakeCredential (tpm2-tools,
+    // computed without a TPM), not only against the provisioning library's.
+    let t = Terminal::enrolled("term-a", false);
+    let req = t.request();
+    let ek = TpmPublic::parse(req.ek_public.as_slice()).expect("EK");
+    std::fs::write(t.path("ek.pub"), ek.to_tpm2b_bytes()).expect("write ek.pub");
+    let secret: Vec<u8> = (0..32u8).map(|i| i.wrapping_mul(37)).collect();
+    std::fs::write(t.path("secret"), &secret).expect("write secret");
+    let out = Command::new("tpm2_makecredential")
+        .args(["-T", "none", "-u"])
+        .arg(t.path("ek.pub"))
+        .arg("-s")
+        .arg(t.path("secret"))
+        .args(["-n", &hex::encode(req.ak_name.as_slice()), "-o"])
+        .arg(t.path("cred.bin"))
+        .output()
+        .expect("run tpm2_makecredential (tpm2-tools must be installed)");
+    assert_success("tpm2_makecredential", &out);
+    let cred = std::fs::read(t.path("cred.bin")).expect("read credential");
+    assert_eq!(
+        &cred[..8],
+        &[0xba, 0xdc, 0xc0, 0xde, 0, 0, 0, 1],
+        "tpm2-tools header"
+    );
+    let take = |b: &[u8]| {
+        let len = usize::from(u16::from_be_bytes([b[0], b[1]]));
+        (b[2..2 + len].to_vec(), b[2 + len..].to_vec())
+    };
+    let (id_object, rest) = take(&cred[8..]);
+    let (encrypted_secret, rest) = take(&rest);
+    assert!(rest.is_empty());
+    let challenge = CredentialChallenge {
+        v: 1,
+        device: t.device.parse().expect("device id"),
+        request_digest: vouch_protocol::credential::request_digest(&t.request_bytes()),
+        ak_name: req.ak_name.clone(),
+        id_object: Bytes(id_object),
+        encrypted_secret: Bytes(encrypted_secret),
+        issued_at: now(),
+        expires_at: now() + 600,
+    };
+    let file = t.path("tools-challenge.cbor");
+    std::fs::write(&file, challenge.to_cbor()).expect("write challenge");
+    let response = t.path("tools-response.cbor");
+    assert_success("activate", &t.activate(&file, &response));
+    assert_eq!(read_response(&response).secret.0, secret);
 }
