@@ -114,7 +114,7 @@ impl Demo {
             self.say(
                 &t.id,
                 &format!(
-                    "enrolled from {}'s manifest ({how}{anchor}, {activated}, firmware {})",
+                    "enrolled from its manifest (vendor {}, {how}{anchor}, {activated}, firmware {})",
                     p["vendor"].as_str().unwrap_or("?"),
                     p["firmware_version"].as_str().unwrap_or("?"),
                 ),
