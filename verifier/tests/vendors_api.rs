@@ -446,6 +446,27 @@ fn vendors_manifests_references_and_supply_chain_through_vouchctl() {
     let list = v.json(&["vendor", "list", "--json"]);
     assert_eq!(list[0]["revoked"]["reason"], "signing key leaked");
 
+    // Body limits: a manifest route takes at most 256 KiB, the bundle route 4 MiB.
+    let token = std::fs::read_to_string(v.data.join("admin.token")).unwrap();
+    let api = vouch_verifier::ctl::client::Client::new(
+        &format!("http://127.0.0.1:{}", v.http),
+        token.trim().to_owned(),
+    );
+    let junk = vec![0u8; 300 * 1024];
+    let err = api
+        .post_bytes::<serde_json::Value>("/v1/manifests", "application/cbor", &junk)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("HTTP 413"), "{err}");
+    let err = api
+        .post_bytes::<serde_json::Value>("/v1/references", "application/cbor", &junk)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("reference bundle refused") && err.contains("HTTP 400"),
+        "{err}"
+    );
+
     // Every change is in the audit trail.
     let audit = v.ok(&["audit"]);
     for action in [
