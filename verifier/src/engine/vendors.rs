@@ -36,7 +36,7 @@ use super::{ApiError, Engine};
 use crate::api::{
     ManifestImportView, ReferenceImportView, ReferenceView, VendorChangeView, VendorView,
 };
-use crate::store::{DeviceRecord, Writer};
+use crate::store::DeviceRecord;
 
 /// Longest revocation reason accepted.
 const MAX_REASON: usize = 1024;
@@ -76,9 +76,14 @@ fn revoked_text(r: &Revocation) -> String {
     )
 }
 
-/// The key trusted for the vendor a document claims, or the refusal naming what to do.
-fn trusted_key(w: &Writer, name: &VendorName, what: &str) -> Result<VerifyingKey, ApiError> {
-    let Some(v) = w.vendor(name)? else {
+/// The key trusted for the vendor a document claims (`v`, as the store holds it), or the
+/// refusal naming what to do.
+fn trusted_key(
+    v: Option<VendorRecord>,
+    name: &VendorName,
+    what: &str,
+) -> Result<VerifyingKey, ApiError> {
+    let Some(v) = v else {
         return Err(ApiError::BadRequest(format!(
             "{what} refused: vendor {name} is not trusted (vouchctl vendor trust {name} KEYFILE)"
         )));
@@ -295,14 +300,22 @@ impl Engine {
         let now = self.now();
         let u = vendor::decode::<DeviceManifest>(bytes)
             .map_err(|e| ApiError::BadRequest(format!("manifest refused: {e}")))?;
-        let mut w = self.store.write()?;
-        let key = trusted_key(&w, u.vendor(), "manifest")?;
+        // The signature and EK certificate checks run outside the write transaction; the
+        // vendor is looked up again inside it, so a revocation in between still refuses.
+        let key = trusted_key(
+            self.store.read()?.vendor(u.vendor())?,
+            u.vendor(),
+            "manifest",
+        )?;
         let (vendor, m) = u
             .verify::<DeviceManifest>(&key)
             .map_err(|e| ApiError::BadRequest(format!("manifest refused: {e}")))?;
         let mut e = Enrollment::from_manifest(vendor.clone(), m, now)
             .map_err(|e| ApiError::BadRequest(format!("manifest refused: {e}")))?;
         let problem = self.anchor_enrollment(&mut e, now);
+        let mut w = self.store.write()?;
+        // A name is bound to one key for good (`trust_vendor`), so only a revocation can differ.
+        trusted_key(w.vendor(&vendor)?, &vendor, "manifest")?;
         let id = e.id.clone();
         let simulated = e.provenance.as_ref().is_some_and(|p| p.simulated);
         let hash = e.mqtt_password_hash.clone();
@@ -366,11 +379,16 @@ impl Engine {
         let what = ReferenceBundle::TYPE;
         let u = vendor::decode::<ReferenceBundle>(bytes)
             .map_err(|e| ApiError::BadRequest(format!("{what} refused: {e}")))?;
-        let mut w = self.store.write()?;
-        let key = trusted_key(&w, u.vendor(), "reference bundle")?;
+        let key = trusted_key(
+            self.store.read()?.vendor(u.vendor())?,
+            u.vendor(),
+            "reference bundle",
+        )?;
         let (vendor, b) = u
             .verify::<ReferenceBundle>(&key)
             .map_err(|e| ApiError::BadRequest(format!("{what} refused: {e}")))?;
+        let mut w = self.store.write()?;
+        trusted_key(w.vendor(&vendor)?, &vendor, "reference bundle")?;
         check_label("model", &b.model)
             .and_then(|()| check_label("firmware version", &b.firmware_version))
             .map_err(|e| ApiError::BadRequest(format!("{what} refused: {e}")))?;
