@@ -145,14 +145,6 @@ impl AgentTpm for Open<'_> {
         })
     }
 
-    /// A simulated TPM says so in the inventory: manufacturer `SIM`, firmware `0.0`.
-    fn tpm_info(&mut self) -> Result<TpmInfo, TpmError> {
-        Ok(TpmInfo {
-            manufacturer: "SIM".to_owned(),
-            firmware_version: "0.0".to_owned(),
-        })
-    }
-
     fn activate_credential(
         &mut self,
         _ak: &AkBlobs,
@@ -162,6 +154,14 @@ impl AgentTpm for Open<'_> {
         Err(TpmError::Backend {
             what: "TPM2_ActivateCredential",
             source: "a simulated TPM cannot activate credentials".into(),
+        })
+    }
+
+    /// A simulated TPM says so in the inventory: manufacturer `SIM`, firmware `0.0`.
+    fn tpm_info(&mut self) -> Result<TpmInfo, TpmError> {
+        Ok(TpmInfo {
+            manufacturer: "SIM".to_owned(),
+            firmware_version: "0.0".to_owned(),
         })
     }
 }

@@ -186,8 +186,6 @@ pub trait AgentTpm {
     fn pcr_read(&mut self, pcrs: &[u8]) -> Result<Vec<(u8, [u8; 32])>, TpmError>;
     /// See [`Tpm::clock_info`].
     fn clock_info(&mut self) -> Result<ClockInfo, TpmError>;
-    /// See [`Tpm::tpm_info`].
-    fn tpm_info(&mut self) -> Result<TpmInfo, TpmError>;
     /// See [`Tpm::activate_credential`].
     fn activate_credential(
         &mut self,
@@ -195,6 +193,8 @@ pub trait AgentTpm {
         id_object: &[u8],
         encrypted_secret: &[u8],
     ) -> Result<zeroize::Zeroizing<Vec<u8>>, TpmError>;
+    /// See [`Tpm::tpm_info`].
+    fn tpm_info(&mut self) -> Result<TpmInfo, TpmError>;
 }
 
 /// How the agent reaches its TPM. It opens a connection per enrollment or attestation round and
@@ -239,10 +239,6 @@ impl AgentTpm for Tpm {
         Tpm::clock_info(self)
     }
 
-    fn tpm_info(&mut self) -> Result<TpmInfo, TpmError> {
-        Tpm::tpm_info(self)
-    }
-
     fn activate_credential(
         &mut self,
         ak: &AkBlobs,
@@ -250,6 +246,10 @@ impl AgentTpm for Tpm {
         encrypted_secret: &[u8],
     ) -> Result<zeroize::Zeroizing<Vec<u8>>, TpmError> {
         Tpm::activate_credential(self, ak, id_object, encrypted_secret)
+    }
+
+    fn tpm_info(&mut self) -> Result<TpmInfo, TpmError> {
+        Tpm::tpm_info(self)
     }
 }
 
