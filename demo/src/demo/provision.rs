@@ -260,7 +260,18 @@ impl Demo {
             std::fs::write(tdir.join(FIRMWARE), FIRMWARE_CONTENT)?;
             let file =
                 BatchTerminal::load(&dir.join("batch/terminals").join(format!("{id}.json")))?;
-            sysfs::write_tree(&tdir.join(SYSFS), &file.inventory)?;
+            let tree = tdir.join(SYSFS);
+            sysfs::write_tree(&tree, &file.inventory)?;
+            // The agent must read back exactly the baseline the manifest records (all but the
+            // TPM's part, which the simulated TPM reports), or every terminal would start out
+            // "hardware changed".
+            let mut expected = file.inventory.clone();
+            expected.tpm = None;
+            let read = vouch_agent::inventory::read(&tree)
+                .with_context(|| format!("reading back {id}'s fake hardware tree"))?;
+            if read != expected {
+                bail!("{id}'s fake hardware tree does not read back as its batch inventory");
+            }
             let t = SimulatedTerminal::from_batch(&file, &tdir)?;
             self.say(
                 &id,
