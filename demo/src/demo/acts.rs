@@ -164,7 +164,7 @@ impl Demo {
             self.say(
                 &id,
                 &format!(
-                    "{} under {VENDOR}'s reference values for {MODEL} {FIRMWARE_VERSION}",
+                    "{} under the reference values of {VENDOR} for {MODEL} {FIRMWARE_VERSION}",
                     d.state
                 ),
             );

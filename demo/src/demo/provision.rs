@@ -12,7 +12,8 @@
 //! line each.
 //!
 //! SIMULATED fleet: `vouch-provision batch` makes the terminals (seeds, MQTT passwords) and
-//! their manifests, marked simulated, with no EK certificate and no activation.
+//! their manifests, marked simulated, with no EK certificate and no activation, all with the
+//! same T-100 inventory (`--inventory`; see `sysfs::simulated_t100`).
 
 use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
@@ -231,6 +232,11 @@ impl Demo {
     /// records.
     fn batch(&mut self, count: usize) -> Result<Vec<String>> {
         let dir = self.dir.clone();
+        let inventory = "simulated-inventory.json";
+        std::fs::write(
+            dir.join(inventory),
+            serde_json::to_vec_pretty(&sysfs::simulated_t100())?,
+        )?;
         self.tool(
             "vendor",
             &self.tools.provision,
@@ -247,6 +253,8 @@ impl Demo {
                 FIRMWARE_VERSION,
                 "--prefix",
                 "term",
+                "--inventory",
+                inventory,
                 "--out",
                 "batch",
             ]),

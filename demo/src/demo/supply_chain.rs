@@ -41,13 +41,6 @@ impl Demo {
             &argv(&["supply-chain", "set", file]),
             Echo::All,
         )?;
-        self.tool(
-            "operator",
-            &vouchctl,
-            &dir,
-            &argv(&["supply-chain", "show"]),
-            Echo::All,
-        )?;
         let tree = victim_dir.join(SYSFS);
         sysfs::swap_board(&tree, HIDDEN_VENDOR, HIDDEN_BOARD)?;
         let brand = sysfs::sys_vendor(&tree)?;

@@ -4,12 +4,13 @@
 //! inventory comes from the TPM itself, so it is not written here.
 //!
 //! The demo's terminals are an "Acme Terminals T-100": a small x86 board with a Realtek NIC,
-//! a USB card reader and a fingerprint sensor ([`acme_t100`]). The hidden-board act rewrites one
+//! a USB card reader and a fingerprint sensor ([`acme_t100`]; [`simulated_t100`] for simulated
+//! ones). The hidden-board act rewrites one
 //! terminal's board strings ([`swap_board`]) the way a swapped mainboard would report itself.
 
 use anyhow::{Context, Result};
 use std::path::Path;
-use vouch_protocol::inventory::{Inventory, Nic, PciDevice, Smbios, UsbDevice};
+use vouch_protocol::inventory::{Inventory, Nic, PciDevice, Smbios, TpmInfo, UsbDevice};
 
 /// The brand on the terminals' cases (and in their SMBIOS system strings).
 const BRAND: &str = "Acme Terminals";
@@ -54,6 +55,20 @@ pub(crate) fn acme_t100(n: usize) -> Inventory {
             mac: format!("00:e0:4c:68:{hi:02x}:{lo:02x}"),
         }],
     }
+}
+
+/// The one inventory of every SIMULATED demo terminal (`vouch-provision batch --inventory`
+/// gives all terminals of a batch the same): a T-100 without its NIC (the terminals would
+/// share a MAC address), with the simulated TPM, which reports manufacturer `SIM`.
+pub(crate) fn simulated_t100() -> Inventory {
+    let mut inv = acme_t100(1);
+    inv.nics.clear();
+    inv.tpm = Some(TpmInfo {
+        manufacturer: "SIM".into(),
+        firmware_version: "0.0".into(),
+    });
+    inv.normalize();
+    inv
 }
 
 fn pci(slot: &str, vendor: u16, device: u16) -> PciDevice {
