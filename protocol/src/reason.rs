@@ -208,6 +208,7 @@ impl Reason {
         "eventlog_changed",
         "eventlog_unknown_boot",
         "clock",
+        "inventory_malformed",
     ];
 
     /// The stable snake_case code naming this kind of reason (the serde tag, too).

@@ -76,6 +76,8 @@ pub enum Defect {
     EventLogUnknownBoot { boot: u32, offset: u64 },
     /// The TPM clock is inconsistent with the last accepted quote.
     Clock(ClockError),
+    /// The hardware inventory breaks its bounds (`Inventory::check`'s words).
+    InventoryMalformed(String),
 }
 
 impl Defect {
@@ -101,6 +103,7 @@ impl Defect {
             Defect::EventLogChanged { .. } => "eventlog_changed",
             Defect::EventLogUnknownBoot { .. } => "eventlog_unknown_boot",
             Defect::Clock(_) => "clock",
+            Defect::InventoryMalformed(_) => "inventory_malformed",
         }
     }
 
@@ -181,6 +184,7 @@ impl fmt::Display for Defect {
                  verifier does not hold"
             ),
             Defect::Clock(e) => write!(f, "TPM clock: {e}"),
+            Defect::InventoryMalformed(e) => write!(f, "hardware inventory malformed: {e}"),
         }
     }
 }
