@@ -142,6 +142,18 @@ impl AgentTpm for Open<'_> {
             safe: c.safe,
         })
     }
+
+    fn activate_credential(
+        &mut self,
+        _ak: &AkBlobs,
+        _id_object: &[u8],
+        _encrypted_secret: &[u8],
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, TpmError> {
+        Err(TpmError::Backend {
+            what: "TPM2_ActivateCredential",
+            source: "a simulated TPM cannot activate credentials".into(),
+        })
+    }
 }
 
 #[cfg(test)]
