@@ -14,6 +14,7 @@
 mod activate;
 mod ek;
 mod error;
+mod info;
 mod pcr;
 mod transient;
 
@@ -41,6 +42,7 @@ use tss_esapi::{
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 pub use self::error::TpmError;
+pub use vouch_protocol::inventory::TpmInfo;
 
 use self::ek::EkChoice;
 use self::pcr::{pcr_digest, pcr_selection, read_pcrs, selection_mask};
@@ -191,6 +193,8 @@ pub trait AgentTpm {
         id_object: &[u8],
         encrypted_secret: &[u8],
     ) -> Result<zeroize::Zeroizing<Vec<u8>>, TpmError>;
+    /// See [`Tpm::tpm_info`].
+    fn tpm_info(&mut self) -> Result<TpmInfo, TpmError>;
 }
 
 /// How the agent reaches its TPM. It opens a connection per enrollment or attestation round and
@@ -242,6 +246,10 @@ impl AgentTpm for Tpm {
         encrypted_secret: &[u8],
     ) -> Result<zeroize::Zeroizing<Vec<u8>>, TpmError> {
         Tpm::activate_credential(self, ak, id_object, encrypted_secret)
+    }
+
+    fn tpm_info(&mut self) -> Result<TpmInfo, TpmError> {
+        Tpm::tpm_info(self)
     }
 }
 
