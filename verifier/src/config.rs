@@ -217,6 +217,9 @@ impl ServerConfig {
                 challenges_per_minute: file.challenges_per_minute.unwrap_or(30).max(1),
                 verifier_id: format!("vouch-verifier {}", env!("CARGO_PKG_VERSION")),
                 quarantine_after_expiries: file.quarantine_after_expiries.unwrap_or(0),
+                // The operator's `require_ek_cert` (default true): its config key and flag are
+                // the config layer's to add.
+                require_ek_cert: true,
             },
             workers,
             punch_pressure_percent,

@@ -17,6 +17,7 @@ use std::fmt;
 use crate::bytes::Sha256Digest;
 use crate::error::PolicyError;
 use crate::firmware::FirmwareEntry;
+use crate::inventory::{INVENTORY_PATH, Inventory};
 use crate::reason::Reason;
 use crate::wire::to_cbor;
 use events::{EventReference, LogMeasurements, RawEvents};
@@ -184,20 +185,29 @@ impl ReferenceValues {
     }
 }
 
-/// Whose reference values apply to a device.
+/// Whose reference values apply to a device: the operator's for the device or its model, or
+/// a vendor's bundle for its model at the firmware version it runs.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "scope", content = "name", rename_all = "lowercase")]
 pub enum PolicyScope {
     Device(String),
     Model(String),
+    /// An imported vendor bundle (`vendor::bundle`): model and firmware version, neither of
+    /// which holds an `@` (`vendor::bundle::check_label`).
+    Firmware {
+        model: String,
+        version: String,
+    },
 }
 
 impl PolicyScope {
-    /// How reasons name these reference values: `model T-100`, `device T1-lobby`.
+    /// How reasons name these reference values: `model T-100`, `device T1-lobby`,
+    /// `firmware T-100@2.1`.
     pub fn label(&self) -> String {
         match self {
             PolicyScope::Device(d) => format!("device {d}"),
             PolicyScope::Model(m) => format!("model {m}"),
+            PolicyScope::Firmware { model, version } => format!("firmware {model}@{version}"),
         }
     }
 }
@@ -207,11 +217,12 @@ impl fmt::Display for PolicyScope {
         match self {
             PolicyScope::Device(d) => write!(f, "device:{d}"),
             PolicyScope::Model(m) => write!(f, "model:{m}"),
+            PolicyScope::Firmware { model, version } => write!(f, "firmware:{model}@{version}"),
         }
     }
 }
 
-/// The policy id carried in verdicts: `device:T1@3f2a9c01d2e4`.
+/// The policy id carried in verdicts: `device:T1@3f2a9c01d2e4`, `firmware:T-100@2.1@3f2a9c01d2e4`.
 pub fn policy_id(scope: &PolicyScope, rv: &ReferenceValues) -> String {
     format!("{scope}@{}", rv.content_id())
 }
@@ -228,6 +239,13 @@ pub struct Measurements {
     pub firmware: Vec<FirmwareEntry>,
     /// What the verified firmware event log proved, when the evidence carried one.
     pub eventlog: Option<LogMeasurements>,
+    /// The firmware version the evidence reported (which vendor bundle governs the device).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firmware_version: Option<String>,
+    /// The hardware inventory the evidence carried (checked against the device's manifest and
+    /// the supply-chain policy, now and whenever these measurements are appraised again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inventory: Option<Inventory>,
 }
 
 impl Measurements {
@@ -242,7 +260,9 @@ impl Measurements {
             .map(|(i, v)| (*i, *v))
             .collect();
         let mut firmware: BTreeMap<String, BTreeSet<Sha256Digest>> = BTreeMap::new();
-        for e in &self.firmware {
+        // The inventory measurement is no firmware file: its digest changes with the hardware,
+        // which the manifest's baseline and the supply-chain policy judge.
+        for e in self.firmware.iter().filter(|e| e.path != INVENTORY_PATH) {
             if let Some(h) = e.sha256 {
                 firmware.entry(e.path.clone()).or_default().insert(h);
             }
@@ -323,6 +343,10 @@ pub fn evaluate(rv: &ReferenceValues, m: &Measurements, scope: &str) -> Vec<Find
     let mut seen = BTreeSet::new();
     for e in &m.firmware {
         seen.insert(e.path.as_str());
+        if e.path == INVENTORY_PATH {
+            // Not a firmware file (see `Measurements::capture`).
+            continue;
+        }
         let allowed = rv.firmware.get(&e.path);
         let path = e.path.clone();
         let reason = match (&e.sha256, allowed) {
@@ -367,6 +391,8 @@ mod tests {
                 sha256: Some(d(0xaa)),
             }],
             eventlog: None,
+            firmware_version: None,
+            inventory: None,
         }
     }
 
@@ -473,6 +499,25 @@ mod tests {
             }),
             "{reasons:?}"
         );
+    }
+
+    #[test]
+    fn the_inventory_measurement_is_no_firmware_file() {
+        let mut m = measurements();
+        m.firmware.push(FirmwareEntry {
+            path: INVENTORY_PATH.into(),
+            sha256: Some(d(0x1e)),
+        });
+        let rv = m.capture();
+        assert!(
+            !rv.firmware.contains_key(INVENTORY_PATH),
+            "{:?}",
+            rv.firmware
+        );
+        // Another inventory digest (changed hardware) is no firmware finding either: the
+        // baseline and the supply-chain policy judge hardware.
+        m.firmware[1].sha256 = Some(d(0x2e));
+        assert!(evaluate(&rv, &m, "device t1").is_empty());
     }
 
     #[test]

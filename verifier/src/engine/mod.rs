@@ -13,6 +13,7 @@
 //! clock and the OS RNG; tests drive nonce expiry, verdict expiry and rate limits with their own.
 
 mod expiry;
+mod governing;
 mod inbound;
 mod operator;
 mod punch_export;
@@ -57,6 +58,9 @@ pub struct EngineConfig {
     /// Consecutive verdict periods without fresh evidence after which an unresponsive device is
     /// quarantined (0 = never).
     pub quarantine_after_expiries: u32,
+    /// A device without an EK certificate chaining to a trusted root is at best `warning`
+    /// (`Rules::require_ek_cert`).
+    pub require_ek_cert: bool,
 }
 
 impl EngineConfig {
@@ -68,6 +72,7 @@ impl EngineConfig {
             verifier_id: self.verifier_id.clone(),
             quarantine_after_expiries: self.quarantine_after_expiries,
             max_eventlog: MAX_EVENTLOG,
+            require_ek_cert: self.require_ek_cert,
         }
     }
 }
@@ -212,6 +217,12 @@ impl Engine {
 
     pub fn verifier_key_pem(&self) -> String {
         vouch_common::keys::public_pem(&self.key.verifying_key())
+    }
+
+    /// The engine's store, for reads and for tools and tests that seed records directly (a
+    /// write through it bypasses the core: no audit, no re-evaluation, nothing published).
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// Whether the store's last write committed (see `Store::health`), for `/v1/health`.

@@ -9,7 +9,8 @@
 //! lookup: device by id, nonce by value, policy by scope. Nonce expiry has its own index so
 //! pruning is a range delete, never a scan. Reads are in `read`, writes in `write`, I/O error
 //! recovery in `recovery`. The punch mirror's tables are in `punches`; its records are sealed
-//! with the punch key (`punch_key`, a file beside the database, never inside it).
+//! with the punch key (`punch_key`, a file beside the database, never inside it). Trusted
+//! vendors, reference bundles and the supply-chain policy are in `vendors`.
 
 use anyhow::Result;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -24,6 +25,7 @@ mod punches;
 mod read;
 mod recovery;
 mod rows;
+mod vendors;
 mod write;
 
 pub use migrate::{Migration, SchemaError};
@@ -54,6 +56,12 @@ const PUNCH_HEADS: TableDefinition<&str, &[u8]> = TableDefinition::new("punch_he
 const PUNCH_HELD: TableDefinition<(&str, u64), ()> = TableDefinition::new("punch_held");
 /// The id of the key punch rows are sealed with (`punch_key`).
 const PUNCH_KEY: TableDefinition<&str, &[u8]> = TableDefinition::new("punch_key");
+/// Trusted vendors by name (schema 4; see `vendors`).
+const VENDORS: TableDefinition<&str, &[u8]> = TableDefinition::new("vendors");
+/// Imported reference bundles by `model NUL firmware version`.
+const BUNDLES: TableDefinition<&str, &[u8]> = TableDefinition::new("bundles");
+/// The supply-chain policy: one row.
+const SUPPLY_CHAIN: TableDefinition<&str, &[u8]> = TableDefinition::new("supply_chain");
 
 const SEQ: &str = "seq";
 const AUDIT_SEQ: &str = "audit_seq";
@@ -244,6 +252,51 @@ mod tests {
         let r = s.read().unwrap();
         assert!(r.nonce(&Nonce::from_bytes([4; 32])).unwrap().is_none());
         assert!(r.nonce(&Nonce::from_bytes([5; 32])).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_firmware_scope_reads_its_bundle_and_is_never_stored_as_a_policy() {
+        use vouch_protocol::policy::ReferenceValues;
+        use vouch_protocol::vendor::trust::BundleRecord;
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.redb")).unwrap();
+        let rv = ReferenceValues {
+            firmware_pcr: Some(14),
+            pcrs: [(0, vouch_protocol::bytes::Sha256Digest([1; 32]))].into(),
+            ..ReferenceValues::default()
+        };
+        let scope = PolicyScope::Firmware {
+            model: "T".into(),
+            version: "1.0".into(),
+        };
+        let mut w = s.write().unwrap();
+        let e = w.put_policy(&scope, &rv).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("firmware T@1.0 come from an imported bundle"),
+            "{e}"
+        );
+        assert_eq!(w.policy(&scope).unwrap(), None);
+        w.put_bundle(&BundleRecord {
+            vendor: "acme".parse().unwrap(),
+            model: "T".into(),
+            firmware_version: "1.0".into(),
+            issued_at: 1,
+            imported_at: 2,
+            reference: rv.clone(),
+            revoked: None,
+        })
+        .unwrap();
+        assert_eq!(w.policy(&scope).unwrap().as_ref(), Some(&rv));
+        // Another version, or the model's own scope, is not the bundle.
+        let other = PolicyScope::Firmware {
+            model: "T".into(),
+            version: "1.0.1".into(),
+        };
+        assert_eq!(w.policy(&other).unwrap(), None);
+        assert_eq!(w.policy(&PolicyScope::Model("T".into())).unwrap(), None);
+        w.commit().unwrap();
+        assert_eq!(s.read().unwrap().policy(&scope).unwrap(), Some(rv));
     }
 
     #[test]
