@@ -163,6 +163,11 @@ fn verify_after_quote(
         inv.check()
             .map_err(|e| fail(Defect::InventoryMalformed(e.to_string())))?;
     }
+    // The version selects a vendor bundle and is named in reasons: bounded like the bundle's.
+    if let Some(v) = &ev.firmware_version {
+        crate::vendor::bundle::check_label("reported firmware version", v)
+            .map_err(|e| fail(Defect::FirmwareVersionMalformed(e)))?;
+    }
     Ok(Verified {
         measurements: Measurements {
             pcrs,

@@ -312,7 +312,7 @@ pub fn verify_ek_certificate(
             None,
             None,
         )
-        .map_err(|e| webpki_error(e, &leaf))?;
+        .map_err(|e| webpki_error(e, &leaf, intermediates.len()))?;
     // The path's anchor is one of `anchors.webpki`, which parallels `anchors.anchors`.
     let anchor = anchors
         .anchors
@@ -366,7 +366,7 @@ fn strip_nv_padding(bytes: &[u8]) -> Result<&[u8], EkCertError> {
 
 /// Maps webpki's verdict to the check that failed. Sizes, algorithms, validity and CA-ness of
 /// the supplied certificates were checked before, so what remains is mostly the path itself.
-fn webpki_error(e: webpki::Error, leaf: &Certificate) -> EkCertError {
+fn webpki_error(e: webpki::Error, leaf: &Certificate, intermediates: usize) -> EkCertError {
     use webpki::Error as W;
     let subject = describe(leaf);
     match e {
@@ -392,12 +392,13 @@ fn webpki_error(e: webpki::Error, leaf: &Certificate) -> EkCertError {
             subject: format!("an issuer of {subject}"),
         },
         W::CaUsedAsEndEntity => malformed(format!("{subject} is a CA certificate, not an EK's")),
-        W::MaximumPathDepthExceeded
-        | W::MaximumPathBuildCallsExceeded
-        | W::MaximumSignatureChecksExceeded => EkCertError::ChainTooLong {
-            len: MAX_INTERMEDIATES + 1,
+        W::MaximumPathDepthExceeded => EkCertError::ChainTooLong {
+            len: intermediates,
             max: MAX_INTERMEDIATES,
         },
+        W::MaximumPathBuildCallsExceeded | W::MaximumSignatureChecksExceeded => malformed(format!(
+            "chain of {subject}: path building exceeded its work bound ({e})"
+        )),
         W::RequiredEkuNotFoundContext(_) => malformed(format!(
             "extendedKeyUsage in the chain of {subject} lacks tcg-kp-EKCertificate (2.23.133.8.1)"
         )),

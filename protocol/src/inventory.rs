@@ -18,7 +18,7 @@ use crate::firmware::FirmwareEntry;
 use crate::wire::to_cbor;
 
 /// The firmware-list path the inventory digest is measured under. No configured firmware path
-/// can take it: those are absolute file paths.
+/// can take it: the agent refuses firmware paths starting with `vouch:`.
 pub const INVENTORY_PATH: &str = "vouch:inventory";
 
 /// Most PCI functions, USB devices or network interfaces an inventory may list.

@@ -209,6 +209,7 @@ impl Reason {
         "eventlog_unknown_boot",
         "clock",
         "inventory_malformed",
+        "firmware_version_malformed",
     ];
 
     /// The stable snake_case code naming this kind of reason (the serde tag, too).

@@ -78,6 +78,8 @@ pub enum Defect {
     Clock(ClockError),
     /// The hardware inventory breaks its bounds (`Inventory::check`'s words).
     InventoryMalformed(String),
+    /// The reported firmware version is no valid label (`vendor::bundle::check_label`'s words).
+    FirmwareVersionMalformed(String),
 }
 
 impl Defect {
@@ -104,6 +106,7 @@ impl Defect {
             Defect::EventLogUnknownBoot { .. } => "eventlog_unknown_boot",
             Defect::Clock(_) => "clock",
             Defect::InventoryMalformed(_) => "inventory_malformed",
+            Defect::FirmwareVersionMalformed(_) => "firmware_version_malformed",
         }
     }
 
@@ -185,6 +188,7 @@ impl fmt::Display for Defect {
             ),
             Defect::Clock(e) => write!(f, "TPM clock: {e}"),
             Defect::InventoryMalformed(e) => write!(f, "hardware inventory malformed: {e}"),
+            Defect::FirmwareVersionMalformed(e) => f.write_str(e),
         }
     }
 }

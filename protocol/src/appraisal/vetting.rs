@@ -172,6 +172,10 @@ mod tests {
         );
         assert_eq!(f.claim, FailedClaim::Evidence);
         inv.normalize();
+        let mut ev = evidence(inv.clone());
+        ev.firmware_version = Some("1@2".into());
+        let f = verify_after_quote(&ev, LogInput::Absent, clock()).unwrap_err();
+        assert_eq!(f.reason.code(), "firmware_version_malformed");
         let v = verify_after_quote(&evidence(inv.clone()), LogInput::Absent, clock()).unwrap();
         assert_eq!(v.measurements.inventory, Some(inv));
         assert_eq!(v.measurements.firmware_version.as_deref(), Some("1.0"));

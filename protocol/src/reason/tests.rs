@@ -339,6 +339,14 @@ fn examples() -> Vec<(Reason, &'static str)> {
             Defect::InventoryMalformed("inventory lists are not sorted".into()).into(),
             "hardware inventory malformed: inventory lists are not sorted",
         ),
+        (
+            Defect::FirmwareVersionMalformed(
+                "reported firmware version \"a@b\" must be 1 to 128 printable characters without '@'"
+                    .into(),
+            )
+            .into(),
+            "reported firmware version \"a@b\" must be 1 to 128 printable characters without '@'",
+        ),
     ]
 }
 
