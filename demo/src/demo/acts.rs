@@ -84,9 +84,15 @@ impl Demo {
                 e.reason
             );
         }
+        let roots = if self.simulated {
+            "the vendor's signed manifests and reference values, the operator's supply-chain\n\
+             policy; SIMULATED terminals have no EK certificate to chain to a TPM manufacturer"
+        } else {
+            "the TPM manufacturer's EK certificates, the vendor's signed manifests and\n\
+             reference values, the operator's supply-chain policy"
+        };
         println!(
-            "\ndone: trust came from roots the operator chose (the TPM manufacturer's EK certificates,\n\
-             the vendor's signed manifests and reference values, the operator's supply-chain policy);\n\
+            "\ndone: trust came from roots the operator chose ({roots});\n\
              each tampered terminal is quarantined with what changed named, the others never stopped,\n\
              and no punch was lost: the quarantined terminals' are mirrored too, held for review."
         );

@@ -449,28 +449,50 @@ impl Demo {
             .ok_or_else(|| anyhow::anyhow!("the verifier is not up"))
     }
 
-    /// The fleet as `vouchctl devices` lists it: state, the first reason, and whether the
-    /// device is simulated (the API's view is read as JSON, so this shows what the verifier
-    /// says without a type of its own).
+    /// The fleet as `vouchctl devices` lists it: state, marks (SIMULATED, REVOKED-FW) and the
+    /// first reason. The API's view is read as JSON, so this shows what the verifier says
+    /// without a type of its own.
     fn fleet(&self, title: &str) -> Result<()> {
         let page: Value = self.client.get("/v1/devices")?;
         self.say("fleet", &format!("{title} (vouchctl devices):"));
         let none = Vec::new();
-        for d in page["devices"].as_array().unwrap_or(&none) {
-            let text = |k: &str| d[k].as_str().unwrap_or("").to_owned();
-            let marker = if d["simulated"] == true {
-                "SIMULATED"
+        let rows: Vec<[String; 4]> = page["devices"]
+            .as_array()
+            .unwrap_or(&none)
+            .iter()
+            .map(|d| {
+                let mut marks = Vec::new();
+                if d["simulated"] == true {
+                    marks.push("SIMULATED");
+                }
+                if d["firmware_revoked"] == true {
+                    marks.push("REVOKED-FW");
+                }
+                let reasons = d["reasons"].as_array().unwrap_or(&none);
+                let mut reason = reasons
+                    .first()
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned();
+                if reasons.len() > 1 {
+                    reason.push_str(&format!(" (+{} more)", reasons.len() - 1));
+                }
+                [
+                    d["id"].as_str().unwrap_or("").to_owned(),
+                    d["state"].as_str().unwrap_or("").to_owned(),
+                    marks.join(","),
+                    reason,
+                ]
+            })
+            .collect();
+        let marks = rows.iter().map(|r| r[2].len()).max().unwrap_or(0);
+        for [id, state, mark, reason] in rows {
+            let line = if marks == 0 {
+                format!("{id:<11} {state:<12} {reason}")
             } else {
-                ""
+                format!("{id:<11} {state:<12} {mark:<marks$} {reason}")
             };
-            println!(
-                "{:>18}{:<11} {:<12} {:<10} {}",
-                "",
-                text("id"),
-                text("state"),
-                marker,
-                d["reasons"][0].as_str().unwrap_or("")
-            );
+            println!("{:>18}{}", "", line.trim_end());
         }
         Ok(())
     }
