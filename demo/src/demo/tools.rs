@@ -14,13 +14,24 @@ use std::process::Command;
 use super::Demo;
 
 /// One tool binary and how it is invoked.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Tool {
     /// The name printed in the narration.
     pub name: &'static str,
     pub bin: PathBuf,
     /// Environment it runs with (for `vouchctl`: where the API is and the admin token).
     pub env: Vec<(String, String)>,
+}
+
+/// Names the environment's variables, never their values (`VOUCH_TOKEN` is the admin token).
+impl std::fmt::Debug for Tool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tool")
+            .field("name", &self.name)
+            .field("bin", &self.bin)
+            .field("env", &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 /// `arg` as a shell would need it typed.
