@@ -119,6 +119,8 @@ fn measurements() -> Measurements {
             },
         ],
         eventlog: None,
+        firmware_version: None,
+        inventory: None,
     }
 }
 
