@@ -51,7 +51,8 @@ fn mirror(batch: PunchBatch, held: &[(PunchRecord, ChainHash)]) {
                 .and_then(|i| held.get(i as usize))
                 .map(|(_, h)| *h))
         };
-        if let Ok(MirrorDecision::Append { skip, head: new }) = punch::decide(head, &checked, lookup)
+        if let Ok(MirrorDecision::Append { skip, head: new }) =
+            punch::decide(head, &checked, lookup)
         {
             // What is appended continues the head and ends at the signed head.
             let first = &checked.entries[skip];
@@ -103,7 +104,11 @@ fuzz_target!(|data: &[u8]| {
             resend_after_ms: 10,
         };
         let mut u = Uploader::new(rules, 0, ChainHash::GENESIS, 4, 0);
-        let own = |s: u64| s.checked_sub(1).and_then(|i| held.get(i as usize)).map(|(_, h)| *h);
+        let own = |s: u64| {
+            s.checked_sub(1)
+                .and_then(|i| held.get(i as usize))
+                .map(|(_, h)| *h)
+        };
         let _ = u.on_ack(&ack, 1, own);
         assert!(u.acked() <= 4);
     }

@@ -79,7 +79,8 @@ fuzz_target!(|data: &[u8]| {
                     resend: *op & 2 == 0,
                 };
                 let before = u.acked();
-                let outcome = u.on_ack(&ack, now, |s| (s >= held_from).then(|| own_at(s)).flatten());
+                let outcome =
+                    u.on_ack(&ack, now, |s| (s >= held_from).then(|| own_at(s)).flatten());
                 match outcome {
                     AckOutcome::Advanced { seq, head } | AckOutcome::Regressed { seq, head } => {
                         assert_eq!(Some(head), own_at(seq), "acked a head that is not ours");
@@ -91,7 +92,11 @@ fuzz_target!(|data: &[u8]| {
                 held_from = held_from.max(u.acked().saturating_sub(4).max(1));
             }
         }
-        assert!(u.acked() <= last, "acked {} past the newest record {last}", u.acked());
+        assert!(
+            u.acked() <= last,
+            "acked {} past the newest record {last}",
+            u.acked()
+        );
         assert_eq!(Some(u.acked_hash()), own_at(u.acked()));
         if let Some(at) = u.wake_at()
             && at < now

@@ -12,7 +12,10 @@ fuzz_target!(|data: &[u8]| {
         let _ = a.clock_info();
         let _ = a.quote_info();
     }
-    for public in [TpmPublic::parse(data), TpmPublic::from_tpm2b(data)].into_iter().flatten() {
+    for public in [TpmPublic::parse(data), TpmPublic::from_tpm2b(data)]
+        .into_iter()
+        .flatten()
+    {
         let _ = public.name();
         let _ = public.check_vouch_attestation_key();
         let _ = public.p256_verifying_key();

@@ -9,6 +9,7 @@ pub mod cbor_scan;
 mod cose;
 pub mod device;
 pub mod digest;
+pub mod ekcert;
 pub mod enrollment;
 pub mod error;
 pub mod eventlog;

@@ -1,9 +1,11 @@
 //! vouch-test-kit: what the test suites (end-to-end, agent, verifier, protocol), the demo and the
 //! benchmarks share, so each lives once: child processes ended by their own pid ([`process`]),
-//! a software TPM on free loopback ports ([`swtpm`]), a size-limited tmpfs for disk-full tests
+//! a software TPM on free loopback ports ([`swtpm`]), a test TPM manufacturer CA issuing EK
+//! certificates to such TPMs ([`ekca`]), a size-limited tmpfs for disk-full tests
 //! ([`tmpfs`]), a bare HTTP GET for health waits ([`http`]) and synthesized TCG event logs ([`eventlog`]). `publish = false`, and no
 //! production binary depends on it (`tests/lean_binaries.rs` checks).
 
+pub mod ekca;
 pub mod http;
 pub mod process;
 pub mod swtpm;
