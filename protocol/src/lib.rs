@@ -7,6 +7,7 @@ pub mod appraisal;
 pub mod bytes;
 pub mod cbor_scan;
 mod cose;
+pub mod credential;
 pub mod device;
 pub mod digest;
 pub mod ekcert;

@@ -1,9 +1,14 @@
-//! vouch-provision: what a terminal vendor (or an operator with golden images) runs to produce
-//! reference values for a model and firmware version. This version computes the JSON that
-//! `vouchctl policy set` takes from golden firmware files and PCR values; signed reference
-//! bundles, device identities and EK/AK binding are the vendor-provisioning work still to come.
+//! vouch-provision: the terminal vendor's factory tool. `vendor-init` makes the vendor's signing
+//! key; `challenge` and `issue` run credential activation against a terminal's enrollment
+//! request and sign its device manifest; `reference` computes reference values (as JSON, or as
+//! a vendor-signed bundle); `batch` provisions simulated terminals. This file is the CLI
+//! definition and glue: one module per command. docs/provisioning.md walks the factory flow.
 
+mod batch;
+mod challenge;
+mod issue;
 mod reference;
+mod vendor;
 
 use clap::{Parser, Subcommand};
 
@@ -17,14 +22,27 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Compute reference values (the `vouchctl policy set` JSON) from golden images.
+    /// Create a vendor signing key (DIR/vendor.key, 0600) and its public key file for operators.
+    VendorInit(vendor::InitArgs),
+    /// Make a credential-activation challenge for a terminal's enrollment request.
+    Challenge(challenge::ChallengeArgs),
+    /// Check the terminal's activation response and EK certificate; sign its device manifest.
+    Issue(issue::IssueArgs),
+    /// Compute reference values from golden images or verified evidence; with --vendor, sign
+    /// them as a reference bundle for a model and firmware version.
     Reference(reference::ReferenceArgs),
+    /// Provision N SIMULATED terminals and their vendor-signed manifests.
+    Batch(batch::BatchArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::VendorInit(args) => vendor::init(&args),
+        Command::Challenge(args) => challenge::run(&args),
+        Command::Issue(args) => issue::run(&args),
         Command::Reference(args) => reference::run(&args),
+        Command::Batch(args) => batch::run(&args),
     };
     if let Err(e) = result {
         eprintln!("vouch-provision: {e:#}");

@@ -1,6 +1,10 @@
 //! `vouch-provision reference`: hashes golden firmware images under the paths they will have on
 //! the terminal, takes expected PCR values and/or a golden firmware event log, and prints
-//! reference values as JSON.
+//! reference values as JSON — or captures them from a known-good terminal's verified
+//! measurements (`--evidence FILE`, the JSON `vouchctl measurements ID --out FILE` writes).
+//! With `--vendor DIR --model M --firmware-version V --out BUNDLE` the same values are written
+//! as a vendor-signed reference bundle ([`vouch_protocol::vendor::bundle::ReferenceBundle`])
+//! for that model and firmware version, which operators import with `vouchctl import reference`.
 //!
 //! From a golden log, the reference pins every PCR its `events` section constrains: the PCRs
 //! vouch-agent quotes besides the firmware PCR (0-9 without `--firmware-pcr`). Each gets its
@@ -14,27 +18,48 @@ use std::path::{Path, PathBuf};
 use vouch_protocol::appraisal::log_pcr_value;
 use vouch_protocol::bytes::Sha256Digest;
 use vouch_protocol::digest::HashAlg;
+use vouch_protocol::inventory::INVENTORY_PATH;
 use vouch_protocol::policy::events::LogMeasurements;
-use vouch_protocol::policy::{MAX_PCR, ReferenceValues};
+use vouch_protocol::policy::{MAX_PCR, Measurements, ReferenceValues};
+use vouch_protocol::vendor::bundle::{ReferenceBundle, check_label};
+
+use crate::vendor::VendorDir;
 
 #[derive(Debug, Args)]
 pub struct ReferenceArgs {
     /// TERMINAL_PATH=GOLDEN_FILE: the path the agent measures on the terminal, and a local copy
     /// of the approved image (repeatable; a path given twice accepts both hashes).
-    #[arg(long = "firmware", value_name = "TERMINAL_PATH=GOLDEN_FILE")]
+    #[arg(
+        long = "firmware",
+        value_name = "TERMINAL_PATH=GOLDEN_FILE",
+        conflicts_with = "evidence"
+    )]
     pub firmware: Vec<String>,
     /// INDEX=HEX: an expected sha256 PCR value (repeatable; overrides the event log's).
-    #[arg(long = "pcr", value_name = "INDEX=HEX")]
+    #[arg(long = "pcr", value_name = "INDEX=HEX", conflicts_with = "evidence")]
     pub pcrs: Vec<String>,
     /// A golden firmware event log of this model and firmware version.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "evidence")]
     pub eventlog: Option<PathBuf>,
+    /// A known-good terminal's verified measurements (`vouchctl measurements ID --out FILE`):
+    /// its quoted PCRs (but the firmware PCR), firmware hashes and event-log values.
+    #[arg(long, value_name = "FILE")]
+    pub evidence: Option<PathBuf>,
     /// The PCR the terminals' agents measure firmware into (pinned with --firmware).
     #[arg(long, default_value_t = 14)]
     pub firmware_pcr: u8,
-    /// Write the JSON here instead of standard output.
+    /// Write the JSON (or, with --vendor, the signed bundle) here instead of standard output.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Sign the values as this vendor (a `vendor-init` directory): writes a reference bundle.
+    #[arg(long, value_name = "DIR", requires_all = ["model", "firmware_version", "out"])]
+    pub vendor: Option<PathBuf>,
+    /// The terminal model the bundle is for (with --vendor).
+    #[arg(long, requires = "vendor")]
+    pub model: Option<String>,
+    /// The firmware version the bundle is for (with --vendor).
+    #[arg(long, requires = "vendor")]
+    pub firmware_version: Option<String>,
 }
 
 /// The PCRs vouch-agent quotes besides its firmware PCR (`vouch_agent::attester::QUOTED_PCRS`).
@@ -46,8 +71,30 @@ fn hash_file(path: &Path) -> Result<Sha256Digest> {
         .with_context(|| format!("cannot read golden image {}", path.display()))
 }
 
+/// Reference values captured from verified measurements in `path` (JSON).
+fn from_evidence(path: &Path) -> Result<ReferenceValues> {
+    let bytes = vouch_common::fs::read_limited(path, 16 << 20)?;
+    let m: Measurements = serde_json::from_slice(&bytes).with_context(|| {
+        format!(
+            "{} is not the JSON of verified measurements (what `vouchctl measurements ID --out FILE` writes)",
+            path.display()
+        )
+    })?;
+    let mut rv = m.capture();
+    // The inventory digest is in the firmware list but is no firmware file: each terminal's
+    // differs, and the manifest's baseline governs it.
+    rv.firmware.remove(INVENTORY_PATH);
+    if rv.is_empty() {
+        bail!("{} holds no measurements to capture", path.display());
+    }
+    Ok(rv)
+}
+
 /// Builds reference values from the arguments.
 pub fn build(args: &ReferenceArgs) -> Result<ReferenceValues> {
+    if let Some(path) = &args.evidence {
+        return from_evidence(path);
+    }
     let mut firmware: BTreeMap<String, BTreeSet<Sha256Digest>> = BTreeMap::new();
     for spec in &args.firmware {
         let (terminal, golden) = spec
@@ -115,6 +162,11 @@ pub fn build(args: &ReferenceArgs) -> Result<ReferenceValues> {
 
 pub fn run(args: &ReferenceArgs) -> Result<()> {
     let rv = build(args)?;
+    if let (Some(dir), Some(model), Some(version), Some(out)) =
+        (&args.vendor, &args.model, &args.firmware_version, &args.out)
+    {
+        return write_bundle(dir, model, version, rv, out);
+    }
     let json = serde_json::to_string_pretty(&rv)? + "\n";
     match &args.out {
         Some(p) => vouch_common::fs::write_atomic(p, json.as_bytes(), 0o644)?,
@@ -123,9 +175,52 @@ pub fn run(args: &ReferenceArgs) -> Result<()> {
     Ok(())
 }
 
+/// Signs `reference` as the vendor in `dir` for `model` at `version` and writes it to `out`.
+fn write_bundle(
+    dir: &Path,
+    model: &str,
+    version: &str,
+    reference: ReferenceValues,
+    out: &Path,
+) -> Result<()> {
+    check_label("model", model).map_err(anyhow::Error::msg)?;
+    check_label("firmware version", version).map_err(anyhow::Error::msg)?;
+    let vendor = VendorDir::load(dir)?;
+    let bundle = ReferenceBundle {
+        model: model.to_owned(),
+        firmware_version: version.to_owned(),
+        issued_at: vouch_common::time::now_unix(),
+        reference,
+    };
+    let bytes = vouch_protocol::vendor::seal(&vendor.name, &bundle, &vendor.key);
+    vouch_common::fs::write_atomic(out, &bytes, 0o644)?;
+    println!(
+        "reference bundle for {model} firmware {version} signed by {}: {}",
+        vendor.name,
+        out.display()
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Default for ReferenceArgs {
+        fn default() -> Self {
+            ReferenceArgs {
+                firmware: vec![],
+                pcrs: vec![],
+                eventlog: None,
+                evidence: None,
+                firmware_pcr: 14,
+                out: None,
+                vendor: None,
+                model: None,
+                firmware_version: None,
+            }
+        }
+    }
 
     #[test]
     fn golden_images_and_pcrs_become_policy_json() {
@@ -135,9 +230,7 @@ mod tests {
         let args = ReferenceArgs {
             firmware: vec![format!("/opt/terminal/fw.bin={}", golden.display())],
             pcrs: vec![format!("7={}", "11".repeat(32))],
-            eventlog: None,
-            firmware_pcr: 14,
-            out: None,
+            ..ReferenceArgs::default()
         };
         let rv = build(&args).unwrap();
         let json = serde_json::to_value(&rv).unwrap();
@@ -161,8 +254,7 @@ mod tests {
             firmware: vec![],
             pcrs: vec![],
             eventlog: Some(path),
-            firmware_pcr: 14,
-            out: None,
+            ..ReferenceArgs::default()
         })
         .unwrap();
         // Every PCR the events section constrains is pinned: 0-9, PCR 9 at its reset value.
@@ -201,7 +293,7 @@ mod tests {
             pcrs: vec![],
             eventlog: Some(path),
             firmware_pcr: 9,
-            out: None,
+            ..ReferenceArgs::default()
         })
         .unwrap();
         assert!(!rv.pcrs.contains_key(&9));
@@ -214,9 +306,7 @@ mod tests {
             build(&ReferenceArgs {
                 firmware: firmware.iter().map(|s| s.to_string()).collect(),
                 pcrs: pcrs.iter().map(|s| s.to_string()).collect(),
-                eventlog: None,
-                firmware_pcr: 14,
-                out: None,
+                ..ReferenceArgs::default()
             })
             .unwrap_err()
             .to_string()

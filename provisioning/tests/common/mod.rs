@@ -1,0 +1,61 @@
+//! Helpers shared by vouch-provision's end-to-end tests: running the real binary, making a
+//! vendor directory, and reading the vendor's public key the way an operator would.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use ed25519_dalek::VerifyingKey;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The `vouch-provision` binary under test.
+pub fn provision() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_vouch-provision"))
+}
+
+/// Runs `vouch-provision ARGS`.
+pub fn run(args: &[&str]) -> Output {
+    provision().args(args).output().unwrap()
+}
+
+/// Runs it and asserts success, returning stdout.
+pub fn ok(args: &[&str]) -> String {
+    let out = run(args);
+    vouch_test_kit::process::assert_success(&format!("vouch-provision {}", args.join(" ")), &out);
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs it, asserts exit code 1, returns stderr.
+pub fn refused(args: &[&str]) -> String {
+    let out = run(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "vouch-provision {} should have been refused; stdout:\n{}\nstderr:\n{stderr}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    stderr
+}
+
+/// `vendor-init --out DIR/NAME --name NAME`; returns the directory.
+pub fn vendor(dir: &Path, name: &str) -> PathBuf {
+    let v = dir.join(name);
+    ok(&["vendor-init", "--out", s(&v), "--name", name]);
+    v
+}
+
+/// The vendor's public key, parsed from vendor.pub as `vouchctl vendor trust` does.
+pub fn vendor_key(dir: &Path) -> VerifyingKey {
+    let text = std::fs::read_to_string(dir.join("vendor.pub")).unwrap();
+    vouch_protocol::vendor::parse_public_key(&text).unwrap()
+}
+
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+pub fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
