@@ -6,6 +6,11 @@
 //! The event log goes out as a delta only while the file still begins with what was last sent
 //! in this TPM boot (its length and SHA-256 are kept in the state directory); a log rewritten
 //! within a boot is sent whole, so the verifier sees the rewrite and names it.
+//!
+//! Every round also reads the hardware inventory (`inventory`) and measures its digest as the
+//! list's `vouch:inventory` entry before quoting, so the quote covers the inventory sent. A
+//! round whose inventory cannot be read logs the failing file and sends none (the verifier
+//! says `inventory_missing`) rather than failing the attestation.
 
 use anyhow::{Context, Result};
 use std::path::PathBuf;
@@ -15,10 +20,10 @@ use vouch_protocol::bytes::Sha256Digest;
 use vouch_protocol::eventlog;
 use vouch_protocol::messages::{Challenge, Evidence, PcrValue};
 
-use crate::config::EventLogSource;
-use crate::measure;
+use crate::config::{DeviceReport, EventLogSource};
 use crate::state::{StateDir, StoredIdentity};
 use crate::tpm::TpmConnector;
+use crate::{inventory, measure};
 
 /// PCRs every quote covers: the boot chain (0-7: firmware, configuration, boot manager, Secure
 /// Boot policy) and the boot loader's (8-9: its commands, kernel command line, files).
@@ -39,6 +44,8 @@ pub struct Attester {
     pub firmware_dir: Option<PathBuf>,
     pub firmware_pcr: u8,
     pub eventlog: EventLogSource,
+    /// Where the inventory is read from and the firmware version the evidence reports.
+    pub report: DeviceReport,
 }
 
 impl Attester {
@@ -69,6 +76,18 @@ impl Attester {
         let _lock = self.state.lock()?;
         let mut tpm = self.tpm.open()?;
         let clock = tpm.clock_info().context("reading the TPM clock")?;
+        let inventory = match inventory::collect(&self.report.sysfs_root, tpm.as_mut()) {
+            Ok(inventory) => Some(inventory),
+            Err(e) => {
+                tracing::warn!(
+                    sysfs_root = %self.report.sysfs_root.display(),
+                    error = %format!("{:#}", anyhow::Error::from(e)),
+                    "cannot read the hardware inventory; sending evidence without it"
+                );
+                None
+            }
+        };
+        let reserved: Vec<_> = inventory.iter().map(|i| i.measurement()).collect();
         let firmware = measure::measure(
             tpm.as_mut(),
             &self.state,
@@ -76,6 +95,7 @@ impl Attester {
             &start,
             clock.reset_count,
             (&self.firmware, self.firmware_dir.as_deref()),
+            &reserved,
         )?;
         let pcrs: Vec<u8> = QUOTED_PCRS.chain([self.firmware_pcr]).collect();
         let quote = tpm
@@ -111,8 +131,8 @@ impl Attester {
             firmware_pcr: self.firmware_pcr,
             firmware: firmware.entries,
             eventlog,
-            firmware_version: None,
-            inventory: None,
+            firmware_version: self.report.firmware_version.clone(),
+            inventory,
         })
     }
 }

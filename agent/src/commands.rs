@@ -9,7 +9,9 @@ use std::path::Path;
 use std::sync::Arc;
 use vouch_protocol::verdict::DeviceState;
 
-use crate::config::{Cli, Command, FileConfig, Global, RunConfig, mqtt_password_path};
+use crate::config::{
+    Cli, Command, DeviceReport, FileConfig, Global, RunConfig, mqtt_password_path,
+};
 use crate::session::{Ended, Mode, Session};
 use crate::state::StateDir;
 use crate::{enroll, status};
@@ -36,7 +38,9 @@ pub fn run(cli: Cli) -> Result<i32> {
             device_id,
             model,
             out,
+            report,
         } => {
+            let report = DeviceReport::resolve(report, &file)?;
             let state = StateDir::open(&global.state)?;
             enroll::enroll(
                 &global.tcti,
@@ -45,6 +49,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 model,
                 out,
                 &mqtt_password_path(&global.state),
+                &report,
             )?;
             Ok(0)
         }

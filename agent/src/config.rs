@@ -18,6 +18,7 @@ pub const DEFAULT_INTERVAL_SECS: u64 = 300;
 pub const DEFAULT_FIRMWARE_PCR: u8 = 14;
 pub const DEFAULT_TIMEOUT_SECS: u64 = 30;
 pub const DEFAULT_EVENTLOG: &str = "/sys/kernel/security/tpm0/binary_bios_measurements";
+pub const DEFAULT_SYSFS_ROOT: &str = "/";
 
 /// vouch terminal agent: proves this terminal's boot and firmware state to a vouch verifier.
 #[derive(Debug, Parser)]
@@ -39,7 +40,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create (first time) or reload this terminal's TPM and device keys and write an
-    /// enrollment request for the operator (`vouchctl enroll FILE`).
+    /// enrollment request, with the hardware inventory and firmware version, for the operator
+    /// (`vouchctl enroll FILE`) or the vendor's provisioning station.
     Enroll {
         #[arg(long)]
         device_id: DeviceId,
@@ -48,6 +50,8 @@ pub enum Command {
         /// Where to write the enrollment request (CBOR).
         #[arg(long)]
         out: PathBuf,
+        #[command(flatten)]
+        report: ReportArgs,
     },
     /// Run the agent daemon: attest at start, on every verifier challenge and every --interval.
     Run(RunArgs),
@@ -123,7 +127,23 @@ pub struct RunArgs {
     #[arg(long)]
     pub eventlog: Option<PathBuf>,
     #[command(flatten)]
+    pub report: ReportArgs,
+    #[command(flatten)]
     pub punch: PunchArgs,
+}
+
+/// What the terminal reports about itself with its enrollment request and every evidence
+/// (`enroll`, `run`, `attest`).
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Root of the tree the hardware inventory is read from: SMBIOS/DMI, PCI and USB ids and
+    /// NICs under sys/, the CPU model from proc/cpuinfo (a fake tree in tests) [default: /]
+    #[arg(long)]
+    pub sysfs_root: Option<PathBuf>,
+    /// The terminal's firmware version, which selects the vendor's reference values for its
+    /// model (1-128 printable characters, no '@') [default: none reported]
+    #[arg(long)]
+    pub firmware_version: Option<String>,
 }
 
 /// Punch intake and mirroring (`run` only).
@@ -165,6 +185,8 @@ pub struct FileConfig {
     pub firmware_pcr: Option<u8>,
     pub timeout: Option<u64>,
     pub eventlog: Option<PathBuf>,
+    pub sysfs_root: Option<PathBuf>,
+    pub firmware_version: Option<String>,
     pub punch_socket: Option<PathBuf>,
     pub punch_capacity: Option<u64>,
     pub punch_batch: Option<u64>,
@@ -229,7 +251,38 @@ pub struct RunConfig {
     pub interval: Duration,
     pub firmware_pcr: u8,
     pub timeout: Duration,
+    pub report: DeviceReport,
     pub punch: PunchConfig,
+}
+
+/// Validated [`ReportArgs`]: where the inventory is read from and the firmware version sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceReport {
+    pub sysfs_root: PathBuf,
+    pub firmware_version: Option<String>,
+}
+
+impl DeviceReport {
+    /// The flags, else the file's `sysfs_root` / `firmware_version`, else `/` and none. The
+    /// version is checked by the rule the verifier and the vendor's bundles use.
+    pub fn resolve(args: &ReportArgs, file: &FileConfig) -> Result<Self> {
+        let firmware_version = args
+            .firmware_version
+            .clone()
+            .or_else(|| file.firmware_version.clone());
+        if let Some(v) = &firmware_version {
+            vouch_protocol::vendor::bundle::check_label("--firmware-version (firmware_version)", v)
+                .map_err(anyhow::Error::msg)?;
+        }
+        Ok(Self {
+            sysfs_root: args
+                .sysfs_root
+                .clone()
+                .or_else(|| file.sysfs_root.clone())
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_SYSFS_ROOT)),
+            firmware_version,
+        })
+    }
 }
 
 impl RunConfig {
@@ -269,6 +322,7 @@ impl RunConfig {
         } else {
             args.firmware.clone()
         };
+        crate::measure::check_firmware_paths(&firmware).context("--firmware (firmware)")?;
         let interval = args
             .interval
             .or(file.interval)
@@ -303,6 +357,7 @@ impl RunConfig {
             interval: Duration::from_secs(interval),
             firmware_pcr,
             timeout: Duration::from_secs(timeout.max(1)),
+            report: DeviceReport::resolve(&args.report, file)?,
             punch: punch_config(&args.punch, file, state)?,
         })
     }
@@ -461,5 +516,53 @@ mod tests {
         assert_eq!((c.capacity, c.batch), (7, 11));
         assert_eq!(c.linger, Duration::from_millis(5));
         assert_eq!(c.retention, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn report_settings_come_from_flags_then_the_file_and_bad_versions_name_the_flag() {
+        let file: FileConfig =
+            toml::from_str("sysfs_root = \"/srv/fake\"\nfirmware_version = \"1.0\"").unwrap();
+        let r = DeviceReport::resolve(&run_args(&[]).report, &file).unwrap();
+        assert_eq!(r.sysfs_root, PathBuf::from("/srv/fake"));
+        assert_eq!(r.firmware_version.as_deref(), Some("1.0"));
+        let args = run_args(&["--sysfs-root", "/other", "--firmware-version", "2.0"]);
+        let r = DeviceReport::resolve(&args.report, &file).unwrap();
+        assert_eq!(r.sysfs_root, PathBuf::from("/other"));
+        assert_eq!(r.firmware_version.as_deref(), Some("2.0"));
+        let r = DeviceReport::resolve(&run_args(&[]).report, &FileConfig::default()).unwrap();
+        assert_eq!(r.sysfs_root, PathBuf::from("/"));
+        assert_eq!(r.firmware_version, None);
+        for bad in ["1@2", "", "a\tb"] {
+            let args = run_args(&["--firmware-version", bad]);
+            let err = DeviceReport::resolve(&args.report, &FileConfig::default()).unwrap_err();
+            assert!(format!("{err:#}").contains("--firmware-version"), "{err:#}");
+        }
+    }
+
+    #[test]
+    fn a_firmware_path_posing_as_the_inventory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("verifier.pub");
+        let signing = vouch_common::keys::generate().unwrap();
+        vouch_common::keys::write_public(&key, &signing.verifying_key()).unwrap();
+        let key = key.to_str().unwrap();
+        let base = ["--mqtt-url", "mqtt://127.0.0.1:1", "--verifier-key", key];
+        let flags: Vec<&str> = base
+            .iter()
+            .copied()
+            .chain(["--firmware", "vouch:inventory"])
+            .collect();
+        let args = run_args(&flags);
+        let err = RunConfig::resolve(&args, None, &FileConfig::default(), dir.path()).unwrap_err();
+        assert!(format!("{err:#}").contains("--firmware"), "{err:#}");
+        assert!(format!("{err:#}").contains("reserves"), "{err:#}");
+        // Positive control: the same flags with an ordinary file resolve.
+        let flags: Vec<&str> = base
+            .iter()
+            .copied()
+            .chain(["--firmware", "/fw.bin"])
+            .collect();
+        let cfg = RunConfig::resolve(&run_args(&flags), None, &FileConfig::default(), dir.path());
+        assert_eq!(cfg.unwrap().firmware, [PathBuf::from("/fw.bin")]);
     }
 }

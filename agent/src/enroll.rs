@@ -6,6 +6,11 @@
 //! mode 0600; reused on every later run) and puts only its Mosquitto password-file hash into the
 //! signed request, so the verifier can give the terminal its broker identity (user name = device
 //! id) without the password ever leaving the terminal.
+//!
+//! The request also carries the firmware version (`--firmware-version`) and the hardware
+//! inventory read now (`--sysfs-root`, see `inventory`), which the vendor's manifest keeps as
+//! the terminal's baseline. An inventory that cannot be read fails the enrollment, naming the
+//! file: a factory station must not issue a manifest with a baseline it did not see.
 
 use anyhow::{Context, Result, bail};
 use std::path::Path;
@@ -15,6 +20,7 @@ use vouch_protocol::ids::DeviceId;
 use vouch_protocol::messages::EnrollmentRequest;
 use vouch_protocol::wire;
 
+use crate::config::DeviceReport;
 use crate::state::{StateDir, StoredIdentity};
 use crate::tpm::{Tcti, TpmConnector};
 
@@ -61,6 +67,7 @@ pub fn enroll(
     model: &str,
     out: &Path,
     mqtt_password: &Path,
+    report: &DeviceReport,
 ) -> Result<()> {
     let tpm = Tcti(tcti.to_owned());
     let mut stdout = std::io::stdout();
@@ -71,11 +78,16 @@ pub fn enroll(
         model,
         out,
         mqtt_password,
+        report,
         &mut stdout,
     )
 }
 
-/// [`enroll`] on the TPM `tpm` reaches, writing the summary for the operator to `report`.
+/// [`enroll`] on the TPM `tpm` reaches, writing the summary for the operator to `summary`.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "each is one of enroll's inputs, named"
+)]
 pub fn enroll_on(
     tpm: &dyn TpmConnector,
     state: &StateDir,
@@ -83,6 +95,7 @@ pub fn enroll_on(
     model: &str,
     out: &Path,
     mqtt_password: &Path,
+    device_report: &DeviceReport,
     report: &mut dyn std::io::Write,
 ) -> Result<()> {
     if model.trim().is_empty() || model.len() > 128 {
@@ -121,6 +134,14 @@ pub fn enroll_on(
         ak_name: ident.ak_name.into(),
         ak_private: Bytes(blobs.private.clone()),
     };
+    let root = &device_report.sysfs_root;
+    let inventory = crate::inventory::collect(root, tpm.as_mut()).with_context(|| {
+        format!(
+            "cannot read the hardware inventory under {} (--sysfs-root)",
+            root.display()
+        )
+    })?;
+    drop(tpm);
     if existing.is_none() {
         state.save_identity(&identity)?;
     }
@@ -133,8 +154,8 @@ pub fn enroll_on(
         ak_name: identity.ak_name.clone(),
         device_key: Bytes(key.verifying_key().to_bytes().to_vec()),
         mqtt_password_hash: vouch_common::mqtt_passwd::hash_generated(&password),
-        firmware_version: None,
-        inventory: None,
+        firmware_version: device_report.firmware_version.clone(),
+        inventory: Some(inventory.clone()),
     };
     let bytes = wire::seal(device_id, &request, &key);
     fs::write_atomic(out, &bytes, 0o644)?;
@@ -154,6 +175,26 @@ pub fn enroll_on(
         } else {
             "none in TPM NV"
         }
+    )?;
+    writeln!(
+        report,
+        "firmware:     {}",
+        device_report
+            .firmware_version
+            .as_deref()
+            .unwrap_or("not reported (--firmware-version)")
+    )?;
+    writeln!(
+        report,
+        "inventory:    {} ({} PCI, {} USB, {} NICs; TPM {})",
+        inventory.digest(),
+        inventory.pci.len(),
+        inventory.usb.len(),
+        inventory.nics.len(),
+        inventory
+            .tpm
+            .as_ref()
+            .map_or("unknown", |t| t.manufacturer.as_str())
     )?;
     writeln!(
         report,

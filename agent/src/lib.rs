@@ -7,6 +7,7 @@ pub mod commands;
 pub mod config;
 pub mod enroll;
 pub mod freshness;
+pub mod inventory;
 pub mod measure;
 pub mod punch;
 pub mod session;

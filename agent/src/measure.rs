@@ -2,8 +2,14 @@
 //! changed into the application PCR, and recover from a crash between recording and extending.
 //! The decisions (what is new, what a crash left unextended) are the protocol core's
 //! (`FirmwareLog`); this module does the file and TPM I/O.
+//!
+//! The hardware inventory's digest rides the same list as the reserved entry
+//! `vouch:inventory` (see `vouch_protocol::inventory`), after the files: it is recorded, then
+//! extended, and repaired after a crash exactly as a file is, and measured again only when it
+//! differs from the newest inventory entry of this boot. Configured file paths may not use the
+//! reserved `vouch:` prefix ([`check_firmware_paths`]), so no file can pose as the inventory.
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use std::io;
 use std::path::{Path, PathBuf};
 use vouch_protocol::bytes::Sha256Digest;
@@ -37,13 +43,34 @@ pub fn hash_files(paths: &[PathBuf], base: Option<&Path>) -> Vec<FirmwareEntry> 
         .collect()
 }
 
+/// The prefix of list paths the agent reserves for its own entries (`vouch:inventory`).
+pub const RESERVED_PREFIX: &str = "vouch:";
+
+/// Refuses a configured firmware path in the reserved namespace ([`RESERVED_PREFIX`]), which
+/// would let a file's hash stand in for the inventory's measurement.
+pub fn check_firmware_paths(paths: &[PathBuf]) -> Result<()> {
+    if let Some(p) = paths
+        .iter()
+        .find(|p| p.to_string_lossy().starts_with(RESERVED_PREFIX))
+    {
+        bail!(
+            "firmware path {} starts with {RESERVED_PREFIX:?}, which the agent reserves for its \
+             own measurements (the hardware inventory is measured as {:?})",
+            p.display(),
+            vouch_protocol::inventory::INVENTORY_PATH
+        );
+    }
+    Ok(())
+}
+
 fn hash_file(path: &Path) -> io::Result<Sha256Digest> {
     vouch_common::fs::sha256_file(path).map(Sha256Digest)
 }
 
 /// Brings the application PCR and the stored list up to date for the current TPM boot and
 /// returns the full list to send with the evidence. `files` are read as [`hash_files`] reads
-/// them.
+/// them; `reserved` entries (the inventory's measurement) are planned after them, by the same
+/// rule: measured when they differ from the newest entry of the same path.
 pub fn measure(
     tpm: &mut dyn AgentTpm,
     state: &StateDir,
@@ -51,7 +78,11 @@ pub fn measure(
     start: &Sha256Digest,
     reset_count: u32,
     files: (&[PathBuf], Option<&Path>),
+    reserved: &[FirmwareEntry],
 ) -> Result<FirmwareLog> {
+    // `RunConfig::resolve` refuses these already; a shell that builds its config by hand
+    // (the demo) is held to the same rule here.
+    check_firmware_paths(files.0)?;
     let mut log = state.firmware_log()?;
     if log.reset_count == reset_count {
         // Same boot: first repair a crash between saving the list and extending the PCR.
@@ -69,13 +100,14 @@ pub fn measure(
             ),
         }
     }
-    let fresh = hash_files(files.0, files.1);
+    let mut fresh = hash_files(files.0, files.1);
+    fresh.extend_from_slice(reserved);
     let new = log.plan(reset_count, &fresh);
     if !new.is_empty() {
         // Record first, then extend: a crash in between is repaired by `unextended` above.
         state.save_firmware_log(&log)?;
         for e in &new {
-            tracing::info!(path = %e.path, sha256 = ?e.sha256, pcr, "measuring firmware file");
+            tracing::info!(path = %e.path, sha256 = ?e.sha256, pcr, "measuring");
             extend(tpm, pcr, e)?;
         }
     }
@@ -126,5 +158,15 @@ mod tests {
         assert!(entry.sha256.is_some());
         let [entry] = hash_files(&paths, None).try_into().unwrap();
         assert_eq!(entry.sha256, None);
+    }
+
+    #[test]
+    fn firmware_paths_in_the_reserved_namespace_are_refused() {
+        let inventory = PathBuf::from(vouch_protocol::inventory::INVENTORY_PATH);
+        let err = check_firmware_paths(&[PathBuf::from("/fw.bin"), inventory]).unwrap_err();
+        assert!(format!("{err:#}").contains("vouch:inventory"), "{err:#}");
+        assert!(check_firmware_paths(&[PathBuf::from("vouch:other")]).is_err());
+        // Positive control: ordinary paths, absolute or relative, pass.
+        check_firmware_paths(&[PathBuf::from("/opt/fw.bin"), PathBuf::from("fw.bin")]).unwrap();
     }
 }

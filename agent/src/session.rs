@@ -119,6 +119,7 @@ impl Session {
             firmware_dir: None,
             firmware_pcr: cfg.firmware_pcr,
             eventlog: cfg.eventlog.clone(),
+            report: cfg.report.clone(),
         });
         Ok(Session {
             mode,

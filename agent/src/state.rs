@@ -5,7 +5,7 @@
 //! |-----------------|--------------------------------------------------------------------|
 //! | `device.key`    | Ed25519 device key, PKCS#8 PEM, 0600                               |
 //! | `identity.cbor` | device id, model, EK/AK public parts, AK blobs (TPM-wrapped), 0600 |
-//! | `firmware.cbor` | the firmware measurement list of the current TPM boot              |
+//! | `firmware.cbor` | the measurement list of the current TPM boot (files, inventory)    |
 //! | `view.cbor`     | what the agent last heard from the verifier (verdict, quarantine)  |
 //! | `counter.cbor`  | last hello/status freshness counter (see `freshness`)              |
 //! | `answered.cbor` | challenge nonces answered and not yet expired (see `freshness`)    |

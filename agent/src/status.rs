@@ -23,6 +23,10 @@ pub struct StatusView {
     /// Whether the AK is exempt from TPM dictionary-attack lockout (noDA). False for AKs
     /// created before vouch set noDA: lockout stops their quotes; re-enroll to re-create it.
     pub ak_no_da: bool,
+    /// The hardware inventory digest last measured into the firmware PCR (the newest
+    /// `vouch:inventory` entry of the stored measurement list), hex; null before the first
+    /// round that read an inventory.
+    pub inventory_digest: Option<String>,
     /// The punch buffer; filled in by the `status` command (it needs the config).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub punches: Option<PunchStatus>,
@@ -97,8 +101,12 @@ pub fn view(state: &StateDir) -> Result<StatusView> {
     let id = state.require_identity()?;
     let view = state.last_view()?;
     let ak_no_da = crate::tpm::ak_exempt_from_lockout(&id.ak_public.0).unwrap_or(false);
+    let measured = state.firmware_log()?;
+    let inventory_digest =
+        vouch_protocol::inventory::measured_digest(&measured.entries).map(|d| d.to_hex());
     Ok(StatusView {
         ak_no_da,
+        inventory_digest,
         device_id: id.device_id.to_string(),
         model: id.model,
         state: view.state(),
@@ -133,6 +141,9 @@ pub fn render(v: &StatusView) -> String {
             "warning:      {}\n",
             crate::tpm::AK_LOCKOUT_ADVICE
         ));
+    }
+    if let Some(d) = &v.inventory_digest {
+        out.push_str(&format!("inventory:    {d} (last measured)\n"));
     }
     if let Some(l) = &v.last_verdict {
         out.push_str(&format!(

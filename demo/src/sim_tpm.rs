@@ -6,7 +6,9 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use vouch_agent::tpm::{AgentTpm, AkBlobs, ClockInfo, Quote, TpmConnector, TpmError, TpmIdentity};
+use vouch_agent::tpm::{
+    AgentTpm, AkBlobs, ClockInfo, Quote, TpmConnector, TpmError, TpmIdentity, TpmInfo,
+};
 use vouch_protocol::tpm::PCR_COUNT;
 use vouch_sim::{SimError, SimTpm};
 
@@ -140,6 +142,14 @@ impl AgentTpm for Open<'_> {
             reset_count: c.reset_count,
             restart_count: c.restart_count,
             safe: c.safe,
+        })
+    }
+
+    /// A simulated TPM says so in the inventory: manufacturer `SIM`, firmware `0.0`.
+    fn tpm_info(&mut self) -> Result<TpmInfo, TpmError> {
+        Ok(TpmInfo {
+            manufacturer: "SIM".to_owned(),
+            firmware_version: "0.0".to_owned(),
         })
     }
 }

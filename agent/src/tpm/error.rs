@@ -66,6 +66,13 @@ pub enum TpmError {
     /// TPM2_GetTime, used to read the clock, failed.
     #[error("reading the TPM clock")]
     ReadClock(#[source] tss_esapi::Error),
+    /// TPM2_GetCapability of a TPM property failed.
+    #[error("reading the TPM property {what}")]
+    Capability {
+        what: &'static str,
+        #[source]
+        source: tss_esapi::Error,
+    },
     /// Flushing a transient object or session failed; its TPM slot may be leaked.
     #[error("flushing a transient TPM handle")]
     Flush(#[source] tss_esapi::Error),

@@ -13,6 +13,7 @@
 
 mod ek;
 mod error;
+mod info;
 mod pcr;
 mod transient;
 
@@ -40,6 +41,7 @@ use tss_esapi::{
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 pub use self::error::TpmError;
+pub use vouch_protocol::inventory::TpmInfo;
 
 use self::ek::EkChoice;
 use self::pcr::{pcr_digest, pcr_selection, read_pcrs, selection_mask};
@@ -183,6 +185,8 @@ pub trait AgentTpm {
     fn pcr_read(&mut self, pcrs: &[u8]) -> Result<Vec<(u8, [u8; 32])>, TpmError>;
     /// See [`Tpm::clock_info`].
     fn clock_info(&mut self) -> Result<ClockInfo, TpmError>;
+    /// See [`Tpm::tpm_info`].
+    fn tpm_info(&mut self) -> Result<TpmInfo, TpmError>;
 }
 
 /// How the agent reaches its TPM. It opens a connection per enrollment or attestation round and
@@ -225,6 +229,10 @@ impl AgentTpm for Tpm {
 
     fn clock_info(&mut self) -> Result<ClockInfo, TpmError> {
         Tpm::clock_info(self)
+    }
+
+    fn tpm_info(&mut self) -> Result<TpmInfo, TpmError> {
+        Tpm::tpm_info(self)
     }
 }
 

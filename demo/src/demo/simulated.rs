@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 use tokio::sync::oneshot;
-use vouch_agent::config::{EventLogSource, RunConfig, mqtt_password_path};
+use vouch_agent::config::{DeviceReport, EventLogSource, RunConfig, mqtt_password_path};
 use vouch_agent::session::{Ended, Mode, Session};
 use vouch_agent::state::StateDir;
 use vouch_protocol::digest::HashAlg;
@@ -30,6 +30,15 @@ fn seed(id: &str) -> [u8; 32] {
         .chain_update(id)
         .finalize()
         .into()
+}
+
+/// What a simulated terminal reports: the inventory of its own (fake) tree `DIR/sysfs`, empty
+/// but for the simulated TPM's `SIM` unless the demo writes one there; no firmware version.
+fn device_report(dir: &Path) -> DeviceReport {
+    DeviceReport {
+        sysfs_root: dir.join("sysfs"),
+        firmware_version: None,
+    }
 }
 
 #[derive(Debug)]
@@ -82,6 +91,7 @@ impl SimulatedTerminal {
             MODEL,
             &request,
             &mqtt_password_path(&state_dir),
+            &device_report(dir),
             &mut report,
         )
         .context("enrolling the simulated terminal")?;
@@ -114,6 +124,7 @@ impl SimulatedTerminal {
             interval: Duration::from_secs(setup.interval),
             firmware_pcr: FIRMWARE_PCR,
             timeout: Duration::from_secs(30),
+            report: device_report(&self.dir),
             punch: vouch_agent::punch::PunchConfig::defaults(&state_dir),
         };
         let password = vouch_agent::enroll::read_mqtt_password(&cfg.mqtt_password_file)?;
