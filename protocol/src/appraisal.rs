@@ -163,6 +163,8 @@ fn verify_after_quote(
             firmware_pcr: ev.firmware_pcr,
             firmware: ev.firmware.clone(),
             eventlog,
+            firmware_version: ev.firmware_version.clone(),
+            inventory: ev.inventory.clone(),
         },
         clock,
     })

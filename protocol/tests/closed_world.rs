@@ -47,6 +47,8 @@ fn measurements(written: &[u8], pcrs: BTreeMap<u8, Sha256Digest>) -> Measurement
         firmware_pcr: FIRMWARE_PCR,
         firmware: Vec::new(),
         eventlog: Some(lm),
+        firmware_version: None,
+        inventory: None,
     }
 }
 
@@ -257,6 +259,8 @@ fn a_real_log_satisfies_the_closed_world_reference_captured_from_it() {
             firmware_pcr: FIRMWARE_PCR,
             firmware: Vec::new(),
             eventlog: Some(lm),
+            firmware_version: None,
+            inventory: None,
         };
         let rv = m.capture();
         assert!(!rv.events.as_ref().unwrap().event_types.is_empty());

@@ -31,6 +31,8 @@ fn appraisal_with_path_len(path_len: usize) -> appraisal::Appraisal {
         firmware_pcr: 14,
         firmware,
         eventlog: None,
+        firmware_version: None,
+        inventory: None,
     };
     let mut approved: BTreeMap<String, BTreeSet<Sha256Digest>> = (0..MAX_ENTRIES)
         .map(|i| (path(i), BTreeSet::from([Sha256Digest([2; 32])])))

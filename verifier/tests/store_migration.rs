@@ -18,6 +18,8 @@ use vouch_verifier::store::{
 
 #[path = "store_migration/v1.rs"]
 mod v1;
+#[path = "store_migration/v4.rs"]
+mod v4;
 
 const DEVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("devices");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -86,11 +88,16 @@ fn assert_device_eq(got: &DeviceRecord, want: &DeviceRecord) {
 /// Every record of the fixture reads back from `store` as the fixture wrote it, and the
 /// sequence counters continue where it left them.
 fn assert_holds_the_fixture(store: &Store) {
+    assert_holds_the_fixture_and(store, &[]);
+}
+
+/// [`assert_holds_the_fixture`] for a store that also holds the `extra` devices.
+fn assert_holds_the_fixture_and(store: &Store, extra: &[DeviceRecord]) {
     let want = v1::fixture();
     let r = store.read().unwrap();
     let (devices, next) = r.devices(None, 100).unwrap();
     assert_eq!(next, None);
-    let mut expected: Vec<&DeviceRecord> = want.devices.iter().collect();
+    let mut expected: Vec<&DeviceRecord> = want.devices.iter().chain(extra).collect();
     expected.sort_by(|a, b| a.id().as_str().cmp(b.id().as_str()));
     assert_eq!(
         devices
@@ -265,39 +272,159 @@ fn the_v2_fixture_migrates_to_the_current_schema_and_reads_back_as_written() {
     assert_eq!(raw_schema_version(&path), Some(SCHEMA_VERSION));
 }
 
-/// The committed schema-3 fixture (the fixture's values plus punch records, and the punch key
-/// they were sealed with): a change that makes existing schema-3 stores unreadable fails here.
-#[test]
-fn the_v3_fixture_opens_without_migration_and_reads_back_as_written() {
-    let (dir, path) = copy_of("store-v3.redb");
-    std::fs::copy(data("store-v3.punch.key"), dir.path().join("punch.key")).unwrap();
+/// A copy of the fixture `name` with its punch key `key` beside it as `punch.key` (0600).
+fn copy_with_key(name: &str, key: &str) -> (tempfile::TempDir, PathBuf) {
+    let (dir, path) = copy_of(name);
+    std::fs::copy(data(key), dir.path().join("punch.key")).unwrap();
     std::fs::set_permissions(
         dir.path().join("punch.key"),
         std::os::unix::fs::PermissionsExt::from_mode(0o600),
     )
     .unwrap();
-    assert_eq!(raw_schema_version(&path), Some(3));
-    let (store, migration) = Store::open_migrating(&path).unwrap();
-    assert_eq!(migration, Migration::Current);
-    assert_holds_the_fixture(&store);
-    assert_holds_the_punches(&store);
+    (dir, path)
 }
 
-/// Writes `tests/data/store-v3.redb` and its `store-v3.punch.key` (`cargo test -p
-/// vouch-verifier --test store_migration -- --ignored write_the_v3_fixture`). Only for a store
-/// that writes schema 3.
+/// The committed schema-3 fixture (the fixture's values plus punch records, and the punch key
+/// they were sealed with): a change that makes existing schema-3 stores unreadable fails here.
+/// Schema 3 → 4 only adds the (empty) vendor-trust tables: no row is rewritten.
+#[test]
+fn the_v3_fixture_migrates_to_the_current_schema_and_reads_back_as_written() {
+    let (_dir, path) = copy_with_key("store-v3.redb", "store-v3.punch.key");
+    assert_eq!(raw_schema_version(&path), Some(3));
+    let before = raw_devices(&path);
+    let (store, migration) = Store::open_migrating(&path).unwrap();
+    assert_eq!(
+        migration,
+        Migration::Migrated {
+            from: 3,
+            devices: 0,
+            unreadable: 0,
+            indexed: 0,
+        }
+    );
+    assert_holds_the_fixture(&store);
+    assert_holds_the_punches(&store);
+    let r = store.read().unwrap();
+    assert_eq!(r.vendors().unwrap(), []);
+    assert_eq!(r.bundles().unwrap(), []);
+    assert_eq!(r.supply_chain().unwrap(), None);
+    drop(r);
+    drop(store);
+    assert_eq!(
+        raw_devices(&path),
+        before,
+        "device rows are the same in schema 4"
+    );
+    assert_eq!(raw_schema_version(&path), Some(SCHEMA_VERSION));
+}
+
+/// The committed schema-4 fixture (the v3 values plus vendors, bundles, a supply-chain policy
+/// and a manifest-enrolled device): a change that makes existing schema-4 stores unreadable
+/// fails here.
+#[test]
+fn the_v4_fixture_opens_without_migration_and_reads_back_as_written() {
+    let (_dir, path) = copy_with_key("store-v4.redb", "store-v4.punch.key");
+    assert_eq!(raw_schema_version(&path), Some(4));
+    let (store, migration) = Store::open_migrating(&path).unwrap();
+    assert_eq!(migration, Migration::Current);
+    assert_holds_the_v4_fixture(&store);
+}
+
+/// Writes `tests/data/store-v4.redb` and its `store-v4.punch.key` (`cargo test -p
+/// vouch-verifier --test store_migration -- --ignored write_the_v4_fixture`). Only for a store
+/// that writes schema 4.
 #[test]
 #[ignore = "writes the committed fixture"]
-fn write_the_v3_fixture() {
-    assert_eq!(SCHEMA_VERSION, 3, "this writes the schema-3 fixture");
+fn write_the_v4_fixture() {
+    assert_eq!(SCHEMA_VERSION, 4, "this writes the schema-4 fixture");
     let dir = tempfile::tempdir().unwrap();
-    let tmp = dir.path().join("store-v3.redb");
+    let tmp = dir.path().join("store-v4.redb");
     let store = Store::open(&tmp).unwrap();
     write_fixture(&store);
     write_punches(&store);
+    write_v4_additions(&store);
     drop(store);
-    std::fs::copy(&tmp, data("store-v3.redb")).unwrap();
-    std::fs::copy(dir.path().join("punch.key"), data("store-v3.punch.key")).unwrap();
+    std::fs::copy(&tmp, data("store-v4.redb")).unwrap();
+    std::fs::copy(dir.path().join("punch.key"), data("store-v4.punch.key")).unwrap();
+}
+
+fn write_v4_additions(store: &Store) {
+    let a = v4::additions();
+    let mut w = store.write().unwrap();
+    for v in &a.vendors {
+        w.put_vendor(v).unwrap();
+    }
+    for b in &a.bundles {
+        w.put_bundle(b).unwrap();
+    }
+    w.put_supply_chain(&a.supply_chain).unwrap();
+    w.put_device(&a.device).unwrap();
+    w.commit().unwrap();
+}
+
+/// Everything the v4 fixture holds reads back as written.
+fn assert_holds_the_v4_fixture(store: &Store) {
+    let a = v4::additions();
+    assert_holds_the_fixture_and(store, std::slice::from_ref(&a.device));
+    assert_holds_the_punches(store);
+    let r = store.read().unwrap();
+    assert_eq!(r.vendors().unwrap(), a.vendors);
+    for v in &a.vendors {
+        assert_eq!(r.vendor(&v.name).unwrap().as_ref(), Some(v));
+    }
+    assert_eq!(r.bundles().unwrap(), a.bundles);
+    for b in &a.bundles {
+        assert_eq!(
+            r.bundle(&b.model, &b.firmware_version).unwrap().as_ref(),
+            Some(b)
+        );
+    }
+    assert_eq!(r.bundle(v4::MODEL, "9.9").unwrap(), None);
+    assert_eq!(r.supply_chain().unwrap().as_ref(), Some(&a.supply_chain));
+    drop(r);
+    let w = store.write().unwrap();
+    assert_eq!(
+        w.devices_of_model(v4::MODEL).unwrap(),
+        [a.device.id().clone()]
+    );
+    assert_eq!(
+        w.bundle(v4::MODEL, "2.0.2").unwrap().as_ref(),
+        Some(&a.bundles[1])
+    );
+    assert_eq!(w.supply_chain().unwrap().as_ref(), Some(&a.supply_chain));
+}
+
+/// A bundle row with a field schema 4 does not have is reported corrupt naming the table and
+/// the key as an operator knows it (`model@version`).
+#[test]
+fn a_bundle_row_with_an_unknown_field_is_reported_as_corrupt_naming_table_and_key() {
+    let (_dir, path) = copy_with_key("store-v4.redb", "store-v4.punch.key");
+    raw_edit(&path, |w| {
+        let def = TableDefinition::<&str, &[u8]>::new("bundles");
+        let mut t = w.open_table(def).unwrap();
+        let key = format!("{}\0{}", v4::MODEL, "2.0.2");
+        let bytes = t.get(key.as_str()).unwrap().unwrap().value().to_vec();
+        let mut row: ciborium::Value = ciborium::from_reader(bytes.as_slice()).unwrap();
+        row.as_map_mut()
+            .unwrap()
+            .push(("surprise".into(), 1.into()));
+        let mut out = Vec::new();
+        ciborium::into_writer(&row, &mut out).unwrap();
+        t.insert(key.as_str(), out.as_slice()).unwrap();
+    });
+    let store = Store::open(&path).unwrap();
+    let r = store.read().unwrap();
+    for err in [
+        r.bundle(v4::MODEL, "2.0.2").unwrap_err(),
+        r.bundles().unwrap_err(),
+    ] {
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("row K-9@2.0.2 of table bundles is corrupt") && msg.contains("surprise"),
+            "{msg}"
+        );
+    }
+    assert!(r.bundle(v4::MODEL, "2.0.1").unwrap().is_some());
 }
 
 /// The punch records of the v3 fixture: device t-1's chain of three, the last one held.
@@ -386,10 +513,12 @@ fn records_written_by_the_current_schema_read_back_as_written() {
     let (store, created) = Store::open_migrating(&path).unwrap();
     assert_eq!(created, Migration::Created);
     write_fixture(&store);
-    assert_holds_the_fixture(&store);
+    write_punches(&store);
+    write_v4_additions(&store);
+    assert_holds_the_v4_fixture(&store);
     drop(store);
     assert_eq!(raw_schema_version(&path), Some(SCHEMA_VERSION));
-    assert_holds_the_fixture(&Store::open(&path).unwrap());
+    assert_holds_the_v4_fixture(&Store::open(&path).unwrap());
 }
 
 /// A store from before the verdict expiry index (schema 1 without the

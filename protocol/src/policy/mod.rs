@@ -17,6 +17,7 @@ use std::fmt;
 use crate::bytes::Sha256Digest;
 use crate::error::PolicyError;
 use crate::firmware::FirmwareEntry;
+use crate::inventory::{INVENTORY_PATH, Inventory};
 use crate::reason::Reason;
 use crate::wire::to_cbor;
 use events::{EventReference, LogMeasurements, RawEvents};
@@ -228,6 +229,13 @@ pub struct Measurements {
     pub firmware: Vec<FirmwareEntry>,
     /// What the verified firmware event log proved, when the evidence carried one.
     pub eventlog: Option<LogMeasurements>,
+    /// The firmware version the evidence reported (which vendor bundle governs the device).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firmware_version: Option<String>,
+    /// The hardware inventory the evidence carried (checked against the device's manifest and
+    /// the supply-chain policy, now and whenever these measurements are appraised again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inventory: Option<Inventory>,
 }
 
 impl Measurements {
@@ -242,7 +250,9 @@ impl Measurements {
             .map(|(i, v)| (*i, *v))
             .collect();
         let mut firmware: BTreeMap<String, BTreeSet<Sha256Digest>> = BTreeMap::new();
-        for e in &self.firmware {
+        // The inventory measurement is no firmware file: its digest changes with the hardware,
+        // which the manifest's baseline and the supply-chain policy judge.
+        for e in self.firmware.iter().filter(|e| e.path != INVENTORY_PATH) {
             if let Some(h) = e.sha256 {
                 firmware.entry(e.path.clone()).or_default().insert(h);
             }
@@ -323,6 +333,10 @@ pub fn evaluate(rv: &ReferenceValues, m: &Measurements, scope: &str) -> Vec<Find
     let mut seen = BTreeSet::new();
     for e in &m.firmware {
         seen.insert(e.path.as_str());
+        if e.path == INVENTORY_PATH {
+            // Not a firmware file (see `Measurements::capture`).
+            continue;
+        }
         let allowed = rv.firmware.get(&e.path);
         let path = e.path.clone();
         let reason = match (&e.sha256, allowed) {
@@ -367,6 +381,8 @@ mod tests {
                 sha256: Some(d(0xaa)),
             }],
             eventlog: None,
+            firmware_version: None,
+            inventory: None,
         }
     }
 

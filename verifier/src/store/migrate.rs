@@ -29,6 +29,14 @@
 //! - audit rows may name three new actions (`punches_rejected`, `punches_exported`,
 //!   `punches_reviewed`), which a schema-2 binary cannot read: hence the version, though no
 //!   existing row changes.
+//!
+//! Schema 3 → 4:
+//! - the vendor-trust tables (`vendors`, `bundles`, `supply_chain`) are created empty;
+//! - enrollment rows may carry `provenance` and `ek_cert_anchor`, measurement rows
+//!   `firmware_version` and `inventory`, and audit rows five new actions (`vendor_trusted`,
+//!   `vendor_revoked`, `reference_imported`, `reference_revoked`, `supply_chain_set`): none of
+//!   which a schema-3 binary can read. The new fields are left out of a row when absent, so a
+//!   schema-3 row already is the schema-4 row of the same record: nothing is rewritten.
 
 use anyhow::{Context, Result};
 use redb::{Database, ReadableDatabase, ReadableTable, TableHandle, WriteTransaction};
@@ -152,7 +160,7 @@ fn migrate(db: &Database, from: u64) -> Result<Migration> {
     let w = db.begin_write()?;
     create_tables(&w)?;
     // Each step takes the store one version up inside this same transaction. 2 → 3 only adds
-    // the punch tables, which `create_tables` made above.
+    // the punch tables and 3 → 4 the vendor-trust tables, which `create_tables` made above.
     let (devices, unreadable, indexed) = if from < 2 { v1_to_v2(&w)? } else { (0, 0, 0) };
     w.open_table(META)?.insert(SCHEMA_KEY, SCHEMA_VERSION)?;
     w.commit()?;
@@ -178,6 +186,9 @@ fn create_tables(w: &WriteTransaction) -> Result<()> {
     w.open_table(PUNCH_HEADS)?;
     w.open_table(PUNCH_HELD)?;
     w.open_table(PUNCH_KEY)?;
+    for t in super::vendors::TABLES {
+        w.open_table(t)?;
+    }
     Ok(())
 }
 

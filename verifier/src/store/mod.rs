@@ -9,7 +9,8 @@
 //! lookup: device by id, nonce by value, policy by scope. Nonce expiry has its own index so
 //! pruning is a range delete, never a scan. Reads are in `read`, writes in `write`, I/O error
 //! recovery in `recovery`. The punch mirror's tables are in `punches`; its records are sealed
-//! with the punch key (`punch_key`, a file beside the database, never inside it).
+//! with the punch key (`punch_key`, a file beside the database, never inside it). Trusted
+//! vendors, reference bundles and the supply-chain policy are in `vendors`.
 
 use anyhow::Result;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -24,6 +25,7 @@ mod punches;
 mod read;
 mod recovery;
 mod rows;
+mod vendors;
 mod write;
 
 pub use migrate::{Migration, SchemaError};
@@ -54,6 +56,12 @@ const PUNCH_HEADS: TableDefinition<&str, &[u8]> = TableDefinition::new("punch_he
 const PUNCH_HELD: TableDefinition<(&str, u64), ()> = TableDefinition::new("punch_held");
 /// The id of the key punch rows are sealed with (`punch_key`).
 const PUNCH_KEY: TableDefinition<&str, &[u8]> = TableDefinition::new("punch_key");
+/// Trusted vendors by name (schema 4; see `vendors`).
+const VENDORS: TableDefinition<&str, &[u8]> = TableDefinition::new("vendors");
+/// Imported reference bundles by `model NUL firmware version`.
+const BUNDLES: TableDefinition<&str, &[u8]> = TableDefinition::new("bundles");
+/// The supply-chain policy: one row.
+const SUPPLY_CHAIN: TableDefinition<&str, &[u8]> = TableDefinition::new("supply_chain");
 
 const SEQ: &str = "seq";
 const AUDIT_SEQ: &str = "audit_seq";

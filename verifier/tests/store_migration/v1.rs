@@ -106,6 +106,8 @@ fn measurements() -> Measurements {
                 BTreeSet::from(["EV_EFI_BOOT_SERVICES_APPLICATION".to_string()]),
             )]),
         }),
+        firmware_version: None,
+        inventory: None,
     }
 }
 

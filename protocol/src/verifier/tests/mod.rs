@@ -77,6 +77,8 @@ fn measurements(pcr0: u8) -> Measurements {
         firmware_pcr: 14,
         firmware: Vec::new(),
         eventlog: None,
+        firmware_version: None,
+        inventory: None,
     }
 }
 

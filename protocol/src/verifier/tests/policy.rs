@@ -130,6 +130,8 @@ fn a_capture_needs_verified_nonempty_measurements() {
         firmware_pcr: 14,
         firmware: Vec::new(),
         eventlog: None,
+        firmware_version: None,
+        inventory: None,
     });
     let e = w.core.capture_policy(&w.rec).unwrap_err();
     assert_eq!(e, PolicyRefusal::EmptyMeasurements(w.rec.id().clone()));

@@ -16,11 +16,17 @@
 //!   change, compatible or versioned there.
 //! - `ChainHash` (punch rows and heads): 32 bytes, the punch chain's hash, which both sides
 //!   compute (`protocol::punch`); its definition is part of the protocol.
-//! - `ReferenceValues` (the policies table): its serde form is the reference-values format
-//!   operators write (`vouchctl policy set`), which must keep reading their files anyway.
+//! - `ReferenceValues` (the policies and bundles tables): its serde form is the reference-values
+//!   format operators write (`vouchctl policy set`), which must keep reading their files anyway.
+//! - `SupplyChainPolicy` (the supply-chain table) likewise: the format of `vouchctl
+//!   supply-chain set`.
+//! - `Inventory` (a device's manifest baseline and its last reported one) and `VendorName`: the
+//!   inventory is a field of the signed manifest and evidence whose canonical CBOR is hashed
+//!   and measured into the quote, so its encoding is the protocol's.
 //!
-//! Everything else gets a store-owned shape here: the device record and its status, the
-//! enrollment, measurements, nonces, event logs and audit entries. A shape shared by several
+//! Everything else gets a store-owned shape here (and in [`vendor`]): the device record and its
+//! status, the enrollment and its provenance, measurements, nonces, event logs, audit entries,
+//! vendors and bundles. A shape shared by several
 //! schema versions is defined once; a version that changes one freezes the old shape into
 //! that version's module first. The fixture test (`tests/store_migration.rs`) reads a store
 //! written by schema 1, so a change that breaks reading old rows — an as-is type included —
@@ -35,6 +41,7 @@ use vouch_protocol::device::{Actor, AuditAction};
 use vouch_protocol::enrollment::Enrollment;
 use vouch_protocol::firmware::FirmwareEntry;
 use vouch_protocol::ids::{DeviceId, Nonce};
+use vouch_protocol::inventory::Inventory;
 use vouch_protocol::messages::EventLogHeld;
 use vouch_protocol::nonce::IssuedNonce;
 use vouch_protocol::policy::Measurements;
@@ -46,11 +53,12 @@ use vouch_protocol::wire::{from_cbor_exact, to_cbor};
 pub(super) mod punch;
 mod status;
 pub(super) mod v1;
+pub(super) mod vendor;
 
 pub(super) use status::{StatusRow, status_from_row, status_to_row};
 
 /// The schema this binary writes, and the newest it can read.
-pub const SCHEMA_VERSION: u64 = 3;
+pub const SCHEMA_VERSION: u64 = 4;
 
 /// Decodes one row of `table` stored under `key`; an undecodable row is reported as corrupt,
 /// naming both.
@@ -113,7 +121,9 @@ impl DeviceRow {
     }
 }
 
-/// A device's enrollment (shared by schemas 1 and 2).
+/// A device's enrollment (shared by schemas 1 to 4: the two fields schema 4 added are left out
+/// of the encoding when absent, so a device enrolled from its own request is stored as in
+/// schema 3, and schema 1 to 3 rows read as having neither).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct EnrollmentRow {
@@ -128,6 +138,12 @@ pub(super) struct EnrollmentRow {
     /// Absent in schema-1 rows written before MQTT identities existed.
     #[serde(default)]
     pub mqtt_password_hash: Option<String>,
+    /// Schema 4: the vendor manifest the device was enrolled from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<vendor::ProvenanceRow>,
+    /// Schema 4: the trusted root its EK certificate chained to at enrollment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ek_cert_anchor: Option<String>,
 }
 
 impl EnrollmentRow {
@@ -142,6 +158,11 @@ impl EnrollmentRow {
             device_key: e.device_key.clone(),
             enrolled_at: e.enrolled_at,
             mqtt_password_hash: e.mqtt_password_hash.clone(),
+            provenance: e
+                .provenance
+                .as_ref()
+                .map(vendor::ProvenanceRow::from_domain),
+            ek_cert_anchor: e.ek_cert_anchor.clone(),
         }
     }
 
@@ -156,13 +177,14 @@ impl EnrollmentRow {
             device_key: self.device_key,
             enrolled_at: self.enrolled_at,
             mqtt_password_hash: self.mqtt_password_hash,
-            provenance: None,
-            ek_cert_anchor: None,
+            provenance: self.provenance.map(vendor::ProvenanceRow::into_domain),
+            ek_cert_anchor: self.ek_cert_anchor,
         }
     }
 }
 
-/// What the last accepted quote proved (shared by schemas 1 and 2).
+/// What the last accepted quote proved (shared by schemas 1 to 4; schema 4's two fields are
+/// left out when absent, as for [`EnrollmentRow`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct MeasurementsRow {
@@ -170,6 +192,12 @@ pub(super) struct MeasurementsRow {
     pub firmware_pcr: u8,
     pub firmware: Vec<FirmwareRow>,
     pub eventlog: Option<LogMeasurementsRow>,
+    /// Schema 4: the firmware version the evidence reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firmware_version: Option<String>,
+    /// Schema 4: the hardware inventory the evidence carried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inventory: Option<Inventory>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -245,6 +273,8 @@ impl MeasurementsRow {
                 explained_pcrs: l.explained_pcrs.clone(),
                 event_types: l.event_types.clone(),
             }),
+            firmware_version: m.firmware_version.clone(),
+            inventory: m.inventory.clone(),
         }
     }
 
@@ -278,6 +308,8 @@ impl MeasurementsRow {
                 explained_pcrs: l.explained_pcrs,
                 event_types: l.event_types,
             }),
+            firmware_version: self.firmware_version,
+            inventory: self.inventory,
         }
     }
 }
@@ -304,7 +336,7 @@ impl EventKindRow {
     }
 }
 
-/// A row of the `eventlogs` table (shared by schemas 1 and 2).
+/// A row of the `eventlogs` table (shared by schemas 1 to 4).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct LogRow {
@@ -328,7 +360,7 @@ impl LogRow {
     }
 }
 
-/// A row of the `nonces` table (shared by schemas 1 and 2).
+/// A row of the `nonces` table (shared by schemas 1 to 4).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NonceRow {
@@ -358,7 +390,7 @@ impl NonceRow {
     }
 }
 
-/// A row of the `audit` table (shared by schemas 1 and 2).
+/// A row of the `audit` table (shared by schemas 1 to 4).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct AuditRow {
@@ -391,7 +423,7 @@ impl AuditRow {
     }
 }
 
-/// Who caused a change (shared by schemas 1 and 2). Adding a variant is readable by this
+/// Who caused a change (shared by schemas 1 to 4). Adding a variant is readable by this
 /// binary but not by an older one of the same schema: it needs a schema version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "name", rename_all = "lowercase")]
@@ -416,7 +448,7 @@ impl ActorRow {
     }
 }
 
-/// Kinds of audited change (shared by schemas 1 to 3; a new variant needs a schema version,
+/// Kinds of audited change (shared by schemas 1 to 4; a new variant needs a schema version,
 /// as for [`ActorRow`]: the three `Punches*` variants are schema 3's, the vendor, reference and
 /// supply-chain ones schema 4's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
