@@ -130,7 +130,10 @@ impl FakeSysfs {
 
     /// A network interface; `physical` ones have a `device` entry, the rest count as virtual.
     pub fn set_nic(&self, name: &str, mac: &str, physical: bool) {
-        self.write(&format!("sys/class/net/{name}/address"), &format!("{mac}\n"));
+        self.write(
+            &format!("sys/class/net/{name}/address"),
+            &format!("{mac}\n"),
+        );
         if physical {
             fs::create_dir_all(self.root.join(format!("sys/class/net/{name}/device"))).unwrap();
         }
