@@ -44,6 +44,122 @@ pub struct DeviceView {
     /// (`--punch-pressure-percent`) of its buffer, by what its last batch said.
     #[serde(default)]
     pub buffer_pressure: bool,
+    /// What the vendor manifest said at import; `null` for a terminal enrolled from its own
+    /// request (`vouchctl enroll`).
+    #[serde(default)]
+    pub provenance: Option<ProvenanceView>,
+    /// Subject of the trusted TPM manufacturer root the EK certificate chained to when the
+    /// device was enrolled; `null` when it has none or it did not chain.
+    #[serde(default)]
+    pub ek_cert_anchor: Option<String>,
+    /// Why the device's EK certificate does not count (no certificate, no roots configured, or
+    /// the check that failed); `null` when `ek_cert_anchor` is set. With `require_ek_cert` such a
+    /// device is at best `warning`.
+    #[serde(default)]
+    pub ek_cert_problem: Option<String>,
+    /// The firmware version the device last reported (`null` before its first verified quote,
+    /// or from an agent that does not report one).
+    #[serde(default)]
+    pub firmware_version: Option<String>,
+    /// Its model at the firmware version it runs (last reported, else the provisioned one) was
+    /// revoked (`vouchctl reference revoke`): its next attestation quarantines it.
+    #[serde(default)]
+    pub firmware_revoked: bool,
+    /// A software attester (vouch-sim) stands in for its TPM: it proves nothing about hardware.
+    #[serde(default)]
+    pub simulated: bool,
+}
+
+/// The vendor manifest a device was enrolled from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvenanceView {
+    pub vendor: String,
+    pub simulated: bool,
+    /// The vendor's station proved the AK lives in the TPM of the EK (credential activation).
+    pub credential_activated: bool,
+    /// The firmware version the vendor provisioned.
+    pub firmware_version: String,
+    /// RFC 3339 issue time of the manifest.
+    pub issued_at: String,
+}
+
+/// Who revoked something, when (RFC 3339) and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevocationView {
+    pub at: String,
+    pub by: String,
+    pub reason: String,
+}
+
+/// Body of `POST /v1/vendors`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VendorTrustBody {
+    pub name: String,
+    /// The vendor's Ed25519 public key, 64 hex characters (its `vendor.pub`).
+    pub key: String,
+}
+
+/// A vendor the operator trusts or once trusted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VendorView {
+    pub name: String,
+    /// Ed25519 public key, hex.
+    pub key: String,
+    /// First 8 bytes of SHA-256 of the key, hex: compare it with the vendor out of band.
+    pub fingerprint: String,
+    pub trusted_at: String,
+    pub trusted_by: String,
+    /// Set once revoked: its manifests and bundles are refused from then on.
+    pub revoked: Option<RevocationView>,
+}
+
+/// The answer to `POST /v1/vendors` and `POST /v1/vendors/{name}/revoke`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VendorChangeView {
+    pub vendor: VendorView,
+    /// False when nothing changed (the same key trusted again, or already revoked).
+    pub changed: bool,
+}
+
+/// The answer to `POST /v1/manifests`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestImportView {
+    pub id: String,
+    /// False when the same manifest's device was already enrolled (import is idempotent).
+    pub created: bool,
+    pub vendor: String,
+    pub simulated: bool,
+    /// As in [`DeviceView`]: the root the EK certificate chained to, or why it did not count.
+    pub ek_cert_anchor: Option<String>,
+    pub ek_cert_problem: Option<String>,
+}
+
+/// An imported reference bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReferenceView {
+    pub vendor: String,
+    pub model: String,
+    pub firmware_version: String,
+    /// RFC 3339 issue time of the bundle (a newer bundle replaces it; an older one is refused).
+    pub issued_at: String,
+    pub imported_at: String,
+    /// The id of its reference values (as verdicts' `policy_id` name them).
+    pub content_id: String,
+    /// Set once the firmware version was revoked: every terminal running it is quarantined at
+    /// its next attestation.
+    pub revoked: Option<RevocationView>,
+}
+
+/// The answer to `POST /v1/references`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReferenceImportView {
+    pub reference: ReferenceView,
+    /// False when the same bundle was already imported.
+    pub created: bool,
+    /// Devices re-evaluated against the bundle, with their state afterwards.
+    #[serde(default)]
+    pub reevaluated: Vec<DeviceStateView>,
 }
 
 /// A device's punch mirror as operators see it.
@@ -149,6 +265,12 @@ pub struct EnrolledView {
     pub id: String,
     /// False when the same request was already enrolled (enrollment is idempotent).
     pub created: bool,
+    /// As in [`DeviceView`]: the root the EK certificate chained to, or why it did not count.
+    /// Absent in answers of a verifier that predates EK certificate checks.
+    #[serde(default)]
+    pub ek_cert_anchor: Option<String>,
+    #[serde(default)]
+    pub ek_cert_problem: Option<String>,
 }
 
 /// Every error response: `{"error": "..."}` with a 4xx/5xx status.

@@ -1,5 +1,8 @@
 //! The verifier's command line and config file, validated once into `ServerConfig`.
-//! Precedence: flags, then the TOML file given by `--config`, then defaults.
+//! Precedence: flags, then the TOML file given by `--config`, then defaults. The TPM
+//! manufacturer roots (`tpm_roots`, a directory of PEM files) are read and checked here, at
+//! start: a missing or unreadable directory or a certificate that is not a CA stops the
+//! verifier with a message naming the file.
 
 use anyhow::{Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -7,6 +10,7 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use vouch_common::mqtt_url::BrokerAddr;
+use vouch_protocol::ekcert::{self, TrustAnchors};
 use vouch_protocol::{nonce, wire};
 
 use crate::broker::{TlsFiles, VERIFIER_USER, supervisor::DEFAULT_MOSQUITTO};
@@ -45,6 +49,14 @@ pub struct RunArgs {
     /// unacknowledged punches fill this percentage of its buffer or more [default: 80]
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub punch_pressure_percent: Option<u8>,
+    /// A device without an EK certificate chaining to one of --tpm-roots is at best `warning`,
+    /// never trusted [default: true]
+    #[arg(long, value_name = "true|false", action = clap::ArgAction::Set)]
+    pub require_ek_cert: Option<bool>,
+    /// Directory of PEM files: the TPM manufacturer CAs (roots, and any intermediates placed
+    /// beside them) EK certificates must chain to. Every certificate in it is a trust anchor.
+    #[arg(long, value_name = "DIR")]
+    pub tpm_roots: Option<PathBuf>,
     /// TOML config file; flags take precedence.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -103,6 +115,11 @@ pub struct FileConfig {
     pub quarantine_after_expiries: Option<u32>,
     /// Buffer pressure threshold in percent of a terminal's punch buffer [default: 80].
     pub punch_pressure_percent: Option<u8>,
+    /// A device without an EK certificate chaining to one of `tpm_roots` is at best `warning`
+    /// [default: true].
+    pub require_ek_cert: Option<bool>,
+    /// Directory of PEM files holding the trusted TPM manufacturer CAs.
+    pub tpm_roots: Option<PathBuf>,
 }
 
 impl FileConfig {
@@ -151,6 +168,8 @@ pub struct ServerConfig {
     pub mqtt_extra_acl: String,
     /// Buffer pressure threshold, percent of a terminal's punch buffer.
     pub punch_pressure_percent: u8,
+    /// The TPM manufacturer CAs EK certificates are checked against (empty: none configured).
+    pub tpm_roots: TrustAnchors,
 }
 
 pub const DEFAULT_MQTT: &str = "127.0.0.1:1883";
@@ -195,6 +214,14 @@ impl ServerConfig {
         if !(1..=100).contains(&punch_pressure_percent) {
             bail!("punch_pressure_percent must be between 1 and 100");
         }
+        let require_ek_cert = args
+            .require_ek_cert
+            .or(file.require_ek_cert)
+            .unwrap_or(true);
+        let tpm_roots = match args.tpm_roots.as_ref().or(file.tpm_roots.as_ref()) {
+            Some(dir) => load_tpm_roots(dir)?,
+            None => TrustAnchors::default(),
+        };
         let workers = file
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
@@ -217,9 +244,11 @@ impl ServerConfig {
                 challenges_per_minute: file.challenges_per_minute.unwrap_or(30).max(1),
                 verifier_id: format!("vouch-verifier {}", env!("CARGO_PKG_VERSION")),
                 quarantine_after_expiries: file.quarantine_after_expiries.unwrap_or(0),
+                require_ek_cert,
             },
             workers,
             punch_pressure_percent,
+            tpm_roots,
             mqtt_extra_users: match &file.mqtt_extra_passwd {
                 Some(p) => extra_users(p)?,
                 None => Vec::new(),
@@ -231,6 +260,55 @@ impl ServerConfig {
             },
         })
     }
+}
+
+/// Most PEM files read from a roots directory.
+const MAX_ROOT_FILES: usize = 256;
+
+/// Reads every `*.pem` file of `dir` (sorted by name) into one set of trust anchors. Each file
+/// is checked on its own first, so an error names the file: unreadable, not PEM, no
+/// certificate, or a certificate that is not a CA. An empty directory is refused too: a roots
+/// setting that trusts nothing is a mistake, not a choice.
+pub fn load_tpm_roots(dir: &Path) -> Result<TrustAnchors> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        anyhow::anyhow!(
+            "tpm_roots {}: cannot read the directory: {e}",
+            dir.display()
+        )
+    })?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry
+            .map_err(|e| anyhow::anyhow!("tpm_roots {}: {e}", dir.display()))?
+            .path();
+        if path.extension().is_some_and(|x| x == "pem") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        bail!("tpm_roots {} holds no *.pem file", dir.display());
+    }
+    if files.len() > MAX_ROOT_FILES {
+        bail!(
+            "tpm_roots {} holds {} PEM files (limit {MAX_ROOT_FILES})",
+            dir.display(),
+            files.len()
+        );
+    }
+    let mut all = Vec::new();
+    for path in &files {
+        let bytes = vouch_common::fs::read_limited(path, ekcert::MAX_PEM_TEXT as u64)
+            .map_err(|e| anyhow::anyhow!("tpm_roots: {e}"))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| anyhow::anyhow!("tpm_roots: {} is not PEM text", path.display()))?;
+        let certs = ekcert::parse_pem_certificates(&text)
+            .map_err(|e| anyhow::anyhow!("tpm_roots: {}: {e}", path.display()))?;
+        TrustAnchors::from_der(certs.clone())
+            .map_err(|e| anyhow::anyhow!("tpm_roots: {}: {e}", path.display()))?;
+        all.extend(certs);
+    }
+    TrustAnchors::from_der(all).map_err(|e| anyhow::anyhow!("tpm_roots {}: {e}", dir.display()))
 }
 
 /// Parses `user:hash` lines; refuses user names that are device ids.
@@ -441,6 +519,70 @@ mod tests {
         };
         let err = ServerConfig::resolve(&args).unwrap_err().to_string();
         assert!(err.contains("device id"), "{err}");
+    }
+
+    #[test]
+    fn require_ek_cert_defaults_to_true_and_comes_from_the_flag_or_the_file() {
+        let c = ServerConfig::resolve(&RunArgs::default()).unwrap();
+        assert!(c.engine.require_ek_cert);
+        assert!(c.tpm_roots.is_empty());
+        let Command::Run(args) =
+            Cli::try_parse_from(["vouch-verifier", "run", "--require-ek-cert", "false"])
+                .unwrap()
+                .command;
+        assert!(!ServerConfig::resolve(&args).unwrap().engine.require_ek_cert);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.toml");
+        std::fs::write(&path, "require_ek_cert = false\n").unwrap();
+        let args = RunArgs {
+            config: Some(path.clone()),
+            ..RunArgs::default()
+        };
+        assert!(!ServerConfig::resolve(&args).unwrap().engine.require_ek_cert);
+        let args = RunArgs {
+            config: Some(path),
+            require_ek_cert: Some(true),
+            ..RunArgs::default()
+        };
+        assert!(
+            ServerConfig::resolve(&args).unwrap().engine.require_ek_cert,
+            "the flag wins"
+        );
+    }
+
+    fn vector(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../protocol/tests/vectors/ekcert")
+            .join(name)
+    }
+
+    #[test]
+    fn tpm_roots_load_every_pem_file_and_name_the_one_at_fault() {
+        let dir = tempfile::tempdir().unwrap();
+        let roots = dir.path();
+        let err = load_tpm_roots(roots).unwrap_err().to_string();
+        assert!(err.contains("holds no *.pem file"), "{err}");
+        std::fs::copy(vector("swtpm-root.pem"), roots.join("a.pem")).unwrap();
+        std::fs::copy(vector("swtpm-intermediate.pem"), roots.join("b.pem")).unwrap();
+        std::fs::write(roots.join("README"), "not a certificate, not read").unwrap();
+        let anchors = load_tpm_roots(roots).unwrap();
+        assert_eq!(anchors.len(), 2);
+        std::fs::copy(vector("rsa2048-ek-pss.pem"), roots.join("c.pem")).unwrap();
+        let err = load_tpm_roots(roots).unwrap_err().to_string();
+        assert!(err.contains("c.pem") && err.contains("not a CA"), "{err}");
+        std::fs::write(roots.join("c.pem"), "garbage").unwrap();
+        let err = load_tpm_roots(roots).unwrap_err().to_string();
+        assert!(
+            err.contains("c.pem") && err.contains("no CERTIFICATE"),
+            "{err}"
+        );
+        let err = load_tpm_roots(&roots.join("missing"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("missing") && err.contains("cannot read"),
+            "{err}"
+        );
     }
 
     #[test]

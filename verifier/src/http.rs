@@ -2,7 +2,9 @@
 //! values, run the engine call on the blocking pool (store writes fsync) and map errors to status
 //! codes. Every error body is `{"error": "..."}` naming what was wrong. `/v1/health` says ok only
 //! when the broker and the verifier's MQTT client are up and the store's last write committed
-//! (503 naming what is down otherwise); its `ready` says the verifier takes messages.
+//! (503 naming what is down otherwise); its `ready` says the verifier takes messages. The
+//! vendor-trust routes (vendors, manifests, references, supply chain) are admin routes like
+//! the rest, with the body limits of their documents.
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
@@ -18,13 +20,17 @@ use tokio::sync::watch;
 use vouch_protocol::device::Actor;
 use vouch_protocol::policy::{PolicyScope, ReferenceValues};
 
-use crate::api::{ErrorBody, HealthView, ReasonBody, ReviewBody};
+use crate::api::{ErrorBody, HealthView, ReasonBody, ReviewBody, VendorTrustBody};
 use crate::broker::BrokerHealth;
 use crate::broker::passwd::PasswordFile;
 use crate::engine::{ApiError, Engine, MAX_PUNCH_PAGE};
 
-/// Largest accepted request body (enrollment requests and policies are small).
+/// Largest accepted request body (enrollment requests, policies and vendor manifests are
+/// small: a manifest is at most 256 KiB, `DeviceManifest::MAX_LEN`).
 const MAX_BODY: usize = 256 * 1024;
+
+/// Largest reference bundle accepted (`ReferenceBundle::MAX_LEN`).
+const MAX_BUNDLE_BODY: usize = 4 << 20;
 
 #[derive(Clone)]
 struct AppState {
@@ -54,6 +60,21 @@ pub fn router(
         .route("/v1/devices/{id}/quarantine", post(quarantine))
         .route("/v1/devices/{id}/release", post(release))
         .route("/v1/devices/{id}/policy/capture", post(capture))
+        .route("/v1/devices/{id}/measurements", get(measurements))
+        .route("/v1/vendors", post(trust_vendor).get(vendors))
+        .route("/v1/vendors/{name}/revoke", post(revoke_vendor))
+        .route("/v1/manifests", post(import_manifest))
+        .route(
+            "/v1/references",
+            post(import_reference)
+                .layer(DefaultBodyLimit::max(MAX_BUNDLE_BODY))
+                .get(references),
+        )
+        .route(
+            "/v1/references/{model}/{version}/revoke",
+            post(revoke_reference),
+        )
+        .route("/v1/supply-chain", put(set_supply_chain).get(supply_chain))
         .route(
             "/v1/policies/device/{id}",
             put(set_device_policy).get(get_device_policy),
@@ -260,6 +281,97 @@ fn grant_mqtt_identity(passwd: &PasswordFile, request: &[u8]) -> Result<(), ApiE
             .map_err(|e| ApiError::Internal(e.context("updating the broker password file")))?;
     }
     Ok(())
+}
+
+/// 201 when something was created or changed, else 200 (the same request again).
+fn created_or_ok(created: bool) -> StatusCode {
+    if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    }
+}
+
+async fn measurements(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let m = blocking(move || s.engine.measurements(&id)).await?;
+    Ok(Json(m).into_response())
+}
+
+async fn trust_vendor(State(s): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let b: VendorTrustBody = json_body(&body, "vendor")?;
+    let v = blocking(move || s.engine.trust_vendor(&b.name, &b.key, operator())).await?;
+    Ok((created_or_ok(v.changed), Json(v)).into_response())
+}
+
+async fn vendors(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let v = blocking(move || s.engine.vendors()).await?;
+    Ok(Json(v).into_response())
+}
+
+async fn revoke_vendor(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let r: ReasonBody = json_body(&body, "revocation")?;
+    let v = blocking(move || s.engine.revoke_vendor(&name, &r.reason, operator())).await?;
+    Ok(Json(v).into_response())
+}
+
+/// Enrolls the device of a vendor-signed manifest, then gives it its broker identity, as
+/// `enroll` does.
+async fn import_manifest(State(s): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let passwd = s.passwd.clone();
+    let v = blocking(move || {
+        let imported = s.engine.import_manifest(&body, &operator())?;
+        if let (Some(passwd), Some(hash)) = (passwd, &imported.mqtt_password_hash) {
+            passwd
+                .upsert(&imported.view.id, hash)
+                .map_err(|e| ApiError::Internal(e.context("updating the broker password file")))?;
+        }
+        Ok(imported.view)
+    })
+    .await?;
+    Ok((created_or_ok(v.created), Json(v)).into_response())
+}
+
+async fn import_reference(State(s): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let v = blocking(move || s.engine.import_reference(&body, operator())).await?;
+    Ok((created_or_ok(v.created), Json(v)).into_response())
+}
+
+async fn references(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let v = blocking(move || s.engine.references()).await?;
+    Ok(Json(v).into_response())
+}
+
+async fn revoke_reference(
+    State(s): State<AppState>,
+    Path((model, version)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let r: ReasonBody = json_body(&body, "revocation")?;
+    let v = blocking(move || {
+        s.engine
+            .revoke_reference(&model, &version, &r.reason, operator())
+    })
+    .await?;
+    Ok(Json(v).into_response())
+}
+
+async fn set_supply_chain(State(s): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let text = String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::BadRequest("supply-chain policy: not UTF-8 JSON".into()))?;
+    let p = blocking(move || s.engine.set_supply_chain(&text, operator())).await?;
+    Ok(Json(p).into_response())
+}
+
+async fn supply_chain(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let p = blocking(move || s.engine.supply_chain()).await?;
+    Ok(Json(p).into_response())
 }
 
 #[derive(Deserialize)]

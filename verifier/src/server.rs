@@ -207,9 +207,16 @@ async fn start(
     let enrolled = enrolled_credentials(&store)?;
 
     let (out_tx, out_rx) = mpsc::channel(65_536);
+    if cfg.engine.require_ek_cert && cfg.tpm_roots.is_empty() {
+        tracing::warn!(
+            "require_ek_cert is on but no tpm_roots are configured: no EK certificate can \
+             chain, so every device is at best `warning`"
+        );
+    }
     let engine = Arc::new(
         Engine::new(store, key, cfg.engine.clone(), out_tx)
-            .with_punch_pressure_percent(cfg.punch_pressure_percent),
+            .with_punch_pressure_percent(cfg.punch_pressure_percent)
+            .with_tpm_roots(cfg.tpm_roots.clone()),
     );
 
     let managed = matches!(cfg.broker, BrokerChoice::Managed(_));
@@ -279,6 +286,8 @@ async fn start(
         broker = %format!("{}:{}", broker_addr.host, broker_addr.port),
         http = %http_addr,
         %fingerprint,
+        tpm_roots = cfg.tpm_roots.len(),
+        require_ek_cert = cfg.engine.require_ek_cert,
         "verifier running"
     );
     Ok(())

@@ -100,6 +100,8 @@ async fn a_batch_published_by_a_terminal_is_mirrored_and_its_ack_is_retained_for
     })
     .unwrap();
     cfg.workers = 2;
+    // Simulated terminals have no EK certificate; not what this test is about.
+    cfg.engine.require_ek_cert = false;
     let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let api = http.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();

@@ -5,6 +5,7 @@
 pub mod client;
 pub mod punches;
 mod render;
+mod vendors;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -74,6 +75,28 @@ pub enum Command {
     /// Mark a device's held punch records (mirrored while it was not trusted) up to --through
     /// reviewed; audited. They stay held: neither a review nor a release unmarks that.
     ReviewPunches(punches::ReviewArgs),
+    /// Vendors whose signed manifests and reference bundles are accepted.
+    #[command(subcommand)]
+    Vendor(vendors::VendorCommand),
+    /// Import vendor-signed documents: device manifests (enrolls the devices) and reference
+    /// bundles.
+    #[command(subcommand)]
+    Import(vendors::ImportCommand),
+    /// Imported reference bundles: list them, revoke a firmware version.
+    #[command(subcommand)]
+    Reference(vendors::ReferenceCommand),
+    /// The supply-chain policy: deny (or allow-only) rules on PCI/USB vendor ids, SMBIOS
+    /// manufacturers and TPM manufacturers, checked at every attestation.
+    #[command(subcommand)]
+    SupplyChain(vendors::SupplyChainCommand),
+    /// Print a device's last verified measurements as JSON (the input of `vouch-provision
+    /// reference --evidence`).
+    Measurements {
+        id: String,
+        /// Write them to this file instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Show the audit trail (enrollments, state changes, operator actions, policy changes).
     Audit {
         #[arg(long)]
@@ -196,6 +219,9 @@ pub fn run(cli: Cli) -> Result<()> {
             let v: EnrolledView =
                 client()?.post_bytes("/v1/devices", "application/cbor", &bytes)?;
             println!("{}", v.id);
+            if let Some(p) = &v.ek_cert_problem {
+                eprintln!("vouchctl: warning: {}: {p}", v.id);
+            }
         }
         Command::Devices { json } => {
             let all = all_pages(&client()?, "/v1/devices", |p: DevicePage| {
@@ -260,6 +286,11 @@ pub fn run(cli: Cli) -> Result<()> {
                 d.id, d.state
             );
         }
+        Command::Vendor(cmd) => vendors::vendor(&client()?, cmd)?,
+        Command::Import(cmd) => vendors::import(&client()?, cmd)?,
+        Command::Reference(cmd) => vendors::reference(&client()?, cmd)?,
+        Command::SupplyChain(cmd) => vendors::supply_chain(&client()?, cmd)?,
+        Command::Measurements { id, out } => vendors::measurements(&client()?, id, out.as_deref())?,
         Command::Punches(args) => punches::export(&client()?, args)?,
         Command::ReviewPunches(args) => punches::review(&client()?, args)?,
         Command::Audit { json } => {

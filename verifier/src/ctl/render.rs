@@ -14,32 +14,58 @@ pub fn devices(list: &[DeviceView]) -> String {
     let mw = list.iter().map(|d| d.model.len()).max().unwrap_or(5).max(5);
     let _ = writeln!(
         out,
-        "{}  {}  {:<12}  {:<20}  {:<12}  REASON",
+        "{}  {}  {:<12}  {:<20}  {:<12}  {:<14}  REASON",
         pad("ID", idw),
         pad("MODEL", mw),
         "STATE",
         "LAST VERDICT",
-        "PUNCHES"
+        "PUNCHES",
+        "MARKS"
     );
     for d in list {
         let _ = writeln!(
             out,
-            "{}  {}  {:<12}  {:<20}  {:<12}  {}",
+            "{}  {}  {:<12}  {:<20}  {:<12}  {:<14}  {}",
             pad(&d.id, idw),
             pad(&d.model, mw),
             d.state.to_string(),
             d.last_verdict_at.as_deref().unwrap_or("-"),
             punch_cell(d),
+            marks(d),
             d.reasons.first().map(String::as_str).unwrap_or("")
         );
     }
     if list.iter().any(|d| d.buffer_pressure) {
         out.push_str("! = the terminal's punch buffer is under pressure (unacknowledged punches above the verifier's threshold)\n");
     }
+    if list.iter().any(|d| d.firmware_revoked) {
+        out.push_str("REVOKED-FW = the firmware version it runs was revoked: its next attestation quarantines it\n");
+    }
+    if list.iter().any(|d| d.simulated) {
+        out.push_str(
+            "SIM = a simulated terminal (software attester): it proves nothing about hardware\n",
+        );
+    }
     if list.is_empty() {
         out.push_str("(no devices enrolled)\n");
     }
     out
+}
+
+/// The MARKS cell: `REVOKED-FW` (its firmware version was revoked), `SIM` (simulated).
+fn marks(d: &DeviceView) -> String {
+    let mut m: Vec<&str> = Vec::new();
+    if d.firmware_revoked {
+        m.push("REVOKED-FW");
+    }
+    if d.simulated {
+        m.push("SIM");
+    }
+    if m.is_empty() {
+        "-".into()
+    } else {
+        m.join(",")
+    }
 }
 
 /// The PUNCHES cell: the mirror's head seq, `!` under buffer pressure.
@@ -91,6 +117,41 @@ pub fn device(d: &DeviceView) -> String {
         d.measured_at.as_deref().unwrap_or("never")
     );
     let _ = writeln!(out, "AK name:         {}", d.ak_name);
+    match &d.provenance {
+        Some(p) => {
+            let _ = writeln!(
+                out,
+                "provenance:      manifest of vendor {}, issued {}, credential activation {}{}",
+                p.vendor,
+                p.issued_at,
+                if p.credential_activated {
+                    "proved"
+                } else {
+                    "not done"
+                },
+                if p.simulated { ", SIMULATED" } else { "" }
+            );
+            let _ = writeln!(out, "provisioned fw:  {}", p.firmware_version);
+        }
+        None => {
+            let _ = writeln!(out, "provenance:      none (enrolled from its own request)");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "firmware:        {}{}",
+        d.firmware_version.as_deref().unwrap_or("(not reported)"),
+        if d.firmware_revoked {
+            " — REVOKED: its next attestation quarantines it"
+        } else {
+            ""
+        }
+    );
+    let _ = match (&d.ek_cert_anchor, &d.ek_cert_problem) {
+        (Some(a), _) => writeln!(out, "EK certificate:  chains to {a}"),
+        (None, Some(p)) => writeln!(out, "EK certificate:  does not count: {p}"),
+        (None, None) => writeln!(out, "EK certificate:  -"),
+    };
     let p = &d.punches;
     if let Some(e) = &p.error {
         let _ = writeln!(out, "punches:         unreadable: {e}");
@@ -193,7 +254,42 @@ mod tests {
             ak_name: "000b".into(),
             punches: Default::default(),
             buffer_pressure: false,
+            provenance: None,
+            ek_cert_anchor: None,
+            ek_cert_problem: None,
+            firmware_version: None,
+            firmware_revoked: false,
+            simulated: false,
         }
+    }
+
+    #[test]
+    fn the_device_list_marks_revoked_firmware_and_simulated_terminals() {
+        let mut v = view(DeviceState::Trusted, false);
+        let calm = devices(std::slice::from_ref(&v));
+        assert!(
+            !calm.contains("REVOKED-FW") && !calm.contains("SIM"),
+            "{calm}"
+        );
+        v.firmware_revoked = true;
+        v.simulated = true;
+        let list = devices(std::slice::from_ref(&v));
+        assert!(list.contains("REVOKED-FW,SIM"), "{list}");
+        assert!(list.contains("next attestation quarantines it"), "{list}");
+        v.provenance = Some(crate::api::ProvenanceView {
+            vendor: "acme".into(),
+            simulated: true,
+            credential_activated: false,
+            firmware_version: "2.1.0".into(),
+            issued_at: "2026-01-01T00:00:00Z".into(),
+        });
+        v.firmware_version = Some("2.1.0".into());
+        v.ek_cert_problem = Some("no EK certificate".into());
+        let one = device(&v);
+        assert!(one.contains("manifest of vendor acme"), "{one}");
+        assert!(one.contains("SIMULATED"), "{one}");
+        assert!(one.contains("firmware:        2.1.0 — REVOKED"), "{one}");
+        assert!(one.contains("does not count: no EK certificate"), "{one}");
     }
 
     #[test]

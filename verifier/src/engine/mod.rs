@@ -18,6 +18,7 @@ mod operator;
 mod punch_export;
 mod punches;
 mod stats;
+mod vendors;
 mod views;
 
 use ed25519_dalek::SigningKey;
@@ -37,6 +38,7 @@ pub use inbound::{Job, Refusal};
 pub use punch_export::{MAX_PUNCH_PAGE, MAX_REVIEW};
 pub use punches::{Buffer, PunchJob, PunchWork};
 pub use stats::Stats;
+pub use vendors::ImportedManifest;
 
 use crate::mqtt::Outgoing;
 use crate::store::{DeviceRecord, Store, Writer};
@@ -57,6 +59,8 @@ pub struct EngineConfig {
     /// Consecutive verdict periods without fresh evidence after which an unresponsive device is
     /// quarantined (0 = never).
     pub quarantine_after_expiries: u32,
+    /// A device without an EK certificate chaining to a trusted TPM root is at best `warning`.
+    pub require_ek_cert: bool,
 }
 
 impl EngineConfig {
@@ -155,6 +159,9 @@ pub struct Engine {
     in_flight: Mutex<InFlight>,
     /// Pending punches on a terminal, in percent of its buffer, above which it is flagged.
     punch_pressure_percent: u8,
+    /// The TPM manufacturer CAs EK certificates are checked against at enrollment
+    /// (`with_tpm_roots`, engine/vendors.rs).
+    tpm_roots: vouch_protocol::ekcert::TrustAnchors,
 }
 
 impl std::fmt::Debug for Engine {
@@ -196,6 +203,7 @@ impl Engine {
             out,
             in_flight: Mutex::new(InFlight::default()),
             punch_pressure_percent: DEFAULT_PUNCH_PRESSURE_PERCENT,
+            tpm_roots: Default::default(),
         }
     }
 

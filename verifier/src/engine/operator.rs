@@ -5,7 +5,7 @@
 //! devices a change re-evaluates and how (`on_policy_change`); each action commits in its own
 //! write transaction and publishes after the commit.
 
-use vouch_protocol::device::{Actor, TransitionError};
+use vouch_protocol::device::{Actor, AuditAction, TransitionError};
 use vouch_protocol::enrollment::Enrollment;
 use vouch_protocol::ids::DeviceId;
 use vouch_protocol::policy::{PolicyScope, ReferenceValues};
@@ -37,6 +37,9 @@ fn policy_refusal(e: PolicyRefusal) -> ApiError {
     }
 }
 
+/// The EK certificate's anchor, or why there is none, as an enrollment stored it.
+type EkCert = (Option<String>, Option<String>);
+
 /// Devices re-evaluated per transaction after a policy change.
 const REEVALUATION_CHUNK: usize = 500;
 
@@ -58,24 +61,62 @@ impl Engine {
             .ok_or_else(|| ApiError::NotFound(format!("device {id} is not enrolled")))
     }
 
-    /// Validates one request and records it in `w`. Returns the device id and whether it was
-    /// created (false when the same request is already enrolled: enrollment is idempotent).
+    /// Validates one request, checks its EK certificate against the TPM roots, and records it
+    /// in `w`. Returns the device id, whether it was created (false when the same request is
+    /// already enrolled: enrollment is idempotent) and the EK certificate's anchor or problem
+    /// as stored.
     fn enroll_into(
         &self,
         w: &mut Writer,
         request: &[u8],
         actor: &Actor,
         now: u64,
-    ) -> Result<(DeviceId, bool), ApiError> {
-        let e = Enrollment::from_request(request, now)
+    ) -> Result<(DeviceId, bool, EkCert), ApiError> {
+        let mut e = Enrollment::from_request(request, now)
             .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let problem = self.anchor_enrollment(&mut e, now);
         let id = e.id.clone();
+        let note = match (&e.ek_cert_anchor, &problem) {
+            (Some(a), _) => format!("EK certificate chains to {a}"),
+            (None, Some(p)) => p.clone(),
+            (None, None) => "no EK certificate".into(),
+        };
+        let fresh = (e.ek_cert_anchor.clone(), problem);
         let existing = w.device(&id)?;
-        match self.core.on_enroll(existing.as_ref(), e, actor, now) {
-            Ok(None) => Ok((id, false)),
-            Ok(Some(effects)) => {
+        let created = self.enroll_checked(w, existing.as_ref(), e, actor, now, &note)?;
+        let ek = match existing {
+            Some(x) if !created => (
+                x.enrollment.ek_cert_anchor.clone(),
+                self.ek_cert_problem(&x),
+            ),
+            _ => fresh,
+        };
+        Ok((id, created, ek))
+    }
+
+    /// Enrolls `e` (validated, its EK certificate checked) into `w` as the core decides it;
+    /// `note` (provenance, EK certificate) is added to the enrollment's audit entry. Returns
+    /// whether the device was created.
+    pub(super) fn enroll_checked(
+        &self,
+        w: &mut Writer,
+        existing: Option<&DeviceRecord>,
+        e: Enrollment,
+        actor: &Actor,
+        now: u64,
+        note: &str,
+    ) -> Result<bool, ApiError> {
+        let id = e.id.clone();
+        match self.core.on_enroll(existing, e, actor, now) {
+            Ok(None) => Ok(false),
+            Ok(Some(mut effects)) => {
+                for a in &mut effects.audit {
+                    if a.action == AuditAction::Enrolled {
+                        a.reason = format!("{}; {note}", a.reason);
+                    }
+                }
                 self.write_effects(w, &id, effects)?;
-                Ok((id, true))
+                Ok(true)
             }
             Err(conflict) => Err(ApiError::Conflict(conflict.to_string())),
         }
@@ -83,11 +124,14 @@ impl Engine {
 
     pub fn enroll(&self, request: &[u8], actor: &Actor) -> Result<EnrolledView, ApiError> {
         let mut w = self.store.write()?;
-        let (id, created) = self.enroll_into(&mut w, request, actor, self.now())?;
+        let (id, created, (ek_cert_anchor, ek_cert_problem)) =
+            self.enroll_into(&mut w, request, actor, self.now())?;
         self.commit(w, Vec::new())?;
         Ok(EnrolledView {
             id: id.to_string(),
             created,
+            ek_cert_anchor,
+            ek_cert_problem,
         })
     }
 
@@ -99,13 +143,15 @@ impl Engine {
         let mut w = self.store.write()?;
         let mut created = 0;
         for (i, request) in requests.iter().enumerate() {
-            let (_, new) = self
-                .enroll_into(&mut w, request, actor, now)
-                .map_err(|e| match e {
-                    ApiError::BadRequest(m) => ApiError::BadRequest(format!("request {i}: {m}")),
-                    ApiError::Conflict(m) => ApiError::Conflict(format!("request {i}: {m}")),
-                    other => other,
-                })?;
+            let (_, new, _) =
+                self.enroll_into(&mut w, request, actor, now)
+                    .map_err(|e| match e {
+                        ApiError::BadRequest(m) => {
+                            ApiError::BadRequest(format!("request {i}: {m}"))
+                        }
+                        ApiError::Conflict(m) => ApiError::Conflict(format!("request {i}: {m}")),
+                        other => other,
+                    })?;
             created += usize::from(new);
         }
         self.commit(w, Vec::new())?;
@@ -119,7 +165,8 @@ impl Engine {
             .device(&id)?
             .ok_or_else(|| ApiError::NotFound(format!("device {id} is not enrolled")))?;
         let head = r.punch_head(&id);
-        Ok(self.view(&rec, head))
+        let trust = self.trust_of(&rec, |m, v| r.bundle(m, v))?;
+        Ok(self.view(&rec, head, trust))
     }
 
     pub fn devices(&self, after: Option<&str>, limit: usize) -> Result<DevicePage, ApiError> {
@@ -127,8 +174,11 @@ impl Engine {
         let (recs, next) = r.devices(after, limit.clamp(1, 1000))?;
         let devices = recs
             .iter()
-            .map(|rec| self.view(rec, r.punch_head(rec.id())))
-            .collect();
+            .map(|rec| {
+                let trust = self.trust_of(rec, |m, v| r.bundle(m, v))?;
+                Ok(self.view(rec, r.punch_head(rec.id()), trust))
+            })
+            .collect::<Result<_, ApiError>>()?;
         Ok(DevicePage { devices, next })
     }
 
@@ -160,21 +210,27 @@ impl Engine {
             })?;
         let (out, rec) = self.write_effects(&mut w, &id, effects)?;
         let head = w.punch_head(&id);
-        self.commit(w, out)?;
         // An operator action always stores the record it changed.
         let rec = rec.ok_or_else(|| anyhow::anyhow!("operator action on {id} stored no record"))?;
-        Ok(self.view(&rec, head))
+        let trust = self.trust_of(&rec, |m, v| w.bundle(m, v))?;
+        self.commit(w, out)?;
+        Ok(self.view(&rec, head, trust))
     }
 
     /// The operator's view of `rec` with its punch mirror `head`, at the engine's clock. A
     /// head that cannot be read is logged and shown as an error of the device's punches, so
     /// one corrupt row does not fail a whole page of devices.
-    fn view(&self, rec: &DeviceRecord, head: anyhow::Result<Option<PunchHead>>) -> DeviceView {
+    fn view(
+        &self,
+        rec: &DeviceRecord,
+        head: anyhow::Result<Option<PunchHead>>,
+        trust: super::views::Trust,
+    ) -> DeviceView {
         let head = head.map_err(|e| {
             tracing::error!(device = %rec.id(), error = %format!("{e:#}"), "punch mirror head unreadable");
             format!("punch mirror head unreadable: {e:#}")
         });
-        super::views::device(rec, head, self.punch_pressure_percent, self.now())
+        super::views::device(rec, head, self.punch_pressure_percent, trust, self.now())
     }
 
     pub fn capture_policy(&self, id: &str, actor: Actor) -> Result<PolicyView, ApiError> {
@@ -227,6 +283,22 @@ impl Engine {
         };
         w.append_audit(&set.audit)?;
         self.commit(w, Vec::new())?;
+        let reevaluated = self.reevaluate(&scope, &candidates, now)?;
+        Ok(PolicyView {
+            policy_id: set.policy_id,
+            reevaluated,
+        })
+    }
+
+    /// Lets the core re-evaluate `candidates` after the reference values at `scope` changed, in
+    /// transactions of [`REEVALUATION_CHUNK`] devices, publishing after each. The core skips
+    /// devices the values do not govern. Returns the re-evaluated devices and their states.
+    pub(super) fn reevaluate(
+        &self,
+        scope: &PolicyScope,
+        candidates: &[DeviceId],
+        now: u64,
+    ) -> Result<Vec<DeviceStateView>, ApiError> {
         let mut reevaluated = Vec::new();
         for chunk in candidates.chunks(REEVALUATION_CHUNK) {
             let mut w = self.store.write()?;
@@ -239,7 +311,7 @@ impl Engine {
                 let gov = governing(&rec, |scope| w.policy(scope))?;
                 let Some(effects) = self
                     .core
-                    .on_policy_change(rec, &scope, &gov, now, &mut **self.nonces())
+                    .on_policy_change(rec, scope, &gov, now, &mut **self.nonces())
                     .map_err(anyhow::Error::from)?
                 else {
                     continue;
@@ -253,10 +325,21 @@ impl Engine {
             }
             self.commit(w, out)?;
         }
-        Ok(PolicyView {
-            policy_id: set.policy_id,
-            reevaluated,
-        })
+        Ok(reevaluated)
+    }
+
+    /// Re-evaluates the devices of `model` running firmware `version` after its vendor bundle
+    /// was imported.
+    pub(super) fn reevaluate_firmware(
+        &self,
+        model: &str,
+        version: &str,
+        now: u64,
+    ) -> Result<Vec<DeviceStateView>, ApiError> {
+        // Waiting for the core's firmware scope (vcore): until it lands, a bundle governs a
+        // device from its next attestation.
+        let _ = (model, version, now);
+        Ok(Vec::new())
     }
 
     pub fn policy(&self, scope: &PolicyScope) -> Result<ReferenceValues, ApiError> {

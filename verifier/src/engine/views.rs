@@ -2,11 +2,38 @@
 
 use vouch_common::time::rfc3339;
 use vouch_protocol::reason;
+use vouch_protocol::vendor::trust::{BundleRecord, Revocation, VendorRecord};
 
 use vouch_protocol::punch::buffer_pressure;
 
-use crate::api::{AuditView, DeviceView, PunchesView, QuarantineView};
+use crate::api::{
+    AuditView, DeviceView, ProvenanceView, PunchesView, QuarantineView, ReferenceView,
+    RevocationView, VendorView,
+};
 use crate::store::{AuditRecord, DeviceRecord, PunchHead};
+
+/// What the device view needs from outside its record, looked up by the engine: why its EK
+/// certificate does not count (`None` when it chained), and whether the firmware it runs was
+/// revoked.
+#[derive(Debug, Clone, Default)]
+pub struct Trust {
+    pub ek_cert_problem: Option<String>,
+    pub firmware_revoked: bool,
+}
+
+/// The firmware version a device runs as far as the verifier knows: the one its last verified
+/// evidence reported, else the one its manifest was provisioned with.
+pub fn running_firmware(r: &DeviceRecord) -> Option<&str> {
+    r.measurements
+        .as_ref()
+        .and_then(|m| m.firmware_version.as_deref())
+        .or_else(|| {
+            r.enrollment
+                .provenance
+                .as_ref()
+                .map(|p| p.firmware_version.as_str())
+        })
+}
 
 /// `now` is the engine's clock, against which the last verdict is `stale`; `head` the device's
 /// punch mirror head (`Ok(None)`: nothing mirrored yet; `Err`: unreadable, shown as zeros with
@@ -15,6 +42,7 @@ pub fn device(
     r: &DeviceRecord,
     head: Result<Option<PunchHead>, String>,
     pressure_percent: u8,
+    trust: Trust,
     now: u64,
 ) -> DeviceView {
     let verdict = r.last_verdict();
@@ -59,6 +87,60 @@ pub fn device(
             error,
         },
         buffer_pressure: buffer_pressure(head.pending_on_device(), head.capacity, pressure_percent),
+        provenance: r.enrollment.provenance.as_ref().map(|p| ProvenanceView {
+            vendor: p.vendor.to_string(),
+            simulated: p.simulated,
+            credential_activated: p.credential_activated,
+            firmware_version: p.firmware_version.clone(),
+            issued_at: rfc3339(p.issued_at),
+        }),
+        ek_cert_anchor: r.enrollment.ek_cert_anchor.clone(),
+        ek_cert_problem: trust.ek_cert_problem,
+        firmware_version: r
+            .measurements
+            .as_ref()
+            .and_then(|m| m.firmware_version.clone()),
+        firmware_revoked: trust.firmware_revoked,
+        simulated: r
+            .enrollment
+            .provenance
+            .as_ref()
+            .is_some_and(|p| p.simulated),
+    }
+}
+
+pub fn revocation(r: &Revocation) -> RevocationView {
+    RevocationView {
+        at: rfc3339(r.at),
+        by: r.by.to_string(),
+        reason: r.reason.clone(),
+    }
+}
+
+pub fn vendor(v: &VendorRecord) -> VendorView {
+    let fingerprint = ed25519_dalek::VerifyingKey::from_bytes(&v.key)
+        .map(|k| vouch_protocol::vendor::fingerprint(&k))
+        // A stored key was a valid point when it was trusted; say so if it no longer is.
+        .unwrap_or_else(|_| "(invalid key)".into());
+    VendorView {
+        name: v.name.to_string(),
+        key: hex::encode(v.key),
+        fingerprint,
+        trusted_at: rfc3339(v.trusted_at),
+        trusted_by: v.trusted_by.to_string(),
+        revoked: v.revoked.as_ref().map(revocation),
+    }
+}
+
+pub fn reference(b: &BundleRecord) -> ReferenceView {
+    ReferenceView {
+        vendor: b.vendor.to_string(),
+        model: b.model.clone(),
+        firmware_version: b.firmware_version.clone(),
+        issued_at: rfc3339(b.issued_at),
+        imported_at: rfc3339(b.imported_at),
+        content_id: b.reference.content_id(),
+        revoked: b.revoked.as_ref().map(revocation),
     }
 }
 
@@ -109,7 +191,7 @@ mod tests {
             path: "/opt/fw.bin".into(),
         });
         r.status = DeviceStatus::from_parts(parts).unwrap();
-        let v = device(&r, Ok(None), 80, 120);
+        let v = device(&r, Ok(None), 80, Trust::default(), 120);
         assert_eq!(
             v.reason_codes,
             ["quarantined", "pcr_not_quoted", "firmware_missing"]
@@ -121,7 +203,8 @@ mod tests {
             (q.reason.as_str(), q.actor.as_str()),
             ("tamper report", "operator:admin")
         );
-        let json = serde_json::to_value(device(&record(), Ok(None), 80, 120)).unwrap();
+        let json =
+            serde_json::to_value(device(&record(), Ok(None), 80, Trust::default(), 120)).unwrap();
         assert_eq!(json["reasons"], serde_json::json!([]));
         assert_eq!(json["reason_codes"], serde_json::json!([]));
     }
@@ -145,7 +228,13 @@ mod tests {
             seq: 1,
         };
         r.last_verdict = Some(Bytes(vouch_protocol::wire::seal(r.id(), &v, &key)));
-        assert!(!device(&r, Ok(None), 80, 200).stale, "valid up to its exp");
-        assert!(device(&r, Ok(None), 80, 201).stale, "stale after it");
+        assert!(
+            !device(&r, Ok(None), 80, Trust::default(), 200).stale,
+            "valid up to its exp"
+        );
+        assert!(
+            device(&r, Ok(None), 80, Trust::default(), 201).stale,
+            "stale after it"
+        );
     }
 }

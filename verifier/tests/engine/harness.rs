@@ -110,6 +110,8 @@ fn engine_with(
         challenges_per_minute,
         verifier_id: "test".into(),
         quarantine_after_expiries,
+        // Simulated terminals have no EK certificate; tests of that rule set it themselves.
+        require_ek_cert: false,
     };
     let deps = EngineDeps {
         clock: Box::new(clock.clone()),

@@ -47,6 +47,7 @@ impl Verifier {
             .arg(data)
             .args(["--mqtt-listen", &format!("127.0.0.1:{mqtt}")])
             .args(["--http-listen", &format!("127.0.0.1:{http}")])
+            .args(["--require-ek-cert", "false"])
             .env("RUST_LOG", "warn");
         let mut proc = Proc::spawn("vouch-verifier", &mut cmd, &log)?;
         if !wait_for_port(http, Duration::from_secs(30)) {
