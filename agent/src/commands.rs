@@ -53,6 +53,15 @@ pub fn run(cli: Cli) -> Result<i32> {
             )?;
             Ok(0)
         }
+        Command::Activate {
+            challenge,
+            out,
+            device_id,
+        } => {
+            let state = StateDir::existing(&global.state)?;
+            crate::activate::activate(&global.tcti, &state, device_id.as_ref(), challenge, out)?;
+            Ok(0)
+        }
         Command::Status { json, punch_socket } => {
             let state = StateDir::existing(&global.state)?;
             let mut v = status::view(&state)?;

@@ -53,6 +53,19 @@ pub enum Command {
         #[command(flatten)]
         report: ReportArgs,
     },
+    /// Answer a provisioning station's credential challenge (`vouch-provision challenge`):
+    /// TPM2_ActivateCredential with this terminal's EK and AK, writing the response for
+    /// `vouch-provision issue`. Fails if the TPM does not hold the EK or AK the challenge names.
+    Activate {
+        /// The challenge file from the station.
+        challenge: PathBuf,
+        /// Where to write the response (CBOR, mode 0600).
+        #[arg(long)]
+        out: PathBuf,
+        /// The enrolled device id; when given it must be this state directory's.
+        #[arg(long)]
+        device_id: Option<DeviceId>,
+    },
     /// Run the agent daemon: attest at start, on every verifier challenge and every --interval.
     Run(RunArgs),
     /// Run one attestation round and exit with the verdict: 0 trusted, 3 quarantined, 4 pending

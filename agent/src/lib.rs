@@ -2,6 +2,7 @@
 //! state directory, firmware measurement, MQTT session). `main.rs` is only the CLI entry point;
 //! keeping the rest here lets tests drive each part directly.
 
+pub mod activate;
 pub mod attester;
 pub mod commands;
 pub mod config;

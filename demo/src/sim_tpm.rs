@@ -145,6 +145,18 @@ impl AgentTpm for Open<'_> {
         })
     }
 
+    fn activate_credential(
+        &mut self,
+        _ak: &AkBlobs,
+        _id_object: &[u8],
+        _encrypted_secret: &[u8],
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, TpmError> {
+        Err(TpmError::Backend {
+            what: "TPM2_ActivateCredential",
+            source: "a simulated TPM cannot activate credentials".into(),
+        })
+    }
+
     /// A simulated TPM says so in the inventory: manufacturer `SIM`, firmware `0.0`.
     fn tpm_info(&mut self) -> Result<TpmInfo, TpmError> {
         Ok(TpmInfo {

@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use vouch_common::fs::{self, FsError};
 use vouch_protocol::bytes::{Bytes, Sha256Digest};
-use vouch_protocol::credential::{ActivationError, CredentialResponse, check_response};
+use vouch_protocol::credential::{
+    ActivationError, CredentialFormatError, CredentialResponse, check_response, request_digest,
+};
 use vouch_protocol::ids::DeviceId;
 use vouch_protocol::wire::{from_cbor_exact, to_cbor};
 use zeroize::Zeroize;
@@ -92,6 +94,10 @@ pub enum PendingError {
     NotFound { digest: Sha256Digest, dir: PathBuf },
     #[error("pending challenge {path} is corrupt: {reason}")]
     Corrupt { path: PathBuf, reason: String },
+    #[error("credential response: {0}")]
+    Response(#[from] CredentialFormatError),
+    #[error(transparent)]
+    Activation(#[from] ActivationError),
     #[error("removing pending challenge {path}: {source}")]
     Remove {
         path: PathBuf,
@@ -157,6 +163,31 @@ pub fn remove(dir: &Path, digest: &Sha256Digest) -> Result<(), PendingError> {
         }),
         Err(source) => Err(PendingError::Remove { path: file, source }),
     }
+}
+
+/// What `issue` runs before it signs anything: the pending record for the enrollment request
+/// file `request` (its exact bytes) in `dir`, checked against the response file bytes
+/// `response` at `now`. Returns the record; the caller [`remove`]s it once the manifest is
+/// written, so the challenge cannot be used twice.
+pub fn check_response_file(
+    dir: &Path,
+    request: &[u8],
+    response: &[u8],
+    now: u64,
+) -> Result<Pending, PendingError> {
+    let digest = request_digest(request);
+    let response = CredentialResponse::from_cbor(response)?;
+    if response.request_digest != digest {
+        // Say so before looking for a record: the response is simply for another request.
+        return Err(ActivationError::OtherRequest {
+            expected: digest,
+            found: response.request_digest,
+        }
+        .into());
+    }
+    let pending = load(dir, &digest)?;
+    pending.check(&response, now)?;
+    Ok(pending)
 }
 
 #[cfg(test)]
@@ -228,6 +259,37 @@ mod tests {
         std::fs::write(path(tmp.path(), &other), to_cbor(&p)).unwrap();
         let err = load(tmp.path(), &other).unwrap_err();
         assert!(err.to_string().contains("not "), "{err}");
+    }
+
+    #[test]
+    fn check_response_file_names_each_failure() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = pending();
+        let check = |resp: &[u8], now| check_response_file(tmp.path(), b"req", resp, now);
+        let good = response(&[5; 32]).to_cbor();
+        assert!(matches!(
+            check(&good, 20),
+            Err(PendingError::NotFound { .. })
+        ));
+        store(tmp.path(), &p).unwrap();
+        assert_eq!(check(&good, 20).unwrap(), p);
+        assert!(matches!(
+            check(&good, 21),
+            Err(PendingError::Activation(ActivationError::Expired { .. }))
+        ));
+        assert!(matches!(
+            check(&response(&[6; 32]).to_cbor(), 20),
+            Err(PendingError::Activation(ActivationError::WrongSecret))
+        ));
+        let mut other = response(&[5; 32]);
+        other.request_digest = request_digest(b"other");
+        assert!(matches!(
+            check(&other.to_cbor(), 20),
+            Err(PendingError::Activation(
+                ActivationError::OtherRequest { .. }
+            ))
+        ));
+        assert!(matches!(check(b"junk", 20), Err(PendingError::Response(_))));
     }
 
     #[test]

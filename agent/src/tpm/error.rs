@@ -63,6 +63,19 @@ pub enum TpmError {
         #[source]
         source: tss_esapi::Error,
     },
+    /// A credential to activate is not a well-formed TPM structure.
+    #[error("the credential is malformed: {0}")]
+    InvalidCredential(&'static str),
+    /// Starting or satisfying the EK's policy session (PolicySecret, PolicyOR) failed.
+    #[error("authorizing the endorsement key (its policy session)")]
+    EkPolicy(#[source] tss_esapi::Error),
+    /// TPM2_ActivateCredential refused the credential. Its response code does not say which
+    /// of the two causes it was (swtpm: 0x101 for RSA EKs, 0x1df for ECC).
+    #[error(
+        "the TPM refused to activate the credential: this TPM does not hold the EK the \
+         challenge was made for, or the AK is not this TPM's"
+    )]
+    ActivateCredential(#[source] tss_esapi::Error),
     /// TPM2_GetTime, used to read the clock, failed.
     #[error("reading the TPM clock")]
     ReadClock(#[source] tss_esapi::Error),

@@ -11,6 +11,7 @@
 //! (TPMT_PUBLIC, TPMS_ATTEST, TPMT_SIGNATURE) that a verifier parses without
 //! any TSS, as described on each field.
 
+mod activate;
 mod ek;
 mod error;
 mod info;
@@ -185,6 +186,13 @@ pub trait AgentTpm {
     fn pcr_read(&mut self, pcrs: &[u8]) -> Result<Vec<(u8, [u8; 32])>, TpmError>;
     /// See [`Tpm::clock_info`].
     fn clock_info(&mut self) -> Result<ClockInfo, TpmError>;
+    /// See [`Tpm::activate_credential`].
+    fn activate_credential(
+        &mut self,
+        ak: &AkBlobs,
+        id_object: &[u8],
+        encrypted_secret: &[u8],
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, TpmError>;
     /// See [`Tpm::tpm_info`].
     fn tpm_info(&mut self) -> Result<TpmInfo, TpmError>;
 }
@@ -229,6 +237,15 @@ impl AgentTpm for Tpm {
 
     fn clock_info(&mut self) -> Result<ClockInfo, TpmError> {
         Tpm::clock_info(self)
+    }
+
+    fn activate_credential(
+        &mut self,
+        ak: &AkBlobs,
+        id_object: &[u8],
+        encrypted_secret: &[u8],
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, TpmError> {
+        Tpm::activate_credential(self, ak, id_object, encrypted_secret)
     }
 
     fn tpm_info(&mut self) -> Result<TpmInfo, TpmError> {
