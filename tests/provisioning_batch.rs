@@ -12,6 +12,7 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::Instant;
 
 use vouch_e2e::bin;
 use vouch_e2e::procs::{BrokerKind, Verifier};
@@ -50,10 +51,12 @@ fn a_thousand_terminal_batch_is_imported_and_attests_as_simulated_through_the_br
     let vendor = Vendor::init(&dir.path().join("vendor"), "acme-sim");
     vendor.trust_on(&v);
     let batch = dir.path().join("batch");
+    let t = Instant::now();
     ok(
         "vouch-provision batch",
         vendor.batch(&batch, COUNT, MODEL, FW, "sim"),
     );
+    eprintln!("batch of {COUNT}: {:.1} s", t.elapsed().as_secs_f64());
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(batch.join("batch.json")).unwrap()).unwrap();
     assert_eq!(summary["count"], COUNT);
@@ -65,27 +68,37 @@ fn a_thousand_terminal_batch_is_imported_and_attests_as_simulated_through_the_br
 
     let mut args = vec!["import", "manifest"];
     args.extend(files.iter().map(String::as_str));
+    let t = Instant::now();
     let out = ok("vouchctl import manifest (1,000 files)", v.ctl(&args));
+    eprintln!(
+        "import of {COUNT} manifests: {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     let enrolled = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| l.starts_with("sim-"))
         .count();
     assert_eq!(enrolled, COUNT, "{}", text(&out));
 
-    // No reference values yet: every terminal still gets a verdict (not trusted).
-    let out = ok(
-        "vouch-bench fleet (no reference values)",
-        fleet(&v, &batch, 300),
-    );
+    // No reference values yet. One terminal attests first (a batch directory of its own):
+    // it gets a verdict, not trust, and its verified measurements become the vendor's bundle
+    // for the batch's model.
+    let one = dir.path().join("one");
+    std::fs::create_dir_all(one.join("terminals")).unwrap();
+    let mut first = summary.clone();
+    first["ids"] = serde_json::json!(["sim-00001"]);
+    first["count"] = serde_json::json!(1);
+    std::fs::write(one.join("batch.json"), first.to_string()).unwrap();
+    std::fs::copy(
+        batch.join("terminals/sim-00001.json"),
+        one.join("terminals/sim-00001.json"),
+    )
+    .unwrap();
+    let out = ok("vouch-bench fleet (one terminal)", fleet(&v, &one, 120));
     let report = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        report.contains(&format!("verdicts: {COUNT} of {COUNT}")),
-        "{report}"
-    );
+    assert!(report.contains("verdicts: 1 of 1"), "{report}");
     assert!(!report.contains("affirming"), "{report}");
-
-    // The vendor's bundle for the batch's model, captured from one terminal's verified
-    // measurements.
+    assert_eq!(v.device("sim-00001")["state"], "pending");
     let m = dir.path().join("sim-00001.measurements.json");
     ok(
         "vouchctl measurements",
@@ -97,8 +110,13 @@ fn a_thousand_terminal_batch_is_imported_and_attests_as_simulated_through_the_br
         v.ctl(&["import", "reference", bundle.to_str().unwrap()]),
     );
 
+    let t = Instant::now();
     let out = ok("vouch-bench fleet", fleet(&v, &batch, 300));
     let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!(
+        "fleet of {COUNT}: {:.1} s\n{report}",
+        t.elapsed().as_secs_f64()
+    );
     assert!(
         report.contains(&format!("verdicts: {COUNT} of {COUNT} (affirming {COUNT})")),
         "{report}"

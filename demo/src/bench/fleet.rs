@@ -34,7 +34,7 @@ use zeroize::Zeroizing;
 /// The PCR the agent measures firmware (and the inventory) into; simulated terminals use it too.
 pub const FIRMWARE_PCR: u8 = 14;
 /// Without a challenge for this long, a terminal says hello again (a lost message, a rate limit).
-const HELLO_AGAIN: Duration = Duration::from_secs(15);
+const HELLO_AGAIN: Duration = Duration::from_secs(30);
 
 /// Options of the fleet bench.
 #[derive(Debug, Clone, Args)]
@@ -254,6 +254,12 @@ fn counter() -> u64 {
         .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
+fn wall_clock_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 fn options(ctx: &Ctx, t: &TerminalFile) -> MqttOptions {
     let id = t.id.as_str().to_owned();
     let mut o = MqttOptions::new(id.clone(), ctx.host.clone(), ctx.port);
@@ -275,6 +281,10 @@ fn open<T: wire::Message>(topic: &Topic, payload: &[u8], key: &VerifyingKey) -> 
 /// One terminal's attestation: hello → challenge → evidence → the verdict for that nonce.
 async fn attest(file: TerminalFile, ctx: &Ctx) -> Result<Status> {
     let mut sim = SimTerminal::from_seed(file.id.clone(), file.seed, FIRMWARE_PCR);
+    // A terminal rebuilt from its seed starts with the clock its TPM had when it was made; a
+    // real TPM's clock kept running since. Powered time up to now keeps this run's quotes later
+    // than the last run's (the verifier refuses an older quote of the same boot as stale).
+    sim.tpm_mut().advance_clock(wall_clock_ms());
     if let Some(inv) = &file.inventory {
         sim.measure(&[inv.measurement()])
             .map_err(|e| anyhow!("measuring the inventory: {e}"))?;
@@ -308,7 +318,9 @@ async fn attest(file: TerminalFile, ctx: &Ctx) -> Result<Status> {
                     if topic == challenge_topic {
                         let c: Challenge = open(&topic, &p.payload, &ctx.verifier_key)
                             .context("a challenge that does not check")?;
-                        if c.request != request || answered.as_ref() == Some(&c.nonce) {
+                        // One answer per run: a second challenge (drawn by a repeated hello)
+                        // is left to expire; the verdict for the first one is on its way.
+                        if c.request != request || answered.is_some() {
                             continue;
                         }
                         let mut evidence = sim
