@@ -17,6 +17,7 @@
 
 mod defect;
 pub mod log_part;
+pub mod vetting;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -34,6 +35,7 @@ use crate::verdict::{Status, TrustVector, claim};
 
 pub use defect::{Defect, FailedClaim};
 pub use log_part::{SentDigest, SentLog};
+pub use vetting::{Vetting, vet};
 
 /// What the stateless checks established.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,6 +158,15 @@ fn verify_after_quote(
     let replayed = firmware::replay_from(&firmware_start, &ev.firmware);
     if pcrs.get(&ev.firmware_pcr) != Some(&replayed) {
         return Err(fail(Defect::FirmwareReplayMismatch(ev.firmware_pcr)));
+    }
+    if let Some(inv) = &ev.inventory {
+        inv.check()
+            .map_err(|e| fail(Defect::InventoryMalformed(e.to_string())))?;
+    }
+    // The version selects a vendor bundle and is named in reasons: bounded like the bundle's.
+    if let Some(v) = &ev.firmware_version {
+        crate::vendor::bundle::check_label("reported firmware version", v)
+            .map_err(|e| fail(Defect::FirmwareVersionMalformed(e)))?;
     }
     Ok(Verified {
         measurements: Measurements {

@@ -208,6 +208,8 @@ impl Reason {
         "eventlog_changed",
         "eventlog_unknown_boot",
         "clock",
+        "inventory_malformed",
+        "firmware_version_malformed",
     ];
 
     /// The stable snake_case code naming this kind of reason (the serde tag, too).

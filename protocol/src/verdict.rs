@@ -62,6 +62,9 @@ pub mod claim {
     pub const APPROVED_FILES: i8 = 2;
     pub const CONTRAINDICATED_FILES: i8 = 96;
     pub const GENUINE_HARDWARE: i8 = 2;
+    /// The verifier does not consider the hardware secure (a warning): used when its EK
+    /// certificate does not chain to a trusted TPM-manufacturer root.
+    pub const UNSAFE_HARDWARE: i8 = 32;
     pub const CONTRAINDICATED_HARDWARE: i8 = 96;
 }
 

@@ -2,11 +2,17 @@
 //! into its firmware PCR, speaking the protocol's messages without a network. The scale bench
 //! drives thousands of them straight into the verifier engine; the demo runs the real agent shell
 //! over a [`SimTpm`] instead (see `vouch-demo`), so this type never pretends to be an agent.
+//!
+//! Like the agent, a terminal may report a firmware version and a hardware inventory with its
+//! enrollment request and every evidence; the inventory's digest is measured into the firmware
+//! PCR as the newest `vouch:inventory` entry of the list whenever it differs from the newest
+//! one measured in this boot ([`SimTerminal::set_inventory`]).
 
 use ed25519_dalek::SigningKey;
 use sha2::{Digest as _, Sha256};
 use vouch_protocol::firmware::FirmwareEntry;
 use vouch_protocol::ids::{DeviceId, Nonce};
+use vouch_protocol::inventory::{self, Inventory};
 use vouch_protocol::messages::Evidence;
 use vouch_protocol::wire::{self, Message};
 
@@ -23,6 +29,8 @@ pub struct SimTerminal {
     key: SigningKey,
     firmware_pcr: u8,
     firmware: Vec<FirmwareEntry>,
+    firmware_version: Option<String>,
+    inventory: Option<Inventory>,
 }
 
 /// `SHA-256("vouch-sim terminal\0" || label || 0 || seed)`: the TPM seed and the device key of one
@@ -47,7 +55,31 @@ impl SimTerminal {
             key: SigningKey::from_bytes(&derive(&seed, b"device key")),
             firmware_pcr,
             firmware: Vec::new(),
+            firmware_version: None,
+            inventory: None,
         }
+    }
+
+    /// The firmware version the terminal reports from now on (`None`: none, as older agents).
+    pub fn set_firmware_version(&mut self, version: Option<String>) {
+        self.firmware_version = version;
+    }
+
+    /// The hardware inventory the terminal reports from now on, normalized; measured (record,
+    /// then extend) as a `vouch:inventory` entry unless the newest one of the list already is
+    /// its digest.
+    pub fn set_inventory(&mut self, mut inv: Inventory) -> Result<(), SimError> {
+        inv.normalize();
+        if inventory::measured_digest(&self.firmware) != Some(inv.digest()) {
+            self.measure(&[inv.measurement()])?;
+        }
+        self.inventory = Some(inv);
+        Ok(())
+    }
+
+    /// The inventory the terminal reports, if any.
+    pub fn inventory(&self) -> Option<&Inventory> {
+        self.inventory.as_ref()
     }
 
     pub fn id(&self) -> &DeviceId {
@@ -76,9 +108,11 @@ impl SimTerminal {
     /// This terminal's enrollment request for `model`, sealed with its device key. Its MQTT
     /// credential opens no broker account (see [`crate::LOCKED_MQTT_HASH`]).
     pub fn enrollment_request(&self, model: &str) -> Vec<u8> {
-        let request = self
+        let mut request = self
             .tpm
             .enrollment_request(model, &self.key.verifying_key());
+        request.firmware_version = self.firmware_version.clone();
+        request.inventory = self.inventory.clone();
         self.seal(&request)
     }
 
@@ -88,11 +122,16 @@ impl SimTerminal {
     }
 
     /// Evidence answering `nonce`: a quote over the boot PCRs and the firmware PCR, with the
-    /// firmware list measured so far. No event log.
+    /// firmware list measured so far, and the firmware version and inventory the terminal
+    /// reports. No event log.
     pub fn evidence(&mut self, nonce: &Nonce) -> Result<Evidence, SimError> {
         let pcrs: Vec<u8> = BOOT_PCRS.chain([self.firmware_pcr]).collect();
-        self.tpm
-            .evidence(nonce, &pcrs, self.firmware_pcr, self.firmware.clone())
+        let mut ev = self
+            .tpm
+            .evidence(nonce, &pcrs, self.firmware_pcr, self.firmware.clone())?;
+        ev.firmware_version = self.firmware_version.clone();
+        ev.inventory = self.inventory.clone();
+        Ok(ev)
     }
 }
 
@@ -136,6 +175,38 @@ mod tests {
             .unwrap();
         assert_eq!(opened.nonce, nonce);
         appraisal::verify_evidence(&enrollment, &opened, None).unwrap();
+    }
+
+    #[test]
+    fn a_reported_inventory_is_measured_once_and_bound_to_the_quote() {
+        let mut t = terminal(1);
+        t.set_firmware_version(Some("2.1".into()));
+        let mut inv = Inventory {
+            cpu_model: Some("ARM Cortex-A53".into()),
+            ..Inventory::default()
+        };
+        t.set_inventory(inv.clone()).unwrap();
+        t.set_inventory(inv.clone()).unwrap();
+        let enrollment = Enrollment::from_request(&t.enrollment_request("T"), 1).unwrap();
+        let ev = t.evidence(&Nonce::from_bytes([9; 32])).unwrap();
+        assert_eq!(ev.firmware.len(), 2, "measured once: {:?}", ev.firmware);
+        assert_eq!(ev.firmware_version.as_deref(), Some("2.1"));
+        assert_eq!(ev.inventory.as_ref(), Some(&inv));
+        let v = appraisal::verify_evidence(&enrollment, &ev, None).unwrap();
+        assert_eq!(
+            inventory::measured_digest(&v.measurements.firmware),
+            Some(inv.digest())
+        );
+        // Changed hardware is measured anew, newest last.
+        inv.cpu_model = Some("ARM Cortex-A72".into());
+        t.set_inventory(inv.clone()).unwrap();
+        let ev = t.evidence(&Nonce::from_bytes([8; 32])).unwrap();
+        let v = appraisal::verify_evidence(&enrollment, &ev, None).unwrap();
+        assert_eq!(ev.firmware.len(), 3);
+        assert_eq!(
+            inventory::measured_digest(&v.measurements.firmware),
+            Some(inv.digest())
+        );
     }
 
     #[test]

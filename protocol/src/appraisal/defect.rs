@@ -76,6 +76,10 @@ pub enum Defect {
     EventLogUnknownBoot { boot: u32, offset: u64 },
     /// The TPM clock is inconsistent with the last accepted quote.
     Clock(ClockError),
+    /// The hardware inventory breaks its bounds (`Inventory::check`'s words).
+    InventoryMalformed(String),
+    /// The reported firmware version is no valid label (`vendor::bundle::check_label`'s words).
+    FirmwareVersionMalformed(String),
 }
 
 impl Defect {
@@ -101,6 +105,8 @@ impl Defect {
             Defect::EventLogChanged { .. } => "eventlog_changed",
             Defect::EventLogUnknownBoot { .. } => "eventlog_unknown_boot",
             Defect::Clock(_) => "clock",
+            Defect::InventoryMalformed(_) => "inventory_malformed",
+            Defect::FirmwareVersionMalformed(_) => "firmware_version_malformed",
         }
     }
 
@@ -181,6 +187,8 @@ impl fmt::Display for Defect {
                  verifier does not hold"
             ),
             Defect::Clock(e) => write!(f, "TPM clock: {e}"),
+            Defect::InventoryMalformed(e) => write!(f, "hardware inventory malformed: {e}"),
+            Defect::FirmwareVersionMalformed(e) => f.write_str(e),
         }
     }
 }

@@ -185,20 +185,29 @@ impl ReferenceValues {
     }
 }
 
-/// Whose reference values apply to a device.
+/// Whose reference values apply to a device: the operator's for the device or its model, or
+/// a vendor's bundle for its model at the firmware version it runs.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "scope", content = "name", rename_all = "lowercase")]
 pub enum PolicyScope {
     Device(String),
     Model(String),
+    /// An imported vendor bundle (`vendor::bundle`): model and firmware version, neither of
+    /// which holds an `@` (`vendor::bundle::check_label`).
+    Firmware {
+        model: String,
+        version: String,
+    },
 }
 
 impl PolicyScope {
-    /// How reasons name these reference values: `model T-100`, `device T1-lobby`.
+    /// How reasons name these reference values: `model T-100`, `device T1-lobby`,
+    /// `firmware T-100@2.1`.
     pub fn label(&self) -> String {
         match self {
             PolicyScope::Device(d) => format!("device {d}"),
             PolicyScope::Model(m) => format!("model {m}"),
+            PolicyScope::Firmware { model, version } => format!("firmware {model}@{version}"),
         }
     }
 }
@@ -208,11 +217,12 @@ impl fmt::Display for PolicyScope {
         match self {
             PolicyScope::Device(d) => write!(f, "device:{d}"),
             PolicyScope::Model(m) => write!(f, "model:{m}"),
+            PolicyScope::Firmware { model, version } => write!(f, "firmware:{model}@{version}"),
         }
     }
 }
 
-/// The policy id carried in verdicts: `device:T1@3f2a9c01d2e4`.
+/// The policy id carried in verdicts: `device:T1@3f2a9c01d2e4`, `firmware:T-100@2.1@3f2a9c01d2e4`.
 pub fn policy_id(scope: &PolicyScope, rv: &ReferenceValues) -> String {
     format!("{scope}@{}", rv.content_id())
 }
@@ -489,6 +499,25 @@ mod tests {
             }),
             "{reasons:?}"
         );
+    }
+
+    #[test]
+    fn the_inventory_measurement_is_no_firmware_file() {
+        let mut m = measurements();
+        m.firmware.push(FirmwareEntry {
+            path: INVENTORY_PATH.into(),
+            sha256: Some(d(0x1e)),
+        });
+        let rv = m.capture();
+        assert!(
+            !rv.firmware.contains_key(INVENTORY_PATH),
+            "{:?}",
+            rv.firmware
+        );
+        // Another inventory digest (changed hardware) is no firmware finding either: the
+        // baseline and the supply-chain policy judge hardware.
+        m.firmware[1].sha256 = Some(d(0x2e));
+        assert!(evaluate(&rv, &m, "device t1").is_empty());
     }
 
     #[test]

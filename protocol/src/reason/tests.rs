@@ -335,6 +335,18 @@ fn examples() -> Vec<(Reason, &'static str)> {
             "TPM clock: TPM resetCount went down from 5 to 4: the TPM was cleared or this is a \
              replayed or foreign quote",
         ),
+        (
+            Defect::InventoryMalformed("inventory lists are not sorted".into()).into(),
+            "hardware inventory malformed: inventory lists are not sorted",
+        ),
+        (
+            Defect::FirmwareVersionMalformed(
+                "reported firmware version \"a@b\" must be 1 to 128 printable characters without '@'"
+                    .into(),
+            )
+            .into(),
+            "reported firmware version \"a@b\" must be 1 to 128 printable characters without '@'",
+        ),
     ]
 }
 

@@ -6,12 +6,14 @@
 
 use thiserror::Error;
 
-use crate::appraisal::{Appraisal, Policy};
+use crate::appraisal::{Appraisal, Policy, Vetting, vet};
 use crate::device::{Basis, Effect, Transition};
 use crate::ids::Nonce;
 use crate::messages::Challenge;
 use crate::nonce::IssuedNonce;
-use crate::policy::{PolicyScope, ReferenceValues, policy_id};
+use crate::policy::{Measurements, PolicyScope, ReferenceValues, policy_id};
+use crate::supply_chain::SupplyChainPolicy;
+use crate::vendor::trust::BundleRecord;
 use crate::verdict::DeviceState;
 
 use super::effects::{Effects, ExpiryMove, NonceWrite, Outbound, VerdictDraft};
@@ -38,6 +40,10 @@ pub struct Rules {
     pub quarantine_after_expiries: u32,
     /// Largest reassembled event log accepted (bytes); a larger one is refused as oversized.
     pub max_eventlog: usize,
+    /// A device whose EK certificate did not chain to a trusted TPM-manufacturer root when it
+    /// was enrolled (`Enrollment::ek_cert_anchor` is `None`) is at best `warning`, naming
+    /// `ek_cert_untrusted` (the operator's `require_ek_cert`; true outside the demo).
+    pub require_ek_cert: bool,
 }
 
 /// Where challenge nonces come from: the operating system's RNG in the verifier, a
@@ -51,12 +57,59 @@ pub trait NonceSource {
 #[error("no randomness for a challenge nonce: {0}")]
 pub struct NonceUnavailable(pub String);
 
-/// The reference values that govern a device, as the shell looked them up (see [`governing`]).
+/// What governs a device's appraisal, as the shell looked it up (see [`governing_with`]): its
+/// reference values, whether the firmware it runs was revoked, and the operator's supply-chain
+/// policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Governing {
     /// Where they were looked for, for the "no reference values" reason.
     pub subject: String,
     pub found: Option<GoverningValues>,
+    /// The revocation of the bundle for the device's model and firmware version, if revoked.
+    pub revoked: Option<RevokedFirmware>,
+    /// The operator's supply-chain policy, if one is set.
+    pub supply_chain: Option<SupplyChainPolicy>,
+}
+
+/// A firmware version whose vendor bundle the operator revoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedFirmware {
+    pub model: String,
+    pub version: String,
+    pub reason: String,
+}
+
+/// The shell's point reads for [`governing_with`] (the engine's write transaction).
+pub trait Lookup {
+    type Error;
+    /// The operator's reference values at a device or model scope.
+    fn policy(&mut self, scope: &PolicyScope) -> Result<Option<ReferenceValues>, Self::Error>;
+    /// The bundle imported for `model` at firmware `version`, revoked or not.
+    fn bundle(&mut self, model: &str, version: &str) -> Result<Option<BundleRecord>, Self::Error>;
+    /// The operator's supply-chain policy.
+    fn supply_chain(&mut self) -> Result<Option<SupplyChainPolicy>, Self::Error>;
+}
+
+/// A [`Lookup`] of the operator's reference values only: no bundles, no supply-chain policy.
+struct PoliciesOnly<F>(F);
+
+impl<E, F> Lookup for PoliciesOnly<F>
+where
+    F: FnMut(&PolicyScope) -> Result<Option<ReferenceValues>, E>,
+{
+    type Error = E;
+
+    fn policy(&mut self, scope: &PolicyScope) -> Result<Option<ReferenceValues>, E> {
+        (self.0)(scope)
+    }
+
+    fn bundle(&mut self, _: &str, _: &str) -> Result<Option<BundleRecord>, E> {
+        Ok(None)
+    }
+
+    fn supply_chain(&mut self) -> Result<Option<SupplyChainPolicy>, E> {
+        Ok(None)
+    }
 }
 
 /// Reference values with the scope they were found at, and the policy id and scope label
@@ -85,19 +138,67 @@ impl Governing {
     }
 }
 
-/// The reference values governing `rec`: its own when it has any, else its model's. `lookup`
-/// reads one scope from the store; the model's is looked up only when the device has none.
+/// The operator's reference values governing `rec` (its own, else its model's), looked up one
+/// scope at a time by `lookup`; no vendor bundle, revocation or supply-chain policy (see
+/// [`governing_with`] for those).
 pub fn governing<E>(
     rec: &DeviceRecord,
-    mut lookup: impl FnMut(&PolicyScope) -> Result<Option<ReferenceValues>, E>,
+    lookup: impl FnMut(&PolicyScope) -> Result<Option<ReferenceValues>, E>,
 ) -> Result<Governing, E> {
-    let subject = format!("device {} or model {}", rec.id(), rec.enrollment.model);
+    governing_with(rec, None, &mut PoliciesOnly(lookup))
+}
+
+/// The firmware version that selects `rec`'s vendor bundle: the one `reported` (by the
+/// evidence being appraised, or with the stored measurements), else the one its manifest says
+/// the vendor provisioned.
+pub fn firmware_version<'a>(rec: &'a DeviceRecord, reported: Option<&'a str>) -> Option<&'a str> {
+    reported.or(rec
+        .enrollment
+        .provenance
+        .as_ref()
+        .map(|p| p.firmware_version.as_str()))
+}
+
+/// What governs `rec`'s appraisal, in point reads. Reference values: its own when it has any,
+/// else its model's (read only when the device has none), else those of the vendor bundle for
+/// its model at [`firmware_version`]. The bundle is read whenever a version is known: its
+/// revocation applies even under the operator's own values. And the supply-chain policy.
+pub fn governing_with<L: Lookup>(
+    rec: &DeviceRecord,
+    reported: Option<&str>,
+    lookup: &mut L,
+) -> Result<Governing, L::Error> {
+    let model_name = &rec.enrollment.model;
+    let version = firmware_version(rec, reported);
+    let mut subject = format!("device {} or model {model_name}", rec.id());
+    if let Some(v) = version {
+        subject.push_str(&format!(" or firmware {model_name}@{v}"));
+    }
     let dev = PolicyScope::Device(rec.id().to_string());
-    let model = PolicyScope::Model(rec.enrollment.model.clone());
-    let found = match lookup(&dev)? {
-        Some(v) => Some((dev, v)),
-        None => lookup(&model)?.map(|v| (model, v)),
+    let model = PolicyScope::Model(model_name.clone());
+    let bundle = match version {
+        Some(v) => lookup.bundle(model_name, v)?,
+        None => None,
     };
+    let mut found = match lookup.policy(&dev)? {
+        Some(v) => Some((dev, v)),
+        None => lookup.policy(&model)?.map(|v| (model, v)),
+    };
+    let mut revoked = None;
+    if let Some(b) = bundle {
+        revoked = b.revoked.as_ref().map(|r| RevokedFirmware {
+            model: b.model.clone(),
+            version: b.firmware_version.clone(),
+            reason: r.reason.clone(),
+        });
+        if found.is_none() {
+            let scope = PolicyScope::Firmware {
+                model: b.model,
+                version: b.firmware_version,
+            };
+            found = Some((scope, b.reference));
+        }
+    }
     Ok(Governing {
         subject,
         found: found.map(|(scope, values)| GoverningValues {
@@ -106,7 +207,47 @@ pub fn governing<E>(
             scope,
             values,
         }),
+        revoked,
+        supply_chain: lookup.supply_chain()?,
     })
+}
+
+impl Rules {
+    /// `a`, the appraisal of `m` (measurements of `rec`'s device) against `gov`'s reference
+    /// values, with the chain-of-trust checks added ([`vet`]) when its quote was accepted.
+    pub(super) fn vetted(
+        &self,
+        a: Appraisal,
+        m: &Measurements,
+        rec: &DeviceRecord,
+        gov: &Governing,
+    ) -> Appraisal {
+        if !a.quote_accepted {
+            return a;
+        }
+        let e = &rec.enrollment;
+        let ek_cert_untrusted = (self.require_ek_cert && e.ek_cert_anchor.is_none()).then(|| {
+            let has_cert = e.ek_certificate.is_some()
+                || e.provenance
+                    .as_ref()
+                    .is_some_and(|p| !p.ek_certificates.is_empty());
+            if has_cert {
+                "its EK certificate did not chain to a trusted root when it was enrolled"
+            } else {
+                "it was enrolled without an EK certificate"
+            }
+        });
+        let v = Vetting {
+            baseline: e.provenance.as_ref().map(|p| &p.inventory),
+            supply_chain: gov.supply_chain.as_ref(),
+            revoked: gov
+                .revoked
+                .as_ref()
+                .map(|r| (r.model.as_str(), r.version.as_str(), r.reason.as_str())),
+            ek_cert_untrusted,
+        };
+        vet(a, m, &v)
+    }
 }
 
 /// When a verdict issued at `now` stops being reliable. A verdict is worth no more than the quote

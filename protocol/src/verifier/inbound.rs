@@ -97,14 +97,16 @@ impl VerifierCore {
     }
 
     /// Evidence from `rec`'s device at `now`: a verdict, or a rejection. `governing` looks up
-    /// the policy governing the device (the shell's store read, usually through
-    /// [`super::governing`]); it is called only for evidence that is appraised (its nonce accepted, not stale). Its
+    /// what governs the device (the shell's store reads, usually through
+    /// [`super::governing_with`]) given the firmware version the evidence reports (for
+    /// evidence that failed its checks, the one stored with the last accepted measurements);
+    /// it is called only for evidence that is appraised (its nonce accepted, not stale). Its
     /// error, and the nonce source's, are the caller's `E`.
     pub fn on_evidence<E: From<NonceUnavailable>>(
         &self,
         rec: DeviceRecord,
         input: EvidenceInput<'_>,
-        governing: impl FnOnce(&DeviceRecord) -> Result<Governing, E>,
+        governing: impl FnOnce(&DeviceRecord, Option<&str>) -> Result<Governing, E>,
         now: u64,
         nonces: &mut dyn super::NonceSource,
     ) -> Result<Decision, E> {
@@ -127,13 +129,25 @@ impl VerifierCore {
         if appraisal::superseded(step.rec.last_clock.as_ref(), outcome) {
             return Ok(Decision::rejected(Rejection::Stale, step.into_effects()));
         }
-        let governing = governing(&step.rec)?;
+        let reported = match outcome {
+            Ok(v) => v.measurements.firmware_version.as_deref(),
+            Err(_) => step
+                .rec
+                .measurements
+                .as_ref()
+                .and_then(|m| m.firmware_version.as_deref()),
+        };
+        let governing = governing(&step.rec, reported)?;
         let a = appraisal::appraise(
             outcome,
             step.rec.last_clock.as_ref(),
             governing.policy(),
             &governing.subject,
         );
+        let a = match outcome {
+            Ok(v) => self.rules.vetted(a, &v.measurements, &step.rec, &governing),
+            Err(_) => a,
+        };
         if a.quote_accepted
             && let Ok(v) = outcome
         {

@@ -17,8 +17,9 @@ mod rejection;
 mod tests;
 
 pub use self::core::{
-    Governing, GoverningValues, MAX_EVENTLOG, MAX_OUTSTANDING, NonceSource, NonceUnavailable,
-    Rules, VerifierCore, governing, verdict_expiry,
+    Governing, GoverningValues, Lookup, MAX_EVENTLOG, MAX_OUTSTANDING, NonceSource,
+    NonceUnavailable, RevokedFirmware, Rules, VerifierCore, firmware_version, governing,
+    governing_with, verdict_expiry,
 };
 pub use effects::{Decision, Effects, ExpiryMove, NonceWrite, Outbound, VerdictDraft};
 pub use inbound::{ChallengeRequest, EvidenceInput, InFlight};

@@ -49,6 +49,9 @@ pub enum PolicyRefusal {
     /// The model scope's name is empty or longer than [`MAX_MODEL_NAME`] bytes.
     #[error("model must be 1 to {MAX_MODEL_NAME} characters")]
     ModelName { len: usize },
+    /// A firmware scope whose model or version is no valid label (the label check's words).
+    #[error("{0}")]
+    FirmwareLabel(String),
     /// A capture from a device that has not attested yet.
     #[error(
         "device {0} has no verified measurements yet: it must attest once before its policy can be captured"
@@ -65,7 +68,9 @@ impl PolicyRefusal {
     pub fn is_bad_request(&self) -> bool {
         matches!(
             self,
-            PolicyRefusal::DeviceId(_) | PolicyRefusal::ModelName { .. }
+            PolicyRefusal::DeviceId(_)
+                | PolicyRefusal::ModelName { .. }
+                | PolicyRefusal::FirmwareLabel(_)
         )
     }
 }
@@ -96,6 +101,13 @@ impl VerifierCore {
                 return Err(PolicyRefusal::ModelName { len: m.len() });
             }
             PolicyScope::Model(_) => None,
+            PolicyScope::Firmware { model, version } => {
+                for (what, label) in [("model", model), ("firmware version", version)] {
+                    crate::vendor::bundle::check_label(what, label)
+                        .map_err(PolicyRefusal::FirmwareLabel)?;
+                }
+                None
+            }
         };
         let pid = policy_id(scope, rv);
         let audit = AuditRecord {
@@ -147,6 +159,7 @@ impl VerifierCore {
         let recent = now.saturating_sub(measured_at) <= self.rules.verdict_ttl;
         let mut step = self.step(rec, now, nonces);
         let a = appraisal::reevaluate(&m, governing.policy(), &governing.subject);
+        let a = self.rules.vetted(a, &m, &step.rec, governing);
         step.finish(a, Basis::Stored { recent }, None)?;
         if !recent {
             step.issue_challenge(0)?;

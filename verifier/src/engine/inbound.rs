@@ -18,10 +18,14 @@ use vouch_protocol::ids::{DeviceId, Kind, Nonce, Sender, Topic};
 use vouch_protocol::messages::{Evidence, Hello, StatusReport};
 use vouch_protocol::nonce::{self, NonceRejection, StaleCounter};
 use vouch_protocol::reason::Reason;
-use vouch_protocol::verifier::{ChallengeRequest, Decision, EvidenceInput, Rejection, governing};
+use vouch_protocol::supply_chain::SupplyChainPolicy;
+use vouch_protocol::verifier::{
+    ChallengeRequest, Decision, EvidenceInput, Rejection, governing_with,
+};
 use vouch_protocol::wire;
 
 use super::Engine;
+use super::governing::StoreLookup;
 use crate::mqtt::{Inbound, Outgoing};
 use crate::store::Writer;
 
@@ -84,6 +88,14 @@ pub enum Job {
     },
     /// A punch batch checked on its own, or tamper evidence (see `punches`).
     Punches(Box<super::punches::PunchJob>),
+}
+
+/// One evidence job as the applier takes it.
+struct EvidenceJob<'a> {
+    device: &'a DeviceId,
+    ev: &'a Evidence,
+    outcome: &'a Result<Verified, Failure>,
+    eventlog: Option<Vec<u8>>,
 }
 
 impl Engine {
@@ -220,6 +232,8 @@ impl Engine {
         let now = self.now();
         let mut out = Vec::new();
         let mut w = self.store.write()?;
+        // The supply-chain policy, once read for this transaction.
+        let mut supply_chain = None;
         for job in jobs {
             let (topic, outcome) = match job {
                 Job::Challenge {
@@ -243,9 +257,14 @@ impl Engine {
                     outcome,
                     eventlog,
                 } => {
-                    let outcome = self.apply_evidence(
-                        &mut w, &device, &evidence, &outcome, eventlog, now, &mut out,
-                    )?;
+                    let job = EvidenceJob {
+                        device: &device,
+                        ev: &evidence,
+                        outcome: &outcome,
+                        eventlog,
+                    };
+                    let outcome =
+                        self.apply_evidence(&mut w, job, &mut supply_chain, now, &mut out)?;
                     (topic, outcome)
                 }
                 Job::Punches(p) => {
@@ -291,17 +310,21 @@ impl Engine {
     }
 
     /// Outer error: a store failure after writing began. Inner error: the job's refusal.
-    #[allow(clippy::too_many_arguments)]
+    /// `supply_chain` keeps the policy once read in this transaction.
     fn apply_evidence(
         &self,
         w: &mut Writer,
-        device: &DeviceId,
-        ev: &Evidence,
-        outcome: &Result<Verified, Failure>,
-        eventlog: Option<Vec<u8>>,
+        job: EvidenceJob<'_>,
+        supply_chain: &mut Option<Option<SupplyChainPolicy>>,
         now: u64,
         out: &mut Vec<Outgoing>,
     ) -> Result<Result<(), Refusal>> {
+        let EvidenceJob {
+            device,
+            ev,
+            outcome,
+            eventlog,
+        } = job;
         let rec = match w.device(device) {
             Ok(Some(rec)) => rec,
             Ok(None) => return Ok(Err(Rejection::NotEnrolled(device.clone()).into())),
@@ -317,9 +340,11 @@ impl Engine {
             outcome,
             eventlog,
         };
-        // The policy is read only for evidence the core appraises; a failing read drops the
-        // batch (like any store failure once writing began).
-        let policy = |rec: &_| governing(rec, |scope| w.policy(scope));
+        // What governs the device is read only for evidence the core appraises; a failing read
+        // drops the batch (like any store failure once writing began).
+        let policy = |rec: &_, reported: Option<&str>| {
+            governing_with(rec, reported, &mut StoreLookup::new(w, supply_chain))
+        };
         let decision = self
             .core
             .on_evidence(rec, input, policy, now, &mut **self.nonces())?;

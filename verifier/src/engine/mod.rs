@@ -13,6 +13,7 @@
 //! clock and the OS RNG; tests drive nonce expiry, verdict expiry and rate limits with their own.
 
 mod expiry;
+mod governing;
 mod inbound;
 mod operator;
 mod punch_export;
@@ -72,6 +73,7 @@ impl EngineConfig {
             verifier_id: self.verifier_id.clone(),
             quarantine_after_expiries: self.quarantine_after_expiries,
             max_eventlog: MAX_EVENTLOG,
+            require_ek_cert: self.require_ek_cert,
         }
     }
 }
@@ -220,6 +222,12 @@ impl Engine {
 
     pub fn verifier_key_pem(&self) -> String {
         vouch_common::keys::public_pem(&self.key.verifying_key())
+    }
+
+    /// The engine's store, for reads and for tools and tests that seed records directly (a
+    /// write through it bypasses the core: no audit, no re-evaluation, nothing published).
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// Whether the store's last write committed (see `Store::health`), for `/v1/health`.

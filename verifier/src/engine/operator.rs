@@ -9,12 +9,10 @@ use vouch_protocol::device::{Actor, AuditAction, TransitionError};
 use vouch_protocol::enrollment::Enrollment;
 use vouch_protocol::ids::DeviceId;
 use vouch_protocol::policy::{PolicyScope, ReferenceValues};
-use vouch_protocol::verifier::{
-    OperatorAction, OperatorError, PolicyOrigin, PolicyRefusal, governing,
-};
+use vouch_protocol::verifier::{OperatorAction, OperatorError, PolicyOrigin, PolicyRefusal};
 
 use super::{ApiError, Engine};
-use crate::api::{AuditPage, DevicePage, DeviceStateView, DeviceView, EnrolledView, PolicyView};
+use crate::api::{AuditPage, DevicePage, DeviceView, EnrolledView, PolicyView};
 use crate::mqtt::Outgoing;
 use crate::store::{DeviceRecord, PunchHead, Writer};
 
@@ -39,9 +37,6 @@ fn policy_refusal(e: PolicyRefusal) -> ApiError {
 
 /// The EK certificate's anchor, or why there is none, as an enrollment stored it.
 type EkCert = (Option<String>, Option<String>);
-
-/// Devices re-evaluated per transaction after a policy change.
-const REEVALUATION_CHUNK: usize = 500;
 
 pub(super) fn parse_id(id: &str) -> Result<DeviceId, ApiError> {
     id.parse()
@@ -260,9 +255,9 @@ impl Engine {
 
     /// Stores reference values and audits the change as the core decides it (one
     /// transaction), then lets the core re-evaluate the devices they may govern (that device,
-    /// or the model's devices) in transactions of [`REEVALUATION_CHUNK`] devices, publishing
-    /// after each, so a model-wide change neither holds the store for long nor floods the
-    /// broker. The core skips devices the values do not govern (those with their own policy).
+    /// or the model's devices) in chunks (`Engine::reevaluate`), publishing after each, so a
+    /// model-wide change neither holds the store for long nor floods the broker. The core
+    /// skips devices the values do not govern (those with their own policy).
     fn store_policy(
         &self,
         scope: PolicyScope,
@@ -279,7 +274,9 @@ impl Engine {
         w.put_policy(&scope, &rv)?;
         let candidates: Vec<DeviceId> = match &scope {
             PolicyScope::Device(_) => set.audit.device.iter().cloned().collect(),
-            PolicyScope::Model(m) => w.devices_of_model(m)?,
+            PolicyScope::Model(m) | PolicyScope::Firmware { model: m, .. } => {
+                w.devices_of_model(m)?
+            }
         };
         w.append_audit(&set.audit)?;
         self.commit(w, Vec::new())?;
@@ -290,44 +287,6 @@ impl Engine {
         })
     }
 
-    /// Lets the core re-evaluate `candidates` after the reference values at `scope` changed, in
-    /// transactions of [`REEVALUATION_CHUNK`] devices, publishing after each. The core skips
-    /// devices the values do not govern. Returns the re-evaluated devices and their states.
-    pub(super) fn reevaluate(
-        &self,
-        scope: &PolicyScope,
-        candidates: &[DeviceId],
-        now: u64,
-    ) -> Result<Vec<DeviceStateView>, ApiError> {
-        let mut reevaluated = Vec::new();
-        for chunk in candidates.chunks(REEVALUATION_CHUNK) {
-            let mut w = self.store.write()?;
-            let mut out = Vec::new();
-            for id in chunk {
-                let Some(rec) = w.device(id)? else {
-                    continue;
-                };
-                let before = rec.status.state();
-                let gov = governing(&rec, |scope| w.policy(scope))?;
-                let Some(effects) = self
-                    .core
-                    .on_policy_change(rec, scope, &gov, now, &mut **self.nonces())
-                    .map_err(anyhow::Error::from)?
-                else {
-                    continue;
-                };
-                let (msgs, stored) = self.write_effects(&mut w, id, effects)?;
-                out.extend(msgs);
-                reevaluated.push(DeviceStateView {
-                    id: id.to_string(),
-                    state: stored.map_or(before, |r| r.status.state()),
-                });
-            }
-            self.commit(w, out)?;
-        }
-        Ok(reevaluated)
-    }
-
     /// Re-evaluates the devices of `model` running firmware `version` after its vendor bundle
     /// was imported.
     pub(super) fn reevaluate_firmware(
@@ -335,11 +294,10 @@ impl Engine {
         model: &str,
         version: &str,
         now: u64,
-    ) -> Result<Vec<DeviceStateView>, ApiError> {
-        // Waiting for the core's firmware scope (vcore): until it lands, a bundle governs a
-        // device from its next attestation.
-        let _ = (model, version, now);
-        Ok(Vec::new())
+    ) -> Result<Vec<crate::api::DeviceStateView>, ApiError> {
+        // Merge resolution (e2e): the core's firmware scope landed as `reevaluate_bundle`.
+        let _ = now;
+        self.reevaluate_bundle(model, version)
     }
 
     pub fn policy(&self, scope: &PolicyScope) -> Result<ReferenceValues, ApiError> {

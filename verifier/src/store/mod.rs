@@ -255,6 +255,51 @@ mod tests {
     }
 
     #[test]
+    fn a_firmware_scope_reads_its_bundle_and_is_never_stored_as_a_policy() {
+        use vouch_protocol::policy::ReferenceValues;
+        use vouch_protocol::vendor::trust::BundleRecord;
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.redb")).unwrap();
+        let rv = ReferenceValues {
+            firmware_pcr: Some(14),
+            pcrs: [(0, vouch_protocol::bytes::Sha256Digest([1; 32]))].into(),
+            ..ReferenceValues::default()
+        };
+        let scope = PolicyScope::Firmware {
+            model: "T".into(),
+            version: "1.0".into(),
+        };
+        let mut w = s.write().unwrap();
+        let e = w.put_policy(&scope, &rv).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("firmware T@1.0 come from an imported bundle"),
+            "{e}"
+        );
+        assert_eq!(w.policy(&scope).unwrap(), None);
+        w.put_bundle(&BundleRecord {
+            vendor: "acme".parse().unwrap(),
+            model: "T".into(),
+            firmware_version: "1.0".into(),
+            issued_at: 1,
+            imported_at: 2,
+            reference: rv.clone(),
+            revoked: None,
+        })
+        .unwrap();
+        assert_eq!(w.policy(&scope).unwrap().as_ref(), Some(&rv));
+        // Another version, or the model's own scope, is not the bundle.
+        let other = PolicyScope::Firmware {
+            model: "T".into(),
+            version: "1.0.1".into(),
+        };
+        assert_eq!(w.policy(&other).unwrap(), None);
+        assert_eq!(w.policy(&PolicyScope::Model("T".into())).unwrap(), None);
+        w.commit().unwrap();
+        assert_eq!(s.read().unwrap().policy(&scope).unwrap(), Some(rv));
+    }
+
+    #[test]
     fn uncommitted_writes_are_not_visible() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("s.redb")).unwrap();

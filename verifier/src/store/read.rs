@@ -43,7 +43,11 @@ impl Reader {
             .transpose()
     }
 
+    /// The reference values at `scope`; a firmware scope's are its imported bundle's.
     pub fn policy(&self, scope: &PolicyScope) -> Result<Option<ReferenceValues>> {
+        if let PolicyScope::Firmware { model, version } = scope {
+            return Ok(self.bundle(model, version)?.map(|b| b.reference));
+        }
         let t = self.tx.open_table(POLICIES)?;
         let key = policy_key(scope);
         t.get(key.as_str())?

@@ -68,14 +68,26 @@ impl Writer {
         Ok(())
     }
 
+    /// The reference values at `scope`; a firmware scope's are its imported bundle's.
     pub fn policy(&self, scope: &PolicyScope) -> Result<Option<ReferenceValues>> {
+        if let PolicyScope::Firmware { model, version } = scope {
+            return Ok(self.bundle(model, version)?.map(|b| b.reference));
+        }
         let t = self.tx.open_table(POLICIES)?;
         let key = policy_key(scope);
         let r = t.get(key.as_str())?;
         r.map(|v| policy_from(&key, v.value())).transpose()
     }
 
+    /// Stores the operator's reference values at a device or model scope (a firmware scope's
+    /// come from an imported bundle: [`Writer::put_bundle`]).
     pub fn put_policy(&mut self, scope: &PolicyScope, rv: &ReferenceValues) -> Result<()> {
+        if let PolicyScope::Firmware { .. } = scope {
+            anyhow::bail!(
+                "reference values for {} come from an imported bundle",
+                scope.label()
+            );
+        }
         let mut t = self.tx.open_table(POLICIES)?;
         t.insert(policy_key(scope).as_str(), rows::encode(rv).as_slice())?;
         Ok(())

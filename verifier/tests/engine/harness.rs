@@ -94,6 +94,30 @@ fn engine_on(
     )
 }
 
+/// A bench whose verifier requires an EK certificate chaining to a trusted root
+/// (`require_ek_cert`; the other benches do not, as their terminals have none).
+pub fn bench_requiring_ek_cert() -> Bench {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.redb")).unwrap();
+    let clock = TestClock(Arc::new(AtomicU64::new(T0)));
+    let nonces = NumberedNonces(Arc::new(AtomicU64::new(0)));
+    let mut cfg = engine_config(0, 1000);
+    cfg.require_ek_cert = true;
+    bench_of(dir, store, cfg, clock, nonces)
+}
+
+fn engine_config(quarantine_after_expiries: u32, challenges_per_minute: u32) -> EngineConfig {
+    EngineConfig {
+        max_payload: wire::DEFAULT_MAX_PAYLOAD,
+        nonce_ttl: 60,
+        verdict_ttl: TTL,
+        challenges_per_minute,
+        verifier_id: "test".into(),
+        quarantine_after_expiries,
+        require_ek_cert: false,
+    }
+}
+
 fn engine_with(
     dir: tempfile::TempDir,
     store: Store,
@@ -102,17 +126,18 @@ fn engine_with(
     clock: TestClock,
     nonces: NumberedNonces,
 ) -> Bench {
+    let cfg = engine_config(quarantine_after_expiries, challenges_per_minute);
+    bench_of(dir, store, cfg, clock, nonces)
+}
+
+fn bench_of(
+    dir: tempfile::TempDir,
+    store: Store,
+    cfg: EngineConfig,
+    clock: TestClock,
+    nonces: NumberedNonces,
+) -> Bench {
     let (tx, out) = mpsc::channel(1 << 16);
-    let cfg = EngineConfig {
-        max_payload: wire::DEFAULT_MAX_PAYLOAD,
-        nonce_ttl: 60,
-        verdict_ttl: TTL,
-        challenges_per_minute,
-        verifier_id: "test".into(),
-        quarantine_after_expiries,
-        // Simulated terminals have no EK certificate; tests of that rule set it themselves.
-        require_ek_cert: false,
-    };
     let deps = EngineDeps {
         clock: Box::new(clock.clone()),
         nonces: Box::new(nonces.clone()),

@@ -33,5 +33,6 @@ mod evidence;
 mod expiry;
 mod freshness;
 mod policy;
+mod provenance;
 mod punches;
 mod quarantine;

@@ -169,6 +169,7 @@ fn a_zero_verdict_lifetime_is_taken_as_one_second_so_renewals_never_arrive_expir
         verifier_id: "test".into(),
         quarantine_after_expiries: 0,
         max_eventlog: crate::verifier::MAX_EVENTLOG,
+        require_ek_cert: false,
     });
     assert_eq!(core.rules().verdict_ttl, 1);
 }

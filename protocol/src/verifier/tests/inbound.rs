@@ -264,7 +264,7 @@ fn device_policy_takes_precedence_over_model_policy() {
         asked.push(s.clone());
         Ok::<_, ()>(Some(match s {
             PolicyScope::Device(_) => own.clone(),
-            PolicyScope::Model(_) => model.clone(),
+            PolicyScope::Model(_) | PolicyScope::Firmware { .. } => model.clone(),
         }))
     })
     .unwrap();
@@ -343,7 +343,7 @@ impl World {
             outcome,
             eventlog: None,
         };
-        let lookup = |_: &DeviceRecord| -> Result<Governing, ShellError> {
+        let lookup = |_: &DeviceRecord, _: Option<&str>| -> Result<Governing, ShellError> {
             *lookups += 1;
             Err(ShellError::PolicyRead)
         };

@@ -26,6 +26,7 @@ mod expiry;
 mod inbound;
 mod operator;
 mod policy;
+mod provenance;
 mod punch;
 
 /// Verdict lifetime in these tests.
@@ -135,6 +136,7 @@ impl World {
                 verifier_id: "test".into(),
                 quarantine_after_expiries,
                 max_eventlog: super::MAX_EVENTLOG,
+                require_ek_cert: false,
             }),
             rate: RateLimiter::new(per_minute),
             nonces: Numbered::default(),
@@ -247,7 +249,7 @@ impl World {
             .on_evidence(
                 self.rec.clone(),
                 input,
-                |_| Ok::<_, NonceUnavailable>(gov.clone()),
+                |_, _| Ok::<_, NonceUnavailable>(gov.clone()),
                 self.now,
                 &mut self.nonces,
             )
