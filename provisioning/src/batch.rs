@@ -18,7 +18,8 @@
 //! written atomically, so its presence says the whole batch is on disk. One fsync per file
 //! (what `write_atomic` does) made the batch wait on the disk — about 7 ms per fsync here, 90
 //! terminals/s even with 16 threads, against the 10,000-in-a-minute target — and fsyncing the
-//! files together at the end was no faster; syncfs writes them back in one pass.
+//! files together at the end was no faster; syncfs writes them back in one pass. Measured
+//! with a release build on 2 shared cores: 10,000 terminals in 5.4 s (about 1,800/s).
 
 use anyhow::{Context, Result, bail};
 use clap::Args;

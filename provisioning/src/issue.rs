@@ -17,7 +17,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use std::path::{Path, PathBuf};
 use vouch_protocol::bytes::Bytes;
-use vouch_protocol::credential::{CredentialResponse, MAX_RESPONSE, request_digest};
+use vouch_protocol::credential::{MAX_RESPONSE, request_digest};
 use vouch_protocol::ekcert::{
     EkCertInfo, MAX_PEM_TEXT, TrustAnchors, parse_pem_certificates, verify_ek_certificate,
 };
@@ -181,13 +181,14 @@ pub fn run(args: &IssueArgs) -> Result<()> {
                 args.response.display()
             )
         })?;
-    let response = CredentialResponse::from_cbor(&bytes)
-        .with_context(|| format!("{}", args.response.display()))?;
     let digest = request_digest(&request);
-    let record = pending::load(&args.pending, &digest)?;
-    record
-        .check(&response, now)
-        .with_context(|| format!("credential activation of {} failed", enrollment.id))?;
+    pending::check_response_file(&args.pending, &request, &bytes, now).with_context(|| {
+        format!(
+            "credential activation of {} failed ({})",
+            enrollment.id,
+            args.response.display()
+        )
+    })?;
 
     let ek_info = check_ek_cert(args, &req, now)?;
     let manifest = DeviceManifest {
