@@ -151,6 +151,17 @@ pub struct ReferenceView {
     pub revoked: Option<RevocationView>,
 }
 
+/// The answer to `POST /v1/references/{model}/{version}/revoke`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReferenceRevokedView {
+    pub reference: ReferenceView,
+    /// False when it was already revoked.
+    pub changed: bool,
+    /// Terminals running it that were sent a challenge, so their next attestation (which the
+    /// revocation contraindicates) comes now.
+    pub challenged: usize,
+}
+
 /// The answer to `POST /v1/references`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReferenceImportView {

@@ -332,6 +332,31 @@ fn vendors_manifests_references_and_supply_chain_through_vouchctl() {
         "{d}"
     );
 
+    // A terminal's own request (`vouchctl enroll`) has its EK certificate checked too.
+    let tpm = SimTpm::from_seed([210; 32]);
+    let key = SigningKey::from_bytes(&[211; 32]);
+    let mut req = tpm.enrollment_request_with_mqtt(
+        MODEL,
+        &key.verifying_key(),
+        &vouch_common::mqtt_passwd::hash_random_salt("pw").unwrap(),
+    );
+    req.ek_public = Bytes(std::fs::read(ekcert_vector("p384-ek.tpmt")).unwrap());
+    req.ek_certificate = Some(Bytes(std::fs::read(ekcert_vector("p384-ek.der")).unwrap()));
+    let r8 = v.file(
+        "t8.req",
+        &vouch_protocol::wire::seal(&"t8".parse().unwrap(), &req, &key),
+    );
+    assert_eq!(v.ok(&["enroll", &r8]), "t8\n");
+    let d = device(&v, "t8");
+    assert!(
+        d["ek_cert_anchor"]
+            .as_str()
+            .unwrap()
+            .contains("swtpm-localca"),
+        "{d}"
+    );
+    assert!(d["provenance"].is_null(), "{d}");
+
     // Reference bundles: import, list, an older one refused, another vendor's for the model
     // refused.
     let b = v.file("b.cbor", &acme.seal(&bundle("2.1.0", 2000, 7)));
@@ -445,6 +470,27 @@ fn vendors_manifests_references_and_supply_chain_through_vouchctl() {
     assert!(err.contains("a revoked name stays revoked"), "{err}");
     let list = v.json(&["vendor", "list", "--json"]);
     assert_eq!(list[0]["revoked"]["reason"], "signing key leaked");
+
+    // Body limits: a manifest route takes at most 256 KiB, the bundle route 4 MiB.
+    let token = std::fs::read_to_string(v.data.join("admin.token")).unwrap();
+    let api = vouch_verifier::ctl::client::Client::new(
+        &format!("http://127.0.0.1:{}", v.http),
+        token.trim().to_owned(),
+    );
+    let junk = vec![0u8; 300 * 1024];
+    let err = api
+        .post_bytes::<serde_json::Value>("/v1/manifests", "application/cbor", &junk)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("HTTP 413"), "{err}");
+    let err = api
+        .post_bytes::<serde_json::Value>("/v1/references", "application/cbor", &junk)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("reference bundle refused") && err.contains("HTTP 400"),
+        "{err}"
+    );
 
     // Every change is in the audit trail.
     let audit = v.ok(&["audit"]);

@@ -127,7 +127,7 @@ pub fn run(args: AttestArgs) -> Result<()> {
         challenges_per_minute: 1000,
         verifier_id: "bench".into(),
         quarantine_after_expiries: 0,
-        // Simulated terminals have no EK certificate; tests of that rule set it themselves.
+        // Simulated terminals have no EK certificate.
         require_ek_cert: false,
     };
     let engine = Arc::new(Engine::new(store, vouch_common::keys::generate()?, cfg, tx));

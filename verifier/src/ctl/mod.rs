@@ -43,7 +43,8 @@ pub enum Command {
         request_file: PathBuf,
     },
     /// List devices; PUNCHES shows each mirror's head seq, `!` marking a terminal whose punch
-    /// buffer is under pressure.
+    /// buffer is under pressure; MARKS shows REVOKED-FW (the firmware it runs was revoked: its
+    /// next attestation quarantines it) and SIM (a simulated terminal).
     Devices {
         #[arg(long)]
         json: bool,

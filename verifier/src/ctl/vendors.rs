@@ -14,8 +14,8 @@ use vouch_protocol::vendor::manifest::DeviceManifest;
 use super::client::Client;
 use super::seg;
 use crate::api::{
-    ManifestImportView, ReasonBody, ReferenceImportView, ReferenceView, VendorChangeView,
-    VendorTrustBody, VendorView,
+    ManifestImportView, ReasonBody, ReferenceImportView, ReferenceRevokedView, ReferenceView,
+    VendorChangeView, VendorTrustBody, VendorView,
 };
 
 #[derive(Debug, Subcommand)]
@@ -230,13 +230,20 @@ pub fn reference(c: &Client, cmd: &ReferenceCommand) -> Result<()> {
                 reason: reason.clone(),
             };
             let path = format!("/v1/references/{}/{}/revoke", seg(model), seg(version));
-            let r: ReferenceView = c.post_json(&path, &body)?;
+            let v: ReferenceRevokedView = c.post_json(&path, &body)?;
+            let r = &v.reference;
             println!(
-                "firmware {} of model {} revoked at {}: terminals running it are quarantined at \
-                 their next attestation",
+                "firmware {} of model {} {} at {}: terminals running it are quarantined at \
+                 their next attestation ({} challenged now)",
                 r.firmware_version,
                 r.model,
-                r.revoked.as_ref().map_or("-", |r| r.at.as_str())
+                if v.changed {
+                    "revoked"
+                } else {
+                    "was already revoked"
+                },
+                r.revoked.as_ref().map_or("-", |r| r.at.as_str()),
+                v.challenged
             );
         }
     }

@@ -60,7 +60,8 @@ pub struct EngineConfig {
     /// Consecutive verdict periods without fresh evidence after which an unresponsive device is
     /// quarantined (0 = never).
     pub quarantine_after_expiries: u32,
-    /// A device without an EK certificate chaining to a trusted TPM root is at best `warning`.
+    /// A device without an EK certificate chaining to a trusted root is at best `warning`
+    /// (`Rules::require_ek_cert`).
     pub require_ek_cert: bool,
 }
 

@@ -287,19 +287,6 @@ impl Engine {
         })
     }
 
-    /// Re-evaluates the devices of `model` running firmware `version` after its vendor bundle
-    /// was imported.
-    pub(super) fn reevaluate_firmware(
-        &self,
-        model: &str,
-        version: &str,
-        now: u64,
-    ) -> Result<Vec<crate::api::DeviceStateView>, ApiError> {
-        // Merge resolution (e2e): the core's firmware scope landed as `reevaluate_bundle`.
-        let _ = now;
-        self.reevaluate_bundle(model, version)
-    }
-
     pub fn policy(&self, scope: &PolicyScope) -> Result<ReferenceValues, ApiError> {
         self.store
             .read()?

@@ -34,7 +34,8 @@ use super::operator::parse_id;
 use super::views::{self, Trust};
 use super::{ApiError, Engine};
 use crate::api::{
-    ManifestImportView, ReferenceImportView, ReferenceView, VendorChangeView, VendorView,
+    ManifestImportView, ReferenceImportView, ReferenceRevokedView, ReferenceView, VendorChangeView,
+    VendorView,
 };
 use crate::store::DeviceRecord;
 
@@ -461,7 +462,7 @@ impl Engine {
             ),
         })?;
         w.commit()?;
-        let reevaluated = self.reevaluate_firmware(&rec.model, &rec.firmware_version, now)?;
+        let reevaluated = self.reevaluate_bundle(&rec.model, &rec.firmware_version)?;
         Ok(ReferenceImportView {
             reference: views::reference(&rec),
             created: true,
@@ -480,14 +481,15 @@ impl Engine {
     }
 
     /// Revokes firmware `version` of `model`: every terminal running it is contraindicated at
-    /// its next attestation. Revoking it again changes nothing.
+    /// its next attestation, which a challenge asks for now (`challenge_firmware`). Revoking it
+    /// again changes nothing.
     pub fn revoke_reference(
         &self,
         model: &str,
         version: &str,
         reason: &str,
         actor: Actor,
-    ) -> Result<ReferenceView, ApiError> {
+    ) -> Result<ReferenceRevokedView, ApiError> {
         let reason = check_reason(reason)?;
         let now = self.now();
         let mut w = self.store.write()?;
@@ -497,7 +499,11 @@ impl Engine {
             ))
         })?;
         if b.revoked.is_some() {
-            return Ok(views::reference(&b));
+            return Ok(ReferenceRevokedView {
+                reference: views::reference(&b),
+                changed: false,
+                challenged: 0,
+            });
         }
         b.revoked = Some(Revocation {
             at: now,
@@ -513,7 +519,12 @@ impl Engine {
             reason: format!("firmware {model}@{version}: {reason}"),
         })?;
         w.commit()?;
-        Ok(views::reference(&b))
+        let challenged = self.challenge_firmware(model, version)?;
+        Ok(ReferenceRevokedView {
+            reference: views::reference(&b),
+            changed: true,
+            challenged,
+        })
     }
 
     /// Replaces the supply-chain policy with the operator's JSON (checked: the error names the

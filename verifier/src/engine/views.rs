@@ -210,6 +210,46 @@ mod tests {
     }
 
     #[test]
+    fn the_running_firmware_is_the_reported_one_else_the_provisioned_one() {
+        let mut r = record();
+        assert_eq!(running_firmware(&r), None);
+        let v = device(&r, Ok(None), 80, Trust::default(), 0);
+        assert!(v.provenance.is_none() && !v.simulated && v.firmware_version.is_none());
+        r.enrollment.provenance = Some(vouch_protocol::enrollment::Provenance {
+            vendor: "acme".parse().unwrap(),
+            firmware_version: "2.1.0".into(),
+            inventory: Default::default(),
+            issued_at: 0,
+            credential_activated: false,
+            simulated: true,
+            ek_certificates: vec![],
+        });
+        assert_eq!(running_firmware(&r), Some("2.1.0"));
+        r.measurements = Some(vouch_protocol::policy::Measurements {
+            pcrs: Default::default(),
+            firmware_pcr: 14,
+            firmware: vec![],
+            eventlog: None,
+            firmware_version: Some("2.2.0".into()),
+            inventory: None,
+        });
+        assert_eq!(running_firmware(&r), Some("2.2.0"));
+        let trust = Trust {
+            ek_cert_problem: Some("no EK certificate".into()),
+            firmware_revoked: true,
+        };
+        let v = device(&r, Ok(None), 80, trust, 0);
+        let p = v.provenance.unwrap();
+        assert_eq!(
+            (p.vendor.as_str(), p.firmware_version.as_str()),
+            ("acme", "2.1.0")
+        );
+        assert_eq!(v.firmware_version.as_deref(), Some("2.2.0"));
+        assert!(v.simulated && v.firmware_revoked);
+        assert_eq!(v.ek_cert_problem.as_deref(), Some("no EK certificate"));
+    }
+
+    #[test]
     fn a_verdict_is_stale_by_the_engines_clock() {
         let mut r = record();
         let key = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
