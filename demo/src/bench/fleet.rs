@@ -285,8 +285,9 @@ async fn attest(file: TerminalFile, ctx: &Ctx) -> Result<Status> {
     // real TPM's clock kept running since. Powered time up to now keeps this run's quotes later
     // than the last run's (the verifier refuses an older quote of the same boot as stale).
     sim.tpm_mut().advance_clock(wall_clock_ms());
-    if let Some(inv) = &file.inventory {
-        sim.measure(&[inv.measurement()])
+    sim.set_firmware_version(file.firmware_version.clone());
+    if let Some(inv) = file.inventory.clone() {
+        sim.set_inventory(inv)
             .map_err(|e| anyhow!("measuring the inventory: {e}"))?;
     }
     let challenge_topic = Topic::new(file.id.clone(), Kind::Challenge);
@@ -323,11 +324,9 @@ async fn attest(file: TerminalFile, ctx: &Ctx) -> Result<Status> {
                         if c.request != request || answered.is_some() {
                             continue;
                         }
-                        let mut evidence = sim
+                        let evidence = sim
                             .evidence(&c.nonce)
                             .map_err(|e| anyhow!("quoting: {e}"))?;
-                        evidence.firmware_version.clone_from(&file.firmware_version);
-                        evidence.inventory.clone_from(&file.inventory);
                         client
                             .try_publish(evidence_topic.as_str(), QoS::AtLeastOnce, false, sim.seal(&evidence))
                             .map_err(|e| anyhow!("publishing evidence: {e}"))?;
