@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod mirror;
 pub mod procs;
+pub mod provision;
 pub mod punch;
 pub mod punch_fleet;
 pub mod raw;

@@ -3,18 +3,22 @@
 //!   throughput with simulated terminals, no broker ([`attest`]);
 //! - `vouch-bench punches`: zero-loss punch mirroring end to end — the real `vouch-verifier`
 //!   binary with its managed Mosquitto, simulated terminals publishing signed batches over
-//!   MQTT, and a real `vouch-agent` daemon on swtpm taking punches at its socket ([`punches`]).
+//!   MQTT, and a real `vouch-agent` daemon on swtpm taking punches at its socket ([`punches`]);
+//! - `vouch-bench fleet DIR`: a `vouch-provision batch` fleet of simulated terminals attesting
+//!   against a running verifier through its broker, verdicts counted by status ([`fleet`]).
 //!
 //! Benches print figures with their targets; nothing here is a test and nothing asserts on
 //! speed.
 
 pub mod attest;
+pub mod fleet;
 pub mod punches;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 pub use attest::AttestArgs;
+pub use fleet::FleetArgs;
 pub use punches::PunchArgs;
 
 /// vouch bench: measure the verifier with simulated terminals. Without a subcommand it runs
@@ -37,6 +41,10 @@ pub enum BenchCommand {
     /// (1 and 1,000 terminals), a real agent's confirmed punches/s at its socket, and the
     /// confirmation-to-ack latency.
     Punches(PunchArgs),
+    /// A provisioned simulated fleet (`vouch-provision batch` output) attesting against a
+    /// running verifier over MQTT: verdicts per status and the rate; exit 1 if any terminal got
+    /// no verdict within --timeout.
+    Fleet(FleetArgs),
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -44,5 +52,6 @@ pub fn run(args: BenchArgs) -> Result<()> {
         None => attest::run(args.attest),
         Some(BenchCommand::Attest(a)) => attest::run(a),
         Some(BenchCommand::Punches(p)) => punches::run(p),
+        Some(BenchCommand::Fleet(f)) => fleet::run(f),
     }
 }

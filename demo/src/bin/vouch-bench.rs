@@ -1,4 +1,4 @@
-//! `vouch-bench`: the attestation bench and the punch-mirroring bench (see
+//! `vouch-bench`: the attestation, punch-mirroring and provisioned-fleet benches (see
 //! `vouch_demo::bench`). Only argument parsing and the exit code live here.
 
 use clap::Parser;
