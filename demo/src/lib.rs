@@ -5,4 +5,5 @@
 
 pub mod bench;
 pub mod demo;
+pub mod provision_batch;
 pub mod sim_tpm;

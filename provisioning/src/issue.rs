@@ -28,7 +28,7 @@ use vouch_protocol::vendor::manifest::DeviceManifest;
 use vouch_provisioning::pending;
 
 use crate::challenge::read_request;
-use crate::vendor::VendorDir;
+use vouch_provisioning::vendor::VendorDir;
 
 /// Most PEM files read from a roots directory.
 const MAX_ROOT_FILES: usize = 256;

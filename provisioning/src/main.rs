@@ -8,9 +8,9 @@ mod batch;
 mod challenge;
 mod issue;
 mod reference;
-mod vendor;
 
 use clap::{Parser, Subcommand};
+use vouch_provisioning::vendor;
 
 /// vouch factory tooling.
 #[derive(Debug, Parser)]

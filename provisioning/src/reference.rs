@@ -23,7 +23,7 @@ use vouch_protocol::policy::events::LogMeasurements;
 use vouch_protocol::policy::{MAX_PCR, Measurements, ReferenceValues};
 use vouch_protocol::vendor::bundle::{ReferenceBundle, check_label};
 
-use crate::vendor::VendorDir;
+use vouch_provisioning::vendor::VendorDir;
 
 #[derive(Debug, Args)]
 pub struct ReferenceArgs {
