@@ -123,7 +123,8 @@ pub enum Reason {
         was: String,
         now: String,
     },
-    /// The device was enrolled from a manifest, and its evidence carries no inventory.
+    /// The device was enrolled from a manifest (or a supply-chain policy is in force), and its
+    /// evidence carries no inventory.
     InventoryMissing,
     /// The evidence's inventory is not the newest inventory measurement in the quoted
     /// firmware list, so the quote does not vouch for it.
@@ -426,7 +427,10 @@ impl fmt::Display for Reason {
                 write!(f, "the punch chain is broken at record {seq}")
             }
             Reason::SupplyChainDenied { component, rule } => {
-                write!(f, "{component} is refused by the supply-chain policy ({rule})")
+                write!(
+                    f,
+                    "{component} is refused by the supply-chain policy ({rule})"
+                )
             }
             Reason::HardwareChanged {
                 component,
@@ -437,7 +441,8 @@ impl fmt::Display for Reason {
                 "hardware changed since provisioning: {component} was {was}, is now {now}"
             ),
             Reason::InventoryMissing => f.write_str(
-                "evidence carries no hardware inventory, but the device was enrolled from a manifest",
+                "evidence carries no hardware inventory, but the device was enrolled from a \
+                 manifest or a supply-chain policy is in force",
             ),
             Reason::InventoryNotMeasured => f.write_str(
                 "the hardware inventory in the evidence is not the one measured into the quoted \
@@ -447,7 +452,10 @@ impl fmt::Display for Reason {
                 model,
                 version,
                 reason,
-            } => write!(f, "firmware {version} of model {model} was revoked: {reason}"),
+            } => write!(
+                f,
+                "firmware {version} of model {model} was revoked: {reason}"
+            ),
             Reason::EkCertUntrusted { detail } => write!(
                 f,
                 "no EK certificate chaining to a trusted TPM-manufacturer root ({detail})"

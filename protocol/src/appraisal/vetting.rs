@@ -9,7 +9,8 @@
 //!   reference values govern, the operator's own included.
 //! - An inventory must be bound to the quote: the newest `vouch:inventory` entry of the quoted
 //!   firmware list must be its digest, else `inventory_not_measured` (and nothing is judged on
-//!   it). A device enrolled from a manifest must send one (`inventory_missing`), and every
+//!   it). A device enrolled from a manifest, and every device while a supply-chain policy is
+//!   in force, must send one (`inventory_missing`), and every
 //!   difference from the manifest's baseline is a `hardware_changed` naming component, was
 //!   and now (the swapped-board case).
 //! - Every supply-chain violation of a (bound) inventory is a `supply_chain_denied` naming the
@@ -80,9 +81,13 @@ pub fn vet(mut a: Appraisal, m: &Measurements, v: &Vetting<'_>) -> Appraisal {
 /// The inventory findings: binding, provenance baseline, supply chain.
 fn hardware_findings(m: &Measurements, v: &Vetting<'_>) -> Vec<Reason> {
     let Some(inv) = &m.inventory else {
-        return match v.baseline {
-            Some(_) => vec![Reason::InventoryMissing],
-            None => Vec::new(),
+        // Fail closed: a device the manifest describes, or any device while a supply-chain
+        // policy is in force, cannot escape the checks by sending no inventory.
+        let policy_in_force = v.supply_chain.is_some_and(|p| !p.is_empty());
+        return if v.baseline.is_some() || policy_in_force {
+            vec![Reason::InventoryMissing]
+        } else {
+            Vec::new()
         };
     };
     if inventory::measured_digest(&m.firmware) != Some(inv.digest()) {

@@ -206,7 +206,8 @@ fn examples() -> Vec<(Reason, &'static str)> {
         ),
         (
             Reason::InventoryMissing,
-            "evidence carries no hardware inventory, but the device was enrolled from a manifest",
+            "evidence carries no hardware inventory, but the device was enrolled from a manifest \
+             or a supply-chain policy is in force",
         ),
         (
             Reason::InventoryNotMeasured,

@@ -366,6 +366,21 @@ fn a_manifest_device_must_send_its_inventory() {
         },
     );
     assert_eq!(v.status, Status::Affirming);
+    // ... but not while a supply-chain policy is in force: silence must not evade its rules.
+    let mut w = World::new();
+    let v = attest(
+        &mut w,
+        reporting(1, None, None, false),
+        &mut Shelf {
+            device: Some(measurements(1).capture()),
+            supply_chain: Some(
+                SupplyChainPolicy::from_json(r#"{"deny": {"pci_vendors": ["10ec"]}}"#).unwrap(),
+            ),
+            ..Shelf::default()
+        },
+    );
+    assert_eq!(v.status, Status::Contraindicated);
+    assert_eq!(v.reasons, [Reason::InventoryMissing]);
 }
 
 #[test]
