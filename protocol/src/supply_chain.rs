@@ -136,9 +136,30 @@ impl SupplyChainPolicy {
         self.mode == Mode::Deny && self.deny == Rules::default()
     }
 
-    /// Every component of `inv` the policy refuses, in inventory order.
+    /// Every component of `inv` the policy refuses, in inventory order. In allow-only mode a
+    /// missing SMBIOS board or system vendor, or a missing TPM, is refused too: leaving a field
+    /// out must not pass an allow list.
     pub fn check_inventory(&self, inv: &Inventory) -> Vec<Violation> {
         let mut out = Vec::new();
+        if self.mode == Mode::AllowOnly {
+            for (field, value) in [
+                ("board_vendor", &inv.smbios.board_vendor),
+                ("sys_vendor", &inv.smbios.sys_vendor),
+            ] {
+                if value.is_none() {
+                    out.push(Violation {
+                        component: format!("SMBIOS {field} (absent)"),
+                        rule: "allow_only: not in allow.smbios_manufacturers".to_owned(),
+                    });
+                }
+            }
+            if inv.tpm.is_none() {
+                out.push(Violation {
+                    component: "TPM (absent)".to_owned(),
+                    rule: "allow_only: not in allow.tpm_manufacturers".to_owned(),
+                });
+            }
+        }
         for c in inv.components() {
             if let Some(rule) = matching_rule(&self.deny, &c) {
                 out.push(Violation {
@@ -180,11 +201,14 @@ fn matching_rule(rules: &Rules, c: &Component<'_>) -> Option<String> {
             .find(|v| **v == u.vendor)
             .map(|v| format!("{name} {v:04x}")),
         Component::SmbiosManufacturer { value, .. } => {
-            let value = value.to_lowercase();
+            let value = folded(value);
             rules
                 .smbios_manufacturers
                 .iter()
-                .find(|r| value.contains(&r.trim().to_lowercase()))
+                .find(|r| {
+                    let r = folded(r);
+                    !r.is_empty() && value.contains(&r)
+                })
                 .map(|r| format!("{name} {r:?}"))
         }
         Component::Tpm(t) => rules
@@ -193,6 +217,26 @@ fn matching_rule(rules: &Rules, c: &Component<'_>) -> Option<String> {
             .find(|r| r.trim().eq_ignore_ascii_case(t.manufacturer.trim()))
             .map(|r| format!("{name} {r:?}")),
     }
+}
+
+/// An SMBIOS string as rules compare it: ASCII letters and digits only, lower-cased. Spaces,
+/// punctuation, zero-width and non-breaking spaces are dropped, so `Hidden\u{200B}Board` or
+/// `Hidden  Board` cannot slip past a rule "Hidden Board"; any other non-ASCII character is
+/// kept as a marker that matches no rule letter (a look-alike letter does not match the letter
+/// it imitates — allow-only mode refuses it, see docs/supply-chain.md).
+fn folded(s: &str) -> String {
+    s.chars()
+        .filter_map(|c| match c {
+            c if c.is_ascii_alphanumeric() => Some(c.to_ascii_lowercase()),
+            c if c.is_ascii() || c.is_whitespace() || is_invisible(c) => None,
+            _ => Some('\u{fffd}'),
+        })
+        .collect()
+}
+
+/// Format characters that render as nothing (zero-width space, joiners, BOM, soft hyphen).
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{00ad}' | '\u{200b}'..='\u{200f}' | '\u{2060}'..='\u{2064}' | '\u{feff}')
 }
 
 /// Vendor ids as four-digit hex strings in JSON.
@@ -294,6 +338,48 @@ mod tests {
         assert!(
             v.iter()
                 .all(|x| x.rule.starts_with("allow_only: not in allow."))
+        );
+    }
+
+    #[test]
+    fn spacing_and_invisible_characters_do_not_evade_an_smbios_rule() {
+        let p =
+            SupplyChainPolicy::from_json(r#"{"deny": {"smbios_manufacturers": ["Hidden Board"]}}"#)
+                .unwrap();
+        for evasive in [
+            "Hidden\u{200B}Board Co",
+            "Hidden\u{00A0}Board",
+            "Hidden  Board",
+            "HIDDEN-BOARD",
+        ] {
+            let mut i = inv();
+            i.smbios.board_vendor = Some(evasive.into());
+            assert_eq!(
+                p.check_inventory(&i).len(),
+                1,
+                "{evasive:?} evaded the rule"
+            );
+        }
+        let mut i = inv();
+        i.smbios.board_vendor = Some("Acme".into());
+        assert!(p.check_inventory(&i).is_empty());
+    }
+
+    #[test]
+    fn allow_only_refuses_missing_vendor_strings_and_tpm() {
+        let p = SupplyChainPolicy::from_json(
+            r#"{"mode": "allow_only", "allow": {"pci_vendors": ["10ec"], "usb_vendors": ["1a86"],
+                "smbios_manufacturers": ["acme", "hidden"], "tpm_manufacturers": ["ibm"]}}"#,
+        )
+        .unwrap();
+        assert!(p.check_inventory(&inv()).is_empty());
+        let mut i = inv();
+        i.smbios.board_vendor = None;
+        i.tpm = None;
+        let v = p.check_inventory(&i);
+        assert_eq!(
+            v.iter().map(|x| x.component.as_str()).collect::<Vec<_>>(),
+            ["SMBIOS board_vendor (absent)", "TPM (absent)"]
         );
     }
 

@@ -69,6 +69,8 @@ pub struct Governing {
     pub revoked: Option<RevokedFirmware>,
     /// The operator's supply-chain policy, if one is set.
     pub supply_chain: Option<SupplyChainPolicy>,
+    /// The revoked bundles of the device's model (see [`Lookup::revoked_bundles`]).
+    pub revoked_bundles: Vec<BundleRecord>,
 }
 
 /// A firmware version whose vendor bundle the operator revoked.
@@ -88,6 +90,13 @@ pub trait Lookup {
     fn bundle(&mut self, model: &str, version: &str) -> Result<Option<BundleRecord>, Self::Error>;
     /// The operator's supply-chain policy.
     fn supply_chain(&mut self) -> Result<Option<SupplyChainPolicy>, Self::Error>;
+    /// Every revoked bundle of `model` (a handful per model). Measurements that satisfy one
+    /// are that revoked firmware whatever version the device reports, so relabelling the
+    /// version does not escape the revocation.
+    fn revoked_bundles(&mut self, model: &str) -> Result<Vec<BundleRecord>, Self::Error> {
+        let _ = model;
+        Ok(Vec::new())
+    }
 }
 
 /// A [`Lookup`] of the operator's reference values only: no bundles, no supply-chain policy.
@@ -209,6 +218,7 @@ pub fn governing_with<L: Lookup>(
         }),
         revoked,
         supply_chain: lookup.supply_chain()?,
+        revoked_bundles: lookup.revoked_bundles(model_name)?,
     })
 }
 
@@ -237,13 +247,29 @@ impl Rules {
                 "it was enrolled without an EK certificate"
             }
         });
+        // The reported version's revocation, else any revoked bundle of the model whose
+        // reference values these measurements satisfy: the device runs that firmware, whatever
+        // version it reports.
+        let revoked = gov
+            .revoked
+            .as_ref()
+            .map(|r| (r.model.as_str(), r.version.as_str(), r.reason.as_str()))
+            .or_else(|| {
+                gov.revoked_bundles.iter().find_map(|b| {
+                    let r = b.revoked.as_ref()?;
+                    crate::policy::evaluate(&b.reference, m, "")
+                        .is_empty()
+                        .then_some((
+                            b.model.as_str(),
+                            b.firmware_version.as_str(),
+                            r.reason.as_str(),
+                        ))
+                })
+            });
         let v = Vetting {
             baseline: e.provenance.as_ref().map(|p| &p.inventory),
             supply_chain: gov.supply_chain.as_ref(),
-            revoked: gov
-                .revoked
-                .as_ref()
-                .map(|r| (r.model.as_str(), r.version.as_str(), r.reason.as_str())),
+            revoked,
             ek_cert_untrusted,
         };
         vet(a, m, &v)

@@ -55,8 +55,21 @@ impl Lookup for StoreLookup<'_> {
         self.w.policy(scope)
     }
 
+    /// A bundle whose vendor the operator revoked governs nothing: its devices fall back to
+    /// the operator's own values, or have none.
     fn bundle(&mut self, model: &str, version: &str) -> Result<Option<BundleRecord>> {
-        self.w.bundle(model, version)
+        let Some(b) = self.w.bundle(model, version)? else {
+            return Ok(None);
+        };
+        let vendor_revoked = self
+            .w
+            .vendor(&b.vendor)?
+            .is_some_and(|v| v.revoked.is_some());
+        Ok((!vendor_revoked || b.revoked.is_some()).then_some(b))
+    }
+
+    fn revoked_bundles(&mut self, model: &str) -> Result<Vec<BundleRecord>> {
+        self.w.revoked_bundles(model)
     }
 
     fn supply_chain(&mut self) -> Result<Option<SupplyChainPolicy>> {

@@ -85,6 +85,22 @@ macro_rules! vendor_reads {
                 all(&self.tx.open_table(BUNDLES)?, bundle_from)
             }
 
+            /// The revoked bundles of `model`: a range read over that model's keys only
+            /// (`model NUL version`), a handful of rows.
+            pub fn revoked_bundles(&self, model: &str) -> Result<Vec<BundleRecord>> {
+                let t = self.tx.open_table(BUNDLES)?;
+                let (start, end) = (format!("{model}\0"), format!("{model}\u{1}"));
+                let mut out = Vec::new();
+                for item in t.range(start.as_str()..end.as_str())? {
+                    let (k, v) = item?;
+                    let b = bundle_from(k.value(), v.value())?;
+                    if b.revoked.is_some() {
+                        out.push(b);
+                    }
+                }
+                Ok(out)
+            }
+
             /// The operator's supply-chain policy, if one was set.
             pub fn supply_chain(&self) -> Result<Option<SupplyChainPolicy>> {
                 let t = self.tx.open_table(SUPPLY_CHAIN)?;

@@ -11,7 +11,7 @@ use vouch_protocol::inventory::{Inventory, PciDevice, Smbios};
 use vouch_protocol::messages::Evidence;
 use vouch_protocol::supply_chain::SupplyChainPolicy;
 use vouch_protocol::vendor::manifest::DeviceManifest;
-use vouch_protocol::vendor::trust::{BundleRecord, Revocation};
+use vouch_protocol::vendor::trust::{BundleRecord, Revocation, VendorRecord};
 use vouch_protocol::vendor::{self, VendorName};
 use vouch_sim::{LOCKED_MQTT_HASH, SimTerminal};
 
@@ -245,6 +245,29 @@ fn a_bundle_imported_later_governs_a_device_without_operator_values() {
     assert_eq!(b.state_of("k1"), DeviceState::Trusted);
     // A bundle for another version governs nothing here.
     assert_eq!(b.engine.reevaluate_bundle(MODEL, "9.9").unwrap(), []);
+}
+
+#[test]
+fn a_revoked_vendors_bundle_stops_governing() {
+    let mut b = bench_with(0, |_| {});
+    let mut t = trusted_under_bundle(&mut b);
+    seed(&b, |w| {
+        w.put_vendor(&VendorRecord {
+            name: vendor_name(),
+            key: [7; 32],
+            trusted_at: 1,
+            trusted_by: Actor::Operator("admin".into()),
+            revoked: Some(Revocation {
+                at: 2,
+                by: Actor::Operator("admin".into()),
+                reason: "signing key leaked".into(),
+            }),
+        })
+        .unwrap()
+    });
+    let v = attest(&mut b, &mut t);
+    assert_eq!(v.status, Status::Warning, "{:?}", v.reasons);
+    assert_eq!(codes(&b, "k1"), ["no_reference_values"]);
 }
 
 #[test]

@@ -115,6 +115,15 @@ impl Lookup for Shelf {
     fn supply_chain(&mut self) -> Result<Option<SupplyChainPolicy>, ()> {
         Ok(self.supply_chain.clone())
     }
+
+    fn revoked_bundles(&mut self, model: &str) -> Result<Vec<BundleRecord>, ()> {
+        Ok(self
+            .bundles
+            .iter()
+            .filter(|b| b.model == model && b.revoked.is_some())
+            .cloned()
+            .collect())
+    }
 }
 
 fn bundle(version: &str, pcr0: u8, revoked: Option<&str>) -> BundleRecord {
@@ -269,6 +278,45 @@ fn device_and_model_values_beat_the_bundle_but_a_revocation_beats_them_all() {
             .as_deref()
             .is_some_and(|p| p.starts_with("device:t1@"))
     );
+}
+
+#[test]
+fn relabelling_the_firmware_version_does_not_escape_a_revocation() {
+    // The device runs revoked 1.0 (its measurements are 1.0's) but reports "1.0a", for which
+    // there is no bundle, under the operator's own values that approve those measurements.
+    let mut shelf = Shelf {
+        device: Some(measurements(1).capture()),
+        bundles: vec![bundle("1.0", 1, Some("CVE-2026-1")), bundle("2.0", 2, None)],
+        ..Shelf::default()
+    };
+    let mut w = manifest_world(false);
+    let v = attest(
+        &mut w,
+        reporting(1, Some("1.0a"), Some(baseline()), true),
+        &mut shelf,
+    );
+    assert_eq!(v.status, Status::Contraindicated);
+    assert_eq!(
+        v.reasons,
+        [Reason::FirmwareRevoked {
+            model: MODEL.into(),
+            version: "1.0".into(),
+            reason: "CVE-2026-1".into(),
+        }]
+    );
+    // Measurements of another firmware are not hit by 1.0's revocation.
+    let mut shelf = Shelf {
+        device: Some(measurements(2).capture()),
+        bundles: vec![bundle("1.0", 1, Some("CVE-2026-1")), bundle("2.0", 2, None)],
+        ..Shelf::default()
+    };
+    let mut w = manifest_world(false);
+    let v = attest(
+        &mut w,
+        reporting(2, Some("2.0"), Some(baseline()), true),
+        &mut shelf,
+    );
+    assert_eq!(v.status, Status::Affirming, "{:?}", v.reasons);
 }
 
 #[test]
