@@ -6,7 +6,7 @@
 //! as a bundle. Decoding mirrors [`crate::wire`]: size bound first, the envelope read as
 //! borrowed slices, the body pre-scanned within limits, the vendor name parsed, then the
 //! signature checked with the key the operator trusts for that name, and only then the document
-//! built ([`Unverified::verify`] → [`Verified::open`]).
+//! built ([`decode`], then [`Unverified::verify`]).
 
 pub mod bundle;
 pub mod manifest;
