@@ -138,17 +138,34 @@ impl Mosquitto {
     }
 
     /// Starts it again with the same configuration and ports (after [`Mosquitto::kill9`]).
+    ///
+    /// The port was free when chosen, but until the broker binds it a client connecting to it
+    /// (the verifier retrying, or the wait below) can hold it: a loopback connect to an unbound
+    /// port in the ephemeral range may connect to itself (TCP simultaneous open). Mosquitto
+    /// then exits with "address in use", and the wait may even have succeeded on that
+    /// self-connection. So it must still be running once its ports answer; if it is not, it is
+    /// started again (the self-connection is gone by then).
     pub fn start_again(&mut self) {
         assert!(self.proc.is_none(), "mosquitto is still running");
-        self.proc = Some(Proc::spawn(
-            "mosquitto",
-            Command::new("mosquitto").arg("-c").arg(&self.conf),
-            self.log.clone(),
-        ));
-        wait_for_port(self.port, "mosquitto");
-        if let Some(p) = self.tls_port {
-            wait_for_port(p, "mosquitto's TLS listener");
+        for attempt in 1..=5 {
+            let mut proc = Proc::spawn(
+                "mosquitto",
+                Command::new("mosquitto").arg("-c").arg(&self.conf),
+                self.log.clone(),
+            );
+            wait_for_port(self.port, "mosquitto");
+            if let Some(p) = self.tls_port {
+                wait_for_port(p, "mosquitto's TLS listener");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            if proc.alive() {
+                self.proc = Some(proc);
+                return;
+            }
+            eprintln!("mosquitto exited at start (attempt {attempt}): its port was taken; again");
+            std::thread::sleep(Duration::from_millis(300));
         }
+        panic!("mosquitto would not stay up on port {}", self.port);
     }
 
     /// Kills it with SIGKILL (a broker crash: sessions and queued messages are gone, nothing
