@@ -486,12 +486,23 @@ fn a_denied_component_is_named_with_its_rule_for_any_device_that_sends_an_invent
 
 #[test]
 fn allow_only_refuses_what_it_does_not_list() {
+    // Allow-only needs every kind present: board and system vendor, and the TPM.
+    let complete = |pci_vendor: u16| {
+        let mut inv = inventory("Acme Boards", pci_vendor);
+        inv.smbios.sys_vendor = Some("Acme".into());
+        inv.tpm = Some(crate::inventory::TpmInfo {
+            manufacturer: "IFX".into(),
+            firmware_version: "7.85".into(),
+        });
+        inv
+    };
     let mut w = World::new();
     let mut shelf = Shelf {
         device: Some(measurements(1).capture()),
         supply_chain: Some(
             SupplyChainPolicy::from_json(
-                r#"{"mode": "allow_only", "allow": {"pci_vendors": ["8086"], "smbios_manufacturers": ["Acme"]}}"#,
+                r#"{"mode": "allow_only", "allow": {"pci_vendors": ["8086"],
+                    "smbios_manufacturers": ["Acme"], "tpm_manufacturers": ["IFX"]}}"#,
             )
             .unwrap(),
         ),
@@ -499,13 +510,13 @@ fn allow_only_refuses_what_it_does_not_list() {
     };
     let v = attest(
         &mut w,
-        reporting(1, None, Some(inventory("Acme Boards", 0x8086)), true),
+        reporting(1, None, Some(complete(0x8086)), true),
         &mut shelf,
     );
     assert_eq!(v.status, Status::Affirming, "{:?}", v.reasons);
     let v = attest(
         &mut w,
-        reporting(1, None, Some(inventory("Acme Boards", 0x10ec)), true),
+        reporting(1, None, Some(complete(0x10ec)), true),
         &mut shelf,
     );
     assert_eq!(v.status, Status::Contraindicated);
