@@ -15,10 +15,12 @@
 mod expiry;
 mod governing;
 mod inbound;
+mod observe;
 mod operator;
 mod punch_export;
 mod punches;
 mod stats;
+pub mod timeline;
 mod vendors;
 mod views;
 
@@ -240,6 +242,11 @@ impl Engine {
         self.stats.view()
     }
 
+    /// The metrics and timeline of this process (`/metrics`, `/api/timeline`).
+    pub fn metrics(&self) -> &std::sync::Arc<crate::metrics::Metrics> {
+        &self.stats.metrics
+    }
+
     /// The engine's clock, Unix seconds.
     pub fn now(&self) -> u64 {
         self.clock.now()
@@ -318,6 +325,7 @@ impl Engine {
             if signed_verdict.is_some() {
                 rec.last_verdict = signed_verdict;
             }
+            self.observe_change(w, rec, &audit)?;
             w.put_device(rec)?;
         }
         Ok((out, rec))

@@ -176,6 +176,8 @@ impl Engine {
                     w.put_punch(&device, r.seq, &p)?;
                 }
                 let held_n = if held { fresh } else { 0 };
+                let times = batch.entries.iter().skip(skip).map(|(r, _)| r.time);
+                self.observe_mirrored(w, times.collect(), now);
                 let next = PunchHead {
                     seq: new.seq,
                     hash: new.hash,
@@ -225,6 +227,7 @@ impl Engine {
             return Ok(());
         }
         w.put_punch_head(device, next)?;
+        self.observe_head(w, before, next);
         if self.under_pressure(next) && !self.under_pressure(before) {
             tracing::warn!(device = %device, pending = next.pending_on_device(), capacity = next.capacity, "terminal's punch buffer under pressure");
         }
