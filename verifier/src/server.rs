@@ -218,6 +218,9 @@ async fn start(
             .with_punch_pressure_percent(cfg.punch_pressure_percent)
             .with_tpm_roots(cfg.tpm_roots.clone()),
     );
+    // One counting pass for the terminal and punch gauges; from here on they move with each
+    // committed change (engine/observe.rs), never by a scan per scrape.
+    engine.seed_metrics()?;
 
     let managed = matches!(cfg.broker, BrokerChoice::Managed(_));
     let health = Arc::new(BrokerHealth::new(managed));
