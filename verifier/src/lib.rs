@@ -12,3 +12,4 @@ pub mod metrics;
 pub mod mqtt;
 pub mod server;
 pub mod store;
+pub mod webhook;

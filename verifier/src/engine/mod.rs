@@ -167,6 +167,8 @@ pub struct Engine {
     /// The TPM manufacturer CAs EK certificates are checked against at enrollment
     /// (`with_tpm_roots`, engine/vendors.rs).
     tpm_roots: vouch_protocol::ekcert::TrustAnchors,
+    /// Alert webhooks: events are staged in the outbox in the transaction that raises them.
+    webhooks: crate::webhook::Webhooks,
 }
 
 impl std::fmt::Debug for Engine {
@@ -209,6 +211,7 @@ impl Engine {
             in_flight: Mutex::new(InFlight::default()),
             punch_pressure_percent: DEFAULT_PUNCH_PRESSURE_PERCENT,
             tpm_roots: Default::default(),
+            webhooks: std::sync::Arc::from([]),
         }
     }
 
@@ -216,6 +219,12 @@ impl Engine {
     /// [`DEFAULT_PUNCH_PRESSURE_PERCENT`]; `vouch-verifier run --punch-pressure-percent`).
     pub fn with_punch_pressure_percent(mut self, percent: u8) -> Self {
         self.punch_pressure_percent = percent;
+        self
+    }
+
+    /// Sends alerts to `hooks` (through the durable outbox; `webhook::worker` delivers).
+    pub fn with_webhooks(mut self, hooks: crate::webhook::Webhooks) -> Self {
+        self.webhooks = hooks;
         self
     }
 
@@ -321,6 +330,7 @@ impl Engine {
         if let Some(m) = verdict_expiry {
             w.index_verdict_expiry(device, m.from, m.to)?;
         }
+        self.stage_alerts(w, device, rec.as_ref(), &audit)?;
         if let Some(rec) = rec.as_mut() {
             if signed_verdict.is_some() {
                 rec.last_verdict = signed_verdict;

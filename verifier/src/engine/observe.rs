@@ -11,9 +11,14 @@ use vouch_protocol::device::AuditAction;
 use vouch_protocol::verdict::{DeviceState, Status};
 use vouch_protocol::verifier::AuditRecord;
 
+use vouch_protocol::device::Lifecycle;
+use vouch_protocol::ids::DeviceId;
+use vouch_protocol::reason::Reason;
+
 use super::Engine;
 use crate::metrics::Metrics;
 use crate::store::{DeviceRecord, PunchHead, Writer};
+use crate::webhook::{self, EventKind};
 
 /// Devices read per page by the counting pass at start.
 const SEED_PAGE: usize = 1000;
@@ -95,6 +100,67 @@ impl Engine {
                 m.mirrored(now.saturating_sub(t) as f64);
             }
         });
+    }
+
+    /// Stages the `quarantine` and `release` alerts of `audit` (written with `rec`) in `w`.
+    pub(super) fn stage_alerts(
+        &self,
+        w: &mut Writer,
+        device: &DeviceId,
+        rec: Option<&DeviceRecord>,
+        audit: &[AuditRecord],
+    ) -> anyhow::Result<()> {
+        if self.webhooks.is_empty() {
+            return Ok(());
+        }
+        for a in audit {
+            let kind = match a.action {
+                AuditAction::Quarantined => EventKind::Quarantine,
+                AuditAction::Released => EventKind::Release,
+                _ => continue,
+            };
+            // The quarantine's own reasons when the record has them, else the audit's words.
+            let codes = match rec.map(|r| r.status.lifecycle()) {
+                Some(Lifecycle::Quarantined { why, .. }) if kind == EventKind::Quarantine => {
+                    vouch_protocol::reason::codes(&why.reasons)
+                }
+                _ => Vec::new(),
+            };
+            let event = webhook::Event {
+                kind,
+                at: a.at,
+                device: device.as_str(),
+                reason: a.reason.clone(),
+                reason_codes: codes,
+                actor: webhook::actor_name(&a.actor),
+            };
+            webhook::stage(w, &self.webhooks, event)?;
+        }
+        Ok(())
+    }
+
+    /// Stages a `tamper` or `buffer_pressure` alert for `device` in `w`.
+    pub(super) fn stage_punch_alert(
+        &self,
+        w: &mut Writer,
+        device: &DeviceId,
+        kind: EventKind,
+        reason: String,
+        code: Option<&Reason>,
+        now: u64,
+    ) -> anyhow::Result<()> {
+        if self.webhooks.is_empty() {
+            return Ok(());
+        }
+        let event = webhook::Event {
+            kind,
+            at: now,
+            device: device.as_str(),
+            reason,
+            reason_codes: code.map(|r| vec![r.code()]).unwrap_or_default(),
+            actor: "system".to_owned(),
+        };
+        webhook::stage(w, &self.webhooks, event)
     }
 
     /// Sets the terminal and punch gauges from one pass over the devices (read in pages of one

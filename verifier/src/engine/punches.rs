@@ -24,6 +24,7 @@ use vouch_protocol::wire::Authenticated;
 use super::{Engine, Job, Refusal};
 use crate::mqtt::Outgoing;
 use crate::store::{PunchHead, Sealed, StoredPunch, TamperMark, Writer};
+use crate::webhook::EventKind;
 
 /// A punch message that passed the worker stage.
 #[derive(Debug)]
@@ -230,6 +231,12 @@ impl Engine {
         self.observe_head(w, before, next);
         if self.under_pressure(next) && !self.under_pressure(before) {
             tracing::warn!(device = %device, pending = next.pending_on_device(), capacity = next.capacity, "terminal's punch buffer under pressure");
+            let why = format!(
+                "{} of {} punch records not mirrored yet",
+                next.pending_on_device(),
+                next.capacity
+            );
+            self.stage_punch_alert(w, device, EventKind::BufferPressure, why, None, self.now())?;
         }
         Ok(())
     }
@@ -267,6 +274,14 @@ impl Engine {
             head
         } else {
             tracing::warn!(device = %device, code = reason.code(), reason = %reason, "punch batch is tamper evidence");
+            self.stage_punch_alert(
+                w,
+                device,
+                EventKind::Tamper,
+                reason.to_string(),
+                Some(&reason),
+                now,
+            )?;
             let effects = self.core.on_punch_tamper(
                 rec.clone(),
                 reason.clone(),
