@@ -102,9 +102,22 @@ impl Writer {
 /// A due delivery: its index key and its row (`None`: the row is gone or unreadable).
 pub type Due = ((u64, u64), Option<OutboxEntry>);
 
+/// Whether the outbox exists yet: a store created before it (schema 4, opened as current) gets
+/// its tables with the first alert written, and until then has nothing to deliver.
+fn exists(r: &Reader) -> Result<bool> {
+    match r.tx.open_table(OUTBOX) {
+        Ok(_) => Ok(true),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 impl Reader {
     /// Up to `limit` deliveries due at `now`, earliest first.
     pub fn deliveries_due(&self, now: u64, limit: usize) -> Result<Vec<Due>> {
+        if !exists(self)? {
+            return Ok(Vec::new());
+        }
         let due = self.tx.open_table(OUTBOX_DUE)?;
         let rows = self.tx.open_table(OUTBOX)?;
         let mut out = Vec::new();
@@ -131,12 +144,9 @@ impl Reader {
 
     /// Deliveries waiting in the outbox (a table's stored length, not a scan).
     pub fn outbox_len(&self) -> Result<u64> {
+        if !exists(self)? {
+            return Ok(0);
+        }
         Ok(self.tx.open_table(OUTBOX)?.len()?)
-    }
-
-    /// When the earliest delivery is due, if any.
-    pub fn next_delivery_at(&self) -> Result<Option<u64>> {
-        let due = self.tx.open_table(OUTBOX_DUE)?;
-        Ok(due.first()?.map(|(k, _)| k.value().0))
     }
 }
