@@ -120,6 +120,10 @@ pub struct FileConfig {
     pub require_ek_cert: Option<bool>,
     /// Directory of PEM files holding the trusted TPM manufacturer CAs.
     pub tpm_roots: Option<PathBuf>,
+    /// Alert webhooks (`[[webhook]]` tables; docs/webhooks.md).
+    pub webhook: Option<Vec<crate::webhook::config::WebhookFile>>,
+    /// An undelivered alert is dropped after this many seconds [default: 604800 = 7 days].
+    pub webhook_max_age_secs: Option<u64>,
 }
 
 impl FileConfig {
@@ -170,6 +174,10 @@ pub struct ServerConfig {
     pub punch_pressure_percent: u8,
     /// The TPM manufacturer CAs EK certificates are checked against (empty: none configured).
     pub tpm_roots: TrustAnchors,
+    /// Alert webhooks, validated (secrets read).
+    pub webhooks: Vec<crate::webhook::Webhook>,
+    /// Age after which an undelivered alert is dropped, seconds.
+    pub webhook_max_age_secs: u64,
 }
 
 pub const DEFAULT_MQTT: &str = "127.0.0.1:1883";
@@ -249,6 +257,11 @@ impl ServerConfig {
             workers,
             punch_pressure_percent,
             tpm_roots,
+            webhooks: crate::webhook::config::resolve(file.webhook.as_deref().unwrap_or_default())?,
+            webhook_max_age_secs: file
+                .webhook_max_age_secs
+                .unwrap_or(crate::webhook::config::DEFAULT_MAX_AGE_SECS)
+                .max(1),
             mqtt_extra_users: match &file.mqtt_extra_passwd {
                 Some(p) => extra_users(p)?,
                 None => Vec::new(),

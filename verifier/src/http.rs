@@ -20,6 +20,8 @@ use tokio::sync::watch;
 use vouch_protocol::device::Actor;
 use vouch_protocol::policy::{PolicyScope, ReferenceValues};
 
+mod metrics;
+
 use crate::api::{ErrorBody, HealthView, ReasonBody, ReviewBody, VendorTrustBody};
 use crate::broker::BrokerHealth;
 use crate::broker::passwd::PasswordFile;
@@ -88,6 +90,9 @@ pub fn router(
         .route("/v1/punches", get(all_punches))
         .route("/v1/audit", get(audit))
         .route("/v1/stats", get(stats))
+        .route("/v1/timeline", get(metrics::timeline))
+        .route("/api/timeline", get(metrics::timeline))
+        .route("/metrics", get(metrics::metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/v1/health", get(health))

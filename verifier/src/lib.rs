@@ -8,6 +8,8 @@ pub mod config;
 pub mod ctl;
 pub mod engine;
 pub mod http;
+pub mod metrics;
 pub mod mqtt;
 pub mod server;
 pub mod store;
+pub mod webhook;

@@ -213,11 +213,16 @@ async fn start(
              chain, so every device is at best `warning`"
         );
     }
+    let webhooks: crate::webhook::Webhooks = cfg.webhooks.clone().into();
     let engine = Arc::new(
         Engine::new(store, key, cfg.engine.clone(), out_tx)
             .with_punch_pressure_percent(cfg.punch_pressure_percent)
-            .with_tpm_roots(cfg.tpm_roots.clone()),
+            .with_tpm_roots(cfg.tpm_roots.clone())
+            .with_webhooks(webhooks.clone()),
     );
+    // One counting pass for the terminal and punch gauges; from here on they move with each
+    // committed change (engine/observe.rs), never by a scan per scrape.
+    engine.seed_metrics()?;
 
     let managed = matches!(cfg.broker, BrokerChoice::Managed(_));
     let health = Arc::new(BrokerHealth::new(managed));
@@ -274,6 +279,18 @@ async fn start(
     tasks.spawn(
         "nonce pruner",
         prune_nonces(engine.clone(), stopped.clone()),
+    );
+    // One delivery job for every webhook, every second (it sends what the outbox has due).
+    let worker = crate::webhook::worker::Worker::new(webhooks, cfg.webhook_max_age_secs);
+    let deliverer = engine.clone();
+    tasks.spawn(
+        "webhook delivery",
+        every(Duration::from_secs(1), stopped.clone(), move || {
+            let now = deliverer.now();
+            if let Err(e) = worker.pass(deliverer.store(), deliverer.metrics(), now) {
+                tracing::warn!(error = %format!("{e:#}"), "webhook delivery pass failed");
+            }
+        }),
     );
     let grace = Duration::from_secs(cfg.engine.verdict_ttl);
     tasks.spawn(

@@ -85,6 +85,8 @@ pub enum Job {
         outcome: Box<Result<Verified, Failure>>,
         /// The whole event log of this boot, reassembled, to store if the quote is accepted.
         eventlog: Option<Vec<u8>>,
+        /// When the worker took the message (`vouch_verification_seconds` starts here).
+        received: std::time::Instant,
     },
     /// A punch batch checked on its own, or tamper evidence (see `punches`).
     Punches(Box<super::punches::PunchJob>),
@@ -96,6 +98,7 @@ struct EvidenceJob<'a> {
     ev: &'a Evidence,
     outcome: &'a Result<Verified, Failure>,
     eventlog: Option<Vec<u8>>,
+    received: std::time::Instant,
 }
 
 impl Engine {
@@ -122,6 +125,7 @@ impl Engine {
     }
 
     fn try_prepare(&self, msg: &Inbound) -> Result<Job, Refusal> {
+        let received = std::time::Instant::now();
         let topic: Topic = msg.topic.parse().map_err(Rejection::Topic)?;
         if topic.kind.sender() != Sender::Agent {
             return Err(Rejection::Direction(topic.kind).into());
@@ -204,6 +208,7 @@ impl Engine {
                     evidence: Box::new(ev),
                     outcome: Box::new(outcome),
                     eventlog,
+                    received,
                 })
             }
             Kind::Punches => self.prepare_punches(device, verified),
@@ -256,12 +261,14 @@ impl Engine {
                     evidence,
                     outcome,
                     eventlog,
+                    received,
                 } => {
                     let job = EvidenceJob {
                         device: &device,
                         ev: &evidence,
                         outcome: &outcome,
                         eventlog,
+                        received,
                     };
                     let outcome =
                         self.apply_evidence(&mut w, job, &mut supply_chain, now, &mut out)?;
@@ -324,6 +331,7 @@ impl Engine {
             ev,
             outcome,
             eventlog,
+            received,
         } = job;
         let rec = match w.device(device) {
             Ok(Some(rec)) => rec,
@@ -355,6 +363,7 @@ impl Engine {
             }
             if let Some(v) = decision.effects.verdict() {
                 tracing::info!(device = %device, status = %v.status, reasons = ?vouch_protocol::reason::codes(&v.reasons), "appraised evidence");
+                self.observe_verdict(w, v.status, received, now);
             }
         }
         self.write_decision(w, device, decision, out)

@@ -15,10 +15,12 @@
 mod expiry;
 mod governing;
 mod inbound;
+mod observe;
 mod operator;
 mod punch_export;
 mod punches;
 mod stats;
+pub mod timeline;
 mod vendors;
 mod views;
 
@@ -165,6 +167,8 @@ pub struct Engine {
     /// The TPM manufacturer CAs EK certificates are checked against at enrollment
     /// (`with_tpm_roots`, engine/vendors.rs).
     tpm_roots: vouch_protocol::ekcert::TrustAnchors,
+    /// Alert webhooks: events are staged in the outbox in the transaction that raises them.
+    webhooks: crate::webhook::Webhooks,
 }
 
 impl std::fmt::Debug for Engine {
@@ -207,6 +211,7 @@ impl Engine {
             in_flight: Mutex::new(InFlight::default()),
             punch_pressure_percent: DEFAULT_PUNCH_PRESSURE_PERCENT,
             tpm_roots: Default::default(),
+            webhooks: std::sync::Arc::from([]),
         }
     }
 
@@ -214,6 +219,12 @@ impl Engine {
     /// [`DEFAULT_PUNCH_PRESSURE_PERCENT`]; `vouch-verifier run --punch-pressure-percent`).
     pub fn with_punch_pressure_percent(mut self, percent: u8) -> Self {
         self.punch_pressure_percent = percent;
+        self
+    }
+
+    /// Sends alerts to `hooks` (through the durable outbox; `webhook::worker` delivers).
+    pub fn with_webhooks(mut self, hooks: crate::webhook::Webhooks) -> Self {
+        self.webhooks = hooks;
         self
     }
 
@@ -238,6 +249,11 @@ impl Engine {
 
     pub fn stats(&self) -> crate::api::StatsView {
         self.stats.view()
+    }
+
+    /// The metrics and timeline of this process (`/metrics`, `/api/timeline`).
+    pub fn metrics(&self) -> &std::sync::Arc<crate::metrics::Metrics> {
+        &self.stats.metrics
     }
 
     /// The engine's clock, Unix seconds.
@@ -314,10 +330,12 @@ impl Engine {
         if let Some(m) = verdict_expiry {
             w.index_verdict_expiry(device, m.from, m.to)?;
         }
+        self.stage_alerts(w, device, rec.as_ref(), &audit)?;
         if let Some(rec) = rec.as_mut() {
             if signed_verdict.is_some() {
                 rec.last_verdict = signed_verdict;
             }
+            self.observe_change(w, rec, &audit)?;
             w.put_device(rec)?;
         }
         Ok((out, rec))

@@ -24,6 +24,7 @@ use vouch_protocol::wire::Authenticated;
 use super::{Engine, Job, Refusal};
 use crate::mqtt::Outgoing;
 use crate::store::{PunchHead, Sealed, StoredPunch, TamperMark, Writer};
+use crate::webhook::EventKind;
 
 /// A punch message that passed the worker stage.
 #[derive(Debug)]
@@ -176,6 +177,8 @@ impl Engine {
                     w.put_punch(&device, r.seq, &p)?;
                 }
                 let held_n = if held { fresh } else { 0 };
+                let times = batch.entries.iter().skip(skip).map(|(r, _)| r.time);
+                self.observe_mirrored(w, times.collect(), now);
                 let next = PunchHead {
                     seq: new.seq,
                     hash: new.hash,
@@ -225,8 +228,15 @@ impl Engine {
             return Ok(());
         }
         w.put_punch_head(device, next)?;
+        self.observe_head(w, before, next);
         if self.under_pressure(next) && !self.under_pressure(before) {
             tracing::warn!(device = %device, pending = next.pending_on_device(), capacity = next.capacity, "terminal's punch buffer under pressure");
+            let why = format!(
+                "{} of {} punch records not mirrored yet",
+                next.pending_on_device(),
+                next.capacity
+            );
+            self.stage_punch_alert(w, device, EventKind::BufferPressure, why, None, self.now())?;
         }
         Ok(())
     }
@@ -264,6 +274,14 @@ impl Engine {
             head
         } else {
             tracing::warn!(device = %device, code = reason.code(), reason = %reason, "punch batch is tamper evidence");
+            self.stage_punch_alert(
+                w,
+                device,
+                EventKind::Tamper,
+                reason.to_string(),
+                Some(&reason),
+                now,
+            )?;
             let effects = self.core.on_punch_tamper(
                 rec.clone(),
                 reason.clone(),

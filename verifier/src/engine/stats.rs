@@ -2,17 +2,20 @@
 //! `vouchctl stats` and `/v1/stats`. In memory: they describe this process's life.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use vouch_common::time::rfc3339;
 use vouch_protocol::error::RejectionLabel;
 
 use crate::api::{RejectionView, StatsView};
+use crate::metrics::Metrics;
 
 const RECENT: usize = 100;
 
 #[derive(Debug, Default)]
 pub struct Stats {
     inner: Mutex<Inner>,
+    /// The same counts for `/metrics` (lock-free).
+    pub(super) metrics: Arc<Metrics>,
 }
 
 #[derive(Debug, Default)]
@@ -24,6 +27,7 @@ struct Inner {
 
 impl Stats {
     pub fn accept(&self, kind: &str) {
+        self.metrics.accepted(kind);
         if let Ok(mut i) = self.inner.lock() {
             *i.accepted.entry(kind.to_owned()).or_default() += 1;
         }
@@ -33,6 +37,7 @@ impl Stats {
     /// attacker-chosen text and are already bounded by the caller's decoding.
     pub fn reject(&self, topic: &str, label: RejectionLabel, reason: &str, now: u64) {
         let label = label.as_str();
+        self.metrics.rejected(label);
         tracing::warn!(topic, label, reason, "rejected message");
         if let Ok(mut i) = self.inner.lock() {
             *i.rejected.entry(label.to_owned()).or_default() += 1;

@@ -189,6 +189,7 @@ fn create_tables(w: &WriteTransaction) -> Result<()> {
     for t in super::vendors::TABLES {
         w.open_table(t)?;
     }
+    super::outbox::create_tables(w)?;
     Ok(())
 }
 

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use vouch_protocol::policy::PolicyScope;
 
 mod migrate;
+mod outbox;
 pub mod punch_key;
 mod punches;
 mod read;
@@ -29,6 +30,7 @@ mod vendors;
 mod write;
 
 pub use migrate::{Migration, SchemaError};
+pub use outbox::{Due, OutboxEntry};
 pub use punch_key::{PunchKey, Sealed};
 pub use punches::{PunchEntry, PunchHead, Reviewed, StoredPunch, TamperMark};
 pub use read::Reader;
@@ -178,6 +180,7 @@ impl Store {
                     return Ok(Writer {
                         tx,
                         shared: Arc::clone(shared),
+                        after_commit: Vec::new(),
                     });
                 }
                 Err(e) if tx_is_io(&e) && !retried => {

@@ -24,9 +24,17 @@ use super::{
 pub struct Writer {
     pub(super) tx: WriteTransaction,
     pub(super) shared: Arc<Shared>,
+    /// In-memory effects of this transaction (metrics, timeline), run only once it committed.
+    pub(super) after_commit: Vec<Box<dyn FnOnce() + Send>>,
 }
 
 impl Writer {
+    /// Runs `f` once this transaction has committed; never if it is dropped or fails. For
+    /// in-memory state that must describe only what is durable (metrics, the timeline).
+    pub fn after_commit(&mut self, f: impl FnOnce() + Send + 'static) {
+        self.after_commit.push(Box::new(f));
+    }
+
     pub fn device(&self, id: &DeviceId) -> Result<Option<DeviceRecord>> {
         let t = self.tx.open_table(DEVICES)?;
         let r = t.get(id.as_str())?;
@@ -166,6 +174,9 @@ impl Writer {
         match self.tx.commit() {
             Ok(()) => {
                 self.shared.record_success();
+                for f in self.after_commit {
+                    f();
+                }
                 Ok(())
             }
             Err(e) => {

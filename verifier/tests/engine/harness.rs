@@ -190,6 +190,12 @@ pub fn setup_with_rate(challenges_per_minute: u32) -> (Bench, Terminal) {
 }
 
 impl Bench {
+    /// The bench with alert webhooks (outbox rows staged; nothing delivers them here).
+    pub fn with_webhooks(mut self, hooks: vouch_verifier::webhook::Webhooks) -> Self {
+        self.engine = self.engine.with_webhooks(hooks);
+        self
+    }
+
     /// Stops the engine of a [`setup`] bench, lets `edit` change its store file's tables
     /// directly (a corrupt row, say), and starts a new engine on it with the same clock,
     /// nonce sequence and freshness counter.

@@ -515,3 +515,68 @@ fn the_plaintext_employee_id_of_a_mirrored_batch_never_reaches_the_database_file
         "plaintext employee id at rest"
     );
 }
+
+/// A fork raises a `tamper` and a `quarantine` alert, staged in the outbox by the same commit as
+/// the quarantine (webhook::stage), each body naming the device and the reason code.
+#[test]
+fn a_fork_stages_tamper_and_quarantine_alerts_in_the_outbox() {
+    let (b, t) = setup();
+    let mut b = b.with_webhooks(
+        vec![vouch_verifier::webhook::Webhook {
+            url: "http://127.0.0.1:9/hook".into(),
+            secret: std::sync::Arc::new(zeroize::Zeroizing::new(b"k".to_vec())),
+            events: vouch_verifier::webhook::EventKind::ALL.to_vec(),
+        }]
+        .into(),
+    );
+    let mut c = Chain::new(&t);
+    c.punch(4);
+    b.punches(&t, batch(&t, c.range(1, 3)));
+    assert!(
+        b.engine.store().read().unwrap().outbox_len().unwrap() == 0,
+        "no alert for a plain append"
+    );
+    let mut forked = c.range(1, 1);
+    let mut prev = (1, c.hash(1));
+    for seq in 2..=4 {
+        let r = PunchInput::parse("INTRUDER", "out", None, T0 + seq)
+            .unwrap()
+            .chain_after(Some(prev), BootId([9; 16]));
+        prev = (seq, r.hash(&t.id));
+        forked.push(r);
+    }
+    b.punches(&t, batch(&t, forked[1..].to_vec()));
+    let due = b
+        .engine
+        .store()
+        .read()
+        .unwrap()
+        .deliveries_due(u64::MAX, 10)
+        .unwrap();
+    let events: Vec<(String, serde_json::Value)> = due
+        .into_iter()
+        .map(|(_, e)| {
+            let e = e.unwrap();
+            (e.event, serde_json::from_str(&e.body).unwrap())
+        })
+        .collect();
+    let tamper = events
+        .iter()
+        .find(|(k, _)| k == "tamper")
+        .expect("tamper alert");
+    assert_eq!(tamper.1["device"], "t1");
+    assert_eq!(
+        tamper.1["reason_codes"][0],
+        Reason::PunchFork { seq: 2 }.code()
+    );
+    assert_eq!(tamper.1["actor"], "system");
+    let q = events
+        .iter()
+        .find(|(k, _)| k == "quarantine")
+        .expect("quarantine alert");
+    assert_eq!(
+        q.1["reason_codes"][0],
+        Reason::PunchFork { seq: 2 }.code(),
+        "{q:?}"
+    );
+}
