@@ -401,3 +401,30 @@ pub struct ReviewView {
     #[serde(default)]
     pub more: bool,
 }
+
+/// `POST /api/tokens` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenCreateBody {
+    pub name: String,
+    /// `admin`, `operator`, `viewer` or `auditor`.
+    pub role: String,
+}
+
+/// One API token as listed (never its secret or hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenView {
+    pub name: String,
+    pub role: String,
+    pub created_at: String,
+    pub created_by: String,
+    pub revoked_at: Option<String>,
+}
+
+/// `POST /api/tokens` answer: the secret, shown this once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenCreatedView {
+    pub token: String,
+    #[serde(flatten)]
+    pub info: TokenView,
+}

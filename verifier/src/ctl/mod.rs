@@ -5,6 +5,7 @@
 pub mod client;
 pub mod punches;
 mod render;
+mod tokens;
 mod vendors;
 
 use anyhow::{Context, Result, bail};
@@ -103,6 +104,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Manage API tokens with a role (admin only).
+    #[command(subcommand)]
+    Token(tokens::TokenCommand),
     /// Show message counters, including rejected messages by reason.
     Stats {
         #[arg(long)]
@@ -302,6 +306,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 print!("{}", render::audit(&all));
             }
         }
+        Command::Token(cmd) => tokens::run(&client()?, cmd)?,
         Command::Stats { json } => {
             let s: StatsView = client()?.get("/api/stats")?;
             if *json {

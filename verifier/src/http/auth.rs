@@ -49,7 +49,7 @@ pub(super) async fn authorize(State(s): State<AppState>, mut req: Request, next:
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    let Some(principal) = resolve(&s, presented) else {
+    let Some(principal) = resolve(&s, presented).await else {
         return refuse(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -58,25 +58,84 @@ pub(super) async fn authorize(State(s): State<AppState>, mut req: Request, next:
         );
     };
     if !principal.role.allows(spec.permission) {
-        let msg = format!(
-            "role {} lacks {} (needed by {} {path})",
-            principal.role, spec.permission, spec.method
-        );
+        let reason = format!("role {} lacks {}", principal.role, spec.permission);
+        let target = format!("{} /api{path}", spec.method);
+        if s.denied
+            .should_audit(&principal.name, &target, s.engine.now())
+        {
+            let engine = s.engine.clone();
+            let (who, t, r) = (principal.name.clone(), target.clone(), reason.clone());
+            let res =
+                tokio::task::spawn_blocking(move || engine.audit_access_denied(&who, &t, &r)).await;
+            if !matches!(res, Ok(Ok(()))) {
+                tracing::error!(%target, "could not audit a refused request");
+            }
+        }
+        let msg = format!("{reason} (needed by {target})");
         return refuse(StatusCode::FORBIDDEN, "forbidden", msg);
     }
     req.extensions_mut().insert(principal);
     next.run(req).await
 }
 
-/// The principal a bearer token stands for, if any.
-fn resolve(s: &AppState, presented: &str) -> Option<Principal> {
-    if !presented.is_empty() && constant_time_eq(presented.as_bytes(), s.token.as_bytes()) {
+/// The principal a bearer token stands for, if any: the bootstrap admin token, else a live
+/// token found by the SHA-256 of the secret (one point lookup, so a revoke takes effect on the
+/// next request).
+async fn resolve(s: &AppState, presented: &str) -> Option<Principal> {
+    if presented.is_empty() {
+        return None;
+    }
+    if constant_time_eq(presented.as_bytes(), s.token.as_bytes()) {
         return Some(Principal {
             name: "admin".into(),
             role: Role::Admin,
         });
     }
-    None
+    let engine = s.engine.clone();
+    let secret = presented.to_owned();
+    match tokio::task::spawn_blocking(move || engine.token_principal(&secret)).await {
+        Ok(Ok(Some((name, role)))) => Some(Principal { name, role }),
+        Ok(Ok(None)) => None,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "token lookup failed");
+            None
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "token lookup task failed");
+            None
+        }
+    }
+}
+
+/// At most one `access_denied` audit entry per (token, route) per [`DENIED_WINDOW`] seconds;
+/// the rest are only counted. Bounded: past [`DENIED_MAX`] keys the log is cleared.
+#[derive(Default)]
+pub(super) struct DeniedLog {
+    last: std::sync::Mutex<std::collections::HashMap<(String, String), u64>>,
+    pub(super) suppressed: std::sync::atomic::AtomicU64,
+}
+
+const DENIED_WINDOW: u64 = 60;
+const DENIED_MAX: usize = 10_000;
+
+impl DeniedLog {
+    /// Whether this refusal gets an audit entry (and notes it).
+    pub(super) fn should_audit(&self, who: &str, target: &str, now: u64) -> bool {
+        let mut m = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (who.to_owned(), target.to_owned());
+        if let Some(at) = m.get(&key)
+            && now < at.saturating_add(DENIED_WINDOW)
+        {
+            self.suppressed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return false;
+        }
+        if m.len() >= DENIED_MAX {
+            m.clear();
+        }
+        m.insert(key, now);
+        true
+    }
 }
 
 /// Compares without an early exit on the first differing byte.
@@ -89,7 +148,16 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::constant_time_eq;
+    use super::{DeniedLog, constant_time_eq};
+
+    #[test]
+    fn denied_log_limits_per_window() {
+        let d = DeniedLog::default();
+        assert!(d.should_audit("v", "POST /api/x", 100));
+        assert!(!d.should_audit("v", "POST /api/x", 159));
+        assert!(d.should_audit("v", "POST /api/y", 159));
+        assert!(d.should_audit("v", "POST /api/x", 160));
+    }
 
     #[test]
     fn token_comparison() {

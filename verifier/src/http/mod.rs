@@ -26,7 +26,9 @@ use vouch_protocol::policy::{PolicyScope, ReferenceValues};
 
 mod auth;
 mod metrics;
+pub mod openapi;
 pub mod routes;
+mod tokens;
 
 pub use auth::Principal;
 
@@ -51,6 +53,8 @@ pub(crate) struct AppState {
     broker: Arc<BrokerHealth>,
     /// The broker's password file, given each enrolled device's MQTT identity.
     passwd: Option<Arc<PasswordFile>>,
+    /// When each (token, route) last had an `access_denied` audit entry.
+    denied: Arc<auth::DeniedLog>,
 }
 
 /// The routes under the `/api` (and `/v1`) prefix. Each area merges its router here (one line).
@@ -58,9 +62,10 @@ fn api_routes() -> Router<AppState> {
     Router::new()
         .merge(core_routes())
         .route("/timeline", get(metrics::timeline))
+        .merge(tokens::routes())
+        .route("/openapi.json", get(openapi::openapi))
     // ear: .merge(ear::routes())
     // obs: .merge(webhooks/timeline routes)
-    // api m2: .merge(tokens::routes())
 }
 
 /// Routes outside the prefix: `/metrics` (Read) and the dashboard (Public).
@@ -120,6 +125,7 @@ pub fn router(
         token: token.into(),
         broker,
         passwd,
+        denied: Arc::default(),
     };
     Router::new()
         .nest("/api", api_routes())

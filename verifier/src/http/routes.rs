@@ -35,7 +35,7 @@ const fn r(
     }
 }
 
-use Permission::{Audit, ExportPunches, Operate, Public, Read};
+use Permission::{Audit, ExportPunches, ManageTokens, Operate, Public, Read};
 
 /// Every route. Add a row with each new handler.
 pub const ROUTES: &[RouteSpec] = &[
@@ -148,6 +148,25 @@ pub const ROUTES: &[RouteSpec] = &[
         "Per-minute outcome counts of the last 24 h",
     ),
     r("GET", "/metrics", Read, "Prometheus metrics"),
+    r(
+        "POST",
+        "/tokens",
+        ManageTokens,
+        "Create an API token (secret shown once)",
+    ),
+    r(
+        "GET",
+        "/tokens",
+        ManageTokens,
+        "List API tokens (never secrets)",
+    ),
+    r(
+        "POST",
+        "/tokens/{name}/revoke",
+        ManageTokens,
+        "Revoke an API token",
+    ),
+    r("GET", "/openapi.json", Public, "This OpenAPI 3.1 document"),
 ];
 
 /// The row for a matched route template (prefix already stripped) and method.
