@@ -73,6 +73,12 @@ pub enum AuditAction {
     ReferenceRevoked,
     /// An operator set the supply-chain policy.
     SupplyChainSet,
+    /// An administrator created an API token (target = token name, reason = role).
+    TokenCreated,
+    /// An administrator revoked an API token.
+    TokenRevoked,
+    /// An authenticated request was refused 403 (reason names the missing permission).
+    AccessDenied,
 }
 
 impl AuditAction {
@@ -94,6 +100,9 @@ impl AuditAction {
             AuditAction::ReferenceImported => "reference_imported",
             AuditAction::ReferenceRevoked => "reference_revoked",
             AuditAction::SupplyChainSet => "supply_chain_set",
+            AuditAction::TokenCreated => "token_created",
+            AuditAction::TokenRevoked => "token_revoked",
+            AuditAction::AccessDenied => "access_denied",
         }
     }
 }

@@ -21,6 +21,7 @@ mod punch_export;
 mod punches;
 mod stats;
 pub mod timeline;
+mod tokens;
 mod vendors;
 mod views;
 

@@ -190,6 +190,7 @@ fn create_tables(w: &WriteTransaction) -> Result<()> {
         w.open_table(t)?;
     }
     super::outbox::create_tables(w)?;
+    super::tokens::create_tables(w)?;
     Ok(())
 }
 

@@ -26,6 +26,7 @@ mod punches;
 mod read;
 mod recovery;
 mod rows;
+mod tokens;
 mod vendors;
 mod write;
 
@@ -37,6 +38,7 @@ pub use read::Reader;
 pub use recovery::StoreHealth;
 use recovery::{Shared, describe, lock, tx_is_io};
 pub use rows::SCHEMA_VERSION;
+pub use tokens::TokenRow;
 pub use write::Writer;
 
 const DEVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("devices");

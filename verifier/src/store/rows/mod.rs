@@ -470,6 +470,9 @@ pub(super) enum AuditActionRow {
     ReferenceImported,
     ReferenceRevoked,
     SupplyChainSet,
+    TokenCreated,
+    TokenRevoked,
+    AccessDenied,
 }
 
 impl AuditActionRow {
@@ -491,6 +494,9 @@ impl AuditActionRow {
             AuditAction::ReferenceImported => Self::ReferenceImported,
             AuditAction::ReferenceRevoked => Self::ReferenceRevoked,
             AuditAction::SupplyChainSet => Self::SupplyChainSet,
+            AuditAction::TokenCreated => Self::TokenCreated,
+            AuditAction::TokenRevoked => Self::TokenRevoked,
+            AuditAction::AccessDenied => Self::AccessDenied,
         }
     }
 
@@ -512,6 +518,9 @@ impl AuditActionRow {
             Self::ReferenceImported => AuditAction::ReferenceImported,
             Self::ReferenceRevoked => AuditAction::ReferenceRevoked,
             Self::SupplyChainSet => AuditAction::SupplyChainSet,
+            Self::TokenCreated => AuditAction::TokenCreated,
+            Self::TokenRevoked => AuditAction::TokenRevoked,
+            Self::AccessDenied => AuditAction::AccessDenied,
         }
     }
 }
