@@ -288,7 +288,7 @@ mod tests {
     fn rec(i: u64) -> AuditRecord {
         AuditRecord {
             at: 1000 + i,
-            device: (i % 2 == 0).then(|| "t1".parse().unwrap()),
+            device: i.is_multiple_of(2).then(|| "t1".parse().unwrap()),
             action: AuditAction::Quarantined,
             actor: Actor::Operator("ops".into()),
             reason: format!("reason {i}"),
