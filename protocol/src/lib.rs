@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod appraisal;
+pub mod audit;
 pub mod bytes;
 pub mod cbor_scan;
 mod cose;

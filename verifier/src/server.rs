@@ -201,7 +201,7 @@ async fn start(
     }
     let fingerprint = keys::fingerprint(&key.verifying_key());
     let token = load_or_create_token(&cfg.data.join("admin.token"))?;
-    let store = Store::open(&cfg.data.join("vouch.redb"))?;
+    let store = Store::open_keyed(&cfg.data.join("vouch.redb"), key.clone())?;
     let broker_dir = cfg.data.join("broker");
     fs::ensure_private_dir(&broker_dir)?;
     let enrolled = enrolled_credentials(&store)?;

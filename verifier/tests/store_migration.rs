@@ -319,12 +319,24 @@ fn the_v3_fixture_migrates_to_the_current_schema_and_reads_back_as_written() {
 }
 
 /// The committed schema-4 fixture (the v3 values plus vendors, bundles, a supply-chain policy
-/// and a manifest-enrolled device): a change that makes existing schema-4 stores unreadable
-/// fails here.
+/// and a manifest-enrolled device): it migrates to schema 5, which chains its audit entries in
+/// seq order and signs the head with the verifier's key; every record reads back as written.
 #[test]
-fn the_v4_fixture_opens_without_migration_and_reads_back_as_written() {
+fn the_v4_fixture_migrates_to_v5_chaining_and_signing_its_audit_trail() {
     let (_dir, path) = copy_with_key("store-v4.redb", "store-v4.punch.key");
     assert_eq!(raw_schema_version(&path), Some(4));
+    let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+    let store = Store::open_keyed(&path, key.clone()).unwrap();
+    assert_holds_the_v4_fixture(&store);
+    let entries = store.read().unwrap().audit(None, 1000).unwrap().0.len() as u64;
+    assert!(entries > 0, "the fixture has audit entries to chain");
+    let (n, head) = store
+        .verify_audit(&key.verifying_key(), None)
+        .unwrap()
+        .unwrap();
+    assert_eq!((n, head.seq), (entries, entries));
+    drop(store);
+    assert_eq!(raw_schema_version(&path), Some(SCHEMA_VERSION));
     let (store, migration) = Store::open_migrating(&path).unwrap();
     assert_eq!(migration, Migration::Current);
     assert_holds_the_v4_fixture(&store);

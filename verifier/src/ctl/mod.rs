@@ -103,6 +103,8 @@ pub enum Command {
     Audit {
         #[arg(long)]
         json: bool,
+        #[command(subcommand)]
+        cmd: Option<AuditCmd>,
     },
     /// Manage API tokens with a role (admin only).
     #[command(subcommand)]
@@ -298,7 +300,11 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Measurements { id, out } => vendors::measurements(&client()?, id, out.as_deref())?,
         Command::Punches(args) => punches::export(&client()?, args)?,
         Command::ReviewPunches(args) => punches::review(&client()?, args)?,
-        Command::Audit { json } => {
+        Command::Audit {
+            cmd: Some(AuditCmd::Verify(args)),
+            ..
+        } => audit_verify(args)?,
+        Command::Audit { json, cmd: None } => {
             let all = all_pages(&client()?, "/api/audit", |p: AuditPage| (p.entries, p.next))?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&all)?);
@@ -362,5 +368,64 @@ mod tests {
         assert!(
             Cli::try_parse_from(["vouchctl", "policy", "set", "--model", "m", "f.json"]).is_ok()
         );
+    }
+}
+
+/// `vouchctl audit` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// Check the audit hash chain and its signed head (exit 0 ok, 2 when the chain is broken,
+    /// naming the first bad entry; 1 for any other error).
+    Verify(AuditVerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditVerifyArgs {
+    /// The store of a stopped verifier (`DATA/vouch.redb`), opened read-only.
+    #[arg(long)]
+    store: PathBuf,
+    /// The verifier's public key (`DATA/verifier.pub`) the head signature must verify with.
+    #[arg(long)]
+    verifier_key: PathBuf,
+    /// A head recorded earlier (`SEQ:HASH`, as printed): it must still be in the chain.
+    #[arg(long)]
+    expect: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+/// Exit status of `audit verify` for a broken chain (distinct from 1, any other failure).
+pub const AUDIT_BROKEN_EXIT: i32 = 2;
+
+fn audit_verify(args: &AuditVerifyArgs) -> Result<()> {
+    let expect = args
+        .expect
+        .as_deref()
+        .map(str::parse::<vouch_protocol::audit::Head>)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--expect: {e}"))?;
+    let key = vouch_common::keys::read_public(&args.verifier_key)?;
+    let report = crate::store::verify_offline(&args.store, &key, expect)?;
+    match report {
+        Ok((n, head)) => {
+            if args.json {
+                let v = serde_json::json!({"ok": true, "entries": n,
+                    "head": {"seq": head.seq, "hash": head.hash.to_hex()}});
+                println!("{v}");
+            } else {
+                println!("audit chain ok: {n} entries, head {head}");
+            }
+            Ok(())
+        }
+        Err(p) => {
+            if args.json {
+                let v = serde_json::json!({"ok": false, "seq": p.seq(), "problem": p.code(),
+                    "error": p.to_string()});
+                println!("{v}");
+            } else {
+                eprintln!("audit chain broken: {p}");
+            }
+            std::process::exit(AUDIT_BROKEN_EXIT);
+        }
     }
 }

@@ -37,8 +37,15 @@
 //!   `vendor_revoked`, `reference_imported`, `reference_revoked`, `supply_chain_set`): none of
 //!   which a schema-3 binary can read. The new fields are left out of a row when absent, so a
 //!   schema-3 row already is the schema-4 row of the same record: nothing is rewritten.
+//!
+//! Schema 4 → 5:
+//! - every audit row is rewritten, in seq order, with `prev` and `hash` (the hash chain,
+//!   `vouch_protocol::audit`), and the chain head is written to the new `audit_head` table,
+//!   signed with the verifier's key (see `super::audit` and docs/audit.md);
+//! - the webhook outbox tables (`super::outbox`) are created empty.
 
 use anyhow::{Context, Result};
+use ed25519_dalek::SigningKey;
 use redb::{Database, ReadableDatabase, ReadableTable, TableHandle, WriteTransaction};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -54,7 +61,7 @@ use super::{
 };
 
 /// The `meta` key holding the schema version.
-const SCHEMA_KEY: &str = "schema_version";
+pub(super) const SCHEMA_KEY: &str = "schema_version";
 /// Schema-1 `meta` key set once the verdicts of a store older than the expiry index were
 /// indexed; folded into the migration to schema 2.
 const VERDICT_EXPIRY_BACKFILLED: &str = "verdict_expiry_backfilled";
@@ -122,7 +129,7 @@ fn stored_version(db: &Database) -> Result<Option<u64>> {
 }
 
 /// Makes sure every table exists and the store is at [`SCHEMA_VERSION`]; see the module.
-pub(super) fn open(db: &Database, path: &Path) -> Result<Migration> {
+pub(super) fn open(db: &Database, path: &Path, key: Option<&SigningKey>) -> Result<Migration> {
     let Some(found) = stored_version(db)? else {
         let w = db.begin_write()?;
         create_tables(&w)?;
@@ -145,7 +152,7 @@ pub(super) fn open(db: &Database, path: &Path) -> Result<Migration> {
             found,
         }
         .into()),
-        _ => migrate(db, found).with_context(|| {
+        _ => migrate(db, found, key).with_context(|| {
             format!(
                 "migrating the store {} from schema {found} to {SCHEMA_VERSION} failed; the store is unchanged",
                 path.display()
@@ -156,12 +163,14 @@ pub(super) fn open(db: &Database, path: &Path) -> Result<Migration> {
 
 /// Takes a store of schema `from` (older than [`SCHEMA_VERSION`]) to the current one in one
 /// write transaction.
-fn migrate(db: &Database, from: u64) -> Result<Migration> {
+fn migrate(db: &Database, from: u64, key: Option<&SigningKey>) -> Result<Migration> {
     let w = db.begin_write()?;
     create_tables(&w)?;
     // Each step takes the store one version up inside this same transaction. 2 → 3 only adds
     // the punch tables and 3 → 4 the vendor-trust tables, which `create_tables` made above.
     let (devices, unreadable, indexed) = if from < 2 { v1_to_v2(&w)? } else { (0, 0, 0) };
+    // 4 → 5 chains the audit entries (their rows are the same in schemas 1 to 4).
+    super::audit::chain_existing(&w, key)?;
     w.open_table(META)?.insert(SCHEMA_KEY, SCHEMA_VERSION)?;
     w.commit()?;
     Ok(Migration::Migrated {
@@ -191,6 +200,7 @@ fn create_tables(w: &WriteTransaction) -> Result<()> {
     }
     super::outbox::create_tables(w)?;
     super::tokens::create_tables(w)?;
+    w.open_table(super::audit::AUDIT_HEAD)?;
     Ok(())
 }
 

@@ -13,12 +13,14 @@
 //! vendors, reference bundles and the supply-chain policy are in `vendors`.
 
 use anyhow::Result;
+use ed25519_dalek::SigningKey;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use vouch_protocol::policy::PolicyScope;
 
+mod audit;
 mod migrate;
 mod outbox;
 pub mod punch_key;
@@ -30,6 +32,7 @@ mod tokens;
 mod vendors;
 mod write;
 
+pub use audit::{ChainReport, verify_offline};
 pub use migrate::{Migration, SchemaError};
 pub use outbox::{Due, OutboxEntry};
 pub use punch_key::{PunchKey, Sealed};
@@ -90,6 +93,8 @@ fn policy_key(scope: &PolicyScope) -> String {
 pub struct Store {
     shared: Arc<Shared>,
     punch_key: PunchKey,
+    /// Signs the audit chain head at each commit that appended (`audit`).
+    audit_key: Option<Arc<SigningKey>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -101,12 +106,23 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens or creates the database and migrates it to [`SCHEMA_VERSION`]; fails clearly if
     /// another verifier holds it or a newer vouch wrote it ([`SchemaError`]).
+    /// The audit chain head is left unsigned: see [`Store::open_keyed`].
     pub fn open(path: &Path) -> Result<Self> {
         Ok(Self::open_migrating(path)?.0)
     }
 
+    /// [`Store::open`] for the verifier: the audit chain head is signed with `key` at every
+    /// commit that appended audit entries (and by the migration that chains an older store).
+    pub fn open_keyed(path: &Path, key: SigningKey) -> Result<Self> {
+        Ok(Self::open_inner(path, Some(key))?.0)
+    }
+
     /// [`Store::open`], saying what it did to the schema.
     pub fn open_migrating(path: &Path) -> Result<(Self, Migration)> {
+        Self::open_inner(path, None)
+    }
+
+    fn open_inner(path: &Path, audit_key: Option<SigningKey>) -> Result<(Self, Migration)> {
         let db = Database::create(path).map_err(|e| {
             // Only a file another process holds open gets the hint; a corrupt file or one in
             // another redb format says what it is.
@@ -117,7 +133,7 @@ impl Store {
             };
             anyhow::anyhow!("cannot open the store {}{hint}: {e}", path.display())
         })?;
-        let migration = migrate::open(&db, path)?;
+        let migration = migrate::open(&db, path, audit_key.as_ref())?;
         let punch_key = punches::bind_key(&db, path)?;
         if let Migration::Migrated {
             from,
@@ -140,6 +156,7 @@ impl Store {
                 }),
             }),
             punch_key,
+            audit_key: audit_key.map(Arc::new),
         };
         Ok((store, migration))
     }
@@ -183,6 +200,8 @@ impl Store {
                         tx,
                         shared: Arc::clone(shared),
                         after_commit: Vec::new(),
+                        audit_key: self.audit_key.clone(),
+                        audit_appended: false,
                     });
                 }
                 Err(e) if tx_is_io(&e) && !retried => {

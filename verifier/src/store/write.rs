@@ -4,6 +4,7 @@
 //! [`Writer::commit`].
 
 use anyhow::Result;
+use ed25519_dalek::SigningKey;
 use redb::{ReadableTable, WriteTransaction};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -13,10 +14,10 @@ use vouch_protocol::policy::{PolicyScope, ReferenceValues};
 
 use super::read::{device_from, nonce_from, policy_from};
 use super::recovery::{Shared, describe, is_io};
-use super::rows::{self, AuditRow, DeviceRow, LogRow, NonceRow};
+use super::rows::{self, DeviceRow, LogRow, NonceRow};
 use super::{
-    AUDIT, AUDIT_SEQ, AuditRecord, DEVICES, DeviceRecord, EVENTLOGS, META, MODEL_INDEX,
-    NONCE_EXPIRY, NONCES, POLICIES, SEQ, StoredLog, VERDICT_EXPIRY, expired_entries, policy_key,
+    DEVICES, DeviceRecord, EVENTLOGS, META, MODEL_INDEX, NONCE_EXPIRY, NONCES, POLICIES, SEQ,
+    StoredLog, VERDICT_EXPIRY, expired_entries, policy_key,
 };
 
 /// One write transaction; nothing is visible to readers or durable until [`Writer::commit`].
@@ -26,6 +27,10 @@ pub struct Writer {
     pub(super) shared: Arc<Shared>,
     /// In-memory effects of this transaction (metrics, timeline), run only once it committed.
     pub(super) after_commit: Vec<Box<dyn FnOnce() + Send>>,
+    /// The key the audit chain head is signed with (`super::audit`).
+    pub(super) audit_key: Option<Arc<SigningKey>>,
+    /// Whether this transaction appended audit entries (its head is signed at commit).
+    pub(super) audit_appended: bool,
 }
 
 impl Writer {
@@ -148,20 +153,12 @@ impl Writer {
         Ok(expired.len())
     }
 
-    /// Appends to the audit trail; returns the entry's sequence number.
-    pub fn append_audit(&mut self, rec: &AuditRecord) -> Result<u64> {
-        let seq = self.bump(AUDIT_SEQ)?;
-        let mut t = self.tx.open_table(AUDIT)?;
-        t.insert(seq, rows::encode(&AuditRow::from_domain(rec)).as_slice())?;
-        Ok(seq)
-    }
-
     /// The next verifier-wide sequence number for verdicts and commands.
     pub fn next_seq(&mut self) -> Result<u64> {
         self.bump(SEQ)
     }
 
-    fn bump(&mut self, key: &str) -> Result<u64> {
+    pub(super) fn bump(&mut self, key: &str) -> Result<u64> {
         let mut t = self.tx.open_table(META)?;
         let next = t.get(key)?.map_or(0, |v| v.value()) + 1;
         t.insert(key, next)?;
@@ -170,7 +167,8 @@ impl Writer {
 
     /// Commits durably. A failure is reported as `store write failed: <cause>` and recorded in
     /// [`super::Store::health`]; after an I/O error the next operation reopens the database.
-    pub fn commit(self) -> Result<()> {
+    pub fn commit(mut self) -> Result<()> {
+        self.sign_audit_head()?;
         match self.tx.commit() {
             Ok(()) => {
                 self.shared.record_success();

@@ -58,7 +58,7 @@ pub(super) mod vendor;
 pub(super) use status::{StatusRow, status_from_row, status_to_row};
 
 /// The schema this binary writes, and the newest it can read.
-pub const SCHEMA_VERSION: u64 = 4;
+pub const SCHEMA_VERSION: u64 = 5;
 
 /// Decodes one row of `table` stored under `key`; an undecodable row is reported as corrupt,
 /// naming both.
@@ -390,10 +390,10 @@ impl NonceRow {
     }
 }
 
-/// A row of the `audit` table (shared by schemas 1 to 4).
+/// A row of the `audit` table in schemas 1 to 4, before the chain (read only by the migration).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct AuditRow {
+pub(super) struct AuditRowV4 {
     pub at: u64,
     pub device: Option<DeviceId>,
     pub action: AuditActionRow,
@@ -401,17 +401,7 @@ pub(super) struct AuditRow {
     pub reason: String,
 }
 
-impl AuditRow {
-    pub(super) fn from_domain(a: &AuditRecord) -> Self {
-        Self {
-            at: a.at,
-            device: a.device.clone(),
-            action: AuditActionRow::from_domain(a.action),
-            actor: ActorRow::from_domain(&a.actor),
-            reason: a.reason.clone(),
-        }
-    }
-
+impl AuditRowV4 {
     pub(super) fn into_domain(self) -> AuditRecord {
         AuditRecord {
             at: self.at,
@@ -421,6 +411,64 @@ impl AuditRow {
             reason: self.reason,
         }
     }
+}
+
+/// A row of the `audit` table (schema 5): the entry and its link in the hash chain
+/// (`vouch_protocol::audit`): `prev` is the previous entry's hash, `hash` this entry's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AuditRow {
+    pub at: u64,
+    pub device: Option<DeviceId>,
+    pub action: AuditActionRow,
+    pub actor: ActorRow,
+    pub reason: String,
+    pub prev: Sha256Digest,
+    pub hash: Sha256Digest,
+}
+
+impl AuditRow {
+    pub(super) fn from_domain(a: &AuditRecord, prev: Sha256Digest, hash: Sha256Digest) -> Self {
+        Self {
+            at: a.at,
+            device: a.device.clone(),
+            action: AuditActionRow::from_domain(a.action),
+            actor: ActorRow::from_domain(&a.actor),
+            reason: a.reason.clone(),
+            prev,
+            hash,
+        }
+    }
+
+    pub(super) fn into_domain(self) -> AuditRecord {
+        self.into_parts().0
+    }
+
+    /// The entry, its `prev` and its `hash`.
+    pub(super) fn into_parts(self) -> (AuditRecord, Sha256Digest, Sha256Digest) {
+        (
+            AuditRecord {
+                at: self.at,
+                device: self.device,
+                action: self.action.into_domain(),
+                actor: self.actor.into_domain(),
+                reason: self.reason,
+            },
+            self.prev,
+            self.hash,
+        )
+    }
+}
+
+/// The one row of the `audit_head` table (schema 5): the chain's last entry and the
+/// verifier's Ed25519 signature over it (`vouch_protocol::audit::Head::message`); `sig` is
+/// absent when the store was written without the verifier's key (tests, benchmarks).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AuditHeadRow {
+    pub seq: u64,
+    pub hash: Sha256Digest,
+    pub sig: Option<Bytes>,
 }
 
 /// Who caused a change (shared by schemas 1 to 4). Adding a variant is readable by this
