@@ -284,10 +284,24 @@ pub struct EnrolledView {
     pub ek_cert_problem: Option<String>,
 }
 
-/// Every error response: `{"error": "..."}` with a 4xx/5xx status.
+/// Every error response: `{"error": "...", "code": "..."}` with a 4xx/5xx status. `error` names
+/// what was wrong; `code` is a stable snake_case code (`unauthorized`, `forbidden`, `not_found`,
+/// `bad_request`, `conflict`, `payload_too_large`, `method_not_allowed`, `internal`, ...).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: String,
+    /// Absent in answers of a verifier that predates error codes.
+    #[serde(default)]
+    pub code: String,
+}
+
+impl ErrorBody {
+    pub fn new(code: &str, error: impl Into<String>) -> Self {
+        ErrorBody {
+            error: error.into(),
+            code: code.to_owned(),
+        }
+    }
 }
 
 /// `GET /v1/health`: 200 with `ok: true` only when everything the verifier needs is up; 503 with

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod http;
 pub mod metrics;
 pub mod mqtt;
+pub mod roles;
 pub mod server;
 pub mod store;
 pub mod webhook;

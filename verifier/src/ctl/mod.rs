@@ -218,14 +218,14 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Enroll { request_file } => {
             let bytes = vouch_common::fs::read_limited(request_file, 64 * 1024)?;
             let v: EnrolledView =
-                client()?.post_bytes("/v1/devices", "application/cbor", &bytes)?;
+                client()?.post_bytes("/api/devices", "application/cbor", &bytes)?;
             println!("{}", v.id);
             if let Some(p) = &v.ek_cert_problem {
                 eprintln!("vouchctl: warning: {}: {p}", v.id);
             }
         }
         Command::Devices { json } => {
-            let all = all_pages(&client()?, "/v1/devices", |p: DevicePage| {
+            let all = all_pages(&client()?, "/api/devices", |p: DevicePage| {
                 (p.devices, p.next)
             })?;
             if *json {
@@ -235,7 +235,7 @@ pub fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Device { id, json } => {
-            let d: DeviceView = client()?.get(&format!("/v1/devices/{}", seg(id)))?;
+            let d: DeviceView = client()?.get(&format!("/api/devices/{}", seg(id)))?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&d)?);
             } else {
@@ -244,7 +244,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Policy(PolicyCommand::Capture { id }) => {
             let v: PolicyView =
-                client()?.post_json(&format!("/v1/devices/{}/policy/capture", seg(id)), &())?;
+                client()?.post_json(&format!("/api/devices/{}/policy/capture", seg(id)), &())?;
             print!("{}", render::policy(&v));
         }
         Command::Policy(PolicyCommand::Set(args)) => {
@@ -252,8 +252,8 @@ pub fn run(cli: Cli) -> Result<()> {
             let value: serde_json::Value = serde_json::from_slice(&bytes)
                 .with_context(|| format!("{} is not JSON", args.file.display()))?;
             let path = match (&args.target.device, &args.target.model) {
-                (Some(d), _) => format!("/v1/policies/device/{}", seg(d)),
-                (None, Some(m)) => format!("/v1/policies/model/{}", seg(m)),
+                (Some(d), _) => format!("/api/policies/device/{}", seg(d)),
+                (None, Some(m)) => format!("/api/policies/model/{}", seg(m)),
                 (None, None) => bail!("pass --device ID or --model MODEL"),
             };
             let v: PolicyView = client()?.put_json(&path, &value)?;
@@ -261,8 +261,8 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Policy(PolicyCommand::Show(target)) => {
             let path = match (&target.device, &target.model) {
-                (Some(d), _) => format!("/v1/policies/device/{}", seg(d)),
-                (None, Some(m)) => format!("/v1/policies/model/{}", seg(m)),
+                (Some(d), _) => format!("/api/policies/device/{}", seg(d)),
+                (None, Some(m)) => format!("/api/policies/model/{}", seg(m)),
                 (None, None) => bail!("pass --device ID or --model MODEL"),
             };
             let v: serde_json::Value = client()?.get(&path)?;
@@ -273,7 +273,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 reason: reason.clone(),
             };
             let d: DeviceView =
-                client()?.post_json(&format!("/v1/devices/{}/quarantine", seg(id)), &body)?;
+                client()?.post_json(&format!("/api/devices/{}/quarantine", seg(id)), &body)?;
             println!("{} is {}", d.id, d.state);
         }
         Command::Release { id, reason } => {
@@ -281,7 +281,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 reason: reason.clone(),
             };
             let d: DeviceView =
-                client()?.post_json(&format!("/v1/devices/{}/release", seg(id)), &body)?;
+                client()?.post_json(&format!("/api/devices/{}/release", seg(id)), &body)?;
             println!(
                 "{} is {}; release recorded, waiting for its re-attestation",
                 d.id, d.state
@@ -295,7 +295,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Punches(args) => punches::export(&client()?, args)?,
         Command::ReviewPunches(args) => punches::review(&client()?, args)?,
         Command::Audit { json } => {
-            let all = all_pages(&client()?, "/v1/audit", |p: AuditPage| (p.entries, p.next))?;
+            let all = all_pages(&client()?, "/api/audit", |p: AuditPage| (p.entries, p.next))?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&all)?);
             } else {
@@ -303,7 +303,7 @@ pub fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Stats { json } => {
-            let s: StatsView = client()?.get("/v1/stats")?;
+            let s: StatsView = client()?.get("/api/stats")?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else {

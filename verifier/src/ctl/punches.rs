@@ -59,18 +59,18 @@ pub fn export(c: &Client, args: &PunchesArgs) -> Result<()> {
     let fetch = |cursor: Option<&PunchCursor>| -> Result<PunchPage> {
         let path = match (&args.id, cursor) {
             (Some(id), None) => format!(
-                "/v1/devices/{}/punches?since={}&limit={PAGE}",
+                "/api/devices/{}/punches?since={}&limit={PAGE}",
                 seg(id),
                 args.since.unwrap_or(0)
             ),
             (Some(id), Some(cur)) => format!(
-                "/v1/devices/{}/punches?since={}&limit={PAGE}",
+                "/api/devices/{}/punches?since={}&limit={PAGE}",
                 seg(id),
                 cur.seq
             ),
-            (None, None) => format!("/v1/punches?limit={PAGE}"),
+            (None, None) => format!("/api/punches?limit={PAGE}"),
             (None, Some(cur)) => format!(
-                "/v1/punches?after_device={}&after_seq={}&limit={PAGE}",
+                "/api/punches?after_device={}&after_seq={}&limit={PAGE}",
                 seg(&cur.device),
                 cur.seq
             ),
@@ -159,7 +159,7 @@ pub fn review(c: &Client, args: &ReviewArgs) -> Result<()> {
         through: args.through,
         reason: args.reason.clone(),
     };
-    let path = format!("/v1/devices/{}/punches/review", seg(&args.id));
+    let path = format!("/api/devices/{}/punches/review", seg(&args.id));
     let (v, total) = review_all(|| c.post_json(&path, &body))?;
     println!(
         "{}: {total} held records marked reviewed, {} held records still unreviewed",

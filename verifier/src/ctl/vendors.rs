@@ -118,7 +118,7 @@ pub fn vendor(c: &Client, cmd: &VendorCommand) -> Result<()> {
                 name: name.clone(),
                 key,
             };
-            let v: VendorChangeView = c.post_json("/v1/vendors", &body)?;
+            let v: VendorChangeView = c.post_json("/api/vendors", &body)?;
             println!(
                 "vendor {} {} (key fingerprint {})",
                 v.vendor.name,
@@ -131,7 +131,7 @@ pub fn vendor(c: &Client, cmd: &VendorCommand) -> Result<()> {
             );
         }
         VendorCommand::List { json } => {
-            let list: Vec<VendorView> = c.get("/v1/vendors")?;
+            let list: Vec<VendorView> = c.get("/api/vendors")?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
@@ -143,7 +143,7 @@ pub fn vendor(c: &Client, cmd: &VendorCommand) -> Result<()> {
                 reason: reason.clone().unwrap_or_default(),
             };
             let v: VendorChangeView =
-                c.post_json(&format!("/v1/vendors/{}/revoke", seg(name)), &body)?;
+                c.post_json(&format!("/api/vendors/{}/revoke", seg(name)), &body)?;
             let r = v.vendor.revoked.as_ref();
             println!(
                 "vendor {} {} at {}",
@@ -166,7 +166,7 @@ pub fn import(c: &Client, cmd: &ImportCommand) -> Result<()> {
             let mut refused = 0;
             for file in files {
                 let result = read_doc::<DeviceManifest>(file).and_then(|bytes| {
-                    c.post_bytes::<ManifestImportView>("/v1/manifests", "application/cbor", &bytes)
+                    c.post_bytes::<ManifestImportView>("/api/manifests", "application/cbor", &bytes)
                 });
                 match result {
                     Ok(v) => {
@@ -188,7 +188,7 @@ pub fn import(c: &Client, cmd: &ImportCommand) -> Result<()> {
         ImportCommand::Reference { bundle } => {
             let bytes = read_doc::<ReferenceBundle>(bundle)?;
             let v: ReferenceImportView =
-                c.post_bytes("/v1/references", "application/cbor", &bytes)?;
+                c.post_bytes("/api/references", "application/cbor", &bytes)?;
             let r = &v.reference;
             println!(
                 "reference values for {} firmware {} from vendor {} {} ({}, issued {})",
@@ -214,7 +214,7 @@ pub fn import(c: &Client, cmd: &ImportCommand) -> Result<()> {
 pub fn reference(c: &Client, cmd: &ReferenceCommand) -> Result<()> {
     match cmd {
         ReferenceCommand::List { json } => {
-            let list: Vec<ReferenceView> = c.get("/v1/references")?;
+            let list: Vec<ReferenceView> = c.get("/api/references")?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
@@ -229,7 +229,7 @@ pub fn reference(c: &Client, cmd: &ReferenceCommand) -> Result<()> {
             let body = ReasonBody {
                 reason: reason.clone(),
             };
-            let path = format!("/v1/references/{}/{}/revoke", seg(model), seg(version));
+            let path = format!("/api/references/{}/{}/revoke", seg(model), seg(version));
             let v: ReferenceRevokedView = c.post_json(&path, &body)?;
             let r = &v.reference;
             println!(
@@ -257,11 +257,11 @@ pub fn supply_chain(c: &Client, cmd: &SupplyChainCommand) -> Result<()> {
                 .with_context(|| format!("reading {}", file.display()))?;
             let value: serde_json::Value = serde_json::from_slice(&bytes)
                 .with_context(|| format!("{} is not JSON", file.display()))?;
-            let p: serde_json::Value = c.put_json("/v1/supply-chain", &value)?;
+            let p: serde_json::Value = c.put_json("/api/supply-chain", &value)?;
             println!("supply-chain policy set (mode {})", p["mode"]);
         }
         SupplyChainCommand::Show => {
-            let p: serde_json::Value = c.get("/v1/supply-chain")?;
+            let p: serde_json::Value = c.get("/api/supply-chain")?;
             println!("{}", serde_json::to_string_pretty(&p)?);
         }
     }
@@ -271,7 +271,7 @@ pub fn supply_chain(c: &Client, cmd: &SupplyChainCommand) -> Result<()> {
 /// `vouchctl measurements ID [--out FILE]`: the JSON of the device's last verified
 /// measurements, on stdout or into FILE.
 pub fn measurements(c: &Client, id: &str, out: Option<&Path>) -> Result<()> {
-    let m: serde_json::Value = c.get(&format!("/v1/devices/{}/measurements", seg(id)))?;
+    let m: serde_json::Value = c.get(&format!("/api/devices/{}/measurements", seg(id)))?;
     let text = format!("{}\n", serde_json::to_string_pretty(&m)?);
     match out {
         Some(path) => {
