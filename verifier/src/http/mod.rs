@@ -25,6 +25,7 @@ use vouch_protocol::device::Actor;
 use vouch_protocol::policy::{PolicyScope, ReferenceValues};
 
 mod auth;
+mod ear;
 mod metrics;
 pub mod routes;
 
@@ -58,7 +59,7 @@ fn api_routes() -> Router<AppState> {
     Router::new()
         .merge(core_routes())
         .route("/timeline", get(metrics::timeline))
-    // ear: .merge(ear::routes())
+        .merge(ear::routes())
     // obs: .merge(webhooks/timeline routes)
     // api m2: .merge(tokens::routes())
 }
