@@ -11,6 +11,7 @@ mod cose;
 pub mod credential;
 pub mod device;
 pub mod digest;
+pub mod ear;
 pub mod ekcert;
 pub mod enrollment;
 pub mod error;

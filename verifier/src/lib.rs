@@ -6,6 +6,7 @@ pub mod api;
 pub mod broker;
 pub mod config;
 pub mod ctl;
+pub mod ear;
 pub mod engine;
 pub mod http;
 pub mod metrics;

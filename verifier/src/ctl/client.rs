@@ -95,6 +95,24 @@ impl Client {
         decode(resp)
     }
 
+    /// A GET whose successful answer is text (an EAR JWT), not JSON.
+    pub fn get_text(&self, path: &str) -> Result<String> {
+        let mut resp = self
+            .agent
+            .get(self.url(path))
+            .header("Authorization", self.auth())
+            .call()
+            .map_err(|e| self.unreachable(e))?;
+        if !resp.status().is_success() {
+            return decode::<serde_json::Value>(resp).map(|_| String::new());
+        }
+        resp.body_mut()
+            .with_config()
+            .limit(MAX_RESPONSE)
+            .read_to_string()
+            .context("reading the verifier's response")
+    }
+
     fn unreachable(&self, e: ureq::Error) -> anyhow::Error {
         anyhow!("cannot reach the verifier API at {}: {e}", self.base)
     }

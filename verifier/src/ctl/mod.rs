@@ -3,6 +3,7 @@
 //! and exit non-zero (see `bin/vouchctl.rs`).
 
 pub mod client;
+mod ear;
 pub mod punches;
 mod render;
 mod tokens;
@@ -99,6 +100,9 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Print a device's latest attestation result as a signed EAR token (a JWT, one line) for
+    /// relying parties; `--json` prints its claims after checking the signature.
+    Ear(ear::EarArgs),
     /// Show the audit trail (enrollments, state changes, operator actions, policy changes).
     Audit {
         #[arg(long)]
@@ -298,6 +302,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Reference(cmd) => vendors::reference(&client()?, cmd)?,
         Command::SupplyChain(cmd) => vendors::supply_chain(&client()?, cmd)?,
         Command::Measurements { id, out } => vendors::measurements(&client()?, id, out.as_deref())?,
+        Command::Ear(args) => ear::run(&client()?, args)?,
         Command::Punches(args) => punches::export(&client()?, args)?,
         Command::ReviewPunches(args) => punches::review(&client()?, args)?,
         Command::Audit {

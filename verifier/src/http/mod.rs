@@ -25,6 +25,7 @@ use vouch_protocol::device::Actor;
 use vouch_protocol::policy::{PolicyScope, ReferenceValues};
 
 mod auth;
+mod ear;
 mod metrics;
 pub mod openapi;
 pub mod routes;
@@ -64,7 +65,7 @@ fn api_routes() -> Router<AppState> {
         .route("/timeline", get(metrics::timeline))
         .merge(tokens::routes())
         .route("/openapi.json", get(openapi::openapi))
-    // ear: .merge(ear::routes())
+        .merge(ear::routes())
     // obs: .merge(webhooks/timeline routes)
 }
 

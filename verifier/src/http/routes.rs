@@ -52,6 +52,18 @@ pub const ROUTES: &[RouteSpec] = &[
         "The verifier's public key (PEM)",
     ),
     r(
+        "GET",
+        "/jwks.json",
+        Public,
+        "The verifier's public key as a JWK set (verifies EAR tokens)",
+    ),
+    r(
+        "GET",
+        "/devices/{id}/ear",
+        Read,
+        "The device's latest attestation result as a signed EAR JWT",
+    ),
+    r(
         "POST",
         "/devices",
         Operate,
