@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use vouch_protocol::device::Actor;
 use vouch_protocol::policy::{PolicyScope, ReferenceValues};
 
+mod dashboard;
 mod metrics;
 
 use crate::api::{ErrorBody, HealthView, ReasonBody, ReviewBody, VendorTrustBody};
@@ -57,7 +58,13 @@ pub fn router(
         passwd,
     };
     let authed = Router::new()
-        .route("/v1/devices", post(enroll).get(devices))
+        .route("/v1/devices", post(enroll).get(dashboard::devices))
+        .route("/api/devices", get(dashboard::devices))
+        .route("/api/devices/{id}", get(device))
+        .route("/api/devices/{id}/quarantine", post(quarantine))
+        .route("/api/devices/{id}/release", post(release))
+        .route("/api/audit", get(audit))
+        .merge(dashboard::routes())
         .route("/v1/devices/{id}", get(device))
         .route("/v1/devices/{id}/quarantine", post(quarantine))
         .route("/v1/devices/{id}/release", post(release))
@@ -97,6 +104,7 @@ pub fn router(
     Router::new()
         .route("/v1/health", get(health))
         .route("/v1/verifier-key", get(verifier_key))
+        .merge(dashboard::public_routes())
         .merge(authed)
         .fallback(|| async {
             (
@@ -377,24 +385,6 @@ async fn set_supply_chain(State(s): State<AppState>, body: Bytes) -> Result<Resp
 async fn supply_chain(State(s): State<AppState>) -> Result<Response, ApiError> {
     let p = blocking(move || s.engine.supply_chain()).await?;
     Ok(Json(p).into_response())
-}
-
-#[derive(Deserialize)]
-struct PageQuery {
-    after: Option<String>,
-    limit: Option<usize>,
-}
-
-async fn devices(
-    State(s): State<AppState>,
-    Query(q): Query<PageQuery>,
-) -> Result<Response, ApiError> {
-    let page = blocking(move || {
-        s.engine
-            .devices(q.after.as_deref(), q.limit.unwrap_or(1000))
-    })
-    .await?;
-    Ok(Json(page).into_response())
 }
 
 async fn device(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
