@@ -343,6 +343,16 @@ impl Metrics {
             .set(i64::try_from(pending_on_device).unwrap_or(i64::MAX));
     }
 
+    /// Enrolled terminals by state (trusted, pending, unresponsive, quarantined), as the gauges
+    /// hold them: the dashboard's fleet counts, without a store scan.
+    pub fn terminal_counts(&self) -> [(&'static str, u64); 4] {
+        let mut out = [("", 0u64); 4];
+        for ((o, name), g) in out.iter_mut().zip(STATES).zip(&self.terminals) {
+            *o = (name, u64::try_from(g.get()).unwrap_or(0));
+        }
+        out
+    }
+
     /// The counting pass's slot of a state in [`Metrics::seed`]'s array.
     pub fn seed_slot(s: DeviceState) -> usize {
         state_index(s)

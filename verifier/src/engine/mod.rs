@@ -40,6 +40,7 @@ use vouch_protocol::wire::{self, Message};
 
 pub use expiry::{EXPIRY_BATCH, EXPIRY_PER_SWEEP, ExpirySweep};
 pub use inbound::{Job, Refusal};
+pub use operator::{DEVICE_SCAN_BUDGET, DeviceFilter};
 pub use punch_export::{MAX_PUNCH_PAGE, MAX_REVIEW};
 pub use punches::{Buffer, PunchJob, PunchWork};
 pub use stats::Stats;

@@ -16,6 +16,16 @@ use crate::api::{AuditPage, DevicePage, DeviceView, EnrolledView, PolicyView};
 use crate::mqtt::Outgoing;
 use crate::store::{DeviceRecord, PunchHead, Writer};
 
+/// Most device records one device-list request reads (`GET /api/devices?state=...`).
+pub const DEVICE_SCAN_BUDGET: usize = 5000;
+
+/// What the device list keeps: one state and/or an id prefix (`?state=` and `?q=`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceFilter {
+    pub state: Option<vouch_protocol::verdict::DeviceState>,
+    pub prefix: Option<String>,
+}
+
 /// An operator action that does not fit the device's state: a missing reason is a bad request,
 /// anything else a conflict with the current state.
 fn transition_error(id: &DeviceId, e: TransitionError) -> ApiError {
@@ -165,16 +175,76 @@ impl Engine {
     }
 
     pub fn devices(&self, after: Option<&str>, limit: usize) -> Result<DevicePage, ApiError> {
+        self.devices_matching(&DeviceFilter::default(), after, limit)
+    }
+
+    /// Up to `limit` devices after `after` that match `filter`, in id order. The scan is
+    /// bounded: it reads at most [`DEVICE_SCAN_BUDGET`] records, so a rare state among 100,000
+    /// terminals may come back as a short (even empty) page whose `next` continues the scan.
+    /// An id prefix starts the scan at the prefix and stops at the first id past it.
+    pub fn devices_matching(
+        &self,
+        filter: &DeviceFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<DevicePage, ApiError> {
+        let limit = limit.clamp(1, 1000);
         let r = self.store.read()?;
-        let (recs, next) = r.devices(after, limit.clamp(1, 1000))?;
-        let devices = recs
-            .iter()
-            .map(|rec| {
+        let prefix = filter.prefix.as_deref().filter(|p| !p.is_empty());
+        // Resume after the cursor, or start at the prefix itself (inclusive).
+        let mut cursor: Option<String> = after.map(str::to_owned);
+        let mut start_at_prefix = match (prefix, after) {
+            (Some(p), None) => Some(p.to_owned()),
+            (Some(p), Some(a)) if a < p => Some(p.to_owned()),
+            _ => None,
+        };
+        if start_at_prefix.is_some() {
+            cursor = None;
+        }
+        let mut devices = Vec::new();
+        let mut scanned = 0usize;
+        loop {
+            let chunk = (DEVICE_SCAN_BUDGET - scanned).min(256);
+            let (recs, next) = match start_at_prefix.take() {
+                Some(p) => r.devices_from(&p, chunk)?,
+                None => r.devices(cursor.as_deref(), chunk)?,
+            };
+            scanned += recs.len();
+            for (i, rec) in recs.iter().enumerate() {
+                let id = rec.id().as_str();
+                if prefix.is_some_and(|p| !id.starts_with(p)) {
+                    return Ok(DevicePage {
+                        devices,
+                        next: None,
+                    });
+                }
+                cursor = Some(id.to_owned());
+                if filter.state.is_some_and(|s| s != rec.status.state()) {
+                    continue;
+                }
                 let trust = self.trust_of(rec, |m, v| r.bundle(m, v))?;
-                Ok(self.view(rec, r.punch_head(rec.id()), trust))
-            })
-            .collect::<Result<_, ApiError>>()?;
-        Ok(DevicePage { devices, next })
+                devices.push(self.view(rec, r.punch_head(rec.id()), trust));
+                if devices.len() == limit {
+                    let more = next.is_some() || i + 1 < recs.len();
+                    return Ok(DevicePage {
+                        devices,
+                        next: if more { cursor } else { None },
+                    });
+                }
+            }
+            if next.is_none() {
+                return Ok(DevicePage {
+                    devices,
+                    next: None,
+                });
+            }
+            if scanned >= DEVICE_SCAN_BUDGET {
+                return Ok(DevicePage {
+                    devices,
+                    next: cursor,
+                });
+            }
+        }
     }
 
     pub fn quarantine(&self, id: &str, reason: &str, actor: Actor) -> Result<DeviceView, ApiError> {

@@ -25,6 +25,7 @@ use vouch_protocol::device::Actor;
 use vouch_protocol::policy::{PolicyScope, ReferenceValues};
 
 mod auth;
+mod dashboard;
 mod ear;
 mod metrics;
 pub mod openapi;
@@ -66,20 +67,22 @@ fn api_routes() -> Router<AppState> {
         .merge(tokens::routes())
         .route("/openapi.json", get(openapi::openapi))
         .merge(ear::routes())
+        .merge(dashboard::routes())
     // obs: .merge(webhooks/timeline routes)
 }
 
 /// Routes outside the prefix: `/metrics` (Read) and the dashboard (Public).
 fn unprefixed_routes() -> Router<AppState> {
-    Router::new().route("/metrics", get(metrics::metrics))
-    // dash: .merge(dashboard::routes())  ("/" and "/assets/{*file}")
+    Router::new()
+        .route("/metrics", get(metrics::metrics))
+        .merge(dashboard::public_routes())
 }
 
 fn core_routes() -> Router<AppState> {
     Router::new()
         .route("/health", get(health))
         .route("/verifier-key", get(verifier_key))
-        .route("/devices", post(enroll).get(devices))
+        .route("/devices", post(enroll).get(dashboard::devices))
         .route("/devices/{id}", get(device))
         .route("/devices/{id}/quarantine", post(quarantine))
         .route("/devices/{id}/release", post(release))
@@ -417,24 +420,6 @@ async fn set_supply_chain(
 async fn supply_chain(State(s): State<AppState>) -> Result<Response, ApiError> {
     let p = blocking(move || s.engine.supply_chain()).await?;
     Ok(Json(p).into_response())
-}
-
-#[derive(Deserialize)]
-struct PageQuery {
-    after: Option<String>,
-    limit: Option<usize>,
-}
-
-async fn devices(
-    State(s): State<AppState>,
-    Query(q): Query<PageQuery>,
-) -> Result<Response, ApiError> {
-    let page = blocking(move || {
-        s.engine
-            .devices(q.after.as_deref(), q.limit.unwrap_or(1000))
-    })
-    .await?;
-    Ok(Json(page).into_response())
 }
 
 async fn device(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {

@@ -53,6 +53,25 @@ pub const ROUTES: &[RouteSpec] = &[
     ),
     r(
         "GET",
+        "/",
+        Public,
+        "The dashboard (a login form until a token is given)",
+    ),
+    r(
+        "GET",
+        "/assets/{*file}",
+        Public,
+        "The dashboard's scripts, styles and strings",
+    ),
+    r(
+        "GET",
+        "/whoami",
+        Read,
+        "The token's name, role and permissions",
+    ),
+    r("GET", "/fleet", Read, "Terminal counts by state"),
+    r(
+        "GET",
         "/jwks.json",
         Public,
         "The verifier's public key as a JWK set (verifies EAR tokens)",

@@ -80,6 +80,26 @@ impl Reader {
         Ok((out, None))
     }
 
+    /// Up to `limit` devices with ids from `from` on (inclusive), in id order, and the cursor
+    /// for the next page (the device list's id-prefix search starts here).
+    pub fn devices_from(
+        &self,
+        from: &str,
+        limit: usize,
+    ) -> Result<(Vec<DeviceRecord>, Option<String>)> {
+        let t = self.tx.open_table(DEVICES)?;
+        let mut out = Vec::new();
+        for item in t.range::<&str>(from..)? {
+            let (k, v) = item?;
+            if out.len() == limit {
+                let next = out.last().map(|d: &DeviceRecord| d.id().to_string());
+                return Ok((out, next));
+            }
+            out.push(device_from(k.value(), v.value())?);
+        }
+        Ok((out, None))
+    }
+
     /// Up to `limit` audit entries after sequence number `after`, oldest first.
     pub fn audit(&self, after: Option<u64>, limit: usize) -> Result<AuditSlice> {
         let t = self.tx.open_table(AUDIT)?;
