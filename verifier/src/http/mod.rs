@@ -2,7 +2,7 @@
 //! values, run the engine call on the blocking pool (store writes fsync) and map errors to status
 //! codes. Every error body is `{"error": "...", "code": "..."}` naming what was wrong. The API is
 //! served under `/api/` and, for older scripts, the same router again under `/v1/`. Every route
-//! is a row of [`routes::ROUTES`]; [`auth::authorize`] checks each request against it (fail
+//! is a row of [`routes::ROUTES`]; `auth::authorize` checks each request against it (fail
 //! closed). Area files expose `pub(super) fn routes() -> Router<AppState>`. `/api/health` says ok only
 //! when the broker and the verifier's MQTT client are up and the store's last write committed
 //! (503 naming what is down otherwise); its `ready` says the verifier takes messages. The
