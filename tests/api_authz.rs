@@ -5,31 +5,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read, Write};
-use std::time::Duration;
 use vouch_e2e::procs::{BrokerKind, Verifier};
 use vouch_verifier::http::routes::{ROUTES, is_unprefixed};
 use vouch_verifier::roles::{Permission, Role};
-
-/// `METHOD path` with an empty body and an optional bearer token: status and body.
-fn call(v: &Verifier, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", v.http_port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(
-        s,
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n{auth}\r\n"
-    )
-    .unwrap();
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).unwrap();
-    let code = buf.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = buf
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap();
-    (code, body)
-}
 
 fn create(v: &Verifier, role: &str, name: &str) -> String {
     let out = v.ctl(&["token", "create", "--role", role, "--name", name]);
@@ -66,9 +44,9 @@ fn every_route_answers_each_principal_as_its_permission_says() {
     assert!(text.contains("\"op1\""), "{text}");
     let again = v.ctl(&["token", "create", "--role", "viewer", "--name", "v1"]);
     assert!(!again.status.success());
-    assert_eq!(call(&v, "GET", "/api/devices", Some(&revoked)).0, 200);
+    assert_eq!(v.http("GET", "/api/devices", Some(&revoked)).0, 200);
     assert!(v.ctl(&["token", "revoke", "gone"]).status.success());
-    let (code, body) = call(&v, "GET", "/api/devices", Some(&revoked));
+    let (code, body) = v.http("GET", "/api/devices", Some(&revoked));
     assert_eq!(code, 401, "{body}");
     assert!(body.contains("\"code\":\"unauthorized\""), "{body}");
 
@@ -104,7 +82,7 @@ fn every_route_answers_each_principal_as_its_permission_says() {
         for prefix in prefixes {
             let path = format!("{prefix}{concrete}");
             for (who, token, role) in &principals {
-                let (code, body) = call(&v, r.method, &path, *token);
+                let (code, body) = v.http(r.method, &path, *token);
                 let ok = match (r.permission, role) {
                     (Permission::Public, _) => code != 401 && code != 403,
                     (_, None) => code == 401,
@@ -140,10 +118,10 @@ fn every_route_answers_each_principal_as_its_permission_says() {
 fn errors_carry_a_code() {
     let dir = tempfile::tempdir().unwrap();
     let v = Verifier::start(dir.path(), BrokerKind::Mosquitto);
-    let (code, body) = call(&v, "GET", "/api/nope", None);
+    let (code, body) = v.http("GET", "/api/nope", None);
     assert_eq!(code, 404);
     assert!(body.contains("\"code\":\"not_found\""), "{body}");
-    let (code, body) = call(&v, "GET", "/api/openapi.json", None);
+    let (code, body) = v.http("GET", "/api/openapi.json", None);
     assert_eq!(code, 200, "{body}");
     let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
     for r in ROUTES.iter().filter(|r| !is_unprefixed(r.path)) {

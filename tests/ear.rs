@@ -6,45 +6,25 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use ear::{Algorithm, Ear, TrustTier};
-use std::io::{Read, Write};
-use std::time::Duration;
 use vouch_e2e::agent::Terminal;
 use vouch_e2e::procs::{BrokerKind, Verifier, swtpm};
 
 const PROFILE: &str = "tag:ietf.org,2026:rats/ear#04";
 
-fn get(v: &Verifier, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", v.http_port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{auth}\r\n").unwrap();
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).unwrap();
-    let code = buf.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = buf
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap();
-    (code, body)
-}
-
-fn admin(v: &Verifier) -> String {
-    std::fs::read_to_string(v.data.join("admin.token"))
-        .unwrap()
-        .trim()
-        .to_owned()
-}
-
 /// The one JWK of the verifier's public JWK set, as the bytes `Ear::from_jwt_jwk` takes.
 fn jwk(v: &Verifier) -> Vec<u8> {
-    let (code, body) = get(v, "/api/jwks.json", None);
+    let (code, body) = v.http("GET", "/api/jwks.json", None);
     assert_eq!(code, 200, "{body}");
     let set: serde_json::Value = serde_json::from_str(&body).unwrap();
     serde_json::to_vec(&set["keys"][0]).unwrap()
 }
 
 fn ear_of(v: &Verifier, id: &str) -> String {
-    let (code, body) = get(v, &format!("/api/devices/{id}/ear"), Some(&admin(v)));
+    let (code, body) = v.http(
+        "GET",
+        &format!("/api/devices/{id}/ear"),
+        Some(&v.admin_token()),
+    );
     assert_eq!(code, 200, "{body}");
     body.trim().to_owned()
 }
@@ -126,8 +106,8 @@ fn ear_tokens_verify_with_the_ear_crate_and_follow_quarantine() {
     assert!(Ear::from_jwt_jwk(&spliced, Algorithm::EdDSA, &key).is_err());
 
     // Authorization and errors.
-    assert_eq!(get(&v, "/api/devices/term-1/ear", None).0, 401);
-    let (code, body) = get(&v, "/api/devices/nobody/ear", Some(&admin(&v)));
+    assert_eq!(v.http("GET", "/api/devices/term-1/ear", None).0, 401);
+    let (code, body) = v.http("GET", "/api/devices/nobody/ear", Some(&v.admin_token()));
     assert_eq!(code, 404, "{body}");
     assert!(body.contains("not enrolled"), "{body}");
 }

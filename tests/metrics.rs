@@ -5,33 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::time::Duration;
 use vouch_e2e::agent::Terminal;
 use vouch_e2e::procs::{BrokerKind, Verifier, swtpm};
-
-/// `GET path` with an optional bearer token: status code and body.
-fn get(v: &Verifier, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", v.http_port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{auth}\r\n").unwrap();
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).unwrap();
-    let code = buf.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = buf
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap();
-    (code, body)
-}
-
-fn admin_token(v: &Verifier) -> String {
-    std::fs::read_to_string(v.data.join("admin.token"))
-        .unwrap()
-        .trim()
-        .to_owned()
-}
 
 /// Parses the exposition text into `series → value`, checking each family has HELP and TYPE
 /// before its samples and that every sample line is `name{labels} value`.
@@ -59,7 +34,7 @@ fn parse(text: &str) -> BTreeMap<String, f64> {
 }
 
 fn scrape(v: &Verifier) -> BTreeMap<String, f64> {
-    let (code, body) = get(v, "/metrics", Some(&admin_token(v)));
+    let (code, body) = v.http("GET", "/metrics", Some(&v.admin_token()));
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("# HELP vouch_attestations "), "{body}");
     parse(&body)
@@ -76,12 +51,20 @@ fn metrics_follow_attestations_and_quarantine_and_need_a_token() {
     let tpm = swtpm(dir.path());
     let v = Verifier::start(dir.path(), BrokerKind::Mosquitto);
 
-    let (code, _) = get(&v, "/metrics", None);
+    let (code, _) = v.http("GET", "/metrics", None);
     assert_eq!(code, 401, "/metrics without a token");
     let m = scrape(&v);
     assert_eq!(at(&m, "vouch_mqtt_connected"), 1.0);
     assert_eq!(at(&m, "vouch_store_ok"), 1.0);
     assert_eq!(at(&m, "vouch_broker_up"), 1.0);
+    assert_eq!(
+        at(
+            &m,
+            r#"vouch_http_requests_denied_total{code="unauthorized"}"#
+        ),
+        1.0,
+        "the refused scrape above is counted"
+    );
     assert_eq!(at(&m, r#"vouch_terminals{state="trusted"}"#), 0.0);
 
     let t = Terminal::new(dir.path(), "term-1", &tpm, &v, "firmware v1");
@@ -112,7 +95,7 @@ fn metrics_follow_attestations_and_quarantine_and_need_a_token() {
     assert_eq!(at(&m, r#"vouch_terminals{state="trusted"}"#), 0.0);
     assert_eq!(at(&m, r#"vouch_terminals{state="quarantined"}"#), 1.0);
 
-    let (code, body) = get(&v, "/api/timeline", Some(&admin_token(&v)));
+    let (code, body) = v.http("GET", "/api/timeline", Some(&v.admin_token()));
     assert_eq!(code, 200, "{body}");
     let tl: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(tl["bucket_secs"], 60);
@@ -126,7 +109,7 @@ fn metrics_follow_attestations_and_quarantine_and_need_a_token() {
     };
     assert_eq!(sum("quarantines"), 1, "{tl}");
     assert_eq!(sum("affirming"), 1, "{tl}");
-    let (code, _) = get(&v, "/api/timeline", None);
+    let (code, _) = v.http("GET", "/api/timeline", None);
     assert_eq!(code, 401, "/api/timeline without a token");
 }
 

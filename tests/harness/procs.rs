@@ -530,6 +530,36 @@ impl Verifier {
         self.data.join("verifier.pub")
     }
 
+    /// One raw HTTP/1.0 request to the API with an optional bearer token and an empty body:
+    /// the status code and the body.
+    pub fn http(&self, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.http_port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+        write!(
+            s,
+            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n{auth}\r\n"
+        )
+        .unwrap();
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).unwrap();
+        let code = buf.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let body = buf
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap();
+        (code, body)
+    }
+
+    /// The bootstrap admin token from the data directory.
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.data.join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
     /// Runs vouchctl against this verifier.
     pub fn ctl(&self, args: &[&str]) -> Output {
         Command::new(bin("vouchctl"))

@@ -50,6 +50,7 @@ pub(super) async fn authorize(State(s): State<AppState>, mut req: Request, next:
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     let Some(principal) = resolve(&s, presented).await else {
+        s.engine.metrics().denied("unauthorized");
         return refuse(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -71,6 +72,7 @@ pub(super) async fn authorize(State(s): State<AppState>, mut req: Request, next:
                 tracing::error!(%target, "could not audit a refused request");
             }
         }
+        s.engine.metrics().denied("forbidden");
         let msg = format!("{reason} (needed by {target})");
         return refuse(StatusCode::FORBIDDEN, "forbidden", msg);
     }
