@@ -18,6 +18,7 @@ use vouch_e2e::punch::{Ledger, Punch};
 use vouch_e2e::punch_fleet::{CATCH_UP, PunchFleet};
 use vouch_e2e::spy::Spy;
 use vouch_e2e::wait_for;
+use vouch_e2e::webhook_sink::{Sink, webhook_config};
 use vouch_protocol::ids::{DeviceId, Kind, Topic};
 use vouch_protocol::punch::{EmployeeId, PunchAck, PunchBatch, PunchInput};
 use vouch_protocol::reason::Reason;
@@ -38,14 +39,15 @@ fn as_terminal(v: &Verifier, t: &Terminal) -> Spy {
 /// A fleet whose terminal mirrored `MIRRORED` punches in batches of 50, with a spy that
 /// captured every batch the agent published; the agent is then stopped. Returns the fleet,
 /// the ledger and the captured batches.
-fn mirrored_then_stopped() -> (PunchFleet, Ledger, Vec<Vec<u8>>) {
-    let mut f = PunchFleet::start(
+fn mirrored_then_stopped(extra_config: &str) -> (PunchFleet, Ledger, Vec<Vec<u8>>) {
+    let mut f = PunchFleet::start_with(
         BrokerKind::Managed,
         "term-1",
         PunchFlags {
             batch: Some(50),
             ..PunchFlags::default()
         },
+        extra_config,
     );
     let spy = Spy::connect(f.v.mqtt_port, "capture");
     let punches_topic = topic(&f.t.id, Kind::Punches).to_string();
@@ -104,7 +106,7 @@ fn agent_still_mirrors(f: &mut PunchFleet, mut ledger: Ledger) -> Vec<Mirrored> 
 
 #[test]
 fn replayed_batch_is_idempotent_and_an_altered_record_is_a_fork() {
-    let (mut f, ledger, captured) = mirrored_then_stopped();
+    let (mut f, ledger, captured) = mirrored_then_stopped("");
     let id = f.t.id.clone();
     let device: DeviceId = id.parse().unwrap();
     let before = export(&f.v, &id, None);
@@ -200,7 +202,15 @@ fn replayed_batch_is_idempotent_and_an_altered_record_is_a_fork() {
 
 #[test]
 fn forged_batch_is_rejected_and_quarantines_the_device() {
-    let (mut f, ledger, _) = mirrored_then_stopped();
+    // The operator's alert sink hears of it as `tamper` (and as the quarantine it caused).
+    let secrets = tempfile::tempdir().unwrap();
+    let port = vouch_e2e::free_port();
+    let sink = Sink::start(port, vec![200]);
+    let (mut f, ledger, _) = mirrored_then_stopped(&webhook_config(
+        secrets.path(),
+        port,
+        &["tamper", "quarantine"],
+    ));
     let id = f.t.id.clone();
     let device: DeviceId = id.parse().unwrap();
     let before = export(&f.v, &id, None);
@@ -246,6 +256,16 @@ fn forged_batch_is_rejected_and_quarantines_the_device() {
         "the forged batch was stored"
     );
     drop(attacker);
+    let (_, tamper) = sink.wait_event("tamper");
+    assert_eq!(tamper["device"], id.as_str(), "{tamper}");
+    assert!(
+        tamper["reason_codes"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c == "punch_forged")),
+        "{tamper}"
+    );
+    let (_, quarantine) = sink.wait_event("quarantine");
+    assert_eq!(quarantine["device"], id.as_str(), "{quarantine}");
 
     let records = agent_still_mirrors(&mut f, ledger);
     assert!(

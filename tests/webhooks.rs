@@ -1,139 +1,22 @@
 //! Alert webhooks end to end (issue 10 §4, §6): a local HTTP sink checks every HMAC and counts
 //! deliveries per `X-Vouch-Delivery`. A quarantine raised while the sink is down survives a
 //! verifier stop (SIGTERM, and kill -9) in the durable outbox and arrives after the restart with
-//! a valid signature; a sink answering 500 is retried until it answers 200.
+//! a valid signature; a sink answering 500 is retried until it answers 200; a terminal whose
+//! buffer fills during a verifier outage raises one `buffer_pressure` alert. (The `tamper`
+//! alert is checked where a forged punch batch is sent: tests/punches_tamper.rs.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use vouch_e2e::agent::Terminal;
+use vouch_e2e::agent::{PunchFlags, Terminal};
 use vouch_e2e::procs::{BrokerKind, Verifier, swtpm};
+use vouch_e2e::punch::{Ledger, Punch};
+use vouch_e2e::punch_fleet::PunchFleet;
+use vouch_e2e::webhook_sink::{Received, Sink, webhook_config};
 use vouch_e2e::{free_port, wait_for};
 
-const SECRET: &str = "webhook-test-secret";
-
-/// One request the sink received.
-#[derive(Debug, Clone)]
-struct Received {
-    event: String,
-    delivery: String,
-    timestamp: String,
-    signature: String,
-    body: String,
-}
-
-/// `X-Vouch-Signature` as a receiver checks it.
-fn signature_ok(secret: &[u8], timestamp: &str, body: &[u8], signature: &str) -> bool {
-    let Some(hex_sig) = signature.strip_prefix("sha256=") else {
-        return false;
-    };
-    let Ok(sig) = hex::decode(hex_sig) else {
-        return false;
-    };
-    let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(secret).unwrap();
-    m.update(timestamp.as_bytes());
-    m.update(b".");
-    m.update(body);
-    m.verify_slice(&sig).is_ok()
-}
-
-impl Received {
-    fn valid(&self) -> bool {
-        signature_ok(
-            SECRET.as_bytes(),
-            &self.timestamp,
-            self.body.as_bytes(),
-            &self.signature,
-        )
-    }
-}
-
-/// A local HTTP sink on `port` answering with `statuses` in turn (the last one repeated).
-struct Sink {
-    got: Arc<Mutex<Vec<Received>>>,
-}
-
-impl Sink {
-    fn start(port: u16, statuses: Vec<u16>) -> Self {
-        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let g = got.clone();
-        std::thread::spawn(move || {
-            let mut n = 0usize;
-            for stream in listener.incoming() {
-                let Ok(mut s) = stream else { continue };
-                let Some(r) = read_request(&mut s) else {
-                    continue;
-                };
-                let status = statuses[n.min(statuses.len() - 1)];
-                n += 1;
-                g.lock().unwrap().push(r);
-                let _ = write!(
-                    s,
-                    "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                );
-            }
-        });
-        Self { got }
-    }
-
-    fn received(&self) -> Vec<Received> {
-        self.got.lock().unwrap().clone()
-    }
-}
-
-fn read_request(s: &mut std::net::TcpStream) -> Option<Received> {
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let mut r = BufReader::new(s.try_clone().ok()?);
-    let mut line = String::new();
-    r.read_line(&mut line).ok()?;
-    assert!(line.starts_with("POST "), "a webhook is a POST: {line}");
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h).ok()?;
-        let h = h.trim_end().to_owned();
-        if h.is_empty() {
-            break;
-        }
-        let (k, v) = h.split_once(':')?;
-        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
-    }
-    let header = |k: &str| {
-        headers
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
-    let len: usize = header("content-length").parse().ok()?;
-    let mut body = vec![0; len];
-    r.read_exact(&mut body).ok()?;
-    Some(Received {
-        event: header("x-vouch-event"),
-        delivery: header("x-vouch-delivery"),
-        timestamp: header("x-vouch-timestamp"),
-        signature: header("x-vouch-signature"),
-        body: String::from_utf8(body).ok()?,
-    })
-}
-
-fn webhook_config(dir: &Path, port: u16) -> String {
-    let secret = dir.join("webhook.secret");
-    std::fs::write(&secret, SECRET).unwrap();
-    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
-    format!(
-        "[[webhook]]\nurl = \"http://127.0.0.1:{port}/vouch\"\nsecret_file = \"{}\"\nevents = [\"quarantine\", \"release\"]\n",
-        secret.display()
-    )
-}
+/// The events the quarantine/release scenarios subscribe to.
+const OPERATOR_EVENTS: &[&str] = &["quarantine", "release"];
 
 fn quarantine(v: &Verifier) {
     let out = v.ctl(&["quarantine", "term-1", "--reason", "stolen"]);
@@ -182,7 +65,7 @@ fn alert_survives_restart(kill: bool) {
     let mut v = Verifier::start_with(
         dir.path(),
         BrokerKind::Mosquitto,
-        &webhook_config(dir.path(), port),
+        &webhook_config(dir.path(), port, OPERATOR_EVENTS),
     );
     let t = Terminal::new(dir.path(), "term-1", &tpm, &v, "firmware v1");
     t.enroll(&v, "T-100");
@@ -225,7 +108,7 @@ fn a_failed_delivery_is_retried_with_the_same_id() {
     let v = Verifier::start_with(
         dir.path(),
         BrokerKind::Mosquitto,
-        &webhook_config(dir.path(), port),
+        &webhook_config(dir.path(), port, OPERATOR_EVENTS),
     );
     let t = Terminal::new(dir.path(), "term-1", &tpm, &v, "firmware v1");
     t.enroll(&v, "T-100");
@@ -257,4 +140,67 @@ fn a_failed_delivery_is_retried_with_the_same_id() {
     assert_ne!(rel.delivery, r.delivery);
     let body: serde_json::Value = serde_json::from_str(&rel.body).unwrap();
     assert_eq!(body["reason"], "returned", "{body}");
+}
+
+/// A terminal that keeps taking punches while the verifier is down fills its buffer: the first
+/// batch after the restart says 85 of its 100 records are not mirrored, which crosses the
+/// pressure threshold (80 %) and raises one signed `buffer_pressure` alert naming the device;
+/// draining the buffer raises no second one (the alert fires on the crossing, not per batch).
+#[test]
+fn a_buffer_filling_during_a_verifier_outage_raises_one_buffer_pressure_alert() {
+    let secrets = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let sink = Sink::start(port, vec![200]);
+    let mut f = PunchFleet::start_with(
+        BrokerKind::Managed,
+        "term-1",
+        PunchFlags {
+            capacity: Some(100),
+            batch: Some(5),
+            ..PunchFlags::default()
+        },
+        &webhook_config(secrets.path(), port, &["buffer_pressure", "tamper"]),
+    );
+    let mut client = f.client();
+    let mut ledger = Ledger::default();
+    ledger.submit(&mut client, &Punch::range(0, 5), 5);
+    vouch_e2e::mirror::wait_mirrored(&f.v, &f.t, 5, Duration::from_secs(60));
+    assert!(
+        sink.received().is_empty(),
+        "5 of 100 is no pressure: {:?}",
+        sink.received()
+    );
+
+    f.v.stop();
+    // The agent confirms punches from its own durable buffer while the verifier is away.
+    ledger.submit(&mut client, &Punch::range(5, 95), 10);
+    f.v.start_again();
+    let (first, body) = sink.wait_event("buffer_pressure");
+    assert_eq!(body["device"], "term-1", "{body}");
+    let reason = body["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("of 100 punch records"), "{body}");
+    vouch_e2e::mirror::assert_mirror_matches_agent(
+        &f.v,
+        &f.t,
+        &ledger,
+        vouch_e2e::punch_fleet::CATCH_UP,
+    );
+    // Give a second (wrong) alert the chance to show.
+    std::thread::sleep(Duration::from_secs(3));
+    let alerts: Vec<Received> = sink
+        .received()
+        .into_iter()
+        .filter(|r| r.event == "buffer_pressure")
+        .collect();
+    assert!(
+        alerts
+            .iter()
+            .all(|r| r.delivery == first.delivery && r.valid()),
+        "{alerts:?}"
+    );
+    assert!(
+        sink.received().iter().all(|r| r.event != "tamper"),
+        "an outage is no tamper"
+    );
+    f.assert_no_tamper();
 }

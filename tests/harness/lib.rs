@@ -15,6 +15,7 @@ pub mod punch_fleet;
 pub mod raw;
 pub mod spy;
 pub mod tls;
+pub mod webhook_sink;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

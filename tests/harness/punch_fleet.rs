@@ -31,11 +31,16 @@ impl PunchFleet {
     /// A trusted terminal `id` whose daemon runs with `flags` (attestation every 30 s, so
     /// attestation traffic runs beside the punches).
     pub fn start(kind: BrokerKind, id: &str, flags: PunchFlags) -> Self {
+        Self::start_with(kind, id, flags, "")
+    }
+
+    /// [`PunchFleet::start`] with extra lines for the verifier's TOML config file.
+    pub fn start_with(kind: BrokerKind, id: &str, flags: PunchFlags, extra_config: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let tpm_dir = dir.path().join(format!("tpm-{id}"));
         fs::create_dir_all(&tpm_dir).unwrap();
         let tpm = swtpm(&tpm_dir);
-        let v = Verifier::start(dir.path(), kind);
+        let v = Verifier::start_with(dir.path(), kind, extra_config);
         let t = Terminal::new(dir.path(), id, &tpm, &v, "firmware v1");
         t.enroll(&v, "T-100");
         t.attest_expect(4);
