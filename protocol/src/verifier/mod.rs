@@ -3,6 +3,7 @@
 //! with the time and a nonce source, writes the [`Effects`] that come back in one transaction,
 //! and publishes their messages after the commit.
 
+mod compare;
 mod core;
 mod effects;
 mod expiry;
@@ -16,6 +17,9 @@ mod rejection;
 #[cfg(test)]
 mod tests;
 
+pub use compare::{
+    ComparedItem, Comparison, GoverningSource, ItemKind, ItemStatus, compare,
+};
 pub use self::core::{
     Governing, GoverningValues, Lookup, MAX_EVENTLOG, MAX_OUTSTANDING, NonceSource,
     NonceUnavailable, RevokedFirmware, Rules, VerifierCore, firmware_version, governing,
