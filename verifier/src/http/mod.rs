@@ -26,6 +26,7 @@ use vouch_protocol::policy::{PolicyScope, ReferenceValues};
 
 mod auth;
 mod dashboard;
+mod compare;
 mod ear;
 mod metrics;
 pub mod openapi;
@@ -67,6 +68,7 @@ fn api_routes() -> Router<AppState> {
         .merge(tokens::routes())
         .route("/openapi.json", get(openapi::openapi))
         .merge(ear::routes())
+        .merge(compare::routes())
         .merge(dashboard::routes())
     // obs: .merge(webhooks/timeline routes)
 }
