@@ -419,7 +419,10 @@ mod tests {
             ..LogMeasurements::default()
         });
         let mut rv = m.capture();
-        let c = compare(&m, Some(&governing(PolicyScope::Device("T1".into()), rv.clone())));
+        let c = compare(
+            &m,
+            Some(&governing(PolicyScope::Device("T1".into()), rv.clone())),
+        );
         assert_eq!(c.bad, 0);
         m.eventlog = Some(LogMeasurements {
             events: vec![ev(d(0x45))],

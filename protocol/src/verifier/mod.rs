@@ -17,14 +17,12 @@ mod rejection;
 #[cfg(test)]
 mod tests;
 
-pub use compare::{
-    ComparedItem, Comparison, GoverningSource, ItemKind, ItemStatus, compare,
-};
 pub use self::core::{
     Governing, GoverningValues, Lookup, MAX_EVENTLOG, MAX_OUTSTANDING, NonceSource,
     NonceUnavailable, RevokedFirmware, Rules, VerifierCore, firmware_version, governing,
     governing_with, verdict_expiry,
 };
+pub use compare::{ComparedItem, Comparison, GoverningSource, ItemKind, ItemStatus, compare};
 pub use effects::{Decision, Effects, ExpiryMove, NonceWrite, Outbound, VerdictDraft};
 pub use inbound::{ChallengeRequest, EvidenceInput, InFlight};
 pub use operator::{EnrollConflict, OperatorAction, OperatorError};

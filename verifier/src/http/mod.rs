@@ -25,8 +25,8 @@ use vouch_protocol::device::Actor;
 use vouch_protocol::policy::{PolicyScope, ReferenceValues};
 
 mod auth;
-mod dashboard;
 mod compare;
+mod dashboard;
 mod ear;
 mod metrics;
 pub mod openapi;
