@@ -179,7 +179,7 @@ fn compare_firmware(m: &Measurements, rv: &ReferenceValues, out: &mut Vec<Compar
             name: e.path.clone(),
             pcr,
             measured: e.sha256.map(|d| d.to_hex()),
-            reference: allowed.map(|s| hexes(s)).unwrap_or_default(),
+            reference: allowed.map(hexes).unwrap_or_default(),
             status,
         });
     }
@@ -224,7 +224,7 @@ fn compare_events(m: &Measurements, rv: &ReferenceValues, out: &mut Vec<Compared
             name: format!("PCR {} {} {}", e.pcr, e.kind.name(), e.subject),
             pcr: Some(e.pcr),
             measured: Some(e.digest.to_hex()),
-            reference: allowed.map(|s| hexes(s)).unwrap_or_default(),
+            reference: allowed.map(hexes).unwrap_or_default(),
             status,
         });
     }

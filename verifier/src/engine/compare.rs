@@ -1,7 +1,7 @@
 //! `GET /api/devices/{id}/comparison` through the engine: a device's last measurements beside
 //! the reference values that govern it now, in one read transaction. The lookup follows the
 //! appraisal's (`governing_with`, with the same vendor-revocation rule as the write path's
-//! [`super::governing`]); the comparison itself is pure (`vouch_protocol::verifier::compare`).
+//! `super::governing`); the comparison itself is pure (`vouch_protocol::verifier::compare`).
 
 use anyhow::Result;
 use vouch_protocol::policy::{PolicyScope, ReferenceValues};
