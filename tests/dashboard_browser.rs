@@ -288,6 +288,17 @@ fn operator_releases_a_quarantined_terminal_from_the_dashboard() {
     let v = Verifier::start(dir.path(), BrokerKind::Mosquitto);
     let t = Terminal::new(dir.path(), "term-1", &tpm, &v, "firmware v1");
     t.enroll(&v, "T-100");
+    // Nothing to compare before the first attestation: 404 saying so.
+    let (code, body) = v.http(
+        "GET",
+        "/api/devices/term-1/comparison",
+        Some(&v.admin_token()),
+    );
+    assert_eq!(code, 404, "{body}");
+    assert!(
+        body.contains("no verified measurements yet") && body.contains("\"code\":\"not_found\""),
+        "{body}"
+    );
     t.attest_expect(4);
     v.capture("term-1");
     t.attest_expect(0);
