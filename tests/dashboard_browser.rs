@@ -1,8 +1,11 @@
 //! The dashboard in a real browser (issue 10 §2): Debian's chromium driven through chromedriver
 //! by a minimal W3C WebDriver client over loopback HTTP, against the real verifier with a real
-//! agent on swtpm. Logs in, finds the quarantined terminal and its reason in the fleet table,
-//! releases it from its page (reason + confirmation), switches to zh-TW, and saves screenshots
-//! under target/test-artifacts/. A wrong token shows the login error. Fails when chromium or
+//! agent on swtpm whose PCR 4 is extended behind its back, so the appraisal quarantines it.
+//! Logs in, finds the quarantined terminal and its reason in the fleet table, sees PCR 4
+//! `differs` in its measured-vs-reference table; a viewer token (vouchctl) sees no actions and
+//! is refused 403 on a quarantine; an operator token releases it (reason + confirmation);
+//! switches to zh-TW; saves screenshots of the fleet, the comparison and the terminal page under
+//! target/test-artifacts/. A wrong token shows the login error. Fails when chromium or
 //! chromedriver is missing.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -250,6 +253,33 @@ fn start_chromedriver(dir: &Path) -> (Proc, u16) {
     (proc, port)
 }
 
+/// A role token made with vouchctl; its secret.
+fn token(v: &Verifier, role: &str, name: &str) -> String {
+    let out = v.ctl(&["token", "create", "--role", role, "--name", name]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// The comparison row for `name` on the terminal page: its status, waiting (10 s) for it.
+fn comparison_status(b: &Browser, name: &str) -> String {
+    let q = serde_json::to_string(&format!("#t-comparison tbody tr[data-name='{name}']")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = b.js(&format!(
+            "const e = document.querySelector({q}); return e ? e.dataset.status : ''"
+        ));
+        if s != "" {
+            return s.as_str().unwrap_or_default().to_owned();
+        }
+        assert!(Instant::now() < deadline, "no comparison row {name}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn operator_releases_a_quarantined_terminal_from_the_dashboard() {
     let dir = tempfile::tempdir().unwrap();
@@ -258,16 +288,27 @@ fn operator_releases_a_quarantined_terminal_from_the_dashboard() {
     let v = Verifier::start(dir.path(), BrokerKind::Mosquitto);
     let t = Terminal::new(dir.path(), "term-1", &tpm, &v, "firmware v1");
     t.enroll(&v, "T-100");
+    // Nothing to compare before the first attestation: 404 saying so.
+    let (code, body) = v.http(
+        "GET",
+        "/api/devices/term-1/comparison",
+        Some(&v.admin_token()),
+    );
+    assert_eq!(code, 404, "{body}");
+    assert!(
+        body.contains("no verified measurements yet") && body.contains("\"code\":\"not_found\""),
+        "{body}"
+    );
     t.attest_expect(4);
     v.capture("term-1");
     t.attest_expect(0);
-    let out = v.ctl(&["quarantine", "term-1", "--reason", "stolen from the lobby"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let admin = std::fs::read_to_string(v.data.join("admin.token")).unwrap();
+    // A boot PCR extended behind the agent's back: the appraisal fails on PCR 4 for real.
+    tpm.pcr_extend(4, &"ab".repeat(32)).unwrap();
+    let out = t.attest_expect(3);
+    assert!(out.contains("PCR 4 "), "{out}");
+    let admin = v.admin_token();
+    let viewer = token(&v, "viewer", "vera");
+    let operator = token(&v, "operator", "otto");
     let base = format!("http://127.0.0.1:{}", v.http_port);
 
     let profile = dir.path().join("chromium-profile");
@@ -290,13 +331,10 @@ fn operator_releases_a_quarantined_terminal_from_the_dashboard() {
         true
     );
 
-    // The operator flow (the admin token: role tokens come with the `api` part).
-    b.login(admin.trim());
+    // The admin sees the fleet: the quarantined terminal and its reason, naming the PCR.
+    b.login(&admin);
     b.wait("#fleet-view");
-    let row = b.wait_text(
-        "#fleet-table tbody tr[data-id='term-1']",
-        "stolen from the lobby",
-    );
+    let row = b.wait_text("#fleet-table tbody tr[data-id='term-1']", "PCR 4");
     assert!(row.contains("quarantined"), "{row}");
     b.wait_text("#counts", "1");
     b.wait("#chart svg polyline[data-series='quarantines']");
@@ -315,9 +353,71 @@ fn operator_releases_a_quarantined_terminal_from_the_dashboard() {
     b.wait("#fleet-table tbody tr[data-id='term-1']");
     b.screenshot(&artifacts().join("dashboard-fleet.png"));
 
-    // Its page: release with a reason and the confirmation step.
+    // Its page: measured vs reference names PCR 4 as differing, first and highlighted; the
+    // other captured PCRs match.
     b.click("#fleet-table tbody tr[data-id='term-1'] a");
-    b.wait_text("#t-reasons", "stolen from the lobby");
+    b.wait_text("#t-reasons", "PCR 4");
+    assert_eq!(comparison_status(&b, "PCR 4"), "differs");
+    assert_eq!(comparison_status(&b, "PCR 0"), "match");
+    assert_eq!(
+        b.js("return document.querySelector('#t-comparison tbody tr').dataset.name"),
+        "PCR 4",
+        "the differing row comes first"
+    );
+    assert_eq!(
+        b.js(
+            "return document.querySelector(\"#t-comparison tbody tr[data-name='PCR 4']\").className"
+        ),
+        "bad"
+    );
+    b.wait_text("#t-comparison-source", "device:term-1@");
+    b.screenshot(&artifacts().join("dashboard-comparison.png"));
+    b.click("#logout");
+    b.wait("#login-form");
+    // Back to the fleet's address, so the link below changes the hash again.
+    b.js("location.hash = '#/'");
+
+    // The viewer: the same page, no quarantine or release buttons, and the API refuses the
+    // viewer's quarantine with 403 `forbidden`.
+    b.login(&viewer);
+    b.wait("#fleet-view");
+    b.js("location.hash = '#/devices/term-1'");
+    b.wait_text("#t-reasons", "PCR 4");
+    assert_eq!(comparison_status(&b, "PCR 4"), "differs");
+    assert_eq!(
+        b.js("return document.getElementById('actions').hidden"),
+        true,
+        "a viewer sees no actions"
+    );
+    assert!(b.find("#release-btn").is_ok());
+    let shown = b.cmd(
+        "GET",
+        &format!("/element/{}/displayed", b.find("#release-btn").unwrap()),
+        None,
+    );
+    assert_eq!(
+        shown,
+        Ok(Value::Bool(false)),
+        "the release button is not shown"
+    );
+    let r = b.async_js(
+        "const done = arguments[0]; fetch('/api/devices/term-1/quarantine', {method: 'POST', \
+         headers: {'Authorization': 'Bearer ' + sessionStorage.getItem('vouch.token'), \
+         'Content-Type': 'application/json'}, body: JSON.stringify({reason: 'x'})}) \
+         .then(r => r.json().then(j => done([r.status, j.code])));",
+    );
+    assert_eq!(r, json!([403, "forbidden"]), "the viewer's quarantine");
+    b.click("#logout");
+    b.wait("#login-form");
+    b.js("location.hash = '#/'");
+
+    // The operator (an operator token, not admin) releases it: reason required, then the
+    // confirmation step.
+    b.login(&operator);
+    b.wait("#fleet-view");
+    b.wait_text("#who", "otto (operator)");
+    b.click("#fleet-table tbody tr[data-id='term-1'] a");
+    b.wait_text("#t-reasons", "PCR 4");
     b.click("#release-btn");
     b.wait_text("#action-error", "reason is required");
     b.type_into("#reason", "found and checked");
@@ -330,7 +430,7 @@ fn operator_releases_a_quarantined_terminal_from_the_dashboard() {
         let s = b.js(
             "const e = document.querySelector('#t-state .state'); return e ? e.dataset.state : ''",
         );
-        // The agent may re-attest at once after the release: trusted is the step after.
+        // No agent runs now: the release waits for the next attestation.
         if s == "release_pending" || s == "trusted" {
             break;
         }
@@ -342,11 +442,18 @@ fn operator_releases_a_quarantined_terminal_from_the_dashboard() {
         dev["release_pending"] == true || dev["state"] == "trusted",
         "{dev}"
     );
+    let audit = v.ctl_json(&["audit", "--json"]).to_string();
+    assert!(
+        audit.contains("found and checked") && audit.contains("otto"),
+        "the release is audited with the operator's name: {audit}"
+    );
 
     // zh-TW: a translated label, and the choice is remembered.
     b.js("const s = document.getElementById('lang'); s.value = 'zh-TW'; s.dispatchEvent(new Event('change'));");
     b.wait_text("label[for=reason]", "原因");
     b.wait_text("#release-btn", "釋放");
+    b.wait_text("#t-comparison thead", "參考值");
+    assert_eq!(comparison_status(&b, "PCR 4"), "differs");
     b.goto(&format!("{base}/"));
     b.wait_text("label[for=lang]", "語言");
 

@@ -1,5 +1,6 @@
 // vouch dashboard: login with a bearer token (sessionStorage), fleet table with filters and
-// paging, terminal page with quarantine/release, the timeline chart as SVG. No dependencies.
+// paging, terminal page with quarantine/release and measured vs reference (terminal.js), the
+// timeline chart as SVG. No dependencies.
 "use strict";
 (function () {
   const S = window.VOUCH_STRINGS;
@@ -152,14 +153,14 @@
     $("actions").hidden = !can("operate");
     $("quarantine-btn").hidden = d.state === "quarantined";
     $("release-btn").hidden = d.state !== "quarantined" || d.release_pending;
-    const tb = $("t-measurements").querySelector("tbody"); tb.textContent = "";
     try {
-      const m = await api("GET", "/api/devices/" + encodeURIComponent(id) + "/measurements");
-      Object.keys(m || {}).forEach((k) => {
-        const v = typeof m[k] === "string" ? m[k] : JSON.stringify(m[k]);
-        tb.append((() => { const tr = el("tr"); tr.append(el("td", k), el("td", v.length > 200 ? v.slice(0, 200) + "…" : v)); return tr; })());
-      });
-    } catch (e) { if (e.status !== 404) throw e; }
+      const c = await api("GET", "/api/devices/" + encodeURIComponent(id) + "/comparison");
+      $("t-comparison").hidden = false; $("t-comparison-none").hidden = true;
+      window.vouchTerminal.comparison($("t-comparison"), $("t-comparison-source"), c, t);
+    } catch (e) {
+      if (e.status !== 404) throw e;
+      $("t-comparison").hidden = true; $("t-comparison-none").hidden = false;
+    }
   }
   function ask(action) {
     if (!$("reason").value.trim()) { $("action-error").textContent = t("reason_required"); return; }

@@ -90,7 +90,7 @@ impl EventKind {
 }
 
 /// Variables judged by state rather than digest.
-fn judged_by_state(kind: EventKind, subject: &str) -> bool {
+pub(crate) fn judged_by_state(kind: EventKind, subject: &str) -> bool {
     kind == EventKind::SecureBootVariable && matches!(subject, "SecureBoot" | "dbx")
 }
 

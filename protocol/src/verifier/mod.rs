@@ -3,6 +3,7 @@
 //! with the time and a nonce source, writes the [`Effects`] that come back in one transaction,
 //! and publishes their messages after the commit.
 
+mod compare;
 mod core;
 mod effects;
 mod expiry;
@@ -21,6 +22,7 @@ pub use self::core::{
     NonceUnavailable, RevokedFirmware, Rules, VerifierCore, firmware_version, governing,
     governing_with, verdict_expiry,
 };
+pub use compare::{ComparedItem, Comparison, GoverningSource, ItemKind, ItemStatus, compare};
 pub use effects::{Decision, Effects, ExpiryMove, NonceWrite, Outbound, VerdictDraft};
 pub use inbound::{ChallengeRequest, EvidenceInput, InFlight};
 pub use operator::{EnrollConflict, OperatorAction, OperatorError};

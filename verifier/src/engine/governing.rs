@@ -20,7 +20,7 @@ use anyhow::Result;
 use vouch_protocol::ids::{DeviceId, Kind};
 use vouch_protocol::policy::{PolicyScope, ReferenceValues};
 use vouch_protocol::supply_chain::SupplyChainPolicy;
-use vouch_protocol::vendor::trust::BundleRecord;
+use vouch_protocol::vendor::trust::{BundleRecord, VendorRecord};
 use vouch_protocol::verifier::{ChallengeRequest, Governing, Lookup, governing_with};
 
 use super::{ApiError, Engine};
@@ -61,11 +61,8 @@ impl Lookup for StoreLookup<'_> {
         let Some(b) = self.w.bundle(model, version)? else {
             return Ok(None);
         };
-        let vendor_revoked = self
-            .w
-            .vendor(&b.vendor)?
-            .is_some_and(|v| v.revoked.is_some());
-        Ok((!vendor_revoked || b.revoked.is_some()).then_some(b))
+        let vendor = self.w.vendor(&b.vendor)?;
+        Ok(unless_vendor_revoked(b, vendor.as_ref()))
     }
 
     fn revoked_bundles(&mut self, model: &str) -> Result<Vec<BundleRecord>> {
@@ -82,8 +79,18 @@ impl Lookup for StoreLookup<'_> {
     }
 }
 
+/// `b`, unless the operator revoked its vendor (`vendor` as stored) and not the bundle itself:
+/// a revoked bundle still governs, so its revocation is reported.
+pub(super) fn unless_vendor_revoked(
+    b: BundleRecord,
+    vendor: Option<&VendorRecord>,
+) -> Option<BundleRecord> {
+    let vendor_revoked = vendor.is_some_and(|v| v.revoked.is_some());
+    (!vendor_revoked || b.revoked.is_some()).then_some(b)
+}
+
 /// The firmware version `rec`'s stored measurements reported.
-fn stored_version(rec: &DeviceRecord) -> Option<&str> {
+pub(super) fn stored_version(rec: &DeviceRecord) -> Option<&str> {
     rec.measurements
         .as_ref()
         .and_then(|m| m.firmware_version.as_deref())

@@ -12,6 +12,7 @@
 //! The clock and the nonce source are injected ([`EngineDeps`]): production uses the system
 //! clock and the OS RNG; tests drive nonce expiry, verdict expiry and rate limits with their own.
 
+mod compare;
 mod ear;
 mod expiry;
 mod governing;

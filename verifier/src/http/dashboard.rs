@@ -27,6 +27,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../../assets/app.js"),
     ),
     (
+        "terminal.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/terminal.js"),
+    ),
+    (
         "i18n.js",
         "text/javascript; charset=utf-8",
         include_str!("../../assets/i18n.js"),
@@ -182,7 +187,7 @@ mod tests {
 
     #[test]
     fn every_asset_the_page_loads_is_embedded() {
-        for name in ["app.js", "i18n.js", "app.css"] {
+        for name in ["app.js", "terminal.js", "i18n.js", "app.css"] {
             assert!(INDEX.contains(&format!("/assets/{name}")), "{name}");
             assert!(ASSETS.iter().any(|(n, _, _)| *n == name), "{name}");
         }

@@ -25,6 +25,7 @@ use vouch_protocol::device::Actor;
 use vouch_protocol::policy::{PolicyScope, ReferenceValues};
 
 mod auth;
+mod compare;
 mod dashboard;
 mod ear;
 mod metrics;
@@ -67,6 +68,7 @@ fn api_routes() -> Router<AppState> {
         .merge(tokens::routes())
         .route("/openapi.json", get(openapi::openapi))
         .merge(ear::routes())
+        .merge(compare::routes())
         .merge(dashboard::routes())
     // obs: .merge(webhooks/timeline routes)
 }

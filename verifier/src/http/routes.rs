@@ -91,6 +91,12 @@ pub const ROUTES: &[RouteSpec] = &[
     r("GET", "/devices", Read, "List devices, paged"),
     r("GET", "/devices/{id}", Read, "One device"),
     r(
+        "GET",
+        "/devices/{id}/comparison",
+        Read,
+        "A device's last measurements against the reference values governing it",
+    ),
+    r(
         "POST",
         "/devices/{id}/quarantine",
         Operate,
