@@ -45,6 +45,10 @@ pub struct RunArgs {
     /// Operator HTTP API address [default: 127.0.0.1:8080]
     #[arg(long)]
     pub http_listen: Option<SocketAddr>,
+    /// Allow --http-listen on a non-loopback address although the API is plain HTTP (bearer
+    /// tokens in clear text on the network). Without it such an address is refused at start.
+    #[arg(long)]
+    pub http_insecure_remote: bool,
     /// Flag a terminal (`vouchctl devices`, `"buffer_pressure"` in the device JSON) when its
     /// unacknowledged punches fill this percentage of its buffer or more [default: 80]
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=100))]
@@ -70,6 +74,8 @@ pub struct FileConfig {
     pub mqtt_listen: Option<SocketAddr>,
     pub mqtt_url: Option<String>,
     pub http_listen: Option<SocketAddr>,
+    /// Serve plain HTTP on a non-loopback `http_listen` (refused otherwise) [default: false].
+    pub http_insecure_remote: Option<bool>,
     /// Largest accepted MQTT payload in bytes [default: 1048576].
     pub max_payload: Option<usize>,
     /// Challenge lifetime in seconds [default: 60].
@@ -230,6 +236,14 @@ impl ServerConfig {
             Some(dir) => load_tpm_roots(dir)?,
             None => TrustAnchors::default(),
         };
+        let http_listen = args
+            .http_listen
+            .or(file.http_listen)
+            .unwrap_or_else(|| default_addr(DEFAULT_HTTP));
+        check_http_exposure(
+            http_listen,
+            args.http_insecure_remote || file.http_insecure_remote.unwrap_or(false),
+        )?;
         let workers = file
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
@@ -241,10 +255,7 @@ impl ServerConfig {
                 .or(file.data)
                 .unwrap_or_else(|| PathBuf::from("./vouch-data")),
             broker,
-            http_listen: args
-                .http_listen
-                .or(file.http_listen)
-                .unwrap_or_else(|| default_addr(DEFAULT_HTTP)),
+            http_listen,
             engine: EngineConfig {
                 max_payload,
                 nonce_ttl,
@@ -273,6 +284,28 @@ impl ServerConfig {
             },
         })
     }
+}
+
+/// The API carries bearer tokens and quarantine actions in plain HTTP, so it may listen on a
+/// non-loopback address only when the operator says so explicitly (then a warning is logged).
+fn check_http_exposure(listen: SocketAddr, insecure_remote: bool) -> Result<()> {
+    if listen.ip().is_loopback() {
+        return Ok(());
+    }
+    if !insecure_remote {
+        bail!(
+            "--http-listen {listen} is not a loopback address and the API is plain HTTP \
+             (bearer tokens would cross the network in clear text); listen on 127.0.0.1 \
+             (and reach it through an SSH tunnel or a TLS reverse proxy), or pass \
+             --http-insecure-remote (config: http_insecure_remote = true) to accept the risk"
+        );
+    }
+    tracing::warn!(
+        http_listen = %listen,
+        "INSECURE: the HTTP API is served without TLS on a non-loopback address \
+         (--http-insecure-remote); bearer tokens cross the network in clear text"
+    );
+    Ok(())
 }
 
 /// Most PEM files read from a roots directory.
@@ -464,6 +497,48 @@ mod tests {
         assert_eq!(c.engine.max_payload, 1 << 20);
         assert_eq!(c.engine.nonce_ttl, 60);
         assert_eq!(c.punch_pressure_percent, 80);
+    }
+
+    #[test]
+    fn non_loopback_http_listen_is_refused_without_insecure_remote() {
+        let args = RunArgs {
+            http_listen: Some("0.0.0.0:8080".parse().unwrap()),
+            ..RunArgs::default()
+        };
+        let err = ServerConfig::resolve(&args).unwrap_err().to_string();
+        assert!(err.contains("--http-insecure-remote"), "{err}");
+        assert!(err.contains("0.0.0.0:8080"), "{err}");
+        let args = RunArgs {
+            http_insecure_remote: true,
+            ..args
+        };
+        assert_eq!(
+            ServerConfig::resolve(&args)
+                .unwrap()
+                .http_listen
+                .to_string(),
+            "0.0.0.0:8080"
+        );
+        // The config-file key does the same; loopback (v4 and v6) needs neither.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.toml");
+        std::fs::write(
+            &path,
+            "http_listen = \"0.0.0.0:8080\"\nhttp_insecure_remote = true\n",
+        )
+        .unwrap();
+        let from_file = RunArgs {
+            config: Some(path),
+            ..RunArgs::default()
+        };
+        assert!(ServerConfig::resolve(&from_file).is_ok());
+        for lo in ["127.0.0.1:8080", "[::1]:8080"] {
+            let args = RunArgs {
+                http_listen: Some(lo.parse().unwrap()),
+                ..RunArgs::default()
+            };
+            assert!(ServerConfig::resolve(&args).is_ok(), "{lo}");
+        }
     }
 
     #[test]
