@@ -204,8 +204,7 @@ pub fn assert_mirror_matches_agent(
     ledger: &Ledger,
     timeout: Duration,
 ) -> (SocketStatus, Vec<Mirrored>) {
-    let mut client = PunchClient::wait_connect(&t.punch_socket());
-    let agent = client.status();
+    let agent = PunchClient::wait_connect(&t.punch_socket()).status();
     assert!(
         agent.last_seq >= ledger.last_seq(),
         "the agent's last seq {} is below a confirmed punch {}: a confirmed punch was lost",
@@ -241,7 +240,9 @@ pub fn assert_mirror_matches_agent(
         );
         assert_same_punch(p, &m.record);
     }
-    let after = client.status();
+    // A new connection: the one above may have idled past the agent's IDLE_TIMEOUT (60 s)
+    // while the mirror caught up, and the agent closes idle connections by design.
+    let after = PunchClient::wait_connect(&t.punch_socket()).status();
     assert_eq!(
         (after.last_seq, after.acked_seq, after.unacked),
         (agent.last_seq, agent.last_seq, 0),
